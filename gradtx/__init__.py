@@ -1,0 +1,92 @@
+"""gradtx: composable gradient transformations for JAX.
+
+A transformation is a pair of pure functions ``(init, update)``; small ones (momentum, averages,
+second-moment scaling, weight decay, clipping, learning rates) compose with :func:`chain` into
+SGD, RMSProp, Adam, AdamW, LAMB and the rest. Every numeric hyperparameter is a float or a
+schedule and lives in the state: read it with :func:`hyperparams`, change it with
+:func:`set_hyperparams`, without recompiling.
+"""
+
+from gradtx._aliases import adadelta as adadelta
+from gradtx._aliases import adagrad as adagrad
+from gradtx._aliases import adam as adam
+from gradtx._aliases import adamw as adamw
+from gradtx._aliases import lamb as lamb
+from gradtx._aliases import lars as lars
+from gradtx._aliases import rmsprop as rmsprop
+from gradtx._aliases import sgd as sgd
+from gradtx._base import EmptyState as EmptyState
+from gradtx._base import GradientTransformation as GradientTransformation
+from gradtx._base import apply_updates as apply_updates
+from gradtx._base import identity as identity
+from gradtx._base import set_to_zero as set_to_zero
+from gradtx._base import stateless as stateless
+from gradtx._clipping import clip as clip
+from gradtx._clipping import clip_by_global_norm as clip_by_global_norm
+from gradtx._clipping import clip_by_norm as clip_by_norm
+from gradtx._combine import chain as chain
+from gradtx._combine import masked as masked
+from gradtx._combine import named_chain as named_chain
+from gradtx._decay import add_decayed_weights as add_decayed_weights
+from gradtx._hyper import HyperState as HyperState
+from gradtx._hyper import Hyperparam as Hyperparam
+from gradtx._hyper import hyperparams as hyperparams
+from gradtx._hyper import set_hyperparams as set_hyperparams
+from gradtx._momentum import bias_correction as bias_correction
+from gradtx._momentum import ema as ema
+from gradtx._momentum import trace as trace
+from gradtx._scaling import scale_by_adadelta as scale_by_adadelta
+from gradtx._scaling import scale_by_adam as scale_by_adam
+from gradtx._scaling import scale_by_rms as scale_by_rms
+from gradtx._scaling import scale_by_rss as scale_by_rss
+from gradtx._scaling import scale_by_stddev as scale_by_stddev
+from gradtx._schedules import constant_schedule as constant_schedule
+from gradtx._schedules import cosine_decay_schedule as cosine_decay_schedule
+from gradtx._schedules import linear_schedule as linear_schedule
+from gradtx._step_size import scale as scale
+from gradtx._step_size import scale_by_learning_rate as scale_by_learning_rate
+from gradtx._step_size import scale_by_trust_ratio as scale_by_trust_ratio
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EmptyState",
+    "GradientTransformation",
+    "HyperState",
+    "Hyperparam",
+    "adadelta",
+    "adagrad",
+    "adam",
+    "adamw",
+    "add_decayed_weights",
+    "apply_updates",
+    "bias_correction",
+    "chain",
+    "clip",
+    "clip_by_global_norm",
+    "clip_by_norm",
+    "constant_schedule",
+    "cosine_decay_schedule",
+    "ema",
+    "hyperparams",
+    "identity",
+    "lamb",
+    "lars",
+    "linear_schedule",
+    "masked",
+    "named_chain",
+    "rmsprop",
+    "scale",
+    "scale_by_adadelta",
+    "scale_by_adam",
+    "scale_by_learning_rate",
+    "scale_by_rms",
+    "scale_by_rss",
+    "scale_by_stddev",
+    "scale_by_trust_ratio",
+    "set_hyperparams",
+    "set_to_zero",
+    "sgd",
+    "stateless",
+    "trace",
+]

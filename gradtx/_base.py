@@ -1,0 +1,121 @@
+"""The gradient-transformation pair and the transformations that do (almost) nothing."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
+
+import jax
+import jax.numpy as jnp
+
+from gradtx import _tree
+
+PyTree = Any
+Params = PyTree
+Updates = PyTree
+OptState = PyTree
+
+
+class InitFn(Protocol):
+    def __call__(self, params: Params) -> OptState: ...
+
+
+class UpdateFn(Protocol):
+    def __call__(
+        self, updates: Updates, state: OptState, params: Params | None = None, **extra: Any
+    ) -> tuple[Updates, OptState]: ...
+
+
+class GradientTransformation(NamedTuple):
+    """A pair of pure functions ``(init, update)``.
+
+    ``init(params) -> state`` builds the state for a tree of params;
+    ``update(updates, state, params=None, **extra) -> (updates, state)`` transforms a tree of
+    updates (at the head of a chain: the gradients) and returns the new state. Extra keyword
+    arguments (a loss value, say) are passed down a chain to every link that accepts them.
+
+    Being a NamedTuple with the same two fields as optax's, a gradtx transformation is accepted
+    as the ``tx`` of ``flax.training.train_state.TrainState`` and ``flax.nnx.Optimizer``.
+    """
+
+    init: InitFn
+    update: UpdateFn
+
+
+class EmptyState(NamedTuple):
+    """The state of a transformation that keeps none."""
+
+
+def accepts_extra_args(update: Callable[..., Any]) -> bool:
+    """Whether ``update`` takes ``**extra`` keyword arguments (optax's plain ones do not)."""
+    try:
+        parameters = inspect.signature(update).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
+def with_extra_args(tx: GradientTransformation) -> GradientTransformation:
+    """Returns ``tx`` whose ``update`` accepts (and drops, if it has no use for them) ``**extra``."""
+    if accepts_extra_args(tx.update):
+        return tx
+
+    def update(updates, state, params=None, **extra):
+        del extra
+        return tx.update(updates, state, params)
+
+    return GradientTransformation(tx.init, update)
+
+
+def _empty_init(params: Params) -> EmptyState:
+    del params
+    return EmptyState()
+
+
+def stateless(fn: Callable[[Updates, Params | None], Updates]) -> GradientTransformation:
+    """A transformation without state: ``update`` returns ``fn(updates, params)``.
+
+    Args:
+      fn: a function of the updates tree and the params (``None`` when not given).
+
+    Returns:
+      A :class:`GradientTransformation` whose state is :class:`EmptyState`.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> double = gradtx.stateless(lambda u, p: jax.tree.map(lambda x: 2 * x, u))
+      >>> double.update({"w": jnp.ones(2)}, double.init(None))[0]["w"]
+      Array([2., 2.], dtype=float32)
+    """
+
+    def update(updates, state, params=None, **extra):
+        del extra
+        return fn(updates, params), state
+
+    return GradientTransformation(_empty_init, update)
+
+
+def identity() -> GradientTransformation:
+    """Passes updates through unchanged."""
+    return stateless(lambda updates, params: updates)
+
+
+def set_to_zero() -> GradientTransformation:
+    """Replaces every update by zeros of the same shape and dtype (for frozen parameters)."""
+    return stateless(lambda updates, params: jax.tree.map(jnp.zeros_like, updates))
+
+
+def apply_updates(params: Params, updates: Updates) -> Params:
+    """Returns ``params + updates``, leaf by leaf, each result in its param's dtype.
+
+    The sum is formed in the wider of the two dtypes (so a bf16 param gets an f32 update added
+    at f32 precision) and then cast back to the param's dtype. ``None`` leaves stay ``None``.
+    """
+
+    def add(p, u):
+        p = jnp.asarray(p)
+        wide = jnp.promote_types(p.dtype, jnp.asarray(u).dtype)
+        return (p.astype(wide) + jnp.asarray(u).astype(wide)).astype(p.dtype)
+
+    return _tree.map(add, params, updates, owner="apply_updates", names=("params", "updates"))

@@ -1,0 +1,54 @@
+"""Weight decay: adding a multiple of the params to the updates."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from gradtx import _tree
+from gradtx._base import GradientTransformation, stateless
+from gradtx._combine import masked
+from gradtx._hyper import ScalarOrSchedule, Value, live, value_as
+
+
+def decay_leaf(g, p, weight_decay: Value):
+    dtype = jnp.result_type(g.dtype, p.dtype)
+    return g.astype(dtype) + value_as(weight_decay, dtype) * p.astype(dtype)
+
+
+def _add_decayed_weights(weight_decay: Value, mask=None) -> GradientTransformation:
+    def add(updates, params):
+        if params is None:
+            raise ValueError("add_decayed_weights: update needs params (the decay is λ·params)")
+        decay = lambda g, p: decay_leaf(g, p, weight_decay)  # noqa: E731
+        return _tree.map(decay, updates, params, owner="add_decayed_weights",
+                         names=("updates", "params"))
+
+    tx = stateless(add)
+    return tx if mask is None else masked(tx, mask)
+
+
+def add_decayed_weights(weight_decay: ScalarOrSchedule = 0.0, mask=None) -> GradientTransformation:
+    r"""Adds ``weight_decay * params`` to the updates.
+
+    .. math:: u \leftarrow u + \lambda \theta
+
+    Where it sits in a chain decides what it means:
+
+    * after the preconditioner, before the learning rate (AdamW):
+      ``chain(scale_by_adam(), add_decayed_weights(λ), scale_by_learning_rate(η))`` gives
+      :math:`\theta \leftarrow \theta - \eta(\hat m / (\sqrt{\hat v} + \epsilon) + \lambda\theta)`,
+      decoupled weight decay;
+    * before the preconditioner (Adam with L2):
+      ``chain(add_decayed_weights(λ), scale_by_adam(), scale_by_learning_rate(η))`` adds
+      :math:`\lambda\theta` to the gradient, the coupled L2 penalty, which Adam then rescales.
+
+    Args:
+      weight_decay: λ >= 0, a float or a schedule.
+      mask: optional tree of bools (or a function of the params giving one) selecting the
+        leaves to decay, e.g. no decay for biases and norm scales.
+
+    References:
+      Loshchilov and Hutter, *Decoupled Weight Decay Regularization*, 2017.
+    """
+    tx = live("add_decayed_weights", _add_decayed_weights, weight_decay=weight_decay)
+    return tx if mask is None else masked(tx, mask)

@@ -1,0 +1,381 @@
+"""Live hyperparameters: values and schedules kept in the state, read and changed without retracing.
+
+Every public factory hands its numeric hyperparameters to :func:`live`. They are validated there,
+on concrete Python values, and stored in the state as arrays, so that:
+
+* changing one (:func:`set_hyperparams`) changes data, not the trace: no recompilation;
+* a hyperparameter may follow a schedule (a function of the step count) with the same state
+  structure as a float, so checkpoints and jitted steps do not care which it is;
+* :func:`hyperparams` reads the values the next update will use, inside or outside ``jit``.
+
+The update math itself lives in private "build" functions that take the current values and
+return a plain :class:`GradientTransformation`; :func:`live` rebuilds it at trace time from the
+values in the state.
+
+Float32 exactness: an exponential average needs ``1 - decay``. optax computes it from the Python
+float in double precision and rounds once; a float32 array of ``0.9`` gives a ``1 - decay`` one
+float32 ulp away. Each value is therefore stored with its rounding residual (``value`` plus
+``residual`` is the exact Python float), and :func:`one_minus` uses both, which reproduces the
+once-rounded complement: gradtx's live hyperparameters give the same float32 numbers as
+constants baked into the trace.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradtx import _tree
+from gradtx._base import GradientTransformation, OptState, PyTree
+
+Schedule = Callable[[jax.Array], jax.typing.ArrayLike]
+ScalarOrSchedule = float | jax.Array | Schedule
+
+
+class Hyperparam(NamedTuple):
+    """One live hyperparameter in a state. All three fields have the same shape (``[]``)."""
+
+    value: jax.Array  # float32 (float64 with x64): the value the next update uses
+    residual: jax.Array  # same dtype: the exact value minus ``value`` (0 unless given a float)
+    manual: jax.Array  # bool: set by set_hyperparams; a schedule no longer overwrites ``value``
+
+
+class HyperState(NamedTuple):
+    """The state of a transformation with live hyperparameters."""
+
+    count: jax.Array  # int32 []: updates taken so far (schedules' step), saturating at int32 max
+    hyperparams: dict[str, Hyperparam]  # by argument name, e.g. {"learning_rate": ...}
+    inner_state: OptState  # the state of the transformation built from the values
+
+
+class Live(NamedTuple):
+    """A hyperparameter's current value as a build function receives it."""
+
+    value: jax.Array
+    residual: jax.Array
+
+
+Value = float | Live
+
+
+def value_as(h: Value, dtype: Any) -> jax.Array:
+    """The hyperparameter as a scalar of ``dtype`` (what a Python float would become)."""
+    if isinstance(h, Live):
+        return h.value.astype(dtype)
+    return jnp.asarray(h, dtype)
+
+
+def one_minus(h: Value, dtype: Any) -> jax.Array:
+    """``1 - h`` as a scalar of ``dtype``, rounded once from the exact value."""
+    if isinstance(h, Live):
+        return ((1 - h.value) - h.residual).astype(dtype)
+    return jnp.asarray(1 - h, dtype)
+
+
+# Validation by argument name: the same name means the same thing in every transformation, so
+# the factories and set_hyperparams share one table.
+_UNIT = ("in [0, 1)", lambda v: 0 <= v < 1)
+_NON_NEGATIVE = (">= 0", lambda v: v >= 0)
+_POSITIVE = ("> 0", lambda v: v > 0)
+_CONSTRAINTS = {
+    "learning_rate": _NON_NEGATIVE,
+    "b1": _UNIT,
+    "b2": _UNIT,
+    "decay": _UNIT,
+    "rho": _UNIT,
+    "momentum": _UNIT,
+    "eps": _NON_NEGATIVE,
+    "eps_root": _NON_NEGATIVE,
+    "weight_decay": _NON_NEGATIVE,
+    "min_norm": _NON_NEGATIVE,
+    "initial_scale": _NON_NEGATIVE,
+    "initial_accumulator_value": _NON_NEGATIVE,
+    "max_norm": _POSITIVE,
+    "max_delta": _POSITIVE,
+    "trust_coefficient": _POSITIVE,
+}
+
+
+def check_number(owner: str, name: str, value: float, where: str = "") -> None:
+    """Raises ValueError unless ``value`` is finite and meets ``name``'s constraint."""
+    if not math.isfinite(value):
+        raise ValueError(f"{owner}: {name} must be finite, got {value!r}{where}")
+    constraint = _CONSTRAINTS.get(name)
+    if constraint is not None and not constraint[1](value):
+        raise ValueError(f"{owner}: {name} must be {constraint[0]}, got {value!r}{where}")
+
+
+def check_flag(owner: str, name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{owner}: {name} must be a bool, got {value!r}")
+    return bool(value)
+
+
+def check_dtype(owner: str, name: str, value: Any) -> Any:
+    """A dtype argument (None for "same as the params") in canonical form."""
+    if value is None:
+        return None
+    try:
+        dtype = jnp.dtype(value)
+    except TypeError:
+        raise TypeError(f"{owner}: {name} must be a dtype or None, got {value!r}") from None
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        raise TypeError(f"{owner}: {name} must be a floating dtype, got {dtype}")
+    return jax.dtypes.canonicalize_dtype(dtype)
+
+
+def check_constant(owner: str, name: str, value: Any) -> float:
+    """A numeric argument used only when the state is built (not a live hyperparameter)."""
+    if not _is_real_number(value):
+        raise TypeError(f"{owner}: {name} must be a real number, got {value!r}")
+    check_number(owner, name, float(value))
+    return float(value)
+
+
+def scalar(h: Value) -> jax.Array:
+    """The hyperparameter as a scalar array in its stored (or the default float) dtype."""
+    return h.value if isinstance(h, Live) else jnp.asarray(h, jnp.asarray(0.0).dtype)
+
+
+def _is_real_number(x: Any) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def _concrete_float(owner: str, name: str, x: Any) -> float | None:
+    """``x`` as a Python float if it is a concrete real scalar; None if it is traced."""
+    if _is_real_number(x):
+        return float(x)
+    if isinstance(x, (np.ndarray, np.generic, jax.Array)):
+        if np.ndim(x) != 0:
+            raise ValueError(f"{owner}: {name} must be a scalar, got shape {np.shape(x)}")
+        if not (jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.integer)):
+            raise TypeError(f"{owner}: {name} must be a real number, got dtype {x.dtype}")
+        if isinstance(x, jax.core.Tracer):
+            return None
+        return float(x)
+    raise TypeError(
+        f"{owner}: {name} must be a float or a schedule (a function of the step count), "
+        f"got {type(x).__name__}"
+    )
+
+
+def check_hyperparam(owner: str, name: str, x: Any) -> Any:
+    """Validates a hyperparameter given to a factory; returns it (floats as Python floats)."""
+    if callable(x) and not isinstance(x, (jax.Array, np.ndarray)):
+        first = x(_tree.zero_count())
+        if np.ndim(first) != 0:
+            raise ValueError(
+                f"{owner}: the schedule for {name} must return a scalar, "
+                f"got shape {np.shape(first)} at step 0"
+            )
+        if not isinstance(first, jax.core.Tracer):
+            check_number(owner, name, float(first), " (the schedule's value at step 0)")
+        return x
+    concrete = _concrete_float(owner, name, x)
+    if concrete is None:
+        return x  # traced (a factory called under jit or vmap): checked by the caller's program
+    check_number(owner, name, concrete)
+    return concrete if _is_real_number(x) or isinstance(x, (np.ndarray, np.generic)) else x
+
+
+def _float_dtype() -> Any:
+    return jnp.asarray(0.0).dtype
+
+
+def _hyperparam(x: Any, dtype: Any) -> Hyperparam:
+    """A stored hyperparameter from a Python float (with residual) or an array (without)."""
+    if isinstance(x, float):
+        value = jnp.asarray(x, dtype)
+        residual = jnp.asarray(np.float64(x) - np.float64(np.asarray(x, dtype)), dtype)
+    else:
+        value = jnp.asarray(x).astype(dtype)
+        residual = jnp.zeros_like(value)
+    return Hyperparam(value, residual, jnp.zeros(value.shape, bool))
+
+
+def live(owner: str, build: Callable[..., GradientTransformation], /, **hyper: Any):
+    """A transformation whose numeric hyperparameters live in its state.
+
+    Args:
+      owner: the public name, used in error messages (``"adam"``).
+      build: ``build(**values) -> GradientTransformation``; each value is a :class:`Live` at run
+        time. It must build the same state structure whatever the values.
+      **hyper: each hyperparameter by name: a float, a scalar array, or a schedule. ``None``
+        means the argument is unused and it is passed on to ``build`` as ``None``.
+
+    Returns:
+      A :class:`GradientTransformation` with :class:`HyperState` state.
+    """
+    fixed = {k: v for k, v in hyper.items() if v is None}
+    given = {k: check_hyperparam(owner, k, v) for k, v in hyper.items() if v is not None}
+    schedules = {k: v for k, v in given.items() if callable(v)}
+    names = sorted(given)
+
+    def values(stored: Mapping[str, Hyperparam]) -> dict[str, Any]:
+        return {k: Live(h.value, h.residual) for k, h in stored.items()} | fixed
+
+    def init(params):
+        dtype = _float_dtype()
+        stored = {
+            k: _hyperparam(v(_tree.zero_count()) if k in schedules else v, dtype)
+            for k, v in given.items()
+        }
+        inner = build(**values(stored)).init(params)
+        return HyperState(count=_tree.zero_count(), hyperparams=stored, inner_state=inner)
+
+    def update(updates, state, params=None, **extra):
+        if not isinstance(state, HyperState) or sorted(state.hyperparams) != names:
+            found = sorted(state.hyperparams) if isinstance(state, HyperState) else type(state)
+            raise ValueError(
+                f"{owner}: the state was not made by this transformation's init "
+                f"(expected hyperparameters {names}, got {found})"
+            )
+        tx = build(**values(state.hyperparams))
+        updates, inner = tx.update(updates, state.inner_state, params, **extra)
+        count = _tree.saturating_increment(state.count)
+        stored = dict(state.hyperparams)
+        for k, schedule in schedules.items():
+            h = stored[k]
+            scheduled = jnp.asarray(schedule(count)).astype(h.value.dtype)
+            stored[k] = Hyperparam(
+                value=jnp.where(h.manual, h.value, scheduled),
+                residual=jnp.where(h.manual, h.residual, jnp.zeros_like(h.residual)),
+                manual=h.manual,
+            )
+        return updates, HyperState(count=count, hyperparams=stored, inner_state=inner)
+
+    return GradientTransformation(init, update)
+
+
+def _is_hyper_state(x: Any) -> bool:
+    return isinstance(x, HyperState)
+
+
+def _prefix(path: tuple[Any, ...]) -> str:
+    return "" if not path else _tree.path_str(path) + "/"
+
+
+def _map_hyper_states(state: PyTree, fn: Callable[[str, HyperState], HyperState], at: str = ""):
+    """Applies ``fn(prefix, hyper_state)`` to every HyperState in ``state``, nested ones first."""
+
+    def visit(path, node):
+        if not isinstance(node, HyperState):
+            return node
+        prefix = at + _prefix(path)
+        inner = _map_hyper_states(node.inner_state, fn, prefix)
+        return fn(prefix, node._replace(inner_state=inner))
+
+    return jax.tree_util.tree_map_with_path(visit, state, is_leaf=_is_hyper_state)
+
+
+def _catalogue(state: PyTree) -> dict[str, str]:
+    """Maps each hyperparameter's qualified name (path/name) to its plain name."""
+    found: dict[str, str] = {}
+
+    def collect(prefix, node):
+        for name in node.hyperparams:
+            found[prefix + name] = name
+        return node
+
+    _map_hyper_states(state, collect)
+    return found
+
+
+def _public_names(catalogue: dict[str, str]) -> dict[str, str]:
+    """Qualified name -> the key users see: the plain name where it is unique."""
+    counts: dict[str, int] = {}
+    for name in catalogue.values():
+        counts[name] = counts.get(name, 0) + 1
+    return {q: (n if counts[n] == 1 else q) for q, n in catalogue.items()}
+
+
+def hyperparams(state: PyTree) -> dict[str, jax.Array]:
+    """The current hyperparameters of an optimizer state, as a flat dict.
+
+    The values are those the next update will use (for a schedule: its value at the current
+    step count). Keys are the argument names (``"learning_rate"``, ``"b1"``, ...); where two
+    transformations of a chain share a name, their keys are qualified by the position in the
+    chain or the ``named_chain`` name (``"0/decay"``, ``"clip/max_norm"``). Works inside ``jit``.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> state = gradtx.adam(1e-3).init({"w": jnp.zeros(3)})
+      >>> float(gradtx.hyperparams(state)["learning_rate"])
+      0.0010000000474974513
+    """
+    public = _public_names(_catalogue(state))
+    out: dict[str, jax.Array] = {}
+
+    def collect(prefix, node):
+        for name, h in node.hyperparams.items():
+            out[public[prefix + name]] = h.value
+        return node
+
+    _map_hyper_states(state, collect)
+    return out
+
+
+def _new_value(name: str, x: Any, old: Hyperparam) -> Hyperparam:
+    owner = "set_hyperparams"
+    if callable(x) and not isinstance(x, (jax.Array, np.ndarray)):
+        raise TypeError(
+            f"{owner}: {name} must be a number or an array; a schedule is fixed when the "
+            f"optimizer is built"
+        )
+    concrete = _concrete_float(owner, name, x) if np.ndim(x) == 0 else None
+    if np.shape(x) != old.value.shape:
+        raise ValueError(
+            f"{owner}: {name} must have shape {old.value.shape}, got {np.shape(x)}"
+        )
+    if concrete is not None:
+        check_number(owner, name, concrete)
+    stored = _hyperparam(concrete if _is_real_number(x) else x, old.value.dtype)
+    return stored._replace(manual=jnp.ones(old.manual.shape, bool))
+
+
+def set_hyperparams(state: PyTree, **new_values: Any) -> PyTree:
+    """Returns ``state`` with hyperparameters replaced, used from the next update on.
+
+    Keys are as in :func:`hyperparams`. Values are numbers or scalar arrays (traced ones too, so
+    a ``vmap`` over learning rates works). A value set here also replaces a schedule: that
+    hyperparameter keeps the new value from then on. Nothing is recompiled.
+
+    Raises:
+      ValueError: for an unknown or ambiguous name, or a value out of the argument's range.
+      TypeError: for a value that is not a real number or array.
+    """
+    catalogue = _catalogue(state)
+    public = _public_names(catalogue)
+    by_key = {key: q for q, key in public.items()}
+    targets: dict[str, Any] = {}
+    for key, x in new_values.items():
+        if key in by_key:
+            targets[by_key[key]] = x
+        elif key in catalogue:
+            targets[key] = x
+        else:
+            shared = sorted(q for q, n in catalogue.items() if n == key)
+            if shared:
+                raise ValueError(
+                    f"set_hyperparams: {key!r} names several hyperparameters; use one of "
+                    f"{shared}"
+                )
+            raise ValueError(
+                f"set_hyperparams: no hyperparameter named {key!r}; this state has "
+                f"{sorted(by_key)}"
+            )
+
+    def replace(prefix, node):
+        stored = dict(node.hyperparams)
+        for name in stored:
+            if prefix + name in targets:
+                stored[name] = _new_value(name, targets[prefix + name], stored[name])
+        return node._replace(hyperparams=stored)
+
+    return _map_hyper_states(state, replace)

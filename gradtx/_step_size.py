@@ -1,0 +1,111 @@
+"""Step sizes: a constant factor, the learning rate, and the layer-wise trust ratio (LARS/LAMB)."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from gradtx import _tree
+from gradtx._base import GradientTransformation, identity, stateless
+from gradtx._hyper import ScalarOrSchedule, Value, check_flag, live, value_as
+
+
+def _scale(step_size: Value) -> GradientTransformation:
+    return stateless(
+        lambda updates, params: jax.tree.map(lambda g: value_as(step_size, g.dtype) * g, updates)
+    )
+
+
+def scale(step_size: ScalarOrSchedule) -> GradientTransformation:
+    """Multiplies the updates by ``step_size`` (a float or a schedule).
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.scale(0.5)
+      >>> g = {"w": jnp.ones(2)}
+      >>> tx.update(g, tx.init(g))[0]["w"]
+      Array([0.5, 0.5], dtype=float32)
+    """
+    return live("scale", _scale, step_size=step_size)
+
+
+def _scale_by_learning_rate(learning_rate: Value, *, flip_sign: bool = True):
+    if learning_rate is None:
+        return identity()
+    sign = -1 if flip_sign else 1
+    return stateless(
+        lambda updates, params: jax.tree.map(
+            lambda g: (sign * value_as(learning_rate, g.dtype)) * g, updates
+        )
+    )
+
+
+def scale_by_learning_rate(
+    learning_rate: ScalarOrSchedule | None, *, flip_sign: bool = True
+) -> GradientTransformation:
+    """Multiplies the updates by ``-learning_rate`` (gradient descent), or by ``+learning_rate``.
+
+    Args:
+      learning_rate: η >= 0, a float or a schedule; ``None`` means no scaling (as in optax).
+      flip_sign: multiply by ``-η`` (the default) rather than ``η``.
+    """
+    flip_sign = check_flag("scale_by_learning_rate", "flip_sign", flip_sign)
+    build = functools.partial(_scale_by_learning_rate, flip_sign=flip_sign)
+    return live("scale_by_learning_rate", build, learning_rate=learning_rate)
+
+
+def trust_ratio_leaf(g, p, min_norm: Value, trust_coefficient: Value, eps: Value):
+    """``g * c ||p|| / (||g|| + eps)``, norms floored at ``min_norm``; ratio 1 if a norm is 0."""
+    p_norm, g_norm = _tree.norm(p), _tree.norm(g)
+    dtype = p_norm.dtype
+    p_norm = jnp.maximum(p_norm, value_as(min_norm, dtype))
+    g_norm = jnp.maximum(g_norm, value_as(min_norm, dtype))
+    ratio = value_as(trust_coefficient, dtype) * p_norm / (g_norm + value_as(eps, dtype))
+    ratio = jnp.where((p_norm == 0) | (g_norm == 0), jnp.ones_like(ratio), ratio)
+    return g * ratio.astype(g.dtype)
+
+
+def _scale_by_trust_ratio(min_norm, trust_coefficient, eps):
+    def update(updates, state, params=None, **extra):
+        if params is None:
+            raise ValueError("scale_by_trust_ratio: update needs params (the trust ratio uses them)")
+        scale = functools.partial(
+            trust_ratio_leaf, min_norm=min_norm, trust_coefficient=trust_coefficient, eps=eps
+        )
+        owner, names = "scale_by_trust_ratio", ("updates", "params")
+        return _tree.map(scale, updates, params, owner=owner, names=names), state
+
+    return GradientTransformation(identity().init, update)
+
+
+def scale_by_trust_ratio(
+    min_norm: ScalarOrSchedule = 0.0,
+    trust_coefficient: ScalarOrSchedule = 1.0,
+    eps: ScalarOrSchedule = 0.0,
+) -> GradientTransformation:
+    r"""Scales each tensor's update by its trust ratio (LARS, LAMB).
+
+    .. math::
+      u_l \leftarrow u_l \cdot \frac{c \,\max(\|\theta_l\|, n_0)}{\max(\|u_l\|, n_0) + \epsilon}
+
+    per tensor *l*, with the ratio taken as 1 when either norm is 0 (a zero-initialised layer
+    still moves). Norms are taken in at least float32.
+
+    Args:
+      min_norm: :math:`n_0`, a floor for both norms.
+      trust_coefficient: *c* (LARS uses 0.001, LAMB 1).
+      eps: ε added to the update norm.
+
+    References:
+      You, Gitman and Ginsburg, *Large Batch Training of Convolutional Networks*, 2017;
+      You et al., *Large Batch Optimization for Deep Learning: Training BERT in 76 minutes*, 2019.
+    """
+    return live(
+        "scale_by_trust_ratio",
+        _scale_by_trust_ratio,
+        min_norm=min_norm,
+        trust_coefficient=trust_coefficient,
+        eps=eps,
+    )
