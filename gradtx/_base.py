@@ -114,8 +114,8 @@ def apply_updates(params: Params, updates: Updates) -> Params:
     """
 
     def add(p, u):
-        p = jnp.asarray(p)
-        wide = jnp.promote_types(p.dtype, jnp.asarray(u).dtype)
-        return (p.astype(wide) + jnp.asarray(u).astype(wide)).astype(p.dtype)
+        p, u = jnp.asarray(p), jnp.asarray(u)
+        wide = _tree.wider(p.dtype, u.dtype)
+        return (p.astype(wide) + u.astype(wide)).astype(p.dtype)
 
     return _tree.map(add, params, updates, owner="apply_updates", names=("params", "updates"))

@@ -11,7 +11,7 @@ from gradtx._hyper import ScalarOrSchedule, Value, live, value_as
 
 
 def decay_leaf(g, p, weight_decay: Value):
-    dtype = jnp.result_type(g.dtype, p.dtype)
+    dtype = _tree.wider(g.dtype, p.dtype)
     return g.astype(dtype) + value_as(weight_decay, dtype) * p.astype(dtype)
 
 

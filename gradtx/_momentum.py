@@ -17,7 +17,7 @@ from gradtx._hyper import (
     check_flag,
     live,
     one_minus,
-    scalar,
+    one_minus_power,
     value_as,
 )
 
@@ -25,24 +25,20 @@ from gradtx._hyper import (
 # ---- the math, for one array -------------------------------------------------------------
 
 
-def _wide(*xs: jax.Array) -> Any:
-    return jnp.result_type(*(x.dtype for x in xs))
-
-
 def ema_leaf(x: jax.Array, avg: jax.Array, decay: Value) -> jax.Array:
     """``(1 - decay) * x + decay * avg``, in the wider of the two dtypes."""
-    dtype = _wide(x, avg)
+    dtype = _tree.wider(x.dtype, avg.dtype)
     return one_minus(decay, dtype) * x.astype(dtype) + value_as(decay, dtype) * avg.astype(dtype)
 
 
 def debias_leaf(x: jax.Array, decay: Value, count: jax.Array) -> jax.Array:
-    """``x / (1 - decay**count)``; the power is taken in the hyperparameter's precision."""
-    return x / (1 - jax.lax.pow(scalar(decay), count)).astype(x.dtype)
+    """``x / (1 - decay**count)``, the divisor formed accurately in the hyperparameter's dtype."""
+    return x / one_minus_power(decay, count).astype(x.dtype)
 
 
 def trace_leaf(x: jax.Array, velocity: jax.Array, decay: Value) -> jax.Array:
     """``x + decay * velocity``, in the wider of the two dtypes."""
-    dtype = _wide(x, velocity)
+    dtype = _tree.wider(x.dtype, velocity.dtype)
     return x.astype(dtype) + value_as(decay, dtype) * velocity.astype(dtype)
 
 

@@ -33,7 +33,7 @@ def abs_sq(x: jax.Array) -> jax.Array:
 
 def root_scale(g: jax.Array, v: jax.Array, eps: Value, eps_in_sqrt: bool) -> jax.Array:
     """``g / sqrt(v + eps)`` or ``g / (sqrt(v) + eps)``."""
-    dtype = jnp.result_type(g.dtype, v.dtype)
+    dtype = _tree.wider(g.dtype, v.dtype)
     g, v, eps = g.astype(dtype), v.astype(dtype), value_as(eps, v.real.dtype)
     if eps_in_sqrt:
         return g * jax.lax.rsqrt(v + eps)
@@ -242,7 +242,7 @@ def scale_by_adadelta(rho: ScalarOrSchedule = 0.9, eps: ScalarOrSchedule = 1e-6)
 
 def adam_scale(m: jax.Array, v: jax.Array, eps: Value, eps_root: Value) -> jax.Array:
     """``m / (sqrt(v + eps_root) + eps)``."""
-    dtype = jnp.result_type(m.dtype, v.dtype)
+    dtype = _tree.wider(m.dtype, v.dtype)
     m, v = m.astype(dtype), v.astype(dtype)
     real = v.real.dtype
     return m / (jnp.sqrt(v + value_as(eps_root, real)) + value_as(eps, real))

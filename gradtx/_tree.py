@@ -110,9 +110,16 @@ def cast_like(tree: PyTree, like: PyTree) -> PyTree:
     return jax.tree.map(lambda x, old: x.astype(old.dtype), tree, like)
 
 
+def wider(*dtypes: Any) -> Any:
+    """The dtype two or more operands are computed in: JAX's standard promotion, made explicitly
+    (the library never relies on implicit promotion, so it runs under strict promotion too)."""
+    with jax.numpy_dtype_promotion("standard"):
+        return jnp.result_type(*(jnp.dtype(d) for d in dtypes))
+
+
 def accumulation_dtype(dtype: Any) -> Any:
     """Sums of squares are taken in at least float32 (bf16/f16 sums lose too much)."""
-    return jnp.promote_types(dtype, jnp.float32)
+    return wider(dtype, jnp.float32)
 
 
 def sum_of_squares(x: jax.Array) -> jax.Array:
@@ -131,7 +138,7 @@ def global_norm(tree: PyTree) -> jax.Array:
     squares = [sum_of_squares(x) for x in jax.tree.leaves(tree)]
     if not squares:
         return jnp.zeros([], jnp.float32)
-    wide = jnp.result_type(*squares)
+    wide = wider(*(s.dtype for s in squares))
     return jnp.sqrt(builtins.sum(s.astype(wide) for s in squares))
 
 
