@@ -1,0 +1,209 @@
+"""Live hyperparameters: reading, setting, schedules, no retracing, float32 exactness."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gradtx
+from gradtx import _hyper
+
+PARAMS = {"w": jnp.ones((3,)), "b": jnp.zeros(())}
+GRADS = {"w": jnp.ones((3,)), "b": jnp.ones(())}
+
+ALIAS_KEYS = {
+    "sgd": (gradtx.sgd(0.1, momentum=0.9), {"learning_rate", "momentum"}),
+    "adagrad": (gradtx.adagrad(0.1), {"learning_rate", "eps"}),
+    "adadelta": (gradtx.adadelta(), {"learning_rate", "rho", "eps", "weight_decay"}),
+    "rmsprop": (gradtx.rmsprop(0.1, momentum=0.9), {"learning_rate", "decay", "eps", "momentum"}),
+    "adam": (gradtx.adam(0.1), {"learning_rate", "b1", "b2", "eps", "eps_root"}),
+    "adamw": (gradtx.adamw(0.1), {"learning_rate", "b1", "b2", "eps", "eps_root", "weight_decay"}),
+    "lamb": (gradtx.lamb(0.1), {"learning_rate", "b1", "b2", "eps", "eps_root", "weight_decay"}),
+    "lars": (gradtx.lars(0.1),
+             {"learning_rate", "weight_decay", "trust_coefficient", "eps", "momentum"}),
+}
+
+
+@pytest.mark.parametrize("name", ALIAS_KEYS)
+def test_aliases_expose_their_arguments(name):
+    tx, keys = ALIAS_KEYS[name]
+    values = gradtx.hyperparams(tx.init(PARAMS))
+    assert set(values) == keys
+    assert float(values["learning_rate"]) == pytest.approx(1.0 if name == "adadelta" else 0.1)
+
+
+def test_set_hyperparams_changes_the_next_step():
+    tx = gradtx.sgd(0.1)
+    state = tx.init(PARAMS)
+    updates, state = tx.update(GRADS, state)
+    assert np.allclose(updates["w"], -0.1)
+    state = gradtx.set_hyperparams(state, learning_rate=0.5)
+    assert float(gradtx.hyperparams(state)["learning_rate"]) == 0.5
+    updates, state = tx.update(GRADS, state)
+    assert np.allclose(updates["w"], -0.5)
+
+
+def _counting_step(tx):
+    traces = []
+
+    @jax.jit
+    def step(params, state):
+        traces.append(1)
+        updates, state = tx.update(GRADS, state, params)
+        return gradtx.apply_updates(params, updates), state
+
+    return step, traces
+
+
+@pytest.mark.parametrize("name", ALIAS_KEYS)
+def test_no_retrace_on_second_step_or_new_values(name):
+    tx, _ = ALIAS_KEYS[name]
+    step, traces = _counting_step(tx)
+    params, state = step(PARAMS, tx.init(PARAMS))
+    params, state = step(params, state)
+    state = gradtx.set_hyperparams(state, learning_rate=0.05)
+    params, state = step(params, state)
+    assert len(traces) == 1
+
+
+def test_scheduled_hyperparameters_never_retrace():
+    schedule = gradtx.cosine_decay_schedule(0.1, 10)
+    tx = gradtx.sgd(schedule, momentum=gradtx.linear_schedule(0.5, 0.9, 10))
+    step, traces = _counting_step(tx)
+    params, state = PARAMS, tx.init(PARAMS)
+    for _ in range(5):
+        params, state = step(params, state)
+    assert len(traces) == 1
+
+
+def test_schedule_drives_each_step():
+    schedule = gradtx.linear_schedule(1.0, 0.0, 10)
+    tx = gradtx.sgd(schedule)
+    state = tx.init(PARAMS)
+    for t in range(12):
+        assert float(gradtx.hyperparams(state)["learning_rate"]) == pytest.approx(
+            float(schedule(t))
+        )
+        updates, state = tx.update(GRADS, state)
+        assert np.allclose(updates["w"], -float(schedule(t)))
+
+
+def test_set_hyperparams_overrides_a_schedule_for_good():
+    tx = gradtx.sgd(gradtx.linear_schedule(1.0, 0.0, 10))
+    state = gradtx.set_hyperparams(tx.init(PARAMS), learning_rate=0.25)
+    for _ in range(3):
+        updates, state = tx.update(GRADS, state)
+        assert np.allclose(updates["w"], -0.25)
+
+
+def test_state_structure_is_the_same_for_float_and_schedule():
+    constant = gradtx.adamw(1e-3, b1=0.9, weight_decay=1e-2).init(PARAMS)
+    scheduled = gradtx.adamw(
+        gradtx.cosine_decay_schedule(1e-3, 100),
+        b1=gradtx.constant_schedule(0.9),
+        weight_decay=gradtx.linear_schedule(0.0, 1e-2, 10),
+    ).init(PARAMS)
+    assert jax.tree.structure(constant) == jax.tree.structure(scheduled)
+    assert jax.tree.map(jnp.shape, constant) == jax.tree.map(jnp.shape, scheduled)
+
+
+def test_shared_names_are_qualified_by_position_or_name():
+    state = gradtx.chain(gradtx.trace(0.9), gradtx.trace(0.5)).init(PARAMS)
+    assert set(gradtx.hyperparams(state)) == {"0/decay", "1/decay"}
+    with pytest.raises(ValueError, match="several hyperparameters"):
+        gradtx.set_hyperparams(state, decay=0.1)
+    state = gradtx.set_hyperparams(state, **{"1/decay": 0.25})
+    assert float(gradtx.hyperparams(state)["1/decay"]) == 0.25
+    assert float(gradtx.hyperparams(state)["0/decay"]) == pytest.approx(0.9)
+
+    named = gradtx.named_chain(("fast", gradtx.ema(0.5)), ("slow", gradtx.ema(0.99)))
+    assert set(gradtx.hyperparams(named.init(PARAMS))) == {"fast/decay", "slow/decay"}
+
+
+def test_unique_names_stay_plain_in_a_chain():
+    tx = gradtx.chain(gradtx.clip_by_global_norm(1.0), gradtx.adam(1e-3))
+    values = gradtx.hyperparams(tx.init(PARAMS))
+    assert {"max_norm", "learning_rate", "b1"} <= set(values)
+
+
+def test_hyperparams_inside_jit():
+    tx = gradtx.adam(gradtx.linear_schedule(0.0, 1.0, 4))
+
+    @jax.jit
+    def step(state):
+        _, state = tx.update(GRADS, state, PARAMS)
+        return state, gradtx.hyperparams(state)["learning_rate"]
+
+    state = tx.init(PARAMS)
+    for t in range(1, 4):
+        state, lr = step(state)
+        assert float(lr) == pytest.approx(t / 4)
+
+
+def test_vmapped_learning_rate_sweep_in_one_program():
+    tx = gradtx.adam(1e-3)
+    rates = jnp.array([1e-3, 1e-2, 1e-1])
+
+    def train(learning_rate):
+        state = gradtx.set_hyperparams(tx.init(PARAMS), learning_rate=learning_rate)
+        params = PARAMS
+        for _ in range(5):
+            grads = jax.tree.map(lambda p: 2 * p - 1, params)
+            updates, state = tx.update(grads, state, params)
+            params = gradtx.apply_updates(params, updates)
+        return params
+
+    swept = jax.jit(jax.vmap(train))(rates)
+    for i, rate in enumerate([1e-3, 1e-2, 1e-1]):
+        single = train(jnp.float32(rate))
+        np.testing.assert_allclose(swept["w"][i], single["w"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("beta", [0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9999, 0.5, 0.1, 0.0])
+def test_live_complement_is_rounded_once(beta):
+    """1 - beta from the live value equals float32(1 - beta) formed in double precision."""
+    stored = _hyper._hyperparam(beta, jnp.float32)
+    live = _hyper.Live(stored.value, stored.residual)
+    assert _hyper.one_minus(live, jnp.float32) == np.float32(1 - beta)
+    # value + residual carries beta to double precision, which float32 alone cannot.
+    assert float(stored.value) + float(stored.residual) == pytest.approx(beta, abs=1e-15)
+
+
+def test_live_ema_step_is_bitwise_the_constant_formula():
+    tx = gradtx.ema(0.9, debias=False)
+    x = {"w": jnp.linspace(-3, 3, 101)}
+    out, state = tx.update(x, tx.init(x))
+    expected = np.float32(1 - 0.9) * np.asarray(x["w"])  # optax's baked-in constant
+    np.testing.assert_array_equal(np.asarray(out["w"]), expected)
+    state = gradtx.set_hyperparams(state, decay=0.95)
+    zero = {"w": jnp.zeros(101)}
+    out, _ = tx.update(zero, state)
+    np.testing.assert_array_equal(np.asarray(out["w"]), np.float32(0.95) * expected)
+
+
+@pytest.mark.parametrize("beta", [0.9, 0.999, 0.9999])
+@pytest.mark.parametrize("t", [1, 2, 10, 1000, 100000])
+def test_bias_correction_divisor_is_accurate_in_float32(beta, t):
+    stored = _hyper._hyperparam(beta, jnp.float32)
+    live = _hyper.Live(stored.value, stored.residual)
+    got = float(_hyper.one_minus_power(live, jnp.asarray(t, jnp.int32)))
+    assert got == pytest.approx(1 - beta**t, rel=4e-7)
+
+
+def test_step_counter_saturates():
+    tx = gradtx.sgd(gradtx.linear_schedule(1.0, 0.5, 10))
+    state = tx.init(PARAMS)
+    top = np.iinfo(np.int32).max
+    state = state._replace(count=jnp.asarray(top - 1, jnp.int32))
+    for _ in range(3):
+        _, state = tx.update(GRADS, state)
+    assert int(state.count) == top
+    adam = gradtx.adam(0.1)
+    state = adam.init(PARAMS)
+    state = jax.tree.map(
+        lambda x: jnp.full_like(x, top - 1) if x.dtype == jnp.int32 else x, state
+    )
+    updates, state = adam.update(GRADS, state)
+    updates, state = adam.update(GRADS, state)
+    assert all(bool(jnp.isfinite(u).all()) for u in jax.tree.leaves(updates))
+    assert all(int(c) == top for c in jax.tree.leaves(state) if c.dtype == jnp.int32)
