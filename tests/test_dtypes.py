@@ -1,0 +1,67 @@
+"""dtypes: params keep theirs, states keep theirs, so steps run inside lax.scan and lax.cond."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gradtx
+from tests import helpers
+
+DTYPES = [jnp.bfloat16, jnp.float16, jnp.float32, jnp.float64]
+
+
+def _signature(tree):
+    return jax.tree.map(lambda x: (jnp.shape(x), jnp.result_type(x)), tree)
+
+
+@pytest.fixture(params=DTYPES, ids=lambda d: jnp.dtype(d).name)
+def dtype(request):
+    if request.param == jnp.float64:
+        request.getfixturevalue("x64")
+    return request.param
+
+
+@pytest.mark.parametrize("case", helpers.OPTIMIZERS, ids=lambda c: c.id)
+def test_dtypes_are_kept_and_steps_scan(case, dtype):
+    params = jax.tree.map(
+        lambda x: x.astype(dtype), helpers.sample_tree(np.random.default_rng(0), jnp.float32)
+    )
+    tx = case.gradtx()
+    state = tx.init(params)
+
+    def step(carry, grads):
+        params, state = carry
+        updates, state = tx.update(grads, state, params)
+        return (gradtx.apply_updates(params, updates), state), None
+
+    grads = jax.tree.map(lambda p: jnp.stack([jnp.ones_like(p) * 0.1] * 5), params)
+    (new_params, new_state), _ = jax.lax.scan(step, (params, state), grads)
+    assert _signature(new_params) == _signature(params)
+    assert _signature(new_state) == _signature(state)
+    for leaf in jax.tree.leaves(new_params):
+        assert bool(jnp.isfinite(leaf.astype(jnp.float32)).all())
+
+    def branch(take_step, carry, grads):
+        return jax.lax.cond(take_step, lambda c: step(c, grads)[0], lambda c: c, carry)
+
+    one = jax.tree.map(lambda g: g[0], grads)
+    skipped = jax.jit(branch)(False, (params, state), one)
+    assert _signature(skipped) == _signature((params, state))
+
+
+def test_mu_dtype_keeps_the_first_moment_in_bfloat16():
+    params = {"w": jnp.ones((4,), jnp.float32)}
+    tx = gradtx.adam(1e-3, mu_dtype=jnp.bfloat16)
+    state = tx.init(params)
+    _, state = tx.update(params, state, params)
+    dtypes = {jnp.result_type(x) for x in jax.tree.leaves(state)}
+    assert jnp.dtype(jnp.bfloat16) in dtypes
+
+
+def test_apply_updates_adds_in_the_wider_dtype():
+    params = {"w": jnp.asarray([1.0], jnp.bfloat16)}
+    updates = {"w": jnp.asarray([1e-3], jnp.float32)}
+    out = gradtx.apply_updates(params, updates)
+    assert out["w"].dtype == jnp.bfloat16
+    assert float(out["w"][0]) == float(jnp.asarray(1.001, jnp.float32).astype(jnp.bfloat16))
