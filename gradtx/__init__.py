@@ -28,8 +28,8 @@ from gradtx._combine import chain as chain
 from gradtx._combine import masked as masked
 from gradtx._combine import named_chain as named_chain
 from gradtx._decay import add_decayed_weights as add_decayed_weights
-from gradtx._hyper import HyperState as HyperState
 from gradtx._hyper import Hyperparam as Hyperparam
+from gradtx._hyper import HyperState as HyperState
 from gradtx._hyper import hyperparams as hyperparams
 from gradtx._hyper import set_hyperparams as set_hyperparams
 from gradtx._momentum import bias_correction as bias_correction

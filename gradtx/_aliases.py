@@ -189,8 +189,9 @@ def adam(
             _scale_by_learning_rate(learning_rate),
         )
 
-    return live("adam", build, learning_rate=learning_rate, b1=b1, b2=b2, eps=eps,
-                eps_root=eps_root)
+    return live(
+        "adam", build, learning_rate=learning_rate, b1=b1, b2=b2, eps=eps, eps_root=eps_root
+    )
 
 
 def adamw(
@@ -226,8 +227,16 @@ def adamw(
             _scale_by_learning_rate(learning_rate),
         )
 
-    return live("adamw", build, learning_rate=learning_rate, b1=b1, b2=b2, eps=eps,
-                eps_root=eps_root, weight_decay=weight_decay)
+    return live(
+        "adamw",
+        build,
+        learning_rate=learning_rate,
+        b1=b1,
+        b2=b2,
+        eps=eps,
+        eps_root=eps_root,
+        weight_decay=weight_decay,
+    )
 
 
 def lamb(
@@ -257,8 +266,16 @@ def lamb(
             _scale_by_learning_rate(learning_rate),
         )
 
-    return live("lamb", build, learning_rate=learning_rate, b1=b1, b2=b2, eps=eps,
-                eps_root=eps_root, weight_decay=weight_decay)
+    return live(
+        "lamb",
+        build,
+        learning_rate=learning_rate,
+        b1=b1,
+        b2=b2,
+        eps=eps,
+        eps_root=eps_root,
+        weight_decay=weight_decay,
+    )
 
 
 def lars(
@@ -290,5 +307,12 @@ def lars(
             _trace(momentum, nesterov=nesterov, accumulator_dtype=None),
         )
 
-    return live("lars", build, learning_rate=learning_rate, weight_decay=weight_decay,
-                trust_coefficient=trust_coefficient, eps=eps, momentum=momentum)
+    return live(
+        "lars",
+        build,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        trust_coefficient=trust_coefficient,
+        eps=eps,
+        momentum=momentum,
+    )

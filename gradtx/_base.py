@@ -57,7 +57,7 @@ def accepts_extra_args(update: Callable[..., Any]) -> bool:
 
 
 def with_extra_args(tx: GradientTransformation) -> GradientTransformation:
-    """Returns ``tx`` whose ``update`` accepts (and drops, if it has no use for them) ``**extra``."""
+    """``tx`` with an ``update`` that accepts ``**extra`` (dropping it if ``tx`` takes none)."""
     if accepts_extra_args(tx.update):
         return tx
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, PyTree, with_extra_args
@@ -128,7 +129,7 @@ def _mask_tree(owner: str, mask: Any, params: PyTree) -> PyTree:
         problem = _tree.mismatch(params, tree, "params", "mask") or str(err)
         raise ValueError(f"{owner}: the mask does not fit the params: {problem}") from None
     for leaf in jax.tree.leaves(full):
-        if not isinstance(leaf, bool) and getattr(leaf, "dtype", None) != bool:
+        if not isinstance(leaf, bool) and getattr(leaf, "dtype", None) != jnp.bool_:
             raise TypeError(f"{owner}: mask leaves must be Python bools, got {leaf!r}")
     return full
 
@@ -170,4 +171,3 @@ def masked(inner: GradientTransformation, mask: Any) -> GradientTransformation:
         return treedef.unflatten(merged), state
 
     return GradientTransformation(init, update)
-

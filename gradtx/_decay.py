@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import jax.numpy as jnp
-
 from gradtx import _tree
 from gradtx._base import GradientTransformation, stateless
 from gradtx._combine import masked
@@ -20,8 +18,9 @@ def _add_decayed_weights(weight_decay: Value, mask=None) -> GradientTransformati
         if params is None:
             raise ValueError("add_decayed_weights: update needs params (the decay is λ·params)")
         decay = lambda g, p: decay_leaf(g, p, weight_decay)  # noqa: E731
-        return _tree.map(decay, updates, params, owner="add_decayed_weights",
-                         names=("updates", "params"))
+        return _tree.map(
+            decay, updates, params, owner="add_decayed_weights", names=("updates", "params")
+        )
 
     tx = stateless(add)
     return tx if mask is None else masked(tx, mask)

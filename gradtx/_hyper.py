@@ -342,9 +342,7 @@ def _new_value(name: str, x: Any, old: Hyperparam) -> Hyperparam:
         )
     concrete = _concrete_float(owner, name, x) if np.ndim(x) == 0 else None
     if np.shape(x) != old.value.shape:
-        raise ValueError(
-            f"{owner}: {name} must have shape {old.value.shape}, got {np.shape(x)}"
-        )
+        raise ValueError(f"{owner}: {name} must have shape {old.value.shape}, got {np.shape(x)}")
     if concrete is not None:
         check_number(owner, name, concrete)
     stored = _hyperparam(concrete if _is_real_number(x) else x, old.value.dtype)
@@ -375,12 +373,10 @@ def set_hyperparams(state: PyTree, **new_values: Any) -> PyTree:
             shared = sorted(q for q, n in catalogue.items() if n == key)
             if shared:
                 raise ValueError(
-                    f"set_hyperparams: {key!r} names several hyperparameters; use one of "
-                    f"{shared}"
+                    f"set_hyperparams: {key!r} names several hyperparameters; use one of {shared}"
                 )
             raise ValueError(
-                f"set_hyperparams: no hyperparameter named {key!r}; this state has "
-                f"{sorted(by_key)}"
+                f"set_hyperparams: no hyperparameter named {key!r}; this state has {sorted(by_key)}"
             )
 
     def replace(prefix, node):

@@ -6,13 +6,12 @@ import functools
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation
 from gradtx._hyper import (
-    Value,
     ScalarOrSchedule,
+    Value,
     check_dtype,
     check_flag,
     live,
@@ -20,7 +19,6 @@ from gradtx._hyper import (
     one_minus_power,
     value_as,
 )
-
 
 # ---- the math, for one array -------------------------------------------------------------
 
@@ -128,7 +126,9 @@ def _ema(
         )
 
     def update(updates, state, params=None, **extra):
-        average = _tree.map(functools.partial(ema_leaf, decay=decay), updates, state.ema, owner="ema")
+        average = _tree.map(
+            functools.partial(ema_leaf, decay=decay), updates, state.ema, owner="ema"
+        )
         count = _tree.saturating_increment(state.count)
         if nesterov:
             # Nesterov (Dozat, 2016): the average one step ahead plus this step's gradient.

@@ -22,7 +22,6 @@ from gradtx._hyper import (
 )
 from gradtx._momentum import _ema, ema_leaf
 
-
 # ---- the math, for one array -------------------------------------------------------------
 
 
@@ -211,7 +210,9 @@ def _scale_by_adadelta(rho, eps):
         step = functools.partial(adadelta_step, eps=eps)
         delta = jax.tree.map(step, updates, e_g, state.e_x)
         e_x = jax.tree.map(square_avg, delta, state.e_x)
-        new_state = ScaleByAdadeltaState(_tree.cast_like(e_g, state.e_g), _tree.cast_like(e_x, state.e_x))
+        new_state = ScaleByAdadeltaState(
+            _tree.cast_like(e_g, state.e_g), _tree.cast_like(e_x, state.e_x)
+        )
         return delta, new_state
 
     return GradientTransformation(init, update)

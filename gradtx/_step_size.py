@@ -70,7 +70,9 @@ def trust_ratio_leaf(g, p, min_norm: Value, trust_coefficient: Value, eps: Value
 def _scale_by_trust_ratio(min_norm, trust_coefficient, eps):
     def update(updates, state, params=None, **extra):
         if params is None:
-            raise ValueError("scale_by_trust_ratio: update needs params (the trust ratio uses them)")
+            raise ValueError(
+                "scale_by_trust_ratio: update needs params (the trust ratio uses them)"
+            )
         scale = functools.partial(
             trust_ratio_leaf, min_norm=min_norm, trust_coefficient=trust_coefficient, eps=eps
         )

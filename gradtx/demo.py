@@ -71,8 +71,9 @@ def optimizers():
         "adam": gradtx.adam(3e-3),
         "adamw + clip + warmup": gradtx.chain(
             gradtx.clip_by_global_norm(1.0),
-            gradtx.adamw(lambda t: jnp.where(t < 100, warmup_cosine(t), decay(t - 100)),
-                         weight_decay=1e-4),
+            gradtx.adamw(
+                lambda t: jnp.where(t < 100, warmup_cosine(t), decay(t - 100)), weight_decay=1e-4
+            ),
         ),
         "lamb": gradtx.lamb(1e-2),
     }
@@ -82,16 +83,20 @@ def main() -> None:
     x, y = two_spirals()
     params = init_mlp(jax.random.PRNGKey(0))
     print(f"two spirals, {x.shape[0]} points, MLP 2-64-64-2, {STEPS} full-batch steps\n")
-    print(f"{'optimizer':24s} {'loss@0':>8s} {'loss@100':>9s} {'final loss':>11s} "
-          f"{'accuracy':>9s} {'seconds':>8s}")
+    print(
+        f"{'optimizer':24s} {'loss@0':>8s} {'loss@100':>9s} {'final loss':>11s} "
+        f"{'accuracy':>9s} {'seconds':>8s}"
+    )
     for name, tx in optimizers().items():
         start = time.perf_counter()
         final, state, losses = train(tx, params, x, y)
         losses.block_until_ready()
         seconds = time.perf_counter() - start
         accuracy = float(jnp.mean(jnp.argmax(logits(final, x), axis=1) == y))
-        print(f"{name:24s} {float(losses[0]):8.4f} {float(losses[100]):9.4f} "
-              f"{float(loss_fn(final, x, y)):11.4f} {accuracy:9.1%} {seconds:8.2f}")
+        print(
+            f"{name:24s} {float(losses[0]):8.4f} {float(losses[100]):9.4f} "
+            f"{float(loss_fn(final, x, y)):11.4f} {accuracy:9.1%} {seconds:8.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -50,8 +50,11 @@ def test_extra_arguments_reach_every_link_that_takes_them():
 
 def test_gradtx_links_inside_an_optax_chain():
     with jax.numpy_dtype_promotion("standard"):
-        tx = optax.chain(gradtx.clip_by_global_norm(1.0), optax.scale_by_adam(),
-                         gradtx.scale_by_learning_rate(0.1))
+        tx = optax.chain(
+            gradtx.clip_by_global_norm(1.0),
+            optax.scale_by_adam(),
+            gradtx.scale_by_learning_rate(0.1),
+        )
         updates, _ = tx.update(GRADS, tx.init(PARAMS), PARAMS)
         reference = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(0.1))
         want, _ = reference.update(GRADS, reference.init(PARAMS), PARAMS)
@@ -92,17 +95,21 @@ def test_weight_decay_placement_coupled_and_decoupled(jit):
     """Before the preconditioner add_decayed_weights is L2 (Adam sees g + λθ); after it,
     decoupled decay (AdamW). Both match their references, and they differ."""
     wd, lr = 0.1, 1e-2
-    coupled = gradtx.chain(gradtx.add_decayed_weights(wd), gradtx.scale_by_adam(),
-                           gradtx.scale_by_learning_rate(lr))
-    decoupled = gradtx.chain(gradtx.scale_by_adam(), gradtx.add_decayed_weights(wd),
-                             gradtx.scale_by_learning_rate(lr))
+    coupled = gradtx.chain(
+        gradtx.add_decayed_weights(wd), gradtx.scale_by_adam(), gradtx.scale_by_learning_rate(lr)
+    )
+    decoupled = gradtx.chain(
+        gradtx.scale_by_adam(), gradtx.add_decayed_weights(wd), gradtx.scale_by_learning_rate(lr)
+    )
     params = helpers.sample_tree(np.random.default_rng(0), jnp.float32)
     grads = helpers.gradient_sequence(params, 50, seed=3)
     got_coupled = helpers.run_gradtx(coupled, params, grads, jit=jit)
     got_decoupled = helpers.run_gradtx(decoupled, params, grads, jit=jit)
     want_coupled = helpers.run_reference(
         ref.chain(ref.add_decayed_weights(wd), ref.scale_by_adam(), ref.scale_by_learning_rate(lr)),
-        params, grads)
+        params,
+        grads,
+    )
     want_decoupled = helpers.run_reference(ref.adamw(lr, weight_decay=wd), params, grads)
     assert helpers.deviation(got_coupled, want_coupled) < 1e-5
     assert helpers.deviation(got_decoupled, want_decoupled) < 1e-5

@@ -19,8 +19,10 @@ ALIAS_KEYS = {
     "adam": (gradtx.adam(0.1), {"learning_rate", "b1", "b2", "eps", "eps_root"}),
     "adamw": (gradtx.adamw(0.1), {"learning_rate", "b1", "b2", "eps", "eps_root", "weight_decay"}),
     "lamb": (gradtx.lamb(0.1), {"learning_rate", "b1", "b2", "eps", "eps_root", "weight_decay"}),
-    "lars": (gradtx.lars(0.1),
-             {"learning_rate", "weight_decay", "trust_coefficient", "eps", "momentum"}),
+    "lars": (
+        gradtx.lars(0.1),
+        {"learning_rate", "weight_decay", "trust_coefficient", "eps", "momentum"},
+    ),
 }
 
 
@@ -200,9 +202,7 @@ def test_step_counter_saturates():
     assert int(state.count) == top
     adam = gradtx.adam(0.1)
     state = adam.init(PARAMS)
-    state = jax.tree.map(
-        lambda x: jnp.full_like(x, top - 1) if x.dtype == jnp.int32 else x, state
-    )
+    state = jax.tree.map(lambda x: jnp.full_like(x, top - 1) if x.dtype == jnp.int32 else x, state)
     updates, state = adam.update(GRADS, state)
     updates, state = adam.update(GRADS, state)
     assert all(bool(jnp.isfinite(u).all()) for u in jax.tree.leaves(updates))

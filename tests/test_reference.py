@@ -30,11 +30,12 @@ def test_matches_numpy_reference_float32(case, jit):
     assert helpers.deviation(got, want) < TOLERANCE[jnp.float32]
 
 
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
 @pytest.mark.parametrize("case", helpers.ALL_CASES, ids=lambda c: c.id)
-def test_matches_numpy_reference_float64(case, x64):
+def test_matches_numpy_reference_float64(case, jit, x64):
     params = _params(jnp.float64)
     grads = helpers.gradient_sequence(params, STEPS, seed=1)
-    got = helpers.run_gradtx(case.gradtx(), params, grads, jit=True)
+    got = helpers.run_gradtx(case.gradtx(), params, grads, jit=jit)
     want = helpers.run_reference(case.reference(), params, grads)
     assert helpers.deviation(got, want) < TOLERANCE[jnp.float64]
 
@@ -48,16 +49,17 @@ OPTAX_CASES = [c for c in helpers.ALL_CASES if c.optax is not None]
 OPTAX_OWN_F32_ERROR = {"adam", "adamw", "adamw_decay", "scale_by_adam", "adam_nesterov_eps_root"}
 
 
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("case", OPTAX_CASES, ids=lambda c: c.id)
-def test_matches_optax(case, dtype, request):
+def test_matches_optax(case, dtype, jit, request):
     if dtype == jnp.float64:
         request.getfixturevalue("x64")
     params = _params(dtype)
     grads = helpers.gradient_sequence(params, STEPS, seed=2)
-    got = helpers.run_gradtx(case.gradtx(), params, grads, jit=True)
+    got = helpers.run_gradtx(case.gradtx(), params, grads, jit=jit)
     with jax.numpy_dtype_promotion("standard"):  # optax relies on implicit promotion
-        want = helpers.run_optax(getattr(optax, case.name)(**case.optax), params, grads, jit=True)
+        want = helpers.run_optax(getattr(optax, case.name)(**case.optax), params, grads, jit=jit)
     own_error = dtype == jnp.float32 and case.id in OPTAX_OWN_F32_ERROR
     assert helpers.deviation(got, want) < (2e-5 if own_error else TOLERANCE[dtype])
 

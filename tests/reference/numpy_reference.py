@@ -17,7 +17,8 @@ before the current one (0 on the first update).
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -161,8 +162,9 @@ def bias_correction(decay: float) -> Ref:
     return _counted(lambda gs, ps, c: [g / (1.0 - decay ** (c + 1)) for g in gs])
 
 
-def scale_by_rms(decay=0.9, eps=1e-8, initial_scale=0.0, eps_in_sqrt=True,
-                 bias_correction=False) -> Ref:
+def scale_by_rms(
+    decay=0.9, eps=1e-8, initial_scale=0.0, eps_in_sqrt=True, bias_correction=False
+) -> Ref:
     """v0 = initial_scale; v = decay*v + (1-decay)*g**2;
     vhat = v/(1-decay**t) if bias_correction else v;
     out = g/sqrt(vhat+eps) if eps_in_sqrt else g/(sqrt(vhat)+eps)."""
@@ -181,15 +183,19 @@ def scale_by_rms(decay=0.9, eps=1e-8, initial_scale=0.0, eps_in_sqrt=True,
     return Ref(lambda params: (0, [np.full_like(p, initial_scale) for p in params]), update)
 
 
-def scale_by_stddev(decay=0.9, eps=1e-8, initial_scale=0.0, eps_in_sqrt=True,
-                    bias_correction=False) -> Ref:
+def scale_by_stddev(
+    decay=0.9, eps=1e-8, initial_scale=0.0, eps_in_sqrt=True, bias_correction=False
+) -> Ref:
     """m0 = 0, v0 = initial_scale; m = decay*m+(1-decay)*g; v = decay*v+(1-decay)*g**2;
     mhat, vhat = (m, v)/(1-decay**t) if bias_correction else (m, v);
     out = g/sqrt(vhat - mhat**2 + eps) if eps_in_sqrt else g/(sqrt(vhat - mhat**2)+eps)."""
 
     def init(params):
-        return (0, [np.zeros_like(p) for p in params],
-                [np.full_like(p, initial_scale) for p in params])
+        return (
+            0,
+            [np.zeros_like(p) for p in params],
+            [np.full_like(p, initial_scale) for p in params],
+        )
 
     def update(gs, state, ps):
         count, ms, vs = state
@@ -222,8 +228,7 @@ def scale_by_rss(initial_accumulator_value=0.1, eps=1e-7, eps_in_sqrt=True) -> R
         ss = [s + g**2 for s, g in zip(ss, gs)]
         return [leaf(g, s) for g, s in zip(gs, ss)], ss
 
-    return Ref(lambda params: [np.full_like(p, initial_accumulator_value) for p in params],
-               update)
+    return Ref(lambda params: [np.full_like(p, initial_accumulator_value) for p in params], update)
 
 
 def scale_by_adadelta(rho=0.9, eps=1e-6) -> Ref:
@@ -237,8 +242,10 @@ def scale_by_adadelta(rho=0.9, eps=1e-6) -> Ref:
         exs = [rho * ex + (1.0 - rho) * d**2 for ex, d in zip(exs, ds)]
         return ds, (egs, exs)
 
-    return Ref(lambda params: ([np.zeros_like(p) for p in params],
-                               [np.zeros_like(p) for p in params]), update)
+    return Ref(
+        lambda params: ([np.zeros_like(p) for p in params], [np.zeros_like(p) for p in params]),
+        update,
+    )
 
 
 def scale_by_adam(b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, nesterov=False) -> Ref:
@@ -255,8 +262,10 @@ def scale_by_adam(b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, nesterov=False) -> R
         ms = [b1 * m + (1.0 - b1) * g for m, g in zip(ms, gs)]
         vs = [b2 * v + (1.0 - b2) * g**2 for v, g in zip(vs, gs)]
         if nesterov:
-            mh = [b1 * m / (1.0 - b1 ** (t + 1)) + (1.0 - b1) * g / (1.0 - b1**t)
-                  for m, g in zip(ms, gs)]
+            mh = [
+                b1 * m / (1.0 - b1 ** (t + 1)) + (1.0 - b1) * g / (1.0 - b1**t)
+                for m, g in zip(ms, gs)
+            ]
         else:
             mh = [m / (1.0 - b1**t) for m in ms]
         vh = [v / (1.0 - b2**t) for v in vs]
@@ -327,54 +336,80 @@ def sgd(learning_rate, momentum=None, nesterov=False) -> Ref:
 
 def adagrad(learning_rate, initial_accumulator_value=0.1, eps=1e-7, eps_in_sqrt=True) -> Ref:
     """chain(scale_by_rss(...), -lr)."""
-    return chain(scale_by_rss(initial_accumulator_value, eps, eps_in_sqrt),
-                 scale_by_learning_rate(learning_rate))
+    return chain(
+        scale_by_rss(initial_accumulator_value, eps, eps_in_sqrt),
+        scale_by_learning_rate(learning_rate),
+    )
 
 
 def adadelta(learning_rate=None, rho=0.9, eps=1e-6, weight_decay=0.0) -> Ref:
     """chain(add_decayed_weights(wd), scale_by_adadelta(rho, eps), -lr); lr None -> 1.0."""
     lr = 1.0 if learning_rate is None else learning_rate
-    return chain(add_decayed_weights(weight_decay), scale_by_adadelta(rho, eps),
-                 scale_by_learning_rate(lr))
+    return chain(
+        add_decayed_weights(weight_decay), scale_by_adadelta(rho, eps), scale_by_learning_rate(lr)
+    )
 
 
-def rmsprop(learning_rate, decay=0.9, eps=1e-8, initial_scale=0.0, eps_in_sqrt=True,
-            centered=False, momentum=None, nesterov=False, bias_correction=False) -> Ref:
+def rmsprop(
+    learning_rate,
+    decay=0.9,
+    eps=1e-8,
+    initial_scale=0.0,
+    eps_in_sqrt=True,
+    centered=False,
+    momentum=None,
+    nesterov=False,
+    bias_correction=False,
+) -> Ref:
     """chain(scale_by_stddev(...) if centered else scale_by_rms(...), -lr,
     trace(momentum, nesterov) or identity)  -- momentum AFTER the lr scaling."""
     pre = (scale_by_stddev if centered else scale_by_rms)(
-        decay, eps, initial_scale, eps_in_sqrt, bias_correction)
+        decay, eps, initial_scale, eps_in_sqrt, bias_correction
+    )
     mom = trace(momentum, nesterov) if momentum is not None else identity()
     return chain(pre, scale_by_learning_rate(learning_rate), mom)
 
 
 def adam(learning_rate, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, nesterov=False) -> Ref:
     """chain(scale_by_adam(...), -lr)."""
-    return chain(scale_by_adam(b1, b2, eps, eps_root, nesterov),
-                 scale_by_learning_rate(learning_rate))
+    return chain(
+        scale_by_adam(b1, b2, eps, eps_root, nesterov), scale_by_learning_rate(learning_rate)
+    )
 
 
-def adamw(learning_rate, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, weight_decay=1e-4,
-          nesterov=False) -> Ref:
+def adamw(
+    learning_rate, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, weight_decay=1e-4, nesterov=False
+) -> Ref:
     """chain(scale_by_adam(...), add_decayed_weights(wd), -lr)."""
-    return chain(scale_by_adam(b1, b2, eps, eps_root, nesterov),
-                 add_decayed_weights(weight_decay), scale_by_learning_rate(learning_rate))
+    return chain(
+        scale_by_adam(b1, b2, eps, eps_root, nesterov),
+        add_decayed_weights(weight_decay),
+        scale_by_learning_rate(learning_rate),
+    )
 
 
 def lamb(learning_rate, b1=0.9, b2=0.999, eps=1e-6, eps_root=0.0, weight_decay=0.0) -> Ref:
     """chain(scale_by_adam(b1, b2, eps, eps_root), add_decayed_weights(wd),
     scale_by_trust_ratio(), -lr)."""
-    return chain(scale_by_adam(b1, b2, eps, eps_root), add_decayed_weights(weight_decay),
-                 scale_by_trust_ratio(), scale_by_learning_rate(learning_rate))
+    return chain(
+        scale_by_adam(b1, b2, eps, eps_root),
+        add_decayed_weights(weight_decay),
+        scale_by_trust_ratio(),
+        scale_by_learning_rate(learning_rate),
+    )
 
 
-def lars(learning_rate, weight_decay=0.0, trust_coefficient=0.001, eps=0.0, momentum=0.9,
-         nesterov=False) -> Ref:
+def lars(
+    learning_rate, weight_decay=0.0, trust_coefficient=0.001, eps=0.0, momentum=0.9, nesterov=False
+) -> Ref:
     """chain(add_decayed_weights(wd), scale_by_trust_ratio(trust_coefficient=tc, eps=eps),
     -lr, trace(momentum, nesterov))."""
-    return chain(add_decayed_weights(weight_decay),
-                 scale_by_trust_ratio(trust_coefficient=trust_coefficient, eps=eps),
-                 scale_by_learning_rate(learning_rate), trace(momentum, nesterov))
+    return chain(
+        add_decayed_weights(weight_decay),
+        scale_by_trust_ratio(trust_coefficient=trust_coefficient, eps=eps),
+        scale_by_learning_rate(learning_rate),
+        trace(momentum, nesterov),
+    )
 
 
 # --------------------------------------------------------------------------- #
@@ -415,10 +450,31 @@ def cosine_decay_schedule(init_value, decay_steps, alpha=0.0, exponent=1.0):
 REFERENCES: dict[str, Callable[..., Ref]] = {
     f.__name__: f
     for f in (
-        identity, set_to_zero, scale, scale_by_learning_rate, trace, ema, bias_correction,
-        scale_by_rms, scale_by_stddev, scale_by_rss, scale_by_adadelta, scale_by_adam,
-        add_decayed_weights, scale_by_trust_ratio, clip, clip_by_norm, clip_by_global_norm,
-        sgd, adagrad, adadelta, rmsprop, adam, adamw, lamb, lars,
+        identity,
+        set_to_zero,
+        scale,
+        scale_by_learning_rate,
+        trace,
+        ema,
+        bias_correction,
+        scale_by_rms,
+        scale_by_stddev,
+        scale_by_rss,
+        scale_by_adadelta,
+        scale_by_adam,
+        add_decayed_weights,
+        scale_by_trust_ratio,
+        clip,
+        clip_by_norm,
+        clip_by_global_norm,
+        sgd,
+        adagrad,
+        adadelta,
+        rmsprop,
+        adam,
+        adamw,
+        lamb,
+        lars,
     )
 }
 

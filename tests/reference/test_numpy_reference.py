@@ -20,11 +20,32 @@ def run(ref, grads_seq, params):
 
 def test_registry_names():
     assert set(R.REFERENCES) == {
-        "identity", "set_to_zero", "scale", "scale_by_learning_rate", "trace", "ema",
-        "bias_correction", "scale_by_rms", "scale_by_stddev", "scale_by_rss",
-        "scale_by_adadelta", "scale_by_adam", "add_decayed_weights", "scale_by_trust_ratio",
-        "clip", "clip_by_norm", "clip_by_global_norm", "sgd", "adagrad", "adadelta",
-        "rmsprop", "adam", "adamw", "lamb", "lars"}
+        "identity",
+        "set_to_zero",
+        "scale",
+        "scale_by_learning_rate",
+        "trace",
+        "ema",
+        "bias_correction",
+        "scale_by_rms",
+        "scale_by_stddev",
+        "scale_by_rss",
+        "scale_by_adadelta",
+        "scale_by_adam",
+        "add_decayed_weights",
+        "scale_by_trust_ratio",
+        "clip",
+        "clip_by_norm",
+        "clip_by_global_norm",
+        "sgd",
+        "adagrad",
+        "adadelta",
+        "rmsprop",
+        "adam",
+        "adamw",
+        "lamb",
+        "lars",
+    }
     assert set(R.SCHEDULES) == {"constant_schedule", "linear_schedule", "cosine_decay_schedule"}
 
 
@@ -66,11 +87,11 @@ def test_sgd_momentum_two_steps():
     p = [np.array([0.0, 0.0])]
     gs = [[np.array([1.0, -2.0])], [np.array([3.0, 1.0])]]
     u1, u2 = run(R.sgd(0.1, momentum=0.5), gs, p)
-    np.testing.assert_allclose(u1[0], [-0.1, 0.2])            # v1 = g1
-    np.testing.assert_allclose(u2[0], [-0.35, 0.0])           # v2 = 0.5*v1 + g2 = [3.5, 0]
+    np.testing.assert_allclose(u1[0], [-0.1, 0.2])  # v1 = g1
+    np.testing.assert_allclose(u2[0], [-0.35, 0.0])  # v2 = 0.5*v1 + g2 = [3.5, 0]
     n1, n2 = run(R.sgd(0.1, momentum=0.5, nesterov=True), gs, p)
-    np.testing.assert_allclose(n1[0], [-0.15, 0.3])           # g1 + 0.5*v1
-    np.testing.assert_allclose(n2[0], [-0.475, -0.1])         # g2 + 0.5*[3.5, 0]
+    np.testing.assert_allclose(n1[0], [-0.15, 0.3])  # g1 + 0.5*v1
+    np.testing.assert_allclose(n2[0], [-0.475, -0.1])  # g2 + 0.5*[3.5, 0]
 
 
 def test_ema_debias_constant_input():
@@ -85,7 +106,7 @@ def test_ema_debias_constant_input():
 def test_ema_scheduled_decay_debias_uses_current_value():
     ema = R.ema(lambda c: [0.5, 0.8][c])
     u1, u2 = run(ema, [[np.array(1.0)], [np.array(3.0)]], [np.array(0.0)])
-    assert u1[0] == pytest.approx(1.0)                        # 0.5 / (1 - 0.5)
+    assert u1[0] == pytest.approx(1.0)  # 0.5 / (1 - 0.5)
     m2 = 0.8 * 0.5 + 0.2 * 3.0
     assert u2[0] == pytest.approx(m2 / (1 - 0.8**2))
 
@@ -107,12 +128,12 @@ def test_scale_and_lr_schedules():
 
 
 def test_clip_by_global_norm_hits_max_norm():
-    g = [np.array([3.0, 0.0]), np.array([[4.0]]), np.zeros(0)]    # global norm 5
+    g = [np.array([3.0, 0.0]), np.array([[4.0]]), np.zeros(0)]  # global norm 5
     (ups,) = run(R.clip_by_global_norm(2.0), [g], g)
     total = math.sqrt(sum(float(np.sum(u**2)) for u in ups))
     assert total == pytest.approx(2.0, rel=1e-14)
     np.testing.assert_allclose(ups[0], [1.2, 0.0])
-    (ups,) = run(R.clip_by_global_norm(5.0), [g], g)          # at the limit: unchanged
+    (ups,) = run(R.clip_by_global_norm(5.0), [g], g)  # at the limit: unchanged
     np.testing.assert_array_equal(ups[1], g[1])
 
 
@@ -129,16 +150,17 @@ def test_trust_ratio_zero_params_and_by_hand():
     g = [np.array([1.0, -2.0]), np.array([3.0, 4.0])]
     p = [np.zeros(2), np.array([6.0, 8.0])]
     (ups,) = run(R.scale_by_trust_ratio(), [g], p)
-    np.testing.assert_array_equal(ups[0], g[0])               # ||p|| = 0 -> ratio 1
-    np.testing.assert_allclose(ups[1], [6.0, 8.0])            # ratio = 10/5
+    np.testing.assert_array_equal(ups[0], g[0])  # ||p|| = 0 -> ratio 1
+    np.testing.assert_allclose(ups[1], [6.0, 8.0])  # ratio = 10/5
     (ups,) = run(R.scale_by_trust_ratio(), [[np.zeros(2)]], [np.ones(2)])
     np.testing.assert_array_equal(ups[0], [0.0, 0.0])
 
 
 def test_rss_zero_accumulator_no_nan():
     with np.errstate(all="raise"):
-        (ups,) = run(R.scale_by_rss(initial_accumulator_value=0.0),
-                     [[np.array([0.0, 2.0])]], [np.zeros(2)])
+        (ups,) = run(
+            R.scale_by_rss(initial_accumulator_value=0.0), [[np.array([0.0, 2.0])]], [np.zeros(2)]
+        )
     np.testing.assert_array_equal(ups[0][0], 0.0)
     assert ups[0][1] == pytest.approx(2.0 / math.sqrt(4.0 + 1e-7))
     u1, u2 = run(R.adagrad(1.0, eps=0.0), [[np.array(3.0)], [np.array(4.0)]], [np.array(0.0)])
@@ -165,19 +187,25 @@ def test_adadelta_first_two_steps():
 def test_rms_and_stddev():
     (u,) = run(R.scale_by_rms(), [[np.array(2.0)]], [np.array(0.0)])
     assert u[0] == pytest.approx(2.0 / math.sqrt(0.4 + 1e-8))
-    (u,) = run(R.scale_by_rms(initial_scale=1.0, eps=0.1, eps_in_sqrt=False,
-                              bias_correction=True), [[np.array(2.0)]], [np.array(0.0)])
+    (u,) = run(
+        R.scale_by_rms(initial_scale=1.0, eps=0.1, eps_in_sqrt=False, bias_correction=True),
+        [[np.array(2.0)]],
+        [np.array(0.0)],
+    )
     assert u[0] == pytest.approx(2.0 / (math.sqrt((0.9 + 0.4) / 0.1) + 0.1))
     (u,) = run(R.scale_by_stddev(eps=0.0), [[np.array(2.0)]], [np.array(0.0)])
     assert u[0] == pytest.approx(2.0 / math.sqrt(0.4 - 0.04))  # var = 0.4 - 0.2**2
     (u,) = run(R.scale_by_stddev(bias_correction=True, eps=1.0), [[np.array(2.0)]], [np.array(0.0)])
-    assert u[0] == pytest.approx(2.0)                          # vhat - mhat^2 = 4 - 4 = 0
+    assert u[0] == pytest.approx(2.0)  # vhat - mhat^2 = 4 - 4 = 0
 
 
 def test_rmsprop_momentum_after_lr():
-    u1, u2 = run(R.rmsprop(0.1, decay=0.0, eps=0.0, momentum=0.5),
-                 [[np.array(4.0)], [np.array(-3.0)]], [np.array(0.0)])
-    assert u1[0] == pytest.approx(-0.1)                         # sign(g) with decay 0
+    u1, u2 = run(
+        R.rmsprop(0.1, decay=0.0, eps=0.0, momentum=0.5),
+        [[np.array(4.0)], [np.array(-3.0)]],
+        [np.array(0.0)],
+    )
+    assert u1[0] == pytest.approx(-0.1)  # sign(g) with decay 0
     assert u2[0] == pytest.approx(0.5 * -0.1 + 0.1)
 
 
@@ -186,20 +214,20 @@ def test_lamb_one_step_two_leaves():
     g = [np.array([1.0, -1.0]), np.array(2.0)]
     (ups,) = run(R.lamb(0.1, eps=0.0, weight_decay=0.5), [g], p)
     # adam step 1 with eps=0 -> sign(g); + 0.5*p
-    a0 = np.array([1.0, -1.0]) + 0.5 * p[0]                      # [2.5, 1.0]
+    a0 = np.array([1.0, -1.0]) + 0.5 * p[0]  # [2.5, 1.0]
     r0 = 5.0 / np.linalg.norm(a0)
     np.testing.assert_allclose(ups[0], -0.1 * r0 * a0, rtol=1e-12)
-    assert ups[1] == pytest.approx(-0.1)                          # ||p|| = 0 -> ratio 1
+    assert ups[1] == pytest.approx(-0.1)  # ||p|| = 0 -> ratio 1
 
 
 def test_lars_one_and_two_steps_two_leaves():
     p = [np.array([3.0, 4.0]), np.array([[0.0, 0.0]])]
     g = [np.array([0.0, 10.0]), np.array([[1.0, 1.0]])]
     u1, u2 = run(R.lars(1.0, weight_decay=0.5, trust_coefficient=0.1), [g, g], p)
-    a0 = np.array([1.5, 12.0])                                   # g + 0.5*p
+    a0 = np.array([1.5, 12.0])  # g + 0.5*p
     r0 = 0.1 * 5.0 / np.linalg.norm(a0)
     np.testing.assert_allclose(u1[0], -r0 * a0, rtol=1e-12)
-    np.testing.assert_allclose(u1[1], [[-1.0, -1.0]])            # ||p|| = 0 -> ratio 1
+    np.testing.assert_allclose(u1[1], [[-1.0, -1.0]])  # ||p|| = 0 -> ratio 1
     np.testing.assert_allclose(u2[0], -1.9 * r0 * a0, rtol=1e-12)  # trace: 0.9*v + g
 
 
@@ -208,7 +236,9 @@ def test_add_decayed_weights_and_identity_zero():
     np.testing.assert_allclose(u[0], [2.0, 1.0])
     (u,) = run(R.set_to_zero(), [[np.array([1.0, -2.0])]], [np.zeros(2)])
     np.testing.assert_array_equal(u[0], 0.0)
-    (u,) = run(R.chain(R.identity(), R.scale(2.0), R.scale(-1.0)), [[np.array(3.0)]], [np.array(0.0)])
+    (u,) = run(
+        R.chain(R.identity(), R.scale(2.0), R.scale(-1.0)), [[np.array(3.0)]], [np.array(0.0)]
+    )
     assert u[0] == -6.0
 
 
