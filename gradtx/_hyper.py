@@ -150,9 +150,14 @@ def check_constant(owner: str, name: str, value: Any) -> float:
     return float(value)
 
 
+def _float_dtype() -> Any:
+    """float32, or float64 when x64 is enabled."""
+    return jnp.asarray(0.0).dtype
+
+
 def scalar(h: Value) -> jax.Array:
     """The hyperparameter as a scalar array in its stored (or the default float) dtype."""
-    return h.value if isinstance(h, Live) else jnp.asarray(h, jnp.asarray(0.0).dtype)
+    return h.value if isinstance(h, Live) else jnp.asarray(h, _float_dtype())
 
 
 def _is_real_number(x: Any) -> bool:
@@ -194,10 +199,6 @@ def check_hyperparam(owner: str, name: str, x: Any) -> Any:
         return x  # traced (a factory called under jit or vmap): checked by the caller's program
     check_number(owner, name, concrete)
     return concrete if _is_real_number(x) or isinstance(x, (np.ndarray, np.generic)) else x
-
-
-def _float_dtype() -> Any:
-    return jnp.asarray(0.0).dtype
 
 
 def _hyperparam(x: Any, dtype: Any) -> Hyperparam:
