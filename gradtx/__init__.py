@@ -32,6 +32,8 @@ from gradtx._hyper import Hyperparam as Hyperparam
 from gradtx._hyper import HyperState as HyperState
 from gradtx._hyper import hyperparams as hyperparams
 from gradtx._hyper import set_hyperparams as set_hyperparams
+from gradtx._hyper import sweep as sweep
+from gradtx._plateau import reduce_on_plateau as reduce_on_plateau
 from gradtx._momentum import bias_correction as bias_correction
 from gradtx._momentum import ema as ema
 from gradtx._momentum import trace as trace
@@ -75,6 +77,7 @@ __all__ = [
     "linear_schedule",
     "masked",
     "named_chain",
+    "reduce_on_plateau",
     "rmsprop",
     "scale",
     "scale_by_adadelta",
@@ -88,5 +91,6 @@ __all__ = [
     "set_to_zero",
     "sgd",
     "stateless",
+    "sweep",
     "trace",
 ]

@@ -111,6 +111,9 @@ _CONSTRAINTS = {
     "max_norm": _POSITIVE,
     "max_delta": _POSITIVE,
     "trust_coefficient": _POSITIVE,
+    "factor": ("in (0, 1)", lambda v: 0 < v < 1),
+    "threshold": _NON_NEGATIVE,
+    "min_scale": _NON_NEGATIVE,
 }
 
 
@@ -388,3 +391,52 @@ def set_hyperparams(state: PyTree, **new_values: Any) -> PyTree:
         return node._replace(hyperparams=stored)
 
     return _map_hyper_states(state, replace)
+
+
+def sweep(state: PyTree, **values: Any) -> PyTree:
+    """N copies of ``state`` stacked on a new leading axis, copy *i* using ``values[name][i]``.
+
+    This is the way to train N models with different hyperparameters in one compiled program:
+    hyperparameters are data in the state, so ``jax.vmap`` of an ordinary training step over
+    the stacked states (and stacked params) runs all N at once.
+
+    Example:
+      >>> import gradtx, jax, jax.numpy as jnp
+      >>> tx = gradtx.adam(1e-3)
+      >>> params = {"w": jnp.ones(3)}
+      >>> rates = jnp.array([1e-3, 1e-2, 1e-1])
+      >>> states = gradtx.sweep(tx.init(params), learning_rate=rates)
+      >>> stacked = jax.tree.map(lambda p: jnp.stack([p] * 3), params)
+      >>> def step(params, state):
+      ...     updates, state = tx.update(jax.tree.map(jnp.ones_like, params), state, params)
+      ...     return gradtx.apply_updates(params, updates), state
+      >>> stacked, states = jax.jit(jax.vmap(step))(stacked, states)
+      >>> [round(w, 4) for w in stacked["w"][:, 0].tolist()]  # one Adam step of each rate
+      [0.999, 0.99, 0.9]
+
+    Args:
+      state: an optimizer state (as from ``tx.init``).
+      **values: 1-D arrays or sequences of equal length N, keyed as in :func:`set_hyperparams`.
+
+    Returns:
+      The stacked state: every leaf gains a leading axis of size N.
+    """
+    if not values:
+        raise ValueError("sweep: give at least one hyperparameter to sweep")
+    columns = {}
+    for name, column in values.items():
+        if isinstance(column, jax.core.Tracer):
+            raise ValueError(f"sweep: {name} must be concrete values, not traced")
+        column = np.asarray(column)
+        if column.ndim != 1 or column.size == 0:
+            raise ValueError(f"sweep: {name} must be a non-empty 1-D sequence, got shape "
+                             f"{column.shape}")
+        columns[name] = column
+    sizes = {name: column.size for name, column in columns.items()}
+    if len(set(sizes.values())) != 1:
+        raise ValueError(f"sweep: the swept values must have one length, got {sizes}")
+    copies = [
+        set_hyperparams(state, **{name: column[i].item() for name, column in columns.items()})
+        for i in range(next(iter(sizes.values())))
+    ]
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *copies)
