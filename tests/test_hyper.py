@@ -207,3 +207,18 @@ def test_step_counter_saturates():
     updates, state = adam.update(GRADS, state)
     assert all(bool(jnp.isfinite(u).all()) for u in jax.tree.leaves(updates))
     assert all(int(c) == top for c in jax.tree.leaves(state) if c.dtype == jnp.int32)
+
+
+def test_a_schedule_through_1000_steps_compiles_once():
+    tx = gradtx.adamw(
+        gradtx.cosine_decay_schedule(1e-2, 800, alpha=0.01),
+        b1=gradtx.linear_schedule(0.85, 0.95, 500),
+    )
+    step, traces = _counting_step(tx)
+    params, state = PARAMS, tx.init(PARAMS)
+    for i in range(1000):
+        if i == 500:
+            state = gradtx.set_hyperparams(state, weight_decay=1e-3)
+        params, state = step(params, state)
+    assert len(traces) == 1 and step._cache_size() == 1
+    assert float(gradtx.hyperparams(state)["learning_rate"]) == pytest.approx(1e-4, rel=1e-4)
