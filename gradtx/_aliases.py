@@ -56,7 +56,9 @@ def sgd(
             _scale_by_learning_rate(learning_rate),
         )
 
-    return live("sgd", build, learning_rate=learning_rate, momentum=momentum)
+    return live(
+        "sgd", build, optional=("momentum",), learning_rate=learning_rate, momentum=momentum
+    )
 
 
 def adagrad(
@@ -147,7 +149,15 @@ def rmsprop(
             else _trace(momentum, nesterov=nesterov, accumulator_dtype=None),
         )
 
-    return live(owner, build, learning_rate=learning_rate, decay=decay, eps=eps, momentum=momentum)
+    return live(
+        owner,
+        build,
+        optional=("momentum",),
+        learning_rate=learning_rate,
+        decay=decay,
+        eps=eps,
+        momentum=momentum,
+    )
 
 
 def adam(

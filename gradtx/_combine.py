@@ -161,6 +161,8 @@ def masked(inner: GradientTransformation, mask: Any) -> GradientTransformation:
     def update(updates, state, params=None, **extra):
         if callable(mask) and params is None:
             raise ValueError("masked: update needs params when the mask is a function of them")
+        if params is not None:
+            _tree.check_match("masked", (params, updates), ("params", "updates"))
         mask_tree = _mask_tree("masked", mask, updates if params is None else params)
         chosen = None if params is None else _select(params, mask_tree, True)
         new, state = inner.update(_select(updates, mask_tree, True), state, chosen, **extra)

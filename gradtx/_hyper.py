@@ -189,6 +189,14 @@ def check_hyperparam(owner: str, name: str, x: Any) -> Any:
     """Validates a hyperparameter given to a factory; returns it (floats as Python floats)."""
     if callable(x) and not isinstance(x, (jax.Array, np.ndarray)):
         first = x(_tree.zero_count())
+        if not isinstance(first, (numbers.Real, np.ndarray, np.generic, jax.Array)) or not (
+            jnp.issubdtype(jnp.result_type(first), jnp.floating)
+            or jnp.issubdtype(jnp.result_type(first), jnp.integer)
+        ):
+            raise TypeError(
+                f"{owner}: the schedule for {name} must return a real number, "
+                f"got {type(first).__name__} at step 0"
+            )
         if np.ndim(first) != 0:
             raise ValueError(
                 f"{owner}: the schedule for {name} must return a scalar, "
@@ -215,19 +223,33 @@ def _hyperparam(x: Any, dtype: Any) -> Hyperparam:
     return Hyperparam(value, residual, jnp.zeros(value.shape, bool))
 
 
-def live(owner: str, build: Callable[..., GradientTransformation], /, **hyper: Any):
+def live(
+    owner: str,
+    build: Callable[..., GradientTransformation],
+    /,
+    *,
+    optional: tuple[str, ...] = (),
+    **hyper: Any,
+):
     """A transformation whose numeric hyperparameters live in its state.
 
     Args:
       owner: the public name, used in error messages (``"adam"``).
       build: ``build(**values) -> GradientTransformation``; each value is a :class:`Live` at run
         time. It must build the same state structure whatever the values.
-      **hyper: each hyperparameter by name: a float, a scalar array, or a schedule. ``None``
-        means the argument is unused and it is passed on to ``build`` as ``None``.
+      optional: the names that may be ``None`` (the feature is off, e.g. ``momentum``); ``None``
+        is passed on to ``build`` as is. Any other ``None`` is a TypeError.
+      **hyper: each hyperparameter by name: a float, a scalar array, or a schedule.
 
     Returns:
       A :class:`GradientTransformation` with :class:`HyperState` state.
     """
+    for k, v in hyper.items():
+        if v is None and k not in optional:
+            raise TypeError(
+                f"{owner}: {k} must be a float or a schedule (a function of the step count), "
+                f"got None"
+            )
     fixed = {k: v for k, v in hyper.items() if v is None}
     given = {k: check_hyperparam(owner, k, v) for k, v in hyper.items() if v is not None}
     schedules = {k: v for k, v in given.items() if callable(v)}
@@ -253,7 +275,12 @@ def live(owner: str, build: Callable[..., GradientTransformation], /, **hyper: A
                 f"(expected hyperparameters {names}, got {found})"
             )
         tx = build(**values(state.hyperparams))
-        updates, inner = tx.update(updates, state.inner_state, params, **extra)
+        try:
+            updates, inner = tx.update(updates, state.inner_state, params, **extra)
+        except ValueError as err:  # name the transformation the user called, then the piece
+            if str(err).startswith(f"{owner}:"):
+                raise
+            raise ValueError(f"{owner}: {err}") from None
         count = _tree.saturating_increment(state.count)
         stored = dict(state.hyperparams)
         for k, schedule in schedules.items():

@@ -53,7 +53,9 @@ def scale_by_learning_rate(
     """
     flip_sign = check_flag("scale_by_learning_rate", "flip_sign", flip_sign)
     build = functools.partial(_scale_by_learning_rate, flip_sign=flip_sign)
-    return live("scale_by_learning_rate", build, learning_rate=learning_rate)
+    return live(
+        "scale_by_learning_rate", build, optional=("learning_rate",), learning_rate=learning_rate
+    )
 
 
 def trust_ratio_leaf(g, p, min_norm: Value, trust_coefficient: Value, eps: Value):
