@@ -12,7 +12,6 @@ import jax.numpy as jnp
 from gradtx._base import GradientTransformation
 from gradtx._hyper import ScalarOrSchedule, Value, _float_dtype, live, one_minus, value_as
 
-
 _NEGLIGIBLE = 1e-8
 
 
@@ -40,7 +39,9 @@ def _reduce_on_plateau(factor: Value, threshold: Value, min_scale: Value, *, pat
                 "reduce_on_plateau: update needs the monitored loss, as update(..., loss=value)"
             )
         if jnp.ndim(loss) != 0:
-            raise ValueError(f"reduce_on_plateau: loss must be a scalar, got shape {jnp.shape(loss)}")
+            raise ValueError(
+                f"reduce_on_plateau: loss must be a scalar, got shape {jnp.shape(loss)}"
+            )
         # This step uses the scale decided by the losses before it, as a PyTorch scheduler
         # stepped after the optimizer does.
         out = jax.tree.map(lambda g: g * state.scale.astype(g.dtype), updates)
@@ -94,8 +95,9 @@ def reduce_on_plateau(
     (``mode="min"``, ``threshold_mode="rel"``) with ``min_lr = min_scale * lr``; like a PyTorch
     scheduler stepped after the optimizer, the new scale applies from the next update on.
     As in PyTorch, a reduction by less than 1e-8 is skipped (here in scale units: PyTorch's
-    learning-rate units with a base rate of 1). Place it after the learning rate, e.g. ``chain(adam(1e-3), reduce_on_plateau())``;
-    the current scale is ``state.inner_state.scale`` of its state.
+    learning-rate units with a base rate of 1). Place it after the learning rate, e.g.
+    ``chain(adam(1e-3), reduce_on_plateau())``; the current scale is
+    ``state.inner_state.scale`` of its state.
 
     Args:
       factor: the multiplier of each reduction, in (0, 1).
