@@ -33,10 +33,10 @@ from gradtx._hyper import HyperState as HyperState
 from gradtx._hyper import hyperparams as hyperparams
 from gradtx._hyper import set_hyperparams as set_hyperparams
 from gradtx._hyper import sweep as sweep
-from gradtx._plateau import reduce_on_plateau as reduce_on_plateau
 from gradtx._momentum import bias_correction as bias_correction
 from gradtx._momentum import ema as ema
 from gradtx._momentum import trace as trace
+from gradtx._plateau import reduce_on_plateau as reduce_on_plateau
 from gradtx._scaling import scale_by_adadelta as scale_by_adadelta
 from gradtx._scaling import scale_by_adam as scale_by_adam
 from gradtx._scaling import scale_by_rms as scale_by_rms
@@ -44,7 +44,22 @@ from gradtx._scaling import scale_by_rss as scale_by_rss
 from gradtx._scaling import scale_by_stddev as scale_by_stddev
 from gradtx._schedules import constant_schedule as constant_schedule
 from gradtx._schedules import cosine_decay_schedule as cosine_decay_schedule
+from gradtx._schedules import exponential_decay as exponential_decay
+from gradtx._schedules import inverse_sqrt_schedule as inverse_sqrt_schedule
+from gradtx._schedules import join_schedules as join_schedules
 from gradtx._schedules import linear_schedule as linear_schedule
+from gradtx._schedules import piecewise_constant_schedule as piecewise_constant_schedule
+from gradtx._schedules import polynomial_schedule as polynomial_schedule
+from gradtx._schedules_cyclic import cosine_warm_restarts_schedule as cosine_warm_restarts_schedule
+from gradtx._schedules_cyclic import one_cycle_momentum_schedule as one_cycle_momentum_schedule
+from gradtx._schedules_cyclic import one_cycle_schedule as one_cycle_schedule
+from gradtx._schedules_cyclic import sgdr_schedule as sgdr_schedule
+from gradtx._schedules_cyclic import warmup_constant_schedule as warmup_constant_schedule
+from gradtx._schedules_cyclic import warmup_cosine_decay_schedule as warmup_cosine_decay_schedule
+from gradtx._schedules_cyclic import (
+    warmup_exponential_decay_schedule as warmup_exponential_decay_schedule,
+)
+from gradtx._schedules_cyclic import warmup_stable_decay_schedule as warmup_stable_decay_schedule
 from gradtx._step_size import scale as scale
 from gradtx._step_size import scale_by_learning_rate as scale_by_learning_rate
 from gradtx._step_size import scale_by_trust_ratio as scale_by_trust_ratio
@@ -69,14 +84,22 @@ __all__ = [
     "clip_by_norm",
     "constant_schedule",
     "cosine_decay_schedule",
+    "cosine_warm_restarts_schedule",
     "ema",
+    "exponential_decay",
     "hyperparams",
     "identity",
+    "inverse_sqrt_schedule",
+    "join_schedules",
     "lamb",
     "lars",
     "linear_schedule",
     "masked",
     "named_chain",
+    "one_cycle_momentum_schedule",
+    "one_cycle_schedule",
+    "piecewise_constant_schedule",
+    "polynomial_schedule",
     "reduce_on_plateau",
     "rmsprop",
     "scale",
@@ -90,7 +113,12 @@ __all__ = [
     "set_hyperparams",
     "set_to_zero",
     "sgd",
+    "sgdr_schedule",
     "stateless",
     "sweep",
     "trace",
+    "warmup_constant_schedule",
+    "warmup_cosine_decay_schedule",
+    "warmup_exponential_decay_schedule",
+    "warmup_stable_decay_schedule",
 ]

@@ -456,8 +456,9 @@ def sweep(state: PyTree, **values: Any) -> PyTree:
             raise ValueError(f"sweep: {name} must be concrete values, not traced")
         column = np.asarray(column)
         if column.ndim != 1 or column.size == 0:
-            raise ValueError(f"sweep: {name} must be a non-empty 1-D sequence, got shape "
-                             f"{column.shape}")
+            raise ValueError(
+                f"sweep: {name} must be a non-empty 1-D sequence, got shape {column.shape}"
+            )
         columns[name] = column
     sizes = {name: column.size for name, column in columns.items()}
     if len(set(sizes.values())) != 1:

@@ -21,7 +21,9 @@ def loss_sequences(steps: int = 150) -> dict[str, list[float]]:
     rng = np.random.default_rng(0)
     t = np.arange(steps)
     return {
-        "decay_then_plateau": list(np.maximum(np.exp(-t / 10), np.exp(-3)) + 1e-3 * rng.random(steps)),
+        "decay_then_plateau": list(
+            np.maximum(np.exp(-t / 10), np.exp(-3)) + 1e-3 * rng.random(steps)
+        ),
         "noisy_walk": list(2 + np.cumsum(rng.normal(0, 0.05, steps)) - 0.002 * t),
         "constant": [1.0] * steps,
         "below_threshold": list(np.float64(1.0) * (1 - 5e-5) ** t),
@@ -56,8 +58,12 @@ def main() -> None:
     import torch
 
     records = [
-        {"setting": setting, "sequence": name, "losses": losses,
-         "scales": torch_scales(setting, losses)}
+        {
+            "setting": setting,
+            "sequence": name,
+            "losses": losses,
+            "scales": torch_scales(setting, losses),
+        }
         for setting in SETTINGS
         for name, losses in loss_sequences().items()
     ]
