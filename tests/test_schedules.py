@@ -579,6 +579,55 @@ def test_schedules_drive_an_optimizer():
     assert step._cache_size() == 1
 
 
+
+def _scheduled_run(tx, grads):
+    params = {"w": jnp.zeros(grads.shape[1], jnp.float32)}
+    state = tx.init(params)
+    out = []
+    for g in grads:
+        updates, state = tx.update({"w": jnp.asarray(g, jnp.float32)}, state, params)
+        out.append(np.asarray(updates["w"], np.float64))
+    return np.stack(out)
+
+
+def test_one_cycle_momentum_drives_sgd_momentum_step_by_step():
+    steps, lr = 30, 0.1
+    momentum = gradtx.one_cycle_momentum_schedule(steps, base_momentum=0.8, max_momentum=0.95)
+    grads = np.random.default_rng(0).normal(size=(steps, 5))
+    # float64 reference: v_t = beta_t v_{t-1} + g_t, u_t = -lr v_t, beta_t = momentum(t - 1).
+    velocity, expected = np.zeros(5), []
+    for t, g in enumerate(grads):
+        velocity = float(momentum(t)) * velocity + g
+        expected.append(-lr * velocity)
+    got = _scheduled_run(gradtx.sgd(lr, momentum=momentum), grads)
+    np.testing.assert_allclose(got, np.stack(expected), rtol=1e-5, atol=1e-6)
+    # a constant momentum would give something else: the schedule is really used
+    constant = _scheduled_run(gradtx.sgd(lr, momentum=0.95), grads)
+    assert np.max(np.abs(constant - got)) > 1e-2
+
+
+def test_one_cycle_momentum_drives_adam_b1_step_by_step():
+    steps, lr, b2, eps = 30, 1e-2, 0.999, 1e-8
+    b1 = gradtx.one_cycle_momentum_schedule(steps)
+    grads = np.random.default_rng(1).normal(size=(steps, 5))
+    # float64 reference with the scheduled beta_1 (bias correction by 1 - beta_1(t)^t, as in
+    # optax.inject_hyperparams(optax.adam)).
+    m, v, expected = np.zeros(5), np.zeros(5), []
+    for t, g in enumerate(grads, start=1):
+        beta = float(b1(t - 1))
+        m = beta * m + (1 - beta) * g
+        v = b2 * v + (1 - b2) * g * g
+        expected.append(-lr * (m / (1 - beta**t)) / (np.sqrt(v / (1 - b2**t)) + eps))
+    got = _scheduled_run(gradtx.adam(lr, b1=b1, b2=b2, eps=eps), grads)
+    np.testing.assert_allclose(got, np.stack(expected), rtol=1e-5, atol=1e-7)
+    # optax with the same schedule injected agrees (to optax's own float32 error, 2e-5)
+    reference = optax.inject_hyperparams(optax.adam)(learning_rate=lr, b1=b1, b2=b2, eps=eps)
+    with jax.numpy_dtype_promotion("standard"):  # optax mixes float32 and int32
+        from_optax = _scheduled_run(reference, grads)
+    np.testing.assert_allclose(from_optax, got, rtol=2e-5, atol=1e-7)
+    constant = _scheduled_run(gradtx.adam(lr, b1=0.95, b2=b2, eps=eps), grads)
+    assert np.max(np.abs(constant - got)) > 1e-4
+
 # Valid arguments for each schedule; each row of BAD changes one of them.
 _ONE = gradtx.constant_schedule(1.0)
 VALID = {
