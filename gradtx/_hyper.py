@@ -114,6 +114,10 @@ _CONSTRAINTS = {
     "factor": ("in (0, 1)", lambda v: 0 < v < 1),
     "threshold": _NON_NEGATIVE,
     "min_scale": _NON_NEGATIVE,
+    "slow_step_size": ("in (0, 1]", lambda v: 0 < v <= 1),
+    "clipping": _POSITIVE,
+    "eta": _NON_NEGATIVE,
+    "gamma": _NON_NEGATIVE,
 }
 
 
