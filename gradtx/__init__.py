@@ -64,6 +64,13 @@ from gradtx._step_size import scale as scale
 from gradtx._step_size import scale_by_learning_rate as scale_by_learning_rate
 from gradtx._step_size import scale_by_trust_ratio as scale_by_trust_ratio
 
+from gradtx._monitor import MonitorState as MonitorState
+from gradtx._monitor import monitor as monitor
+from gradtx._monitor import step_stats as step_stats
+from gradtx._wrappers import ApplyIfFiniteState as ApplyIfFiniteState
+from gradtx._wrappers import MultiSteps as MultiSteps
+from gradtx._wrappers import MultiStepsState as MultiStepsState
+from gradtx._wrappers import apply_if_finite as apply_if_finite
 __version__ = "0.1.0"
 
 __all__ = [
@@ -121,4 +128,11 @@ __all__ = [
     "warmup_cosine_decay_schedule",
     "warmup_exponential_decay_schedule",
     "warmup_stable_decay_schedule",
+    "ApplyIfFiniteState",
+    "MonitorState",
+    "MultiSteps",
+    "MultiStepsState",
+    "apply_if_finite",
+    "monitor",
+    "step_stats",
 ]
