@@ -71,6 +71,9 @@ from gradtx._wrappers import ApplyIfFiniteState as ApplyIfFiniteState
 from gradtx._wrappers import MultiSteps as MultiSteps
 from gradtx._wrappers import MultiStepsState as MultiStepsState
 from gradtx._wrappers import apply_if_finite as apply_if_finite
+from gradtx._combine import freeze as freeze
+from gradtx._combine import partition as partition
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -135,4 +138,6 @@ __all__ = [
     "apply_if_finite",
     "monitor",
     "step_stats",
+    "freeze",
+    "partition",
 ]
