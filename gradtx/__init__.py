@@ -73,6 +73,13 @@ from gradtx._wrappers import MultiStepsState as MultiStepsState
 from gradtx._wrappers import apply_if_finite as apply_if_finite
 from gradtx._combine import freeze as freeze
 from gradtx._combine import partition as partition
+from gradtx._averaging import LookaheadParams as LookaheadParams
+from gradtx._averaging import ema_params as ema_params
+from gradtx._averaging import lookahead as lookahead
+from gradtx._averaging import slow_params as slow_params
+from gradtx._clipping import adaptive_grad_clip as adaptive_grad_clip
+from gradtx._gradient_processing import add_noise as add_noise
+from gradtx._gradient_processing import centralize as centralize
 
 __version__ = "0.1.0"
 
@@ -140,4 +147,11 @@ __all__ = [
     "step_stats",
     "freeze",
     "partition",
+    "LookaheadParams",
+    "ema_params",
+    "lookahead",
+    "slow_params",
+    "adaptive_grad_clip",
+    "add_noise",
+    "centralize",
 ]

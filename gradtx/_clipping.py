@@ -1,9 +1,12 @@
-"""Clipping: by value, by each tensor's norm, by the global norm."""
+"""Clipping: by value, by each tensor's norm, by the global norm, and adaptively (unit-wise)."""
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, stateless
@@ -73,3 +76,121 @@ def clip_by_global_norm(max_norm: ScalarOrSchedule) -> GradientTransformation:
       2013.
     """
     return live("clip_by_global_norm", _clip_by_global_norm, max_norm=max_norm)
+
+
+# ---- adaptive clipping -----------------------------------------------------------------------
+
+
+def unit_axes(shape: tuple[int, ...], axis: int | tuple[int, ...] | None, path: str = ""):
+    """The axes a unit-wise norm sums over (None: the whole leaf).
+
+    By default: scalars and vectors (once size-1 axes are dropped) as a whole; ``(in, out)``
+    and ``(in, heads, out)`` kernels over axis 0; ``HWIO`` convolutions over ``(0, 1, 2)``;
+    ``DHWIO`` over ``(0, 1, 2, 3)``, as in the NFNets code and optax.
+    """
+    if axis is not None:
+        axes = (axis,) if isinstance(axis, int) else axis
+        for a in axes:
+            if not -len(shape) <= a < len(shape):
+                raise ValueError(
+                    f"adaptive_grad_clip: axis {a} is out of range for the leaf {path!r} of "
+                    f"shape {shape}"
+                )
+        return axes
+    if sum(d != 1 for d in shape) <= 1:
+        return None
+    by_rank = {2: (0,), 3: (0,), 4: (0, 1, 2), 5: (0, 1, 2, 3)}
+    if len(shape) not in by_rank:
+        raise ValueError(
+            f"adaptive_grad_clip: no default unit-wise norm for the leaf {path!r} of shape "
+            f"{shape} (ndim {len(shape)}); give axis, the axes each unit's norm runs over"
+        )
+    return by_rank[len(shape)]
+
+
+def unitwise_norm(x: jax.Array, axes: tuple[int, ...] | None) -> jax.Array:
+    """The Euclidean norm of each unit of ``x`` (keeping dims), in at least float32."""
+    wide = x.astype(_tree.accumulation_dtype(x.dtype))
+    return jnp.sqrt(jnp.sum(wide * wide, axis=axes, keepdims=True))
+
+
+def adaptive_clip_leaf(g, p, clipping: Value, eps: Value, axis, path: str = ""):
+    """``g``'s units rescaled to norm ``clipping * max(||p unit||, eps)`` where they exceed it."""
+    axes = unit_axes(g.shape, axis, path)
+    g_norm, p_norm = unitwise_norm(g, axes), unitwise_norm(p, axes)
+    dtype = g_norm.dtype
+    max_norm = value_as(clipping, dtype) * jnp.maximum(p_norm, value_as(eps, dtype))
+    over = g_norm > max_norm
+    # the inner where keeps the division (and its gradient) finite where nothing is clipped
+    factor = jnp.where(over, max_norm / jnp.where(over, g_norm, jnp.ones_like(g_norm)), 1)
+    return (g.astype(dtype) * factor).astype(g.dtype)
+
+
+def _adaptive_grad_clip(clipping: Value, eps: Value, *, axis) -> GradientTransformation:
+    def clip_all(updates, params):
+        if params is None:
+            raise ValueError(
+                "adaptive_grad_clip: update needs params (the clipping threshold is relative "
+                "to their norms)"
+            )
+        _tree.check_match("adaptive_grad_clip", (updates, params), ("updates", "params"))
+
+        def clip_leaf(path, g, p):
+            return adaptive_clip_leaf(g, p, clipping, eps, axis, _tree.path_str(path))
+
+        return jax.tree_util.tree_map_with_path(clip_leaf, updates, params)
+
+    return stateless(clip_all)
+
+
+def adaptive_grad_clip(
+    clipping: ScalarOrSchedule,
+    eps: ScalarOrSchedule = 1e-3,
+    axis: int | tuple[int, ...] | None = None,
+) -> GradientTransformation:
+    r"""Adaptive gradient clipping (NFNets): unit-wise, relative to the params' norms.
+
+    .. math::
+      G_i \leftarrow \begin{cases}
+        \lambda \dfrac{\|W_i\|^\star}{\|G_i\|}\, G_i & \text{if } \|G_i\| > \lambda \|W_i\|^\star
+        \\ G_i & \text{otherwise}\end{cases}, \qquad \|W_i\|^\star = \max(\|W_i\|, \epsilon)
+
+    for each unit *i* (an output unit's fan-in: a column of an ``(in, out)`` kernel, a
+    ``(kh, kw, in)`` slice of an ``HWIO`` convolution); scalars and vectors are one unit. ε keeps
+    zero-initialised weights from having their gradients clipped to zero. Norms are taken in at
+    least float32.
+
+    Args:
+      clipping: λ > 0, the largest allowed ratio of a unit's gradient norm to its weight norm
+        (the paper uses 0.01 to 0.16, smaller for larger batches).
+      eps: ε >= 0 (1e-3, the paper's and optax's default).
+      axis: the axes each unit's norm runs over, for every leaf (an int or a tuple). Default
+        by rank: ``(in, out)`` and ``(in, heads, out)`` over axis 0, 4-D over ``(0, 1, 2)``,
+        5-D over ``(0, 1, 2, 3)`` (Flax/Haiku layouts; as optax); other ranks need ``axis``.
+
+    Returns:
+      A stateless :class:`GradientTransformation`; ``update`` needs the params.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.adaptive_grad_clip(0.1)
+      >>> params = {"w": jnp.array([[3.0, 0.1], [4.0, 0.0]])}  # column norms 5 and 0.1
+      >>> grads = {"w": jnp.array([[1.0, 0.003], [0.0, 0.004]])}  # column norms 1 and 0.005
+      >>> tx.update(grads, tx.init(params), params)[0]["w"]  # column 0 rescaled to norm 0.5
+      Array([[0.5  , 0.003],
+             [0.   , 0.004]], dtype=float32)
+
+    References:
+      Brock, De, Smith and Simonyan, *High-Performance Large-Scale Image Recognition Without
+      Normalization*, 2021.
+    """
+    owner = "adaptive_grad_clip"
+    if axis is not None:
+        axes = (axis,) if isinstance(axis, (int, np.integer)) else axis
+        if not isinstance(axes, tuple) or not all(
+            isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in axes
+        ):
+            raise TypeError(f"{owner}: axis must be None, an int or a tuple of ints, got {axis!r}")
+        axis = int(axis) if isinstance(axis, (int, np.integer)) else tuple(int(a) for a in axes)
+    build = functools.partial(_adaptive_grad_clip, axis=axis)
+    return live(owner, build, clipping=clipping, eps=eps)
