@@ -211,7 +211,8 @@ def _per_leaf(owner: str, what: str, spec: PyTree, params: PyTree) -> list[Any]:
         return jax.tree.structure(params).flatten_up_to(full)
     except (ValueError, TypeError):
         problem = _prefix_problem(params, spec, what)
-        raise ValueError(f"{owner}: the {what} does not fit the params: {problem}") from None
+        verb = "do" if what.endswith("s") else "does"
+        raise ValueError(f"{owner}: the {what} {verb} not fit the params: {problem}") from None
 
 
 def _holes(tree: PyTree, keep: list[bool]) -> PyTree:
@@ -364,10 +365,10 @@ def freeze(mask: Any, *, inner: GradientTransformation | None = None) -> Gradien
     Example:
       >>> import gradtx, jax.numpy as jnp
       >>> params = {"embed": jnp.ones(3), "head": jnp.ones(2)}
-      >>> tx = gradtx.freeze({"embed": True, "head": False}, inner=gradtx.sgd(0.1))
+      >>> tx = gradtx.freeze({"embed": True, "head": False}, inner=gradtx.sgd(0.1, momentum=0.9))
       >>> state = tx.init(params)
-      >>> state.inner_state[0].trace  # no momentum at all here; the embedding has no entry
-      ()
+      >>> state.inner_state[0].trace  # momentum for the trainable leaves only
+      {'embed': None, 'head': Array([0., 0.], dtype=float32)}
       >>> updates, state = tx.update(params, state, params)
       >>> updates["embed"], updates["head"]
       (Array([0., 0., 0.], dtype=float32), Array([-0.1, -0.1], dtype=float32))
@@ -434,10 +435,12 @@ def partition(
       ...     labels,
       ... )
       >>> state = tx.init(params)
-      >>> sorted(gradtx.hyperparams(state))[:3]
-      ['b1', 'b2', 'decay/eps']
-      >>> state = gradtx.set_hyperparams(state, **{"no_decay/learning_rate": 1e-4})
+      >>> [k for k in gradtx.hyperparams(state) if k.endswith("learning_rate")]
+      ['decay/learning_rate', 'no_decay/learning_rate']
+      >>> state = gradtx.set_hyperparams(state, **{"no_decay/learning_rate": 0.0})
       >>> updates, state = tx.update(params, state, params)
+      >>> float(abs(updates["dense"]["b"]).max())  # that group's learning rate is now 0
+      0.0
     """
     owner = "partition"
     if not isinstance(transforms, Mapping):
