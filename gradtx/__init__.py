@@ -81,6 +81,18 @@ from gradtx._clipping import adaptive_grad_clip as adaptive_grad_clip
 from gradtx._gradient_processing import add_noise as add_noise
 from gradtx._gradient_processing import centralize as centralize
 
+from gradtx._lbfgs import lbfgs as lbfgs
+from gradtx._lbfgs import scale_by_lbfgs as scale_by_lbfgs
+from gradtx._linesearch import scale_by_backtracking_linesearch as scale_by_backtracking_linesearch
+from gradtx._linesearch import scale_by_zoom_linesearch as scale_by_zoom_linesearch
+from gradtx._linesearch import value_and_grad_from_state as value_and_grad_from_state
+from gradtx._newton import conjugate_gradient as conjugate_gradient
+from gradtx._newton import hvp as hvp
+from gradtx._newton import newton_cg as newton_cg
+from gradtx._newton import scale_by_newton_cg as scale_by_newton_cg
+from gradtx._checkpoint import check_state as check_state
+from gradtx._checkpoint import restore_state as restore_state
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -154,4 +166,15 @@ __all__ = [
     "adaptive_grad_clip",
     "add_noise",
     "centralize",
+    "lbfgs",
+    "scale_by_lbfgs",
+    "scale_by_backtracking_linesearch",
+    "scale_by_zoom_linesearch",
+    "value_and_grad_from_state",
+    "conjugate_gradient",
+    "hvp",
+    "newton_cg",
+    "scale_by_newton_cg",
+    "check_state",
+    "restore_state",
 ]

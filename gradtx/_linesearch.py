@@ -1,0 +1,671 @@
+"""Line searches: backtracking (Armijo) and zoom (strong Wolfe), and reusing their last evaluation.
+
+A line search is the last link of a chain. It receives a direction ``u`` (the updates of the
+links before it, e.g. ``-H g`` from L-BFGS) and chooses a step size ``eta`` along it, evaluating
+the objective at trial points ``params + eta * u``. The objective reaches it through ``update``'s
+extra arguments, as in optax::
+
+    tx.update(grads, state, params, value=value, grad=grads, value_fn=fn, **fn_kwargs)
+
+``value`` and ``grad`` are ``fn`` and its gradient at ``params``; every other extra argument is
+passed on to ``fn`` (``fn(params, **fn_kwargs)``: a batch, say). The search keeps the value (and
+gradient) at the point it accepted, so the next step need not evaluate them again: see
+:func:`value_and_grad_from_state`. Each search runs in one ``lax.while_loop``; nothing syncs with
+the host. The objective's value and the slopes are computed in at least float32 (float64 for
+float64 params).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradtx import _tree
+from gradtx._base import GradientTransformation, PyTree
+from gradtx._hyper import ScalarOrSchedule, Value, check_flag, live, value_as
+
+_RESERVED = ("value", "grad", "value_fn")
+
+
+# ---- shared pieces -------------------------------------------------------------------------
+
+
+class LinesearchInfo(NamedTuple):
+    """What the last search did."""
+
+    num_linesearch_steps: jax.Array  # int32 []: trial points evaluated by the last update
+    succeeded: jax.Array  # bool []: the step taken meets all of the search's conditions
+
+
+def scalar_dtype(params: PyTree) -> Any:
+    """The dtype of objective values and step sizes: the params' widest float, at least f32."""
+    leaves = [jnp.asarray(x).dtype for x in jax.tree.leaves(params)]
+    return _tree.accumulation_dtype(_tree.wider(*leaves) if leaves else jnp.float32)
+
+
+def tree_vdot(a: PyTree, b: PyTree) -> jax.Array:
+    """``sum_i <a_i, b_i>`` over all leaves, in at least float32."""
+    terms = []
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        dtype = _tree.accumulation_dtype(_tree.wider(x.dtype, y.dtype))
+        terms.append(jnp.sum(x.astype(dtype) * y.astype(dtype)))
+    if not terms:
+        return jnp.zeros([], jnp.float32)
+    dtype = _tree.wider(*(t.dtype for t in terms))
+    return sum((t.astype(dtype) for t in terms), jnp.zeros([], dtype))
+
+
+def add_scaled(params: PyTree, step: jax.Array, direction: PyTree) -> PyTree:
+    """``params + step * direction``, each leaf formed in the wider dtype, kept in its param's."""
+
+    def leaf(p, u):
+        wide = _tree.wider(p.dtype, u.dtype, step.dtype)
+        return (p.astype(wide) + step.astype(wide) * u.astype(wide)).astype(p.dtype)
+
+    return jax.tree.map(leaf, params, direction)
+
+
+def objective(owner: str, params: PyTree, extra: dict[str, Any]):
+    """The objective from ``update``'s extras: ``(value_fn, value, grad, fn_kwargs)``.
+
+    Raises ValueError naming ``owner`` when one is missing or ``grad`` does not fit the params.
+    """
+    value_fn = extra.get("value_fn")
+    if not callable(value_fn):
+        raise ValueError(
+            f"{owner}: update needs the objective as value_fn=fn (a function of the params), "
+            f"got {value_fn!r}"
+        )
+    if params is None:
+        raise ValueError(f"{owner}: update needs params (the point the search starts from)")
+    for name in ("value", "grad"):
+        if extra.get(name) is None:
+            raise ValueError(
+                f"{owner}: update needs {name}=..., the objective's "
+                f"{'value' if name == 'value' else 'gradient'} at params"
+            )
+    value = extra["value"]
+    if jnp.ndim(value) != 0:
+        raise ValueError(f"{owner}: value must be a scalar, got shape {jnp.shape(value)}")
+    _tree.check_match(owner, (params, extra["grad"]), ("params", "grad"))
+    fn_kwargs = {k: v for k, v in extra.items() if k not in _RESERVED}
+    return value_fn, value, extra["grad"], fn_kwargs
+
+
+def check_steps(owner: str, name: str, value: Any) -> int:
+    """A positive int argument (a loop bound or a buffer size: fixed when the state is built)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{owner}: {name} must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{owner}: {name} must be >= 1, got {value}")
+    return int(value)
+
+
+def check_open_unit(owner: str, name: str, value: Any) -> None:
+    """``value`` in (0, 1) when given as a number (a schedule is checked at step 0 by live)."""
+    if isinstance(value, numbers.Real) and not 0 < value < 1:
+        raise ValueError(f"{owner}: {name} must be in (0, 1), got {value!r}")
+
+
+def check_at_least(owner: str, name: str, value: Any, bound: float, strict: bool) -> None:
+    if isinstance(value, numbers.Real) and not (value > bound if strict else value >= bound):
+        raise ValueError(
+            f"{owner}: {name} must be {'>' if strict else '>='} {bound}, got {value!r}"
+        )
+
+
+def _as_like(tree: PyTree, like: PyTree) -> PyTree:
+    return jax.tree.map(lambda x, p: jnp.asarray(x).astype(jnp.asarray(p).dtype), tree, like)
+
+
+# ---- backtracking --------------------------------------------------------------------------
+
+
+class BacktrackingLinesearchState(NamedTuple):
+    learning_rate: jax.Array  # [] scalar dtype: the last step size tried; the next guess grows it
+    value: jax.Array  # [] scalar dtype: the objective at params + updates (inf before a step)
+    grad: PyTree | None  # like params: its gradient (None unless store_grad)
+    info: LinesearchInfo
+
+
+def _backtracking(
+    slope_rtol: Value,
+    decrease_factor: Value,
+    increase_factor: Value,
+    max_learning_rate: Value,
+    atol: Value,
+    rtol: Value,
+    *,
+    max_backtracking_steps: int,
+    store_grad: bool,
+    verbose: bool,
+) -> GradientTransformation:
+    owner = "scale_by_backtracking_linesearch"
+
+    def init(params):
+        dtype = scalar_dtype(params)
+        return BacktrackingLinesearchState(
+            learning_rate=value_as(max_learning_rate, dtype),
+            value=jnp.full([], jnp.inf, dtype),
+            grad=_tree.zeros_like(params) if store_grad else None,
+            info=LinesearchInfo(jnp.zeros([], jnp.int32), jnp.zeros([], bool)),
+        )
+
+    def update(updates, state, params=None, **extra):
+        value_fn, value, grad, fn_kwargs = objective(owner, params, extra)
+        _tree.check_match(owner, (params, updates), ("params", "updates"))
+        dtype = state.value.dtype
+        f0 = jnp.asarray(value).astype(dtype)
+        slope = tree_vdot(updates, grad).astype(dtype)
+        c1 = value_as(slope_rtol, dtype)
+        bound = f0 + value_as(atol, dtype) + value_as(rtol, dtype) * jnp.abs(f0)
+        guess = jnp.minimum(
+            state.learning_rate * value_as(increase_factor, dtype),
+            value_as(max_learning_rate, dtype),
+        )
+        fn = functools.partial(value_fn, **fn_kwargs)
+        evaluate = jax.value_and_grad(fn) if store_grad else lambda x: (fn(x), None)
+        zero_grad = _as_like(grad, params) if store_grad else None
+
+        def cond(carry):
+            it, _, ok, *_ = carry
+            return ~ok & (it < max_backtracking_steps)
+
+        def body(carry):
+            it, step, ok, _, f_best, g_best = carry
+            f, g = evaluate(add_scaled(params, step, updates))
+            f = jnp.asarray(f).astype(dtype)
+            armijo = f <= bound + c1 * step * slope
+            g = _as_like(g, params) if store_grad else None
+            next_step = jnp.where(armijo, step, step * value_as(decrease_factor, dtype))
+            pick = functools.partial(jnp.where, armijo)
+            g_best = jax.tree.map(pick, g, g_best) if store_grad else None
+            return it + 1, next_step, armijo, step, pick(f, f_best), g_best
+
+        start = (jnp.zeros([], jnp.int32), guess, jnp.zeros([], bool), guess, f0, zero_grad)
+        it, _, ok, tried, f_new, g_new = jax.lax.while_loop(cond, body, start)
+        step = jnp.where(ok, tried, jnp.zeros_like(tried))
+        if verbose:
+            jax.lax.cond(
+                ok,
+                lambda: None,
+                lambda: jax.debug.print(
+                    f"{owner}: no step met the sufficient decrease condition in "
+                    f"{max_backtracking_steps} trials; the params are left unchanged"
+                ),
+            )
+        out = jax.tree.map(lambda u: (step.astype(u.dtype) * u).astype(u.dtype), updates)
+        new_state = BacktrackingLinesearchState(
+            learning_rate=tried,
+            value=f_new,
+            grad=g_new,
+            info=LinesearchInfo(num_linesearch_steps=it, succeeded=ok),
+        )
+        return out, new_state
+
+    return GradientTransformation(init, update)
+
+
+def scale_by_backtracking_linesearch(
+    max_backtracking_steps: int,
+    slope_rtol: ScalarOrSchedule = 1e-4,
+    decrease_factor: ScalarOrSchedule = 0.8,
+    increase_factor: ScalarOrSchedule = 1.5,
+    max_learning_rate: ScalarOrSchedule = 1.0,
+    atol: ScalarOrSchedule = 0.0,
+    rtol: ScalarOrSchedule = 0.0,
+    store_grad: bool = False,
+    verbose: bool = False,
+) -> GradientTransformation:
+    r"""Backtracking line search: the first step size of a shrinking sequence with enough decrease.
+
+    Trial steps :math:`\eta_j = \eta_0 \rho^j` (:math:`\rho` = ``decrease_factor``), starting from
+    :math:`\eta_0 = \min(\gamma\, \eta_{prev}, \eta_{max})`, until the sufficient decrease
+    (Armijo) condition holds:
+
+    .. math::
+      f(w + \eta u) \le f(w) + c_1 \eta \langle u, \nabla f(w) \rangle
+        + \epsilon_{abs} + \epsilon_{rel} |f(w)|
+
+    with :math:`c_1` = ``slope_rtol``. The output is :math:`\eta u`. Defaults are optax's.
+
+    If no trial meets the condition within ``max_backtracking_steps`` (a direction that does
+    not descend, or a decrease below the float precision), the update is zero: the params stay
+    where they are, never NaN; ``state.info.succeeded`` is False and the next search starts
+    from the smallest step tried. A trial whose value is NaN or infinite counts as failing.
+
+    Args:
+      max_backtracking_steps: the most trial points evaluated per update (>= 1).
+      slope_rtol: :math:`c_1` in (0, 1).
+      decrease_factor: :math:`\rho` in (0, 1).
+      increase_factor: :math:`\gamma \ge 1`, growth of the first guess from the last step taken
+        (1 keeps it; ``math.inf`` starts every search at ``max_learning_rate``).
+      max_learning_rate: :math:`\eta_{max} > 0`, the largest step tried.
+      atol: :math:`\epsilon_{abs} \ge 0`.
+      rtol: :math:`\epsilon_{rel} \ge 0` (relative to :math:`|f(w)|`; optax multiplies
+        :math:`f(w)` itself, the same for a positive objective).
+      store_grad: evaluate the gradient with each trial and keep the accepted point's, so that
+        :func:`value_and_grad_from_state` can reuse it.
+      verbose: print (``jax.debug.print``) when a search fails.
+
+    Returns:
+      A :class:`GradientTransformation` whose ``update`` needs ``value``, ``grad`` and
+      ``value_fn`` (see the module notes).
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> fn = lambda x: jnp.sum(x ** 2)
+      >>> tx = gradtx.chain(gradtx.sgd(1.0),
+      ...                   gradtx.scale_by_backtracking_linesearch(max_backtracking_steps=15))
+      >>> x = jnp.array([1.0, 2.0, 3.0])
+      >>> state = tx.init(x)
+      >>> value, grad = jax.value_and_grad(fn)(x)
+      >>> updates, state = tx.update(grad, state, x, value=value, grad=grad, value_fn=fn)
+      >>> float(state[1].inner_state.learning_rate)  # 1 fails, 0.8 decreases enough
+      0.800000011920929
+      >>> round(float(fn(gradtx.apply_updates(x, updates))), 2)
+      5.04
+
+    References:
+      Armijo, *Minimization of functions having Lipschitz continuous first partial derivatives*,
+      Pacific Journal of Mathematics, 1966; Nocedal and Wright, *Numerical Optimization*, 2nd ed.,
+      2006, Algorithm 3.1.
+    """
+    owner = "scale_by_backtracking_linesearch"
+    max_backtracking_steps = check_steps(owner, "max_backtracking_steps", max_backtracking_steps)
+    store_grad = check_flag(owner, "store_grad", store_grad)
+    verbose = check_flag(owner, "verbose", verbose)
+    check_open_unit(owner, "slope_rtol", slope_rtol)
+    check_open_unit(owner, "decrease_factor", decrease_factor)
+    if increase_factor == math.inf:
+        increase_factor = float(jnp.finfo(jnp.float32).max)  # any guess then exceeds the cap
+    check_at_least(owner, "increase_factor", increase_factor, 1.0, strict=False)
+    check_at_least(owner, "max_learning_rate", max_learning_rate, 0.0, strict=True)
+    check_at_least(owner, "atol", atol, 0.0, strict=False)
+    check_at_least(owner, "rtol", rtol, 0.0, strict=False)
+    build = functools.partial(
+        _backtracking,
+        max_backtracking_steps=max_backtracking_steps,
+        store_grad=store_grad,
+        verbose=verbose,
+    )
+    return live(
+        owner,
+        build,
+        slope_rtol=slope_rtol,
+        decrease_factor=decrease_factor,
+        increase_factor=increase_factor,
+        max_learning_rate=max_learning_rate,
+        atol=atol,
+        rtol=rtol,
+    )
+
+
+# ---- zoom (strong Wolfe) -------------------------------------------------------------------
+
+
+class ZoomLinesearchState(NamedTuple):
+    learning_rate: jax.Array  # [] scalar dtype: the step size taken last (1 before the first)
+    value: jax.Array  # [] scalar dtype: the objective at params + updates (inf before a step)
+    grad: PyTree  # like params: its gradient
+    info: LinesearchInfo
+
+
+def interpolate(a_lo, f_lo, d_lo, a_hi, f_hi, d_hi):
+    """The minimiser of the cubic through both ends' values and slopes, safeguarded.
+
+    Nocedal and Wright (3.59); if the cubic has no minimiser inside the interval's middle 80%,
+    the quadratic through ``f_lo, d_lo, f_hi``; failing that, the midpoint.
+    """
+    delta = a_hi - a_lo
+    d1 = d_lo + d_hi - 3 * (f_lo - f_hi) / (a_lo - a_hi)
+    disc = d1 * d1 - d_lo * d_hi
+    d2 = jnp.sign(delta) * jnp.sqrt(jnp.maximum(disc, 0))
+    cubic = a_hi - delta * (d_hi + d2 - d1) / (d_hi - d_lo + 2 * d2)
+    quadratic = a_lo - d_lo * delta * delta / (2 * (f_hi - f_lo - d_lo * delta))
+    low = jnp.minimum(a_lo, a_hi) + 0.1 * jnp.abs(delta)
+    high = jnp.maximum(a_lo, a_hi) - 0.1 * jnp.abs(delta)
+
+    def inside(x):
+        return jnp.isfinite(x) & (x >= low) & (x <= high)
+
+    middle = a_lo + delta / 2
+    return jnp.where(
+        (disc >= 0) & inside(cubic), cubic, jnp.where(inside(quadratic), quadratic, middle)
+    )
+
+
+def _zoom(
+    slope_rtol: Value,
+    curv_rtol: Value,
+    increase_factor: Value,
+    tol: Value,
+    stepsize_precision: Value,
+    max_learning_rate: Value | None,
+    approx_dec_rtol: Value | None,
+    *,
+    max_linesearch_steps: int,
+    initial_guess_strategy: str,
+    verbose: bool,
+) -> GradientTransformation:
+    owner = "scale_by_zoom_linesearch"
+
+    def init(params):
+        dtype = scalar_dtype(params)
+        return ZoomLinesearchState(
+            learning_rate=jnp.ones([], dtype),
+            value=jnp.full([], jnp.inf, dtype),
+            grad=_tree.zeros_like(params),
+            info=LinesearchInfo(jnp.zeros([], jnp.int32), jnp.zeros([], bool)),
+        )
+
+    def update(updates, state, params=None, **extra):
+        value_fn, value, grad, fn_kwargs = objective(owner, params, extra)
+        _tree.check_match(owner, (params, updates), ("params", "updates"))
+        dtype = state.value.dtype
+        c1, c2 = value_as(slope_rtol, dtype), value_as(curv_rtol, dtype)
+        eps = value_as(tol, dtype)
+        cap = jnp.asarray(jnp.inf, dtype)
+        if max_learning_rate is not None:
+            cap = value_as(max_learning_rate, dtype)
+        f0 = jnp.asarray(value).astype(dtype)
+        g0 = _as_like(grad, params)
+        d0 = tree_vdot(updates, g0).astype(dtype)
+        evaluate = jax.value_and_grad(functools.partial(value_fn, **fn_kwargs))
+
+        def phi(step):
+            f, g = evaluate(add_scaled(params, step, updates))
+            g = _as_like(g, params)
+            return jnp.asarray(f).astype(dtype), g, tree_vdot(updates, g).astype(dtype)
+
+        first = state.learning_rate if initial_guess_strategy == "keep" else jnp.ones([], dtype)
+        zero = jnp.zeros([], dtype)
+        false = jnp.zeros([], bool)
+        # lo: the best point meeting sufficient decrease so far (step 0 at first); hi: the other
+        # end of the bracket once one is found (Nocedal and Wright's alpha_lo and alpha_hi).
+        start = dict(
+            it=jnp.zeros([], jnp.int32),
+            done=false,
+            accepted=false,
+            zooming=false,
+            trial=jnp.minimum(first, cap),
+            lo=(zero, f0, d0, g0),
+            hi=(zero, f0, d0),
+        )
+
+        def cond(c):
+            return ~c["done"] & (c["it"] < max_linesearch_steps)
+
+        def body(c):
+            step = c["trial"]
+            f, g, d = phi(step)
+            a_lo, f_lo, d_lo, g_lo = c["lo"]
+            a_hi, f_hi, d_hi = c["hi"]
+            armijo = f <= f0 + c1 * step * d0 + eps
+            decrease = armijo & ((c["it"] == 0) | (f < f_lo))
+            curvature = jnp.abs(d) <= c2 * jnp.abs(d0) + eps
+            accept = decrease & curvature
+            if approx_dec_rtol is not None:
+                # Hager and Zhang's approximate Wolfe conditions, checkable to machine precision
+                # where the Armijo test (a difference of values) no longer is.
+                near = f <= f0 + value_as(approx_dec_rtol, dtype) * jnp.abs(f0) + eps
+                slope_ok = (d >= c2 * d0 - eps) & (d <= (2 * c1 - 1) * d0 + eps)
+                accept = accept | (near & slope_ok & jnp.isfinite(f))
+            # Decrease without curvature: a slope pointing back at lo (or, before a bracket,
+            # uphill) closes the bracket on the far side: hi becomes the old lo.
+            flip = decrease & jnp.where(c["zooming"], d * (a_hi - a_lo) >= 0, d >= 0)
+            move_lo = accept | decrease
+            move_hi = ~accept & (~decrease | flip)
+            new_lo = jax.tree.map(
+                functools.partial(jnp.where, move_lo), (step, f, d, g), (a_lo, f_lo, d_lo, g_lo)
+            )
+            hi_from = jax.tree.map(
+                functools.partial(jnp.where, flip), (a_lo, f_lo, d_lo), (step, f, d)
+            )
+            new_hi = jax.tree.map(
+                functools.partial(jnp.where, move_hi), hi_from, (a_hi, f_hi, d_hi)
+            )
+            zooming = c["zooming"] | move_hi
+            extrapolated = jnp.minimum(step * value_as(increase_factor, dtype), cap)
+            capped = ~zooming & (step >= cap)  # sufficient decrease at the cap: take it
+            narrow = zooming & (
+                jnp.abs(new_hi[0] - new_lo[0]) <= value_as(stepsize_precision, dtype)
+            )
+            trial = jnp.where(zooming, interpolate(*new_lo[:3], *new_hi), extrapolated)
+            return dict(
+                it=c["it"] + 1,
+                done=accept | capped | narrow,
+                accepted=accept,
+                zooming=zooming,
+                trial=trial,
+                lo=new_lo,
+                hi=new_hi,
+            )
+
+        c = jax.lax.while_loop(cond, body, start)
+        step, f_new, _, g_new = c["lo"]
+        if verbose:
+            jax.lax.cond(
+                c["accepted"],
+                lambda: None,
+                lambda: jax.debug.print(
+                    owner + ": no step met the Wolfe conditions; took step {s}", s=step
+                ),
+            )
+        out = jax.tree.map(lambda u: (step.astype(u.dtype) * u).astype(u.dtype), updates)
+        new_state = ZoomLinesearchState(
+            learning_rate=jnp.where(step > 0, step, state.learning_rate),
+            value=f_new,
+            grad=g_new,
+            info=LinesearchInfo(num_linesearch_steps=c["it"], succeeded=c["accepted"]),
+        )
+        return out, new_state
+
+    return GradientTransformation(init, update)
+
+
+def scale_by_zoom_linesearch(
+    max_linesearch_steps: int,
+    max_learning_rate: ScalarOrSchedule | None = None,
+    tol: ScalarOrSchedule = 0.0,
+    increase_factor: ScalarOrSchedule = 2.0,
+    slope_rtol: ScalarOrSchedule = 1e-4,
+    curv_rtol: ScalarOrSchedule = 0.9,
+    approx_dec_rtol: ScalarOrSchedule | None = 1e-6,
+    stepsize_precision: ScalarOrSchedule = 1e-5,
+    initial_guess_strategy: str = "keep",
+    verbose: bool = False,
+) -> GradientTransformation:
+    r"""Line search for a step meeting the strong Wolfe conditions (bracketing, then zoom).
+
+    With :math:`\phi(\eta) = f(w + \eta u)`, it looks for :math:`\eta` with
+
+    .. math::
+      \phi(\eta) \le \phi(0) + c_1 \eta \phi'(0) + \epsilon, \qquad
+      |\phi'(\eta)| \le c_2 |\phi'(0)| + \epsilon
+
+    (:math:`c_1` = ``slope_rtol``, :math:`c_2` = ``curv_rtol``, :math:`\epsilon` = ``tol``).
+    Bracketing (Nocedal and Wright, Algorithm 3.5) tries the initial guess, then multiplies the
+    step by ``increase_factor`` until a bracket is found; zoom (Algorithm 3.6) then shrinks it,
+    each trial the minimiser of the cubic interpolating both ends' values and slopes
+    (quadratic, then bisection, as safeguards). Each trial costs one value-and-gradient.
+
+    With ``approx_dec_rtol`` set, a trial is also accepted if it meets Hager and Zhang's
+    approximate Wolfe conditions :math:`c_2 \phi'(0) \le \phi'(\eta) \le (2 c_1 - 1) \phi'(0)`
+    with :math:`\phi(\eta) \le \phi(0) + \epsilon_{rel} |\phi(0)|`: near a minimum the Armijo
+    test compares values that agree to the float precision and would reject good steps.
+    ``None`` keeps the strong Wolfe conditions only.
+
+    Failure: when no trial meets the conditions within ``max_linesearch_steps``, or the bracket
+    becomes narrower than ``stepsize_precision``, or the step reaches ``max_learning_rate``, the
+    step taken is the best trial that met the sufficient decrease condition (the bracket's low
+    end); if none did, the step is 0 and the params stay, never NaN. ``state.info.succeeded``
+    tells which happened. A NaN or infinite trial value counts as failing sufficient decrease.
+
+    Args:
+      max_linesearch_steps: the most trial points evaluated per update (>= 1).
+      max_learning_rate: the largest step tried (None: no bound).
+      tol: :math:`\epsilon \ge 0`, an absolute slack on both conditions.
+      increase_factor: growth of the step while bracketing (> 1).
+      slope_rtol: :math:`c_1` in (0, 1); 1e-4 as Nocedal and Wright advise.
+      curv_rtol: :math:`c_2` in (``slope_rtol``, 1); 0.9 for (quasi-)Newton directions.
+      approx_dec_rtol: :math:`\epsilon_{rel} \ge 0` of the approximate Wolfe test, or None.
+      stepsize_precision: stop zooming when the bracket is narrower than this (absolute).
+      initial_guess_strategy: ``"keep"`` starts from the last step taken (for gradient
+        directions); ``"one"`` starts from 1 (for Newton and quasi-Newton directions).
+      verbose: print (``jax.debug.print``) when a search fails.
+
+    Returns:
+      A :class:`GradientTransformation` whose ``update`` needs ``value``, ``grad`` and
+      ``value_fn``; its state keeps the accepted point's value and gradient.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> fn = lambda x: jnp.sum((x - 1.0) ** 2)
+      >>> tx = gradtx.chain(gradtx.sgd(1.0),
+      ...                   gradtx.scale_by_zoom_linesearch(max_linesearch_steps=10))
+      >>> x = jnp.zeros(3)
+      >>> state = tx.init(x)
+      >>> value, grad = jax.value_and_grad(fn)(x)
+      >>> updates, state = tx.update(grad, state, x, value=value, grad=grad, value_fn=fn)
+      >>> gradtx.apply_updates(x, updates)  # the cubic lands on the minimum along -grad
+      Array([1., 1., 1.], dtype=float32)
+
+    References:
+      Nocedal and Wright, *Numerical Optimization*, 2nd ed., 2006, Algorithms 3.5 and 3.6,
+      equation (3.59); Hager and Zhang, *A new conjugate gradient method with guaranteed
+      descent and an efficient line search*, SIAM J. Optim., 2005.
+    """
+    owner = "scale_by_zoom_linesearch"
+    max_linesearch_steps = check_steps(owner, "max_linesearch_steps", max_linesearch_steps)
+    verbose = check_flag(owner, "verbose", verbose)
+    if initial_guess_strategy not in ("keep", "one"):
+        raise ValueError(
+            f"{owner}: initial_guess_strategy must be 'keep' or 'one', "
+            f"got {initial_guess_strategy!r}"
+        )
+    check_open_unit(owner, "slope_rtol", slope_rtol)
+    check_open_unit(owner, "curv_rtol", curv_rtol)
+    if isinstance(slope_rtol, numbers.Real) and isinstance(curv_rtol, numbers.Real):
+        if not slope_rtol < curv_rtol:
+            raise ValueError(
+                f"{owner}: curv_rtol must be greater than slope_rtol, got curv_rtol={curv_rtol} "
+                f"and slope_rtol={slope_rtol}"
+            )
+    check_at_least(owner, "increase_factor", increase_factor, 1.0, strict=True)
+    check_at_least(owner, "tol", tol, 0.0, strict=False)
+    check_at_least(owner, "stepsize_precision", stepsize_precision, 0.0, strict=False)
+    if max_learning_rate is not None:
+        check_at_least(owner, "max_learning_rate", max_learning_rate, 0.0, strict=True)
+    if approx_dec_rtol is not None:
+        check_at_least(owner, "approx_dec_rtol", approx_dec_rtol, 0.0, strict=False)
+    build = functools.partial(
+        _zoom,
+        max_linesearch_steps=max_linesearch_steps,
+        initial_guess_strategy=initial_guess_strategy,
+        verbose=verbose,
+    )
+    return live(
+        owner,
+        build,
+        optional=("max_learning_rate", "approx_dec_rtol"),
+        slope_rtol=slope_rtol,
+        curv_rtol=curv_rtol,
+        increase_factor=increase_factor,
+        tol=tol,
+        stepsize_precision=stepsize_precision,
+        max_learning_rate=max_learning_rate,
+        approx_dec_rtol=approx_dec_rtol,
+    )
+
+
+# ---- reusing the last evaluation -----------------------------------------------------------
+
+_STATES = (BacktrackingLinesearchState, ZoomLinesearchState)
+
+
+def _find_linesearch_states(state: PyTree) -> list[Any]:
+    found = []
+
+    def visit(node):
+        if isinstance(node, _STATES):
+            found.append(node)
+        return node
+
+    jax.tree.map(visit, state, is_leaf=lambda x: isinstance(x, _STATES))
+    return found
+
+
+def value_and_grad_from_state(
+    value_fn: Callable[..., jax.Array],
+) -> Callable[..., tuple[jax.Array, PyTree]]:
+    """:func:`jax.value_and_grad` of ``value_fn`` that reuses what a line search computed.
+
+    The returned function, called as ``f(params, *args, state=opt_state, **kwargs)``, returns
+    the value and gradient the line search in ``opt_state`` stored for the point it accepted,
+    which is ``params`` when the last updates were applied. Before the first step (the stored
+    value is infinite) or after a non-finite value, it evaluates ``value_fn`` instead (selected
+    by ``lax.cond``: no host sync). So an L-BFGS step whose first trial is accepted costs one
+    evaluation of the objective and its gradient.
+
+    Args:
+      value_fn: the objective, a scalar function of the params (and further arguments).
+
+    Returns:
+      ``f(params, *args, state, **kwargs) -> (value, grad)``.
+
+    Raises:
+      ValueError: (when called) if ``state`` holds no line search or several, or a
+        backtracking search built without ``store_grad=True``.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> fn = lambda x: jnp.sum(x ** 2)
+      >>> tx, x = gradtx.lbfgs(), jnp.array([1.0, 2.0])
+      >>> state = tx.init(x)
+      >>> value_and_grad = gradtx.value_and_grad_from_state(fn)
+      >>> value, grad = value_and_grad(x, state=state)  # evaluated: nothing stored yet
+      >>> updates, state = tx.update(grad, state, x, value=value, grad=grad, value_fn=fn)
+      >>> x = gradtx.apply_updates(x, updates)
+      >>> value, grad = value_and_grad(x, state=state)  # the line search's, not re-evaluated
+      >>> round(float(value), 4), round(float(fn(x)), 4)
+      (1.5279, 1.5279)
+    """
+    if not callable(value_fn):
+        raise TypeError(f"value_and_grad_from_state: value_fn must be callable, got {value_fn!r}")
+    owner = "value_and_grad_from_state"
+
+    def value_and_grad(params, *args, state, **kwargs):
+        found = _find_linesearch_states(state)
+        if len(found) != 1:
+            raise ValueError(
+                f"{owner}: the state must hold exactly one line search "
+                "(scale_by_zoom_linesearch or scale_by_backtracking_linesearch), "
+                f"found {len(found)}"
+            )
+        search = found[0]
+        if search.grad is None:
+            raise ValueError(
+                f"{owner}: the backtracking line search keeps no gradient; build it with "
+                f"store_grad=True"
+            )
+        _tree.check_match(owner, (params, search.grad), ("params", "stored grad"))
+        evaluate = jax.value_and_grad(value_fn)
+        out = jax.eval_shape(evaluate, params, *args, **kwargs)
+
+        def stored():
+            value = search.value.astype(out[0].dtype)
+            return value, jax.tree.map(lambda g, s: g.astype(s.dtype), search.grad, out[1])
+
+        def compute():
+            return evaluate(params, *args, **kwargs)
+
+        return jax.lax.cond(jnp.isfinite(search.value), stored, compute)
+
+    return value_and_grad
