@@ -25,8 +25,9 @@ class MonitorState(NamedTuple):
 
     grad_norm: jax.Array  # float32 [] (float64 for float64 grads): the last gradients' norm
     update_norm: jax.Array  # float32 [] (as grad_norm): the last updates' global norm
-    learning_rate: dict[str, jax.Array]  # the learning rates the last update used, keyed as in
-    #   gradtx.hyperparams (usually the one key "learning_rate"; empty if the optimizer has none)
+    learning_rate: dict[str, jax.Array]  # float32 [] each: the learning rates the last update
+    #   used, keyed as gradtx.hyperparams(inner_state) keys them (usually the one key
+    #   "learning_rate"; empty if the optimizer has none)
     inner_state: OptState  # the monitored optimizer's state
 
 
@@ -139,8 +140,10 @@ def step_stats(state: OptState) -> dict[str, jax.Array]:
     * ``"learning_rate"``: the learning rate the last update used, when the optimizer has one
       (several learning rates keep their :func:`gradtx.hyperparams` keys, e.g.
       ``"opt/learning_rate"``);
-    * ``"skipped_steps"``: the steps skipped so far for non-finite gradients (the sum of
-      ``total_notfinite`` over every :func:`apply_if_finite` in the state), when there is one.
+    * ``"skipped_steps"``: the steps with non-finite gradients so far, when the optimizer has
+      an :func:`apply_if_finite`: its ``total_notfinite`` (summed over several, e.g. one per
+      group of params). Steps let through after ``max_consecutive_errors`` bad ones in a row
+      are counted too: they were not skipped, but their gradients were not finite either.
 
     Raises:
       ValueError: if ``state`` holds no :func:`monitor` state, or more than one.
