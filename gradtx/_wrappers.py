@@ -312,6 +312,10 @@ def apply_if_finite(inner: GradientTransformation, max_consecutive_errors: int):
       >>> updates, state = tx.update({"w": jnp.array([1.0, jnp.nan])}, state, params)
       >>> gradtx.apply_updates(params, updates)["w"], int(state.total_notfinite)
       (Array([1., 1.], dtype=float32), 1)
+
+    References:
+      Micikevicius et al., *Mixed Precision Training*, 2018 (skipping the steps whose
+      gradients overflow, as dynamic loss scaling does).
     """
     owner = "apply_if_finite"
     tx = _check_tx(owner, "inner", inner)
