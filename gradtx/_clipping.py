@@ -109,9 +109,15 @@ def unit_axes(shape: tuple[int, ...], axis: int | tuple[int, ...] | None, path: 
 
 
 def unitwise_norm(x: jax.Array, axes: tuple[int, ...] | None) -> jax.Array:
-    """The Euclidean norm of each unit of ``x`` (keeping dims), in at least float32."""
+    """The Euclidean norm of each unit of ``x`` (keeping dims), in at least float32.
+
+    A zero unit has norm 0 and derivative 0 (not the NaN of ``sqrt``'s infinite slope at 0), so
+    that gradients through the clipping stay finite.
+    """
     wide = x.astype(_tree.accumulation_dtype(x.dtype))
-    return jnp.sqrt(jnp.sum(wide * wide, axis=axes, keepdims=True))
+    squares = jnp.sum(wide * wide, axis=axes, keepdims=True)
+    positive = squares > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, squares, 1)), 0)
 
 
 def adaptive_clip_leaf(g, p, clipping: Value, eps: Value, axis, path: str = ""):
