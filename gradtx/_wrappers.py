@@ -96,7 +96,8 @@ class MultiSteps:
     over the batch, *k* micro-batches of *B* examples give exactly the step of one batch of
     *kB*, up to float rounding: the sum is divided once at the end, so there is no running-mean
     drift. Only one buffer the size of the params is added (the accumulator). Under ``jit`` the
-    inner optimizer is computed only on the *k*-th micro-step (``lax.cond``).
+    inner optimizer is computed only on the *k*-th micro-step (``lax.cond``); extra keyword
+    arguments of ``update`` (a loss, say) reach it with that micro-step's values.
 
     The accumulator of each leaf is kept in the wider of the param's dtype and
     ``accumulator_dtype`` (default float32, optax's): for bf16 params that is a float32 sum,
