@@ -32,6 +32,19 @@ def test_named_chain_state_is_a_dict_of_link_states():
     assert jax.tree.all(jax.tree.map(jnp.array_equal, got, want))
 
 
+def test_named_chain_takes_its_state_back_from_jit_whatever_the_name_order():
+    # jit returns dicts with sorted keys; names given out of order must still be accepted
+    tx = gradtx.named_chain(("sgd", gradtx.sgd(0.1, momentum=0.9)), ("clip", gradtx.clip(1.0)))
+    update = jax.jit(tx.update)
+    state = tx.init(PARAMS)
+    for _ in range(2):
+        updates, state = update(GRADS, state, PARAMS)
+    assert list(state) == ["clip", "sgd"]
+    want = jax.tree.map(lambda g: jnp.clip(-0.1 * 1.9 * g, -1.0, 1.0), GRADS)
+    for a, b in zip(jax.tree.leaves(updates), jax.tree.leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
 def test_extra_arguments_reach_every_link_that_takes_them():
     seen = []
 
