@@ -35,12 +35,31 @@ def _leaf_spec(leaf: Any) -> tuple[tuple[int, ...], Any]:
     return tuple(np.shape(leaf)), np.asarray(leaf).dtype
 
 
+def _parts(tree: PyTree) -> dict[tuple[str, ...], Any]:
+    """The leaves of ``tree`` by key path, each key as a string."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {tuple(_tree.path_str((key,)) for key in path): leaf for path, leaf in leaves}
+
+
+def _absent_subtrees(paths: list[tuple[str, ...]], other: dict[tuple[str, ...], Any]) -> list[str]:
+    """The smallest subtrees holding ``paths`` that ``other`` has nothing of: a missing
+    hyperparameter is one path (``hyperparams/momentum``), not its three leaves."""
+    present = {q[:i] for q in other for i in range(len(q) + 1)}
+    roots: list[str] = []
+    for path in paths:
+        cut = next((i for i in range(1, len(path) + 1) if path[:i] not in present), len(path))
+        root = "/".join(path[:cut]) or "<root>"
+        if root not in roots:
+            roots.append(root)
+    return roots
+
+
 def _differences(expected: PyTree, saved: PyTree) -> list[str]:
     """What differs between the two trees, path by path, as sentences."""
-    want, have = _tree._leaves_by_path(expected), _tree._leaves_by_path(saved)
+    want, have = _parts(expected), _parts(saved)
     problems = []
-    missing = [p for p in want if p not in have]
-    extra = [p for p in have if p not in want]
+    missing = _absent_subtrees([p for p in want if p not in have], have)
+    extra = _absent_subtrees([p for p in have if p not in want], want)
     if missing:
         problems.append(f"missing from the checkpoint: {_tree._listing(missing)}")
     if extra:
@@ -55,10 +74,11 @@ def _differences(expected: PyTree, saved: PyTree) -> list[str]:
             _leaf_spec(want[path]),
             _leaf_spec(have[path]),
         )
+        name = "/".join(path) or "<root>"
         if want_shape != have_shape:
-            shapes.append(f"{path!r} has shape {have_shape} in the checkpoint but {want_shape}")
+            shapes.append(f"{name!r} has shape {have_shape} in the checkpoint but {want_shape}")
         elif want_dtype != have_dtype:
-            dtypes.append(f"{path!r} has dtype {have_dtype} in the checkpoint but {want_dtype}")
+            dtypes.append(f"{name!r} has dtype {have_dtype} in the checkpoint but {want_dtype}")
     for kind, found in (("shapes", shapes), ("dtypes", dtypes)):
         if found:
             more = len(found) - _tree._SHOWN
@@ -97,7 +117,7 @@ def check_state(expected: OptState, saved: PyTree) -> None:
       >>> gradtx.check_state(gradtx.sgd(0.1).init(params), saved)  # doctest: +ELLIPSIS
       Traceback (most recent call last):
       ...
-      ValueError: check_state: ... not in the optimizer's state: 'hyperparams/momentum/value', ...
+      ValueError: check_state: ... not in the optimizer's state: 'hyperparams/momentum', 'inner...
     """
     problems = _differences(expected, saved)
     if problems:

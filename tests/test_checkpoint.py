@@ -1,0 +1,363 @@
+"""Checkpoints: every optimizer state through Orbax and Flax msgpack, resumed bit for bit.
+
+A run of 50 steps is saved at step 20 (params and optimizer state together), restored into a
+freshly built optimizer (new factory call, new ``init``, new ``jit``: what a new process does)
+and continued; the last params and state must equal the uninterrupted run's bit for bit. Before
+the save, a hyperparameter is changed with ``set_hyperparams``, so that the checkpoint holds a
+``manual`` flag (for a schedule: the flag that stops the schedule from overwriting the value)
+and a value with its rounding residual.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+from flax import serialization
+
+import gradtx
+from tests.helpers import OPTIMIZERS
+
+STEPS, SAVE_AT, SET_AT = 50, 20, 10
+
+
+@dataclasses.dataclass(frozen=True)
+class Built:
+    id: str
+    factory: Callable[[], gradtx.GradientTransformation]
+    needs_loss: bool = False
+
+
+def _not_scalar(params):
+    return jax.tree.map(lambda x: x.ndim > 0, params)
+
+
+def _labels(params):
+    return {"dense": "train", "scale": "frozen"}
+
+
+def _combinations() -> list[Built]:
+    warmup_cosine = gradtx.warmup_cosine_decay_schedule(0.0, 0.05, 10, 50)
+    return [
+        Built(
+            "reduce_on_plateau",
+            lambda: gradtx.chain(
+                gradtx.adam(0.05), gradtx.reduce_on_plateau(factor=0.5, patience=2)
+            ),
+            needs_loss=True,
+        ),
+        Built("masked", lambda: gradtx.masked(gradtx.adam(1e-2), _not_scalar)),
+        Built(
+            "chain",
+            lambda: gradtx.chain(gradtx.clip_by_global_norm(1.0), gradtx.sgd(0.1, momentum=0.9)),
+        ),
+        Built(
+            "named_chain",
+            lambda: gradtx.named_chain(
+                ("clip", gradtx.clip_by_global_norm(1.0)),
+                ("adamw", gradtx.adamw(warmup_cosine, weight_decay=1e-2)),
+            ),
+        ),
+        Built(
+            "partition",
+            lambda: gradtx.partition(
+                {"train": gradtx.adam(1e-2), "frozen": gradtx.freeze(True)}, _labels
+            ),
+        ),
+        Built(
+            "freeze",
+            lambda: gradtx.freeze({"dense": False, "scale": True}, inner=gradtx.lamb(1e-2)),
+        ),
+        Built(
+            "multi_steps", lambda: gradtx.MultiSteps(gradtx.adam(1e-2), 3).gradient_transformation()
+        ),
+        Built("apply_if_finite", lambda: gradtx.apply_if_finite(gradtx.rmsprop(1e-2), 2)),
+        Built("lookahead", lambda: gradtx.lookahead(gradtx.sgd(0.1, momentum=0.9), 5, 0.5)),
+        Built("monitor", lambda: gradtx.monitor(gradtx.adam(warmup_cosine))),
+        Built(
+            "add_noise",
+            lambda: gradtx.chain(gradtx.add_noise(0.01, 0.55, 0), gradtx.sgd(0.1)),
+        ),
+        Built("ema_params", lambda: gradtx.chain(gradtx.sgd(0.1), gradtx.ema_params(0.9))),
+    ]
+
+
+CASES = [Built(case.id, case.gradtx) for case in OPTIMIZERS] + _combinations()
+
+
+def _params():
+    rng = np.random.default_rng(0)
+    return {
+        "dense": {
+            "w": jnp.asarray(rng.normal(size=(4, 3)), jnp.float32),
+            "b": jnp.asarray(rng.normal(size=(3,)), jnp.float32),
+        },
+        "scale": jnp.asarray(1.5, jnp.float32),
+    }
+
+
+def _noise():
+    rng = np.random.default_rng(1)
+    return [
+        jax.tree.map(lambda p: jnp.asarray(0.1 * rng.normal(size=p.shape), p.dtype), _params())
+        for _ in range(STEPS)
+    ]
+
+
+def _loss(params):
+    """A smooth non-quadratic objective, so that the gradients depend on the path."""
+    w, b, s = params["dense"]["w"], params["dense"]["b"], params["scale"]
+    return jnp.sum(jnp.log(jnp.cosh(w - 0.5))) + jnp.sum((b + 1.0) ** 2) + (s * s - 1.0) ** 2
+
+
+def _stepper(built: Built, params, noise):
+    """A fresh optimizer and its training step, compiled ahead of time: the one executable
+    takes the restored arrays whatever their kind (NumPy from msgpack, committed from Orbax)."""
+    tx = built.factory()
+
+    def step(params, state, noise):
+        loss, grads = jax.value_and_grad(_loss)(params)
+        grads = jax.tree.map(jnp.add, grads, noise)
+        extra = {"loss": loss} if built.needs_loss else {}
+        updates, state = tx.update(grads, state, params, **extra)
+        return gradtx.apply_updates(params, updates), state
+
+    return tx, jax.jit(step).lower(params, tx.init(params), noise[0]).compile()
+
+
+def _set_one(state):
+    """Changes the learning rate (or the first hyperparameter) to 0.7 times its value."""
+    current = gradtx.hyperparams(state)
+    if not current:
+        return state
+    key = next((k for k in current if k.endswith("learning_rate")), next(iter(current)))
+    return gradtx.set_hyperparams(state, **{key: 0.7 * float(current[key])})
+
+
+def _run(step, params, state, noise, start, stop):
+    for t in range(start, stop):
+        if t == SET_AT:
+            state = _set_one(state)
+        params, state = step(params, state, noise[t])
+    return params, state
+
+
+def _assert_bitwise(actual, expected, how):
+    a_leaves, a_def = jax.tree.flatten(actual)
+    e_leaves, e_def = jax.tree.flatten(expected)
+    assert a_def == e_def, how
+    for a, e in zip(a_leaves, e_leaves):
+        a, e = np.asarray(a), np.asarray(e)
+        assert (a.dtype, a.shape) == (e.dtype, e.shape), how
+        assert a.tobytes() == e.tobytes(), how
+
+
+def _restored_copies(checkpoint, target, tmp_path):
+    """The checkpoint read back in four ways: Orbax with a target and raw (then restore_state),
+    Flax msgpack into a target (then check_state) and raw (then restore_state)."""
+    checkpointer = ocp.StandardCheckpointer()
+    path = tmp_path / "ckpt"
+    checkpointer.save(path, checkpoint)
+    checkpointer.wait_until_finished()
+    gradtx.check_state(target, checkpointer.metadata(path).item_metadata)
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+    copies = {
+        "orbax": checkpointer.restore(path, abstract),
+        "orbax_raw": gradtx.restore_state(target, checkpointer.restore(path)),
+    }
+    checkpointer.close()
+    data = serialization.to_bytes(checkpoint)
+    from_bytes = serialization.from_bytes(target, data)
+    gradtx.check_state(target, from_bytes)
+    copies["msgpack"] = from_bytes
+    copies["msgpack_raw"] = gradtx.restore_state(target, serialization.msgpack_restore(data))
+    return copies
+
+
+# In a new process the optimizer is built, initialised and compiled anew; these cases do all of
+# that. The others reuse the compiled step (a new init still makes the restore target).
+FRESH = {"adam_cosine", "sgd_warmup", "reduce_on_plateau", "named_chain", "multi_steps"}
+
+
+@pytest.mark.parametrize("built", CASES, ids=[c.id for c in CASES])
+def test_resumed_run_is_bitwise_the_uninterrupted_run(built, tmp_path):
+    params0, noise = _params(), _noise()
+    tx, step = _stepper(built, params0, noise)
+    mid_params, mid_state = _run(step, params0, tx.init(params0), noise, 0, SAVE_AT)
+    end_params, end_state = _run(step, mid_params, mid_state, noise, SAVE_AT, STEPS)
+
+    if built.id in FRESH:
+        tx, step = _stepper(built, params0, noise)
+    target = {"params": params0, "opt_state": tx.init(params0)}
+    checkpoint = {"params": mid_params, "opt_state": mid_state}
+    for how, restored in _restored_copies(checkpoint, target, tmp_path).items():
+        _assert_bitwise(restored, checkpoint, how)  # the manual flags and residuals too
+        params, state = _run(step, restored["params"], restored["opt_state"], noise, SAVE_AT, STEPS)
+        _assert_bitwise((params, state), (end_params, end_state), how)
+    manual = [bool(h.manual) for h in _hyper_leaves(mid_state)]
+    assert not manual or any(manual)  # the checkpoint carries a set_hyperparams flag
+
+
+def _hyper_leaves(state):
+    found = []
+
+    def visit(node):
+        if isinstance(node, gradtx.Hyperparam):
+            found.append(node)
+        return node
+
+    jax.tree.map(visit, state, is_leaf=lambda x: isinstance(x, gradtx.Hyperparam))
+    return found
+
+
+# ---- restoring into an optimizer that differs -------------------------------------------------
+
+_PARAMS_SHAPES = {"dense": {"w": (4, 3), "b": (3,)}, "scale": ()}
+
+
+def _zeros(shapes):
+    return jax.tree.map(
+        lambda s: jnp.zeros(s, jnp.float32), shapes, is_leaf=lambda x: isinstance(x, tuple)
+    )
+
+
+# (saved optimizer, optimizer restored into, its params, what the error must name)
+MISMATCHES = {
+    "other_optimizer": (
+        gradtx.adam(1e-3),
+        gradtx.sgd(1e-3, momentum=0.9),
+        _PARAMS_SHAPES,
+        [
+            "missing from the checkpoint: 'hyperparams/momentum', 'inner_state/0/trace'; ",
+            "in the checkpoint but not in the optimizer's state: 'hyperparams/b1', "
+            "'hyperparams/b2', 'hyperparams/eps', 'hyperparams/eps_root', 'inner_state/0/0'",
+        ],
+    ),
+    "other_shapes": (
+        gradtx.adam(1e-3),
+        gradtx.adam(1e-3),
+        {"dense": {"w": (4, 5), "b": (5,)}, "scale": ()},
+        [
+            "leaf shapes differ: 'inner_state/0/0/ema/dense/b' has shape (3,) in the checkpoint "
+            "but (5,); 'inner_state/0/0/ema/dense/w' has shape (4, 3) in the checkpoint but (4, 5)",
+            "'inner_state/0/1/1/ema/dense/w' has shape (4, 3) in the checkpoint but (4, 5)",
+        ],
+    ),
+    "renamed_param": (
+        gradtx.sgd(0.1, momentum=0.9),
+        gradtx.sgd(0.1, momentum=0.9),
+        {"dense": {"w": (4, 3), "bias": (3,)}, "scale": ()},
+        [
+            "missing from the checkpoint: 'inner_state/0/trace/dense/bias'; ",
+            "not in the optimizer's state: 'inner_state/0/trace/dense/b'",
+        ],
+    ),
+    "extra_link": (
+        gradtx.chain(gradtx.adam(1e-3)),
+        gradtx.chain(gradtx.clip_by_global_norm(1.0), gradtx.adam(1e-3)),
+        _PARAMS_SHAPES,
+        [
+            "missing from the checkpoint: '0/hyperparams/max_norm', '1'; ",
+            "not in the optimizer's state: '0/hyperparams/b1', '0/hyperparams/b2', "
+            "'0/hyperparams/eps', '0/hyperparams/eps_root', '0/hyperparams/learning_rate' "
+            "and 1 more",
+        ],
+    ),
+    "other_dtype": (
+        gradtx.adam(1e-3),
+        gradtx.adam(1e-3, mu_dtype=jnp.bfloat16),
+        _PARAMS_SHAPES,
+        [
+            "leaf dtypes differ: 'inner_state/0/0/ema/dense/b' has dtype float32 in the "
+            "checkpoint but bfloat16"
+        ],
+    ),
+    "renamed_link": (
+        gradtx.named_chain(("clip", gradtx.clip(1.0)), ("opt", gradtx.sgd(0.1))),
+        gradtx.named_chain(("clipping", gradtx.clip(1.0)), ("opt", gradtx.sgd(0.1))),
+        _PARAMS_SHAPES,
+        [
+            "check_state: the checkpoint does not fit the optimizer's state: missing from the "
+            "checkpoint: 'clipping'; in the checkpoint but not in the optimizer's state: 'clip'",
+        ],
+    ),
+    "other_mask": (
+        gradtx.masked(gradtx.adam(1e-3), {"dense": True, "scale": False}),
+        gradtx.masked(gradtx.adam(1e-3), {"dense": True, "scale": True}),
+        _PARAMS_SHAPES,
+        ["missing from the checkpoint: 'inner_state/0/0/ema/scale', 'inner_state/0/1/1/ema/scale'"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(MISMATCHES))
+def test_restoring_into_another_optimizer_says_what_differs(case, tmp_path):
+    saved_tx, other_tx, shapes, expected = MISMATCHES[case]
+    saved = saved_tx.init(_zeros(_PARAMS_SHAPES))
+    target = other_tx.init(_zeros(shapes))
+
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(tmp_path / "ckpt", saved)
+    checkpointer.wait_until_finished()
+    on_disk = checkpointer.metadata(tmp_path / "ckpt").item_metadata
+    with pytest.raises(ValueError) as from_metadata:
+        gradtx.check_state(target, on_disk)
+    with pytest.raises(ValueError) as from_orbax:
+        gradtx.restore_state(target, checkpointer.restore(tmp_path / "ckpt"))
+    checkpointer.close()
+    with pytest.raises(ValueError) as from_msgpack:
+        gradtx.restore_state(target, serialization.msgpack_restore(serialization.to_bytes(saved)))
+
+    assert str(from_metadata.value).startswith(
+        "check_state: the checkpoint does not fit the optimizer's state: "
+    )
+    for err in (from_orbax, from_msgpack):
+        assert str(err.value) == "restore_state" + str(from_metadata.value)[len("check_state") :]
+    for phrase in expected:
+        assert phrase in str(from_metadata.value)
+
+
+def test_a_fitting_checkpoint_is_restored_exactly_with_the_state_containers():
+    tx = gradtx.chain(
+        gradtx.clip_by_global_norm(1.0), gradtx.adam(gradtx.cosine_decay_schedule(0.1, 10))
+    )
+    params = _zeros(_PARAMS_SHAPES)
+    state = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params), params)[1]
+    state = gradtx.set_hyperparams(state, max_norm=2.0)
+    raw = serialization.msgpack_restore(serialization.to_bytes(state))
+    assert isinstance(raw, dict)  # plain dicts: the NamedTuples and tuples are gone
+
+    restored = gradtx.restore_state(tx.init(params), raw)
+
+    assert jax.tree.structure(restored) == jax.tree.structure(state)
+    _assert_bitwise(restored, state, "msgpack")
+    assert all(isinstance(x, jax.Array) for x in jax.tree.leaves(restored))
+    assert gradtx.hyperparams(restored)["max_norm"] == 2.0
+    assert bool(restored[0].hyperparams["max_norm"].manual)
+
+
+def test_check_state_accepts_abstract_targets_and_lists_at_most_five_paths():
+    params = {f"p{i}": jnp.zeros(2) for i in range(8)}
+    saved = gradtx.sgd(0.1, momentum=0.9).init(params)
+    gradtx.check_state(jax.eval_shape(gradtx.sgd(0.1, momentum=0.9).init, params), saved)
+    with pytest.raises(ValueError, match=r"'inner_state/0/trace/p4' and 3 more"):
+        gradtx.check_state(gradtx.sgd(0.1, momentum=0.9).init({"q": jnp.zeros(2)}), saved)
+
+
+def test_orbax_itself_refuses_a_mismatched_target(tmp_path):
+    """Without check_state, Orbax raises too (in its own words); nothing is restored silently."""
+    params = _zeros(_PARAMS_SHAPES)
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(tmp_path / "ckpt", gradtx.adam(1e-3).init(params))
+    checkpointer.wait_until_finished()
+    target = gradtx.sgd(1e-3, momentum=0.9).init(params)
+    with pytest.raises(ValueError):
+        checkpointer.restore(
+            tmp_path / "ckpt", jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+        )
+    checkpointer.close()
