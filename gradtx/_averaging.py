@@ -66,6 +66,11 @@ class LookaheadState(NamedTuple):
     slow: Params | None  # like the params: the slow weights (None with LookaheadParams)
 
 
+def _is_pair(params: Any) -> bool:
+    """A (fast, slow) pair: gradtx's LookaheadParams, or optax's (same fields)."""
+    return isinstance(params, tuple) and getattr(type(params), "_fields", None) == ("fast", "slow")
+
+
 def _merge_reset(current: PyTree, fresh: PyTree, sync: jax.Array) -> PyTree:
     """``current`` with every leaf replaced by ``fresh``'s where ``sync``, except the step counts
     and values of live hyperparameters: a reset restarts momentum, not a schedule."""
@@ -86,7 +91,7 @@ def _lookahead(
     reset_state: bool,
 ) -> GradientTransformation:
     def init(params):
-        if isinstance(params, LookaheadParams):
+        if _is_pair(params):
             fast_state = fast_optimizer.init(params.fast)
             return LookaheadState(fast_state, _tree.zero_count(), None)
         slow = jax.tree.map(jnp.asarray, params)
@@ -95,7 +100,7 @@ def _lookahead(
     def update(updates, state, params=None, **extra):
         if params is None:
             raise ValueError("lookahead: update needs params (the fast weights)")
-        pair = isinstance(params, LookaheadParams)
+        pair = _is_pair(params)
         if pair != (state.slow is None):
             made = "plain params" if state.slow is not None else "a LookaheadParams pair"
             given = "a LookaheadParams pair" if pair else "plain params"
@@ -115,7 +120,7 @@ def _lookahead(
             fast_state = _merge_reset(fast_state, fast_optimizer.init(fast), sync)
         steps = jnp.where(sync, jnp.zeros_like(state.steps_since_sync), state.steps_since_sync + 1)
         if pair:
-            out = LookaheadParams(fast=fast_out, slow=_tree.cast_like(slow_out, slow))
+            out = type(params)(fast=fast_out, slow=_tree.cast_like(slow_out, slow))
             return out, LookaheadState(fast_state, steps, None)
         # Held in the state, the slow weights move as apply_updates would move them.
         new_slow = jax.tree.map(
@@ -149,8 +154,9 @@ def lookahead(
       is unchanged, so this works as the ``tx`` of ``flax.training.train_state.TrainState`` or
       ``flax.nnx.Optimizer``. Read φ for evaluation with :func:`slow_params`.
     * **a** :class:`LookaheadParams` **pair** (optax's way, for code coming from
-      ``optax.lookahead``): the params are ``LookaheadParams(fast, slow)``, the updates are such
-      a pair too, and ``apply_updates`` moves both. Take gradients at ``params.fast``.
+      ``optax.lookahead``; ``optax.LookaheadParams`` is accepted too): the params are
+      ``LookaheadParams(fast, slow)``, the updates are such a pair too, and ``apply_updates``
+      moves both. Take gradients at ``params.fast``.
 
     The plain form is the default because a Flax model's params cannot be swapped for a pair
     without rewriting the training step; both give the same numbers as ``optax.lookahead``.

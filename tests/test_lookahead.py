@@ -199,6 +199,47 @@ def test_lookahead_matches_optax(inner, reset, jit):
     assert not np.array_equal(want[0][k - 2], want[1][k - 2])  # the two do differ
 
 
+def test_optax_lookahead_params_are_accepted():
+    problem, _ = quadratic()
+    with jax.numpy_dtype_promotion("standard"):
+        theirs = optax.lookahead(optax.sgd(0.01, momentum=0.9), 3, 0.5)
+        want = run_pair(theirs, optax.apply_updates, optax.LookaheadParams, problem, 6)
+        ours = gradtx.lookahead(optax.sgd(0.01, momentum=0.9), 3, 0.5)
+        got = run_pair(ours, optax.apply_updates, optax.LookaheadParams, problem, 6)
+    for mine, expected in zip(got, want):
+        assert relative(mine, expected) < 1e-6
+    params = optax.LookaheadParams.init_synced(problem.init)
+    updates, _ = ours.update(jnp.ones(10), ours.init(params), params)
+    assert isinstance(updates, optax.LookaheadParams)
+
+
+def test_lookahead_in_flax_nnx_optimizer():
+    """Plain params make lookahead a drop-in tx for nnx.Optimizer; at a sync the model's
+    weights are the slow weights."""
+    from flax import nnx
+
+    model = nnx.Linear(3, 2, rngs=nnx.Rngs(0))
+    tx = gradtx.lookahead(gradtx.adam(0.05), sync_period=3, slow_step_size=0.5)
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 3)), jnp.float32)
+
+    @nnx.jit
+    def step(model, optimizer):
+        grads = nnx.grad(lambda m: (m(x) ** 2).mean())(model)
+        optimizer.update(model, grads)
+
+    start = np.asarray(model.kernel[...])
+    for i in range(6):
+        step(model, optimizer)
+        slow = np.asarray(gradtx.slow_params(optimizer.opt_state)["kernel"][...])
+        if i % 3 == 2:
+            np.testing.assert_allclose(model.kernel[...], slow, rtol=1e-6, atol=1e-7)
+        else:
+            assert not np.allclose(model.kernel[...], slow)
+        if i < 2:
+            np.testing.assert_array_equal(slow, start)
+
+
 def test_sync_period_one_is_an_interpolated_step():
     """With k = 1 every step is a synchronisation: theta <- theta + alpha * u."""
     problem, grad = quadratic()
