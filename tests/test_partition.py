@@ -16,6 +16,7 @@ from tests import helpers
 from tests.reference import numpy_reference as ref
 
 STEPS = 20
+EAGER_STEPS = 6  # eager runs dispatch op by op: fewer steps, same comparisons
 LR = 1e-2
 WD = 0.1
 
@@ -139,20 +140,20 @@ def assert_same_runs(a, b):
 @pytest.mark.parametrize("jit", [False, True])
 def test_partition_equals_the_groups_run_by_hand(labels, jit):
     params = flax_params()
-    grads = helpers.gradient_sequence(params, STEPS, seed=1)
+    grads = helpers.gradient_sequence(params, STEPS if jit else EAGER_STEPS, seed=1)
     spec = label_fn if labels == "function" else label_fn(params)
     tx = gradtx.partition(three_groups(), spec)
     got = helpers.run_gradtx(tx, params, grads, jit=jit)
     by_hand = run_groups_by_hand(three_groups(), flat_labels(params), params, grads, jit=jit)
     assert_same_runs(got, by_hand)
     want = run_groups_reference(three_group_references(), flat_labels(params), params, grads)
-    assert helpers.deviation(got, want) < 1e-5
+    assert helpers.deviation(got, want) < 1e-6  # measured 2.2e-7 over 20 steps
 
 
 @pytest.mark.parametrize("jit", [False, True])
 def test_partition_matches_optax_partition(jit):
     params = flax_params()
-    grads = helpers.gradient_sequence(params, STEPS, seed=2)
+    grads = helpers.gradient_sequence(params, STEPS if jit else EAGER_STEPS, seed=2)
     got = helpers.run_gradtx(gradtx.partition(three_groups(), label_fn), params, grads, jit=jit)
     with jax.numpy_dtype_promotion("standard"):
         theirs = optax.partition(
@@ -164,7 +165,11 @@ def test_partition_matches_optax_partition(jit):
             label_fn,
         )
         want = helpers.run_optax(theirs, params, grads, jit=jit)
-    assert helpers.deviation(got, want) < 1e-5
+    # Over 20 steps the two differ by 9.7e-6, which is optax's own distance from float64
+    # (9.8e-6: its float32 1 - b2**t in Adam's bias correction; ours is 2.6e-7 away).
+    exact = run_groups_reference(three_group_references(), flat_labels(params), params, grads)
+    assert helpers.deviation(got, exact) < 1e-6
+    assert helpers.deviation(got, want) < 2e-5
 
 
 def test_partition_float64_matches_the_reference_closely(x64):
@@ -442,7 +447,7 @@ def test_masked_names_the_paths_a_mask_misses():
 @pytest.mark.parametrize("jit", [False, True])
 def test_masked_equals_the_selected_leaves_run_by_hand_and_optax_masked(jit):
     params = flax_params()
-    grads = helpers.gradient_sequence(params, STEPS, seed=7)
+    grads = helpers.gradient_sequence(params, STEPS if jit else EAGER_STEPS, seed=7)
     not_bias = lambda p: jax.tree.map(lambda x: x.ndim > 1, p)  # noqa: E731
     inner = lambda: gradtx.chain(gradtx.clip_by_global_norm(1.0), gradtx.trace(0.9))  # noqa: E731
     got = helpers.run_gradtx(gradtx.masked(inner(), not_bias), params, grads, jit=jit)
@@ -454,13 +459,13 @@ def test_masked_equals_the_selected_leaves_run_by_hand_and_optax_masked(jit):
     # the global norm is the selected leaves' norm: the reference sees those leaves only
     refs = {True: ref.chain(ref.clip_by_global_norm(1.0), ref.trace(0.9)), False: ref.identity()}
     want = run_groups_reference(refs, labels, params, grads)
-    assert helpers.deviation(got, want) < 1e-5
+    assert helpers.deviation(got, want) < 1e-6  # measured 2.1e-7
     with jax.numpy_dtype_promotion("standard"):
         theirs = optax.masked(
             optax.chain(optax.clip_by_global_norm(1.0), optax.trace(0.9)), not_bias
         )
         want_optax = helpers.run_optax(theirs, params, grads, jit=jit)
-    assert helpers.deviation(got, want_optax) < 1e-5
+    assert helpers.deviation(got, want_optax) < 1e-6  # measured 1.8e-7
 
 
 def test_masked_passes_unselected_updates_through_untouched():
@@ -510,7 +515,7 @@ def test_freeze_zeroes_frozen_updates_like_optax_freeze(jit):
 @pytest.mark.parametrize("jit", [False, True])
 def test_freeze_with_an_optimizer_trains_the_rest_only(jit):
     params = flax_params()
-    grads = helpers.gradient_sequence(params, STEPS, seed=10)
+    grads = helpers.gradient_sequence(params, STEPS if jit else EAGER_STEPS, seed=10)
     frozen = lambda p: jax.tree_util.tree_map_with_path(  # noqa: E731
         lambda path, x: path[1].key == "embed", p
     )
