@@ -372,6 +372,10 @@ def freeze(mask: Any, *, inner: GradientTransformation | None = None) -> Gradien
       >>> updates, state = tx.update(params, state, params)
       >>> updates["embed"], updates["head"]
       (Array([0., 0., 0.], dtype=float32), Array([-0.1, -0.1], dtype=float32))
+
+    References:
+      Yosinski et al., *How transferable are features in deep neural networks?*, 2014 (frozen
+      versus fine-tuned layers).
     """
     return _masked(
         "freeze",
@@ -441,6 +445,10 @@ def partition(
       >>> updates, state = tx.update(params, state, params)
       >>> float(abs(updates["dense"]["b"]).max())  # that group's learning rate is now 0
       0.0
+
+    References:
+      Howard and Ruder, *Universal Language Model Fine-tuning for Text Classification*, 2018
+      (a learning rate per layer group).
     """
     owner = "partition"
     if not isinstance(transforms, Mapping):

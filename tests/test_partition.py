@@ -224,6 +224,27 @@ def test_partition_hyperparams_are_qualified_by_group_and_set_per_group():
         np.testing.assert_array_equal(np.asarray(x, np.float64), y)
 
 
+def test_partition_sweep_of_one_groups_learning_rate_under_vmap():
+    params = flax_params()
+    tx = gradtx.partition(three_groups(), label_fn)
+    rates = [LR, 2 * LR, 0.5 * LR]
+    states = gradtx.sweep(tx.init(params), **{"decay/learning_rate": rates})
+    grads = helpers.gradient_sequence(params, 1, seed=11)[0]
+
+    def step(p, s):
+        u, s = tx.update(grads, s, p)
+        return gradtx.apply_updates(p, u), s
+
+    stacked = jax.tree.map(lambda p: jnp.stack([p] * len(rates)), params)
+    swept, _ = jax.jit(jax.vmap(step))(stacked, states)
+    for i, rate in enumerate(rates):
+        one, _ = jax.jit(step)(
+            params, gradtx.set_hyperparams(tx.init(params), **{"decay/learning_rate": rate})
+        )
+        for a, b in zip(jax.tree.leaves(swept), jax.tree.leaves(one)):
+            np.testing.assert_array_equal(a[i], b)
+
+
 def test_partition_with_a_prefix_label_tree():
     params = {"encoder": {"w": jnp.ones((2, 2)), "b": jnp.ones(2)}, "decoder": {"w": jnp.ones(3)}}
     tx = gradtx.partition(
