@@ -44,6 +44,10 @@ def lookahead_leaf(
     return fast_update.astype(u.dtype), slow_update
 
 
+def _copy(x: Any) -> jax.Array:
+    return jnp.array(x, copy=True)
+
+
 class LookaheadParams(NamedTuple):
     """A pair of fast and slow weights, for optax-style use of :func:`lookahead`.
 
@@ -56,8 +60,9 @@ class LookaheadParams(NamedTuple):
 
     @classmethod
     def init_synced(cls, params: Params) -> LookaheadParams:
-        """Both fast and slow weights set to ``params``."""
-        return cls(fast=params, slow=params)
+        """Both fast and slow weights set to ``params`` (the slow ones a copy, so that a step
+        donating its arguments does not donate one buffer twice)."""
+        return cls(fast=params, slow=jax.tree.map(_copy, params))
 
 
 class LookaheadState(NamedTuple):
@@ -94,7 +99,7 @@ def _lookahead(
         if _is_pair(params):
             fast_state = fast_optimizer.init(params.fast)
             return LookaheadState(fast_state, _tree.zero_count(), None)
-        slow = jax.tree.map(jnp.asarray, params)
+        slow = jax.tree.map(_copy, params)
         return LookaheadState(fast_optimizer.init(params), _tree.zero_count(), slow)
 
     def update(updates, state, params=None, **extra):
@@ -159,9 +164,9 @@ def lookahead(
       moves both. Take gradients at ``params.fast``.
 
     The plain form is the default because a Flax model's params cannot be swapped for a pair
-    without rewriting the training step; both give the same numbers as ``optax.lookahead``.
-    The updates must be applied unchanged: put lookahead outermost, around the whole optimizer
-    learning rate included.
+    without rewriting the training step. Both forms do ``optax.lookahead``'s arithmetic (bit
+    for bit around the same fast optimizer). The updates must be applied unchanged: put
+    lookahead outermost, around the whole optimizer, learning rate included.
 
     ``reset_state`` restarts the fast optimizer's state (momentum, moments, their bias
     correction) at each synchronisation. Unlike optax, it keeps the step counts and values of
@@ -170,7 +175,7 @@ def lookahead(
     Args:
       fast_optimizer: the inner optimizer *A* (any transformation, optax's too).
       sync_period: *k* >= 1, fast steps between synchronisations (a Python int).
-      slow_step_size: α in (0, 1], a float or a schedule (of lookahead's step count).
+      slow_step_size: α in (0, 1], a float or a schedule (of the number of fast steps).
         The paper uses k = 5 or 10 and α = 0.5 or 0.8.
       reset_state: reinitialise the fast optimizer's state at each synchronisation.
 

@@ -37,30 +37,34 @@ class AddNoiseState(NamedTuple):
     rng_key: jax.Array  # uint32 key data (shape [2] for threefry): the key of the next draw
 
 
-def _key_data(owner: str, key: Any) -> tuple[jax.Array, Any]:
-    """A key argument as ``(raw uint32 key data, implementation or None for the default)``."""
+def _key_data(owner: str, key: Any) -> tuple[np.ndarray, Any]:
+    """A key argument as ``(raw uint32 key data, implementation or None for the default)``.
+
+    The data is kept on the host: each ``init`` puts a fresh copy in its state, so that a step
+    donating one state cannot delete the key of the next ``init``.
+    """
     if isinstance(key, (numbers.Integral, np.integer)) and not isinstance(key, bool):
-        return jax.random.key_data(jax.random.key(int(key))), None
+        return np.asarray(jax.random.key_data(jax.random.key(int(key)))), None
     if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         if key.shape != ():
             raise ValueError(f"{owner}: key must be a single key, got shape {key.shape}")
-        return jax.random.key_data(key), jax.random.key_impl(key)
+        return np.asarray(jax.random.key_data(key)), jax.random.key_impl(key)
     raw_shape = jax.random.key_data(jax.random.key(0)).shape
     if (
         isinstance(key, (jax.Array, np.ndarray))
         and key.dtype == np.uint32
         and key.shape == raw_shape
     ):
-        return jnp.asarray(key), None
+        return np.asarray(key), None
     raise TypeError(
         f"{owner}: key must be an int seed or a jax.random key, got {type(key).__name__}"
     )
 
 
-def _add_noise(eta: Value, gamma: Value, *, key_data: jax.Array, impl: Any):
+def _add_noise(eta: Value, gamma: Value, *, key_data: np.ndarray, impl: Any):
     def init(params):
         del params
-        return AddNoiseState(count=_tree.zero_count(), rng_key=key_data)
+        return AddNoiseState(count=_tree.zero_count(), rng_key=jnp.asarray(key_data))
 
     def update(updates, state, params=None, **extra):
         count = _tree.saturating_increment(state.count)

@@ -100,6 +100,14 @@ def test_add_noise_is_reproducible_and_resumable():
         np.testing.assert_array_equal(noisy["w"], expected["w"])
 
 
+def test_add_noise_init_survives_a_donated_state():
+    tx = gradtx.add_noise(0.1, 0.55, key=jax.random.key(4))
+    step = jax.jit(tx.update, donate_argnums=(1,))
+    first, _ = step(GRADS, tx.init(GRADS))  # deletes that state's buffers
+    again, _ = step(GRADS, tx.init(GRADS))  # a fresh init still has its key
+    np.testing.assert_array_equal(first["w"], again["w"])
+
+
 def test_add_noise_dtypes_and_edge_cases():
     grads = {"h": jnp.ones(4, jnp.bfloat16), "z": jnp.zeros((0, 3)), "n": None, "s": jnp.ones(())}
     tx = gradtx.add_noise(0.2, 0.55, key=0)

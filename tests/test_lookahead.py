@@ -240,6 +240,28 @@ def test_lookahead_in_flax_nnx_optimizer():
             np.testing.assert_array_equal(slow, start)
 
 
+def test_lookahead_state_shares_no_buffer_with_the_params():
+    """A step donating params and state (as a donated TrainState does) must not donate one
+    buffer twice: the slow weights are a copy."""
+    problem, _ = quadratic()
+    tx = gradtx.lookahead(gradtx.sgd(0.01), sync_period=2, slow_step_size=0.5)
+
+    def step(params, state):
+        updates, state = tx.update(jax.grad(problem.loss)(params), state, params)
+        return gradtx.apply_updates(params, updates), state
+
+    donated = jax.jit(step, donate_argnums=(0, 1))
+    params = jnp.array(problem.init)
+    params, state = donated(params, tx.init(params))
+    pair = gradtx.LookaheadParams.init_synced(jnp.array(problem.init))
+    pair_step = jax.jit(
+        lambda p, s: gradtx.apply_updates(p, tx.update(jax.grad(problem.loss)(p.fast), s, p)[0]),
+        donate_argnums=(0,),
+    )
+    pair = pair_step(pair, tx.init(pair))
+    np.testing.assert_array_equal(pair.fast, params)
+
+
 def test_sync_period_one_is_an_interpolated_step():
     """With k = 1 every step is a synchronisation: theta <- theta + alpha * u."""
     problem, grad = quadratic()
