@@ -156,13 +156,14 @@ SECOND_ORDER: list[tuple[str, Callable[[], gradtx.GradientTransformation], str]]
 ]
 
 
-def run_all(max_iters: int = 200) -> list[Result]:
+def run_all(max_iters: int = 200, second=SECOND_ORDER) -> list[Result]:
+    """Every first-order row and the ``second`` rows, on both problems."""
     results = []
     for key in problems.PROBLEMS:
         problem = problems.get(key)
         for name, make, setting, steps in FIRST_ORDER[key]:
             results.append(first_order(problem, name, make(), setting, steps))
-        for name, make, setting in SECOND_ORDER:
+        for name, make, setting in second:
             results.append(second_order(problem, name, make(), setting, max_iters))
     return results
 

@@ -334,12 +334,17 @@ def test_backtracking_matches_optax():
         (theirs, optax.value_and_grad_from_state(fn), "standard"),
     ]:
         with jax.numpy_dtype_promotion(promotion):
+
+            @jax.jit
+            def step(x, state, tx=tx, vag=vag):
+                value, grad = vag(x, state=state)
+                out, state = tx.update(grad, state, x, value=value, grad=grad, value_fn=fn)
+                return x + out, state
+
             x = jnp.asarray([2.0, -1.0, 0.0])
             state, path = tx.init(x), []
             for _ in range(10):
-                value, grad = vag(x, state=state)
-                out, state = tx.update(grad, state, x, value=value, grad=grad, value_fn=fn)
-                x = x + out
+                x, state = step(x, state)
                 path.append(np.asarray(x, np.float64))
         runs.append(np.stack(path))
     np.testing.assert_allclose(runs[0], runs[1], rtol=1e-6, atol=1e-7)
