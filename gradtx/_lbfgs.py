@@ -222,10 +222,13 @@ def lbfgs(
       >>> tx, x = gradtx.lbfgs(), jnp.array([1.0, 1.0, 1.0])
       >>> state = tx.init(x)
       >>> value_and_grad = gradtx.value_and_grad_from_state(fn)
-      >>> for _ in range(15):
+      >>> @jax.jit  # eagerly, every line search loop would be compiled anew
+      ... def step(x, state):
       ...     value, grad = value_and_grad(x, state=state)
       ...     updates, state = tx.update(grad, state, x, value=value, grad=grad, value_fn=fn)
-      ...     x = gradtx.apply_updates(x, updates)
+      ...     return gradtx.apply_updates(x, updates), state
+      >>> for _ in range(15):
+      ...     x, state = step(x, state)
       >>> bool(fn(x) < 1e-8)
       True
 

@@ -258,14 +258,14 @@ def test_failure_leaves_params_and_is_never_nan(make):
     )
     x = jnp.asarray([1.0, 2.0])
     # An ascent direction: no step decreases the function.
-    inner, out = search(tx, quadratic, x, jax.grad(quadratic)(x))
+    inner, out = searcher(tx, quadratic)(x, jax.grad(quadratic)(x))
     np.testing.assert_array_equal(np.asarray(out), 0.0)
     assert not bool(inner.info.succeeded)
     assert float(inner.value) == float(quadratic(x))
     # A function that is NaN beyond a point: the search shrinks into the finite region.
     nan_beyond = lambda z: jnp.where(z[0] > 0.3, jnp.nan, jnp.sum((z - 1) ** 2))
     z = jnp.zeros(2)
-    inner, out = search(tx, nan_beyond, z, -jax.grad(nan_beyond)(z))
+    inner, out = searcher(tx, nan_beyond)(z, -jax.grad(nan_beyond)(z))
     assert bool(jnp.all(jnp.isfinite(out))) and bool(jnp.isfinite(inner.value))
     assert float(inner.value) < float(nan_beyond(z))
 
@@ -407,6 +407,10 @@ def test_hyperparameters_are_live():
     changed = gradtx.set_hyperparams(state, curv_rtol=0.1)
     update(-grad, changed, x, value=value, grad=grad, value_fn=quadratic)
     assert update._cache_size() == 1
+    with pytest.raises(ValueError, match=r"set_hyperparams: curv_rtol must be in \(0, 1\)"):
+        gradtx.set_hyperparams(state, curv_rtol=1.5)
+    with pytest.raises(ValueError, match="set_hyperparams: tol must be >= 0"):
+        gradtx.set_hyperparams(state, tol=-1.0)
 
 
 @pytest.mark.parametrize(

@@ -104,7 +104,7 @@ def test_damped_newton_step_matches_numpy(x64):
     fn = lambda x: 0.5 * (x - c) @ (jnp.asarray(a) @ (x - c)) + 0.25 * jnp.sum(x**4)
     x = jnp.asarray(np.linspace(-1, 1, 8))
     g = jax.grad(fn)(x)
-    h = np.asarray(jax.hessian(fn)(x))
+    h = np.asarray(jax.jit(jax.hessian(fn))(x))
     tx = gradtx.scale_by_newton_cg(damping=0.0, max_cg_steps=50, tol=1e-13)
     update = jax.jit(lambda g, s, x: tx.update(g, s, x, value_fn=fn))
     for damping in (0.0, 0.5, 10.0):  # a live hyperparameter: changed without retracing
