@@ -240,3 +240,28 @@ def test_update_errors_name_the_call():
         jax.jit(lambda s: tx.update(x, s, x, value=1.0, grad=x))(state)
     with pytest.raises(ValueError, match="lbfgs: .*params"):
         jax.jit(lambda s: tx.update(x, s, jnp.ones(3), value=1.0, grad=x, value_fn=jnp.sum))(state)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_jitted_step_compiles_once_and_keeps_dtypes(dtype, request):
+    if dtype == "float64":
+        request.getfixturevalue("x64")
+    tx = gradtx.lbfgs(memory_size=3)
+    value_and_grad = gradtx.value_and_grad_from_state(rosenbrock)
+
+    @jax.jit
+    def step(x, state):
+        value, grad = value_and_grad(x, state=state)
+        updates, state = tx.update(grad, state, x, value=value, grad=grad, value_fn=rosenbrock)
+        return gradtx.apply_updates(x, updates), state
+
+    x = jnp.asarray([-1.2, 1.0], dtype)
+    state = tx.init(x)
+    structure = jax.tree.structure(state)
+    dtypes = [leaf.dtype for leaf in jax.tree.leaves(state)]
+    for _ in range(5):
+        x, state = step(x, state)
+    assert step._cache_size() == 1
+    assert x.dtype == dtype and jax.tree.structure(state) == structure
+    assert [leaf.dtype for leaf in jax.tree.leaves(state)] == dtypes
+    assert float(rosenbrock(x)) < 24.2

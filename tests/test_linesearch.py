@@ -507,3 +507,12 @@ def test_info_structure():
     state = gradtx.scale_by_zoom_linesearch(5).init(jnp.ones(2))
     assert isinstance(state.inner_state.info, LinesearchInfo)
     assert state.inner_state.info.num_linesearch_steps.dtype == jnp.int32
+
+
+def test_verbose_reports_a_failed_search(capsys):
+    tx = gradtx.scale_by_backtracking_linesearch(max_backtracking_steps=3, verbose=True)
+    x = jnp.asarray([1.0, 2.0])
+    inner, out = searcher(tx, quadratic)(x, jax.grad(quadratic)(x))  # an ascent direction
+    jax.effects_barrier()
+    assert "no step met the sufficient decrease condition" in capsys.readouterr().out
+    assert not bool(inner.info.succeeded)
