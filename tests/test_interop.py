@@ -1,0 +1,344 @@
+"""optax interop, both ways: optax transformations as links of gradtx combinators, gradtx
+transformations inside optax's wrappers; the numbers are those of the all-optax (or all-gradtx)
+equivalent, bit for bit.
+
+optax runs under standard dtype promotion (its code relies on it); every gradtx-only run here is
+under the strict promotion the test suite sets, so gradtx itself never needs standard.
+
+The one case that needs an adapter: optax's combinators (``chain``, ``MultiSteps``, ``masked``,
+...) give extra ``update`` arguments only to transformations that are instances of
+``optax.GradientTransformationExtraArgs``. A gradtx transformation that needs one (a loss for
+``reduce_on_plateau``, an objective for a line search) is wrapped as
+``optax.GradientTransformationExtraArgs(*tx)``; without it, it raises an error naming the
+missing argument (nothing is silently skipped). gradtx transformations that need no extra
+argument work unwrapped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import gradtx
+
+STEPS = 12
+EAGER_STEPS = 4  # op-by-op dispatch is slow; the jitted runs take all STEPS
+CURVATURE = {"w": np.linspace(0.5, 4.0, 6).reshape(3, 2), "b": np.array([1.0, 8.0])}
+
+
+def _params():
+    return {"w": jnp.full((3, 2), 2.0, jnp.float32), "b": jnp.asarray([-1.0, 3.0], jnp.float32)}
+
+
+def _loss(params):
+    """A convex quartic-plus-quadratic bowl; its minimum is 0 at 1."""
+    total = jnp.zeros([], jnp.float32)
+    for k in ("w", "b"):
+        d = params[k] - 1.0
+        total = total + jnp.sum(jnp.asarray(CURVATURE[k], jnp.float32) * d * d) + jnp.sum(d**4)
+    return total
+
+
+def _standard():
+    return jax.numpy_dtype_promotion("standard")
+
+
+def _run(tx, *, jit, optax_inside, extra=None, grads_fn=None, bound=None, steps=STEPS):
+    """Params after every step (as NumPy), and the last state.
+
+    ``extra(params, loss, grads)`` gives the extra array arguments of each ``update``;
+    ``bound`` extra arguments that are not arrays (a ``value_fn``), fixed for the run;
+    ``grads_fn(t, grads)`` may alter the gradients of step ``t`` (a NaN, say).
+    """
+    params = _params()
+    update = functools.partial(tx.update, **(bound or {}))
+    update = jax.jit(update) if jit else update
+    promotion = _standard() if optax_inside else contextlib.nullcontext()
+    trajectory = []
+    with promotion:
+        state = tx.init(params)
+        for t in range(steps):
+            loss, grads = jax.value_and_grad(_loss)(params)
+            if grads_fn is not None:
+                grads = grads_fn(t, grads)
+            kwargs = {} if extra is None else extra(params, loss, grads)
+            updates, state = update(grads, state, params, **kwargs)
+            params = gradtx.apply_updates(params, updates)
+            trajectory.append(jax.tree.map(np.asarray, params))
+    return trajectory, state
+
+
+def _assert_same(run_a, run_b):
+    for a, b in zip(run_a, run_b, strict=True):
+        jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+# ---- optax transformations as links of gradtx ---------------------------------------------
+
+OPTAX_LINKS = {
+    "clip_adam_lr": (
+        lambda: gradtx.chain(
+            optax.clip_by_global_norm(1.0),
+            optax.scale_by_adam(),
+            gradtx.scale_by_learning_rate(0.1),
+        ),
+        lambda: optax.chain(
+            optax.clip_by_global_norm(1.0),
+            optax.scale_by_adam(),
+            optax.scale_by_learning_rate(0.1),
+        ),
+    ),
+    "inject_hyperparams": (
+        lambda: gradtx.chain(
+            gradtx.clip(5.0), optax.inject_hyperparams(optax.sgd)(learning_rate=0.02, momentum=0.9)
+        ),
+        lambda: optax.chain(
+            optax.clip(5.0), optax.inject_hyperparams(optax.sgd)(learning_rate=0.02, momentum=0.9)
+        ),
+    ),
+    "named_chain": (
+        lambda: gradtx.named_chain(
+            ("clip", optax.clip_by_global_norm(1.0)), ("sgd", gradtx.sgd(0.1, momentum=0.9))
+        ),
+        lambda: optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(0.1, momentum=0.9)),
+    ),
+    "masked_optax_inner": (
+        lambda: gradtx.masked(optax.sgd(0.05, momentum=0.5), {"w": True, "b": False}),
+        lambda: optax.masked(optax.sgd(0.05, momentum=0.5), {"w": True, "b": False}),
+    ),
+}
+
+
+def _ids(x):
+    return ("jit" if x else "eager") if isinstance(x, bool) else x
+
+
+# Op-by-op dispatch is slow, so the eager runs are a sample: one per direction.
+EAGER = [("inject_hyperparams", False), ("chain", False)]
+
+
+@pytest.mark.parametrize(
+    ("case", "jit"), [(case, True) for case in OPTAX_LINKS] + EAGER[:1], ids=_ids
+)
+def test_optax_links_in_gradtx_combinators_give_optax_numbers(case, jit):
+    mixed, all_optax = OPTAX_LINKS[case]
+    steps = STEPS if jit else EAGER_STEPS
+    _assert_same(
+        _run(mixed(), jit=jit, optax_inside=True, steps=steps)[0],
+        _run(all_optax(), jit=jit, optax_inside=True, steps=steps)[0],
+    )
+
+
+def test_extra_args_reach_optax_links_that_take_them():
+    """optax's reduce_on_plateau reads ``value``; a line search reads ``value``, ``grad`` and
+    ``value_fn``. gradtx's links ignore extras they do not use."""
+
+    def plateau_extra(params, loss, grads):
+        return {"value": loss}
+
+    def search_extra(params, loss, grads):
+        return {"value": loss, "grad": grads}
+
+    plateau = dict(factor=0.5, patience=1, rtol=0.3)
+    pairs = [
+        (
+            gradtx.chain(gradtx.sgd(0.05), optax.contrib.reduce_on_plateau(**plateau)),
+            optax.chain(optax.sgd(0.05), optax.contrib.reduce_on_plateau(**plateau)),
+            plateau_extra,
+        ),
+        (
+            gradtx.chain(gradtx.scale(-1.0), optax.scale_by_backtracking_linesearch(20)),
+            optax.chain(optax.scale(-1.0), optax.scale_by_backtracking_linesearch(20)),
+            search_extra,
+        ),
+    ]
+    bound = {"value_fn": _loss}
+    for mixed, all_optax, extra in pairs:
+        run_mixed, state = _run(mixed, jit=True, optax_inside=True, extra=extra, bound=bound)
+        run_optax, _ = _run(all_optax, jit=True, optax_inside=True, extra=extra, bound=bound)
+        _assert_same(run_mixed, run_optax)
+    assert float(_loss(run_mixed[-1])) < 0.5 * float(_loss(_params()))  # the search did descend
+    _, plateau_state = _run(pairs[0][0], jit=True, optax_inside=True, extra=plateau_extra)
+    assert float(plateau_state[1].scale) < 1.0  # rtol=0.3: improvements soon stop counting
+
+
+def test_hyperparams_see_gradtx_links_next_to_optax_states():
+    tx = gradtx.chain(
+        optax.clip_by_global_norm(1.0),
+        gradtx.adam(0.1),
+        optax.inject_hyperparams(optax.scale)(step_size=1.0),
+    )
+    with _standard():
+        state = tx.init(_params())
+        assert set(gradtx.hyperparams(state)) == {"b1", "b2", "eps", "eps_root", "learning_rate"}
+        state = gradtx.set_hyperparams(state, learning_rate=0.0)
+        updates, state = jax.jit(tx.update)(jax.grad(_loss)(_params()), state, _params())
+    jax.tree.map(lambda u: np.testing.assert_array_equal(u, 0.0), updates)
+    # optax's injected hyperparameters stay optax's: read and set them in its own state.
+    assert float(state[2].hyperparams["step_size"]) == 1.0
+
+
+# ---- gradtx transformations inside optax --------------------------------------------------
+
+GRADTX_INSIDE = {
+    "chain": (
+        # (gradtx's clip_by_global_norm rounds as c / max(|g|, c) * g, optax's as g / |g| * c:
+        # up to 1 ulp apart, so the bitwise comparison clips by value)
+        lambda: optax.chain(gradtx.clip(1.0), gradtx.sgd(0.1, momentum=0.9)),
+        lambda: optax.chain(optax.clip(1.0), optax.sgd(0.1, momentum=0.9)),
+    ),
+    "multi_steps": (
+        lambda: optax.MultiSteps(gradtx.sgd(0.1, momentum=0.9), every_k_schedule=3),
+        lambda: optax.MultiSteps(optax.sgd(0.1, momentum=0.9), every_k_schedule=3),
+    ),
+    "masked": (
+        lambda: optax.masked(gradtx.sgd(0.05, momentum=0.9), {"w": False, "b": True}),
+        lambda: optax.masked(optax.sgd(0.05, momentum=0.9), {"w": False, "b": True}),
+    ),
+    "partition": (
+        lambda: optax.partition(
+            {"fast": gradtx.sgd(0.1), "slow": gradtx.sgd(0.01, momentum=0.9)},
+            {"w": "fast", "b": "slow"},
+        ),
+        lambda: optax.partition(
+            {"fast": optax.sgd(0.1), "slow": optax.sgd(0.01, momentum=0.9)},
+            {"w": "fast", "b": "slow"},
+        ),
+    ),
+    "nested_chain": (  # optax's chain around a gradtx chain
+        lambda: optax.chain(
+            gradtx.chain(gradtx.trace(0.9), gradtx.scale_by_learning_rate(0.05)),
+            optax.clip(1.0),
+        ),
+        lambda: optax.chain(
+            optax.chain(optax.trace(0.9), optax.scale_by_learning_rate(0.05)), optax.clip(1.0)
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("case", "jit"), [(case, True) for case in GRADTX_INSIDE] + EAGER[1:], ids=_ids
+)
+def test_gradtx_inside_optax_wrappers_gives_optax_numbers(case, jit):
+    mixed, all_optax = GRADTX_INSIDE[case]
+    steps = STEPS if jit else EAGER_STEPS
+    _assert_same(
+        _run(mixed(), jit=jit, optax_inside=True, steps=steps)[0],
+        _run(all_optax(), jit=jit, optax_inside=True, steps=steps)[0],
+    )
+
+
+def test_adam_inside_optax_multisteps_is_gradtx_adam_on_the_mean_gradient():
+    """optax.MultiSteps around gradtx.adam: the inner optimizer is gradtx's (whose bias
+    correction differs from optax's adam by design), applied every third step to the mean.
+    The largest deviation measured is 1 float32 ulp (7e-8 relative)."""
+    k = 3
+    mixed, _ = _run(optax.MultiSteps(gradtx.adam(0.1), k), jit=True, optax_inside=True)
+    tx = gradtx.adam(0.1)
+    params, state, trajectory = _params(), tx.init(_params()), []
+    for _ in range(STEPS // k):
+        # The params do not move between micro-steps: the mean of the k gradients is the
+        # gradient (optax's running mean of equal terms is exact).
+        updates, state = jax.jit(tx.update)(jax.grad(_loss)(params), state, params)
+        params = gradtx.apply_updates(params, updates)
+        trajectory.append(jax.tree.map(np.asarray, params))
+    for t, expected in enumerate(trajectory):
+        got = mixed[k * (t + 1) - 1]
+        # Two compiled programs (adam inside MultiSteps' cond, adam alone): XLA contracts
+        # multiply-adds into FMAs per program, so the params may differ in the last bit.
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2.4e-7), got, expected)
+
+
+def test_optax_apply_if_finite_skips_a_nan_step_of_a_gradtx_optimizer():
+    def poison(t, grads):
+        return jax.tree.map(lambda g: g * jnp.nan, grads) if t in (3, 4) else grads
+
+    runs = [
+        _run(wrapper(inner, 2), jit=True, optax_inside=True, grads_fn=poison)
+        for wrapper, inner in [
+            (optax.apply_if_finite, gradtx.sgd(0.05, momentum=0.9)),
+            (optax.apply_if_finite, optax.sgd(0.05, momentum=0.9)),
+        ]
+    ]
+    (mixed, state), (all_optax, _) = runs
+    _assert_same(mixed, all_optax)
+    jax.tree.map(np.testing.assert_array_equal, mixed[4], mixed[2])  # two steps skipped
+    assert int(state.total_notfinite) == 2
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(mixed[-1]))
+
+
+def test_optax_lookahead_around_a_gradtx_optimizer():
+    params = optax.LookaheadParams.init_synced(_params())
+
+    def run(fast):
+        tx = optax.lookahead(fast, sync_period=3, slow_step_size=0.5)
+        update = jax.jit(tx.update)
+        trajectory = []
+        p = params
+        with _standard():
+            state = tx.init(p)
+            for _ in range(STEPS):
+                grads = jax.grad(_loss)(p.fast)  # optax's lookahead takes the fast gradients
+                updates, state = update(grads, state, p)
+                p = optax.apply_updates(p, updates)
+                trajectory.append(jax.tree.map(np.asarray, p))
+        return trajectory
+
+    _assert_same(run(gradtx.sgd(0.05, momentum=0.9)), run(optax.sgd(0.05, momentum=0.9)))
+
+
+def test_optax_schedule_free_around_a_gradtx_optimizer():
+    def make(base):
+        return optax.contrib.schedule_free(base, learning_rate=0.05, b1=0.9)
+
+    _assert_same(
+        _run(make(gradtx.sgd(0.05)), jit=True, optax_inside=True)[0],
+        _run(make(optax.sgd(0.05)), jit=True, optax_inside=True)[0],
+    )
+
+
+# ---- the adapter ---------------------------------------------------------------------------
+
+
+def test_gradtx_link_needing_extra_args_inside_optax_chain_needs_the_adapter():
+    def extra(params, loss, grads):
+        return {"loss": loss}
+
+    plateau = dict(factor=0.5, patience=1, threshold=0.9)
+    plain = optax.chain(gradtx.sgd(0.05), gradtx.reduce_on_plateau(**plateau))
+    with pytest.raises(ValueError, match=r"reduce_on_plateau: update needs the monitored loss"):
+        _run(plain, jit=False, optax_inside=True, extra=extra)
+
+    adapted = optax.chain(
+        gradtx.sgd(0.05),
+        optax.GradientTransformationExtraArgs(*gradtx.reduce_on_plateau(**plateau)),
+    )
+    all_gradtx = gradtx.chain(gradtx.sgd(0.05), gradtx.reduce_on_plateau(**plateau))
+    run_adapted, state = _run(adapted, jit=True, optax_inside=True, extra=extra)
+    run_gradtx, _ = _run(all_gradtx, jit=True, optax_inside=False, extra=extra)
+    _assert_same(run_adapted, run_gradtx)
+    assert float(state[1].inner_state.scale) < 1.0  # the loss did arrive
+
+
+def test_gradtx_update_accepts_what_optax_typed_code_passes():
+    """Code written for optax calls ``tx.init(params)`` and ``tx.update(grads, state, params)``
+    (positionally, params optional) and adds updates with ``optax.apply_updates``."""
+    tx = gradtx.adamw(0.1, weight_decay=0.01)
+    params = _params()
+    grads = jax.grad(_loss)(params)
+    state = tx.init(params)
+    with_params, _ = tx.update(grads, state, params)
+    sgd = gradtx.sgd(0.1)
+    without_params, _ = sgd.update(grads, sgd.init(params))
+    with _standard():
+        moved = optax.apply_updates(params, with_params)
+    jax.tree.map(np.testing.assert_array_equal, moved, gradtx.apply_updates(params, with_params))
+    jax.tree.map(lambda u, g: np.testing.assert_array_equal(u, -0.1 * g), without_params, grads)
+    assert tuple(tx._fields) == tuple(optax.GradientTransformation._fields) == ("init", "update")
