@@ -12,7 +12,11 @@ evaluation of the objective and its gradient.
 Columns: ``iters`` the first iteration after which ``loss - min < 1e-6`` (for the first-order
 methods, ``stays`` the first from which it held for the rest of the budget); ``f+g`` the
 evaluations of the value and gradient; ``hvp`` Hessian-vector products (each about two
-gradients). Seed 003's point shows in the numbers: the second-order methods need one to two
+gradients). Newton-CG's default CG tolerance, Nocedal and Wright's forcing sequence
+min(0.5, sqrt|g|) relative, is loose far from the minimum: on Rosenbrock its early steps are
+little better than scaled gradients (scipy's Newton-CG, with the same rule, takes 85
+iterations there); a fixed 1e-3 needs fewer iterations and fewer products. Seed 003's point
+shows in the numbers: the second-order methods need one to two
 orders of magnitude fewer iterations, but each iteration costs more, per step in line-search
 trials and Hessian-vector products, and in memory (L-BFGS keeps 2 x 10 copies of the params).
 """
