@@ -139,7 +139,8 @@ def train(
     def loss_fn(model, x, y):
         return cross_entropy(model(x), y)
 
-    def run_chunk(state, chunk_indices):
+    # The data are arguments, not closed-over constants: XLA would fold constants at compile time.
+    def run_chunk(state, chunk_indices, x_train, y_train):
         def step(state, idx):
             model, optimizer = nnx.merge(graphdef, state)
             loss, grads = nnx.value_and_grad(loss_fn)(model, x_train[idx], y_train[idx])
@@ -150,7 +151,7 @@ def train(
         return state, jnp.mean(losses)
 
     @jax.jit
-    def evaluate(state):
+    def evaluate(state, x_train, y_train, x_val, y_val):
         model, _ = nnx.merge(graphdef, state)
         accuracy = jnp.mean(jnp.argmax(model(x_val), axis=-1) == y_val)
         return loss_fn(model, x_train, y_train), accuracy
@@ -162,21 +163,22 @@ def train(
         chunk = jnp.asarray(indices[start : start + size])
         if chunk.shape[0] not in compiled:
             began = time.perf_counter()
-            compiled[chunk.shape[0]] = jax.jit(run_chunk).lower(state, chunk).compile()
+            lowered = jax.jit(run_chunk).lower(state, chunk, x_train, y_train)
+            compiled[chunk.shape[0]] = lowered.compile()
             result.compile_seconds += time.perf_counter() - began
         began = time.perf_counter()
-        state, mean_loss = compiled[chunk.shape[0]](state, chunk)
+        state, mean_loss = compiled[chunk.shape[0]](state, chunk, x_train, y_train)
         mean_loss = float(mean_loss)  # waits for the chunk to finish
         run_seconds += time.perf_counter() - began
         done += chunk.shape[0]
-        _, accuracy = evaluate(state)
+        _, accuracy = evaluate(state, x_train, y_train, x_val, y_val)
         result.steps.append(done)
         result.losses.append(mean_loss)
         result.accuracies.append(float(accuracy))
         progress.update(chunk.shape[0])
         progress.set_postfix_str(f"{name}: loss {mean_loss:.4f}")
 
-    train_loss, accuracy = evaluate(state)
+    train_loss, accuracy = evaluate(state, x_train, y_train, x_val, y_val)
     result.train_loss, result.val_accuracy = float(train_loss), float(accuracy)
     result.ms_per_step = 1e3 * run_seconds / max(done, 1)
     return result
