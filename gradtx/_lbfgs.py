@@ -15,7 +15,6 @@ from gradtx._linesearch import (
     check_steps,
     scalar_dtype,
     scale_by_zoom_linesearch,
-    tree_vdot,
 )
 from gradtx._step_size import _scale, _scale_by_learning_rate
 
@@ -59,7 +58,7 @@ def two_loop(grad, s_memory, y_memory, rho, newest, gamma):
     def backward(j, carry):
         q, alphas = carry
         i = (newest - j) % m
-        alpha = rho[i] * tree_vdot(_slot(s_memory, i), q).astype(dtype)
+        alpha = rho[i] * _tree.vdot(_slot(s_memory, i), q).astype(dtype)
         return _axpy(-alpha, _slot(y_memory, i), q), alphas.at[i].set(alpha)
 
     q, alphas = jax.lax.fori_loop(0, m, backward, (grad, jnp.zeros_like(rho)))
@@ -67,7 +66,7 @@ def two_loop(grad, s_memory, y_memory, rho, newest, gamma):
 
     def forward(j, r):
         i = (newest + 1 + j) % m
-        beta = rho[i] * tree_vdot(_slot(y_memory, i), r).astype(dtype)
+        beta = rho[i] * _tree.vdot(_slot(y_memory, i), r).astype(dtype)
         return _axpy(alphas[i] - beta, _slot(s_memory, i), r)
 
     return jax.lax.fori_loop(0, m, forward, r)
@@ -98,8 +97,8 @@ def _lbfgs_direction(*, memory_size: int, scale_init_precond: bool) -> GradientT
         dtype = state.weights_memory.dtype
         s = jax.tree.map(lambda p, q: p - q.astype(p.dtype), params, state.params)
         y = jax.tree.map(lambda g, h: g - h.astype(g.dtype), updates, state.updates)
-        sy = tree_vdot(s, y).astype(dtype)
-        yy = tree_vdot(y, y).astype(dtype)
+        sy = _tree.vdot(s, y).astype(dtype)
+        yy = _tree.vdot(y, y).astype(dtype)
         # The curvature condition s'y > 0 keeps the approximation positive definite (N&W 7.2);
         # a pair failing it (relative to machine precision, as L-BFGS-B does) is not stored.
         good = (state.count > 0) & (sy > jnp.finfo(dtype).eps * yy) & jnp.isfinite(sy)
@@ -115,7 +114,7 @@ def _lbfgs_direction(*, memory_size: int, scale_init_precond: bool) -> GradientT
             # gamma = s'y / y'y of the newest pair (N&W 7.20). Before any pair: 1 / ||g||
             # capped at 1, so the first trial step has length at most 1.
             y_new = _slot(y_mem, newest)
-            yy_new = tree_vdot(y_new, y_new).astype(dtype)
+            yy_new = _tree.vdot(y_new, y_new).astype(dtype)
             have_pair = rho[newest] > 0
             gnorm = _tree.global_norm(updates).astype(dtype)
             gamma = jnp.where(

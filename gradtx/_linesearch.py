@@ -49,28 +49,6 @@ def scalar_dtype(params: PyTree) -> Any:
     return _tree.accumulation_dtype(_tree.wider(*leaves) if leaves else jnp.float32)
 
 
-def tree_vdot(a: PyTree, b: PyTree) -> jax.Array:
-    """``sum_i <a_i, b_i>`` over all leaves, in at least float32."""
-    terms = []
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-        dtype = _tree.accumulation_dtype(_tree.wider(x.dtype, y.dtype))
-        terms.append(jnp.sum(x.astype(dtype) * y.astype(dtype)))
-    if not terms:
-        return jnp.zeros([], jnp.float32)
-    dtype = _tree.wider(*(t.dtype for t in terms))
-    return sum((t.astype(dtype) for t in terms), jnp.zeros([], dtype))
-
-
-def add_scaled(params: PyTree, step: jax.Array, direction: PyTree) -> PyTree:
-    """``params + step * direction``, each leaf formed in the wider dtype, kept in its param's."""
-
-    def leaf(p, u):
-        wide = _tree.wider(p.dtype, u.dtype, step.dtype)
-        return (p.astype(wide) + step.astype(wide) * u.astype(wide)).astype(p.dtype)
-
-    return jax.tree.map(leaf, params, direction)
-
-
 def objective(owner: str, params: PyTree, extra: dict[str, Any]):
     """The objective from ``update``'s extras: ``(value_fn, value, grad, fn_kwargs)``.
 
@@ -105,19 +83,6 @@ def check_steps(owner: str, name: str, value: Any) -> int:
     if value < 1:
         raise ValueError(f"{owner}: {name} must be >= 1, got {value}")
     return int(value)
-
-
-def check_open_unit(owner: str, name: str, value: Any) -> None:
-    """``value`` in (0, 1) when given as a number (a schedule is checked at step 0 by live)."""
-    if isinstance(value, numbers.Real) and not 0 < value < 1:
-        raise ValueError(f"{owner}: {name} must be in (0, 1), got {value!r}")
-
-
-def check_at_least(owner: str, name: str, value: Any, bound: float, strict: bool) -> None:
-    if isinstance(value, numbers.Real) and not (value > bound if strict else value >= bound):
-        raise ValueError(
-            f"{owner}: {name} must be {'>' if strict else '>='} {bound}, got {value!r}"
-        )
 
 
 def _as_like(tree: PyTree, like: PyTree) -> PyTree:
@@ -162,7 +127,7 @@ def _backtracking(
         _tree.check_match(owner, (params, updates), ("params", "updates"))
         dtype = state.value.dtype
         f0 = jnp.asarray(value).astype(dtype)
-        slope = tree_vdot(updates, grad).astype(dtype)
+        slope = _tree.vdot(updates, grad).astype(dtype)
         c1 = value_as(slope_rtol, dtype)
         bound = f0 + value_as(atol, dtype) + value_as(rtol, dtype) * jnp.abs(f0)
         guess = jnp.minimum(
@@ -179,7 +144,7 @@ def _backtracking(
 
         def body(carry):
             it, step, ok, _, f_best, g_best = carry
-            f, g = evaluate(add_scaled(params, step, updates))
+            f, g = evaluate(_tree.add_scaled(params, step, updates))
             f = jnp.asarray(f).astype(dtype)
             armijo = f <= bound + c1 * step * slope
             g = _as_like(g, params) if store_grad else None
@@ -281,14 +246,9 @@ def scale_by_backtracking_linesearch(
     max_backtracking_steps = check_steps(owner, "max_backtracking_steps", max_backtracking_steps)
     store_grad = check_flag(owner, "store_grad", store_grad)
     verbose = check_flag(owner, "verbose", verbose)
-    check_open_unit(owner, "slope_rtol", slope_rtol)
-    check_open_unit(owner, "decrease_factor", decrease_factor)
+    # Ranges are checked by live (the table in _hyper), here and in set_hyperparams.
     if increase_factor == math.inf:
         increase_factor = float(jnp.finfo(jnp.float32).max)  # any guess then exceeds the cap
-    check_at_least(owner, "increase_factor", increase_factor, 1.0, strict=False)
-    check_at_least(owner, "max_learning_rate", max_learning_rate, 0.0, strict=True)
-    check_at_least(owner, "atol", atol, 0.0, strict=False)
-    check_at_least(owner, "rtol", rtol, 0.0, strict=False)
     build = functools.partial(
         _backtracking,
         max_backtracking_steps=max_backtracking_steps,
@@ -376,13 +336,13 @@ def _zoom(
             cap = value_as(max_learning_rate, dtype)
         f0 = jnp.asarray(value).astype(dtype)
         g0 = _as_like(grad, params)
-        d0 = tree_vdot(updates, g0).astype(dtype)
+        d0 = _tree.vdot(updates, g0).astype(dtype)
         evaluate = jax.value_and_grad(functools.partial(value_fn, **fn_kwargs))
 
         def phi(step):
-            f, g = evaluate(add_scaled(params, step, updates))
+            f, g = evaluate(_tree.add_scaled(params, step, updates))
             g = _as_like(g, params)
-            return jnp.asarray(f).astype(dtype), g, tree_vdot(updates, g).astype(dtype)
+            return jnp.asarray(f).astype(dtype), g, _tree.vdot(updates, g).astype(dtype)
 
         first = state.learning_rate if initial_guess_strategy == "keep" else jnp.ones([], dtype)
         zero = jnp.zeros([], dtype)
@@ -550,28 +510,13 @@ def scale_by_zoom_linesearch(
             f"{owner}: initial_guess_strategy must be 'keep' or 'one', "
             f"got {initial_guess_strategy!r}"
         )
-    check_open_unit(owner, "slope_rtol", slope_rtol)
-    check_open_unit(owner, "curv_rtol", curv_rtol)
-    if isinstance(slope_rtol, numbers.Real) and isinstance(curv_rtol, numbers.Real):
-        if not slope_rtol < curv_rtol:
-            raise ValueError(
-                f"{owner}: curv_rtol must be greater than slope_rtol, got curv_rtol={curv_rtol} "
-                f"and slope_rtol={slope_rtol}"
-            )
-    check_at_least(owner, "increase_factor", increase_factor, 1.0, strict=True)
-    check_at_least(owner, "tol", tol, 0.0, strict=False)
-    check_at_least(owner, "stepsize_precision", stepsize_precision, 0.0, strict=False)
-    if max_learning_rate is not None:
-        check_at_least(owner, "max_learning_rate", max_learning_rate, 0.0, strict=True)
-    if approx_dec_rtol is not None:
-        check_at_least(owner, "approx_dec_rtol", approx_dec_rtol, 0.0, strict=False)
     build = functools.partial(
         _zoom,
         max_linesearch_steps=max_linesearch_steps,
         initial_guess_strategy=initial_guess_strategy,
         verbose=verbose,
     )
-    return live(
+    tx = live(
         owner,
         build,
         optional=("max_learning_rate", "approx_dec_rtol"),
@@ -583,6 +528,16 @@ def scale_by_zoom_linesearch(
         max_learning_rate=max_learning_rate,
         approx_dec_rtol=approx_dec_rtol,
     )
+    # live checked each range (the table in _hyper); what the table cannot say:
+    if isinstance(slope_rtol, numbers.Real) and isinstance(curv_rtol, numbers.Real):
+        if not slope_rtol < curv_rtol:
+            raise ValueError(
+                f"{owner}: curv_rtol must be greater than slope_rtol, got curv_rtol={curv_rtol} "
+                f"and slope_rtol={slope_rtol}"
+            )
+    if isinstance(increase_factor, numbers.Real) and not increase_factor > 1:
+        raise ValueError(f"{owner}: increase_factor must be > 1, got {increase_factor!r}")
+    return tx
 
 
 # ---- reusing the last evaluation -----------------------------------------------------------

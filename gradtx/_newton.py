@@ -13,7 +13,7 @@ from gradtx import _tree
 from gradtx._base import GradientTransformation, PyTree
 from gradtx._combine import chain
 from gradtx._hyper import ScalarOrSchedule, Value, live, value_as
-from gradtx._linesearch import _RESERVED, check_at_least, check_steps, scalar_dtype, tree_vdot
+from gradtx._linesearch import _RESERVED, check_steps, scalar_dtype
 from gradtx._step_size import _scale, _scale_by_learning_rate
 
 
@@ -95,7 +95,7 @@ def conjugate_gradient(
     x = _tree.zeros_like(b) if x0 is None else x0
     if x0 is not None:
         _tree.check_match("conjugate_gradient", (b, x0), ("b", "x0"))
-    bound = jnp.asarray(tol).astype(dtype) * jnp.sqrt(tree_vdot(b, b).astype(dtype))
+    bound = jnp.asarray(tol).astype(dtype) * jnp.sqrt(_tree.vdot(b, b).astype(dtype))
 
     def sub(a, c):
         return jax.tree.map(lambda u, w: u - w.astype(u.dtype), a, c)
@@ -104,7 +104,7 @@ def conjugate_gradient(
         return jax.tree.map(lambda ui, wi: wi + alpha.astype(wi.dtype) * ui.astype(wi.dtype), u, w)
 
     r = sub(matvec(x), b)
-    rr = tree_vdot(r, r).astype(dtype)
+    rr = _tree.vdot(r, r).astype(dtype)
     p = jax.tree.map(jnp.negative, r)
     start = (x, r, p, rr, jnp.zeros([], jnp.int32), rr <= bound * bound, jnp.zeros([], bool))
 
@@ -115,12 +115,12 @@ def conjugate_gradient(
     def body(c):
         x, r, p, rr, j, _, _ = c
         ap = matvec(p)
-        pap = tree_vdot(p, ap).astype(dtype)
+        pap = _tree.vdot(p, ap).astype(dtype)
         negative = ~(pap > 0)
         alpha = jnp.where(negative, jnp.zeros([], dtype), rr / jnp.where(negative, 1, pap))
         x_new = axpy(alpha, p, x)
         r_new = axpy(alpha, ap, r)
-        rr_new = tree_vdot(r_new, r_new).astype(dtype)
+        rr_new = _tree.vdot(r_new, r_new).astype(dtype)
         beta = rr_new / jnp.where(rr > 0, rr, 1)
         p_new = jax.tree.map(lambda ri, pi: -ri + beta.astype(pi.dtype) * pi, r_new, p)
         keep = functools.partial(jax.tree.map, functools.partial(jnp.where, negative))
@@ -219,9 +219,6 @@ def scale_by_newton_cg(
     """
     owner = "scale_by_newton_cg"
     max_cg_steps = check_steps(owner, "max_cg_steps", max_cg_steps)
-    check_at_least(owner, "damping", damping, 0.0, strict=False)
-    if tol is not None:
-        check_at_least(owner, "tol", tol, 0.0, strict=False)
     build = functools.partial(_newton_direction, max_cg_steps=max_cg_steps)
     return live(owner, build, optional=("tol",), damping=damping, tol=tol)
 
@@ -269,9 +266,6 @@ def newton_cg(
             f"newton_cg: linesearch must be a GradientTransformation or None, got {linesearch!r}"
         )
     max_cg_steps = check_steps("newton_cg", "max_cg_steps", max_cg_steps)
-    check_at_least("newton_cg", "damping", damping, 0.0, strict=False)
-    if tol is not None:
-        check_at_least("newton_cg", "tol", tol, 0.0, strict=False)
     direction = functools.partial(_newton_direction, max_cg_steps=max_cg_steps)
 
     def build(learning_rate, damping, tol):

@@ -142,6 +142,28 @@ def global_norm(tree: PyTree) -> jax.Array:
     return jnp.sqrt(builtins.sum(s.astype(wide) for s in squares))
 
 
+def vdot(a: PyTree, b: PyTree) -> jax.Array:
+    """``sum_i <a_i, b_i>`` over all leaves, in at least float32."""
+    terms = []
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        dtype = accumulation_dtype(wider(x.dtype, y.dtype))
+        terms.append(jnp.sum(x.astype(dtype) * y.astype(dtype)))
+    if not terms:
+        return jnp.zeros([], jnp.float32)
+    dtype = wider(*(t.dtype for t in terms))
+    return builtins.sum((t.astype(dtype) for t in terms), jnp.zeros([], dtype))
+
+
+def add_scaled(params: PyTree, step: jax.Array, direction: PyTree) -> PyTree:
+    """``params + step * direction``, each leaf formed in the wider dtype, kept in its param's."""
+
+    def leaf(p, u):
+        wide = wider(p.dtype, u.dtype, step.dtype)
+        return (p.astype(wide) + step.astype(wide) * u.astype(wide)).astype(p.dtype)
+
+    return jax.tree.map(leaf, params, direction)
+
+
 def saturating_increment(count: jax.Array) -> jax.Array:
     """``count + 1`` for an int32 step counter, staying at the int32 maximum instead of wrapping."""
     return jnp.where(count < _INT32_MAX, count + 1, count)
