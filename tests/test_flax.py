@@ -258,3 +258,29 @@ def test_an_nnx_optimizer_resumes_bitwise_from_an_orbax_checkpoint(tmp_path):
     checkpointer.close()
     assert int(optimizer.step[...]) == 5
     assert [float(step(model, optimizer)) for _ in range(5)] == uninterrupted
+
+
+def test_train_state_extras_need_an_explicit_update_call():
+    """``TrainState.apply_gradients(grads=..., **kwargs)`` treats kwargs as fields to replace,
+    not as ``update`` arguments: a transformation that needs a loss is called directly."""
+    x, y = _regression()
+    model = _LinenMLP()
+    tx = gradtx.chain(gradtx.sgd(0.0), gradtx.reduce_on_plateau(factor=0.5, patience=0))
+    state = train_state.TrainState.create(
+        apply_fn=model.apply, params=model.init(jax.random.key(0), x)["params"], tx=tx
+    )
+
+    @jax.jit
+    def step(state):
+        loss, grads = jax.value_and_grad(lambda p: _mse(model.apply({"params": p}, x), y))(
+            state.params
+        )
+        updates, opt_state = state.tx.update(grads, state.opt_state, state.params, loss=loss)
+        params = gradtx.apply_updates(state.params, updates)
+        return state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+
+    with pytest.raises(ValueError, match="reduce_on_plateau: update needs the monitored loss"):
+        state.apply_gradients(grads=state.params)
+    for _ in range(3):  # rate 0: the loss repeats; patience 0 halves the scale from the 2nd on
+        state = step(state)
+    assert float(state.opt_state[1].inner_state.scale) == 0.25
