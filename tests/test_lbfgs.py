@@ -265,3 +265,34 @@ def test_jitted_step_compiles_once_and_keeps_dtypes(dtype, request):
     assert x.dtype == dtype and jax.tree.structure(state) == structure
     assert [leaf.dtype for leaf in jax.tree.leaves(state)] == dtypes
     assert float(rosenbrock(x)) < 24.2
+
+
+def test_pytree_params_follow_the_same_path_as_one_vector(x64):
+    weights = jnp.asarray([1.0, 5.0, 20.0, 2.0, 50.0])
+
+    def flat_fn(x):
+        return jnp.sum(weights * (x - 1.0) ** 2) + jnp.sum(x**4) / 4
+
+    def tree_fn(p):
+        return flat_fn(jnp.concatenate([p["a"], p["b"].ravel()]))
+
+    paths = []
+    for fn, x in [
+        (flat_fn, jnp.zeros(5)),
+        (tree_fn, {"a": jnp.zeros(1), "b": jnp.zeros((2, 2))}),
+    ]:
+        tx = gradtx.lbfgs(memory_size=3)
+        value_and_grad = gradtx.value_and_grad_from_state(fn)
+
+        @jax.jit
+        def step(x, state, fn=fn, tx=tx, value_and_grad=value_and_grad):
+            value, grad = value_and_grad(x, state=state)
+            updates, state = tx.update(grad, state, x, value=value, grad=grad, value_fn=fn)
+            return gradtx.apply_updates(x, updates), state
+
+        state, path = tx.init(x), []
+        for _ in range(8):
+            x, state = step(x, state)
+            path.append(np.concatenate([np.ravel(leaf) for leaf in jax.tree.leaves(x)]))
+        paths.append(np.stack(path))
+    np.testing.assert_allclose(paths[1], paths[0], rtol=1e-12, atol=1e-14)
