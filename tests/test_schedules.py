@@ -579,7 +579,6 @@ def test_schedules_drive_an_optimizer():
     assert step._cache_size() == 1
 
 
-
 def _scheduled_run(tx, grads):
     params = {"w": jnp.zeros(grads.shape[1], jnp.float32)}
     state = tx.init(params)
@@ -627,6 +626,7 @@ def test_one_cycle_momentum_drives_adam_b1_step_by_step():
     np.testing.assert_allclose(from_optax, got, rtol=2e-5, atol=1e-7)
     constant = _scheduled_run(gradtx.adam(lr, b1=0.95, b2=b2, eps=eps), grads)
     assert np.max(np.abs(constant - got)) > 1e-4
+
 
 # Valid arguments for each schedule; each row of BAD changes one of them.
 _ONE = gradtx.constant_schedule(1.0)
