@@ -15,27 +15,50 @@ from gradtx._aliases import lamb as lamb
 from gradtx._aliases import lars as lars
 from gradtx._aliases import rmsprop as rmsprop
 from gradtx._aliases import sgd as sgd
+from gradtx._averaging import LookaheadParams as LookaheadParams
+from gradtx._averaging import ema_params as ema_params
+from gradtx._averaging import lookahead as lookahead
+from gradtx._averaging import slow_params as slow_params
 from gradtx._base import EmptyState as EmptyState
 from gradtx._base import GradientTransformation as GradientTransformation
 from gradtx._base import apply_updates as apply_updates
 from gradtx._base import identity as identity
 from gradtx._base import set_to_zero as set_to_zero
 from gradtx._base import stateless as stateless
+from gradtx._checkpoint import check_state as check_state
+from gradtx._checkpoint import restore_state as restore_state
+from gradtx._clipping import adaptive_grad_clip as adaptive_grad_clip
 from gradtx._clipping import clip as clip
 from gradtx._clipping import clip_by_global_norm as clip_by_global_norm
 from gradtx._clipping import clip_by_norm as clip_by_norm
 from gradtx._combine import chain as chain
+from gradtx._combine import freeze as freeze
 from gradtx._combine import masked as masked
 from gradtx._combine import named_chain as named_chain
+from gradtx._combine import partition as partition
 from gradtx._decay import add_decayed_weights as add_decayed_weights
+from gradtx._gradient_processing import add_noise as add_noise
+from gradtx._gradient_processing import centralize as centralize
 from gradtx._hyper import Hyperparam as Hyperparam
 from gradtx._hyper import HyperState as HyperState
 from gradtx._hyper import hyperparams as hyperparams
 from gradtx._hyper import set_hyperparams as set_hyperparams
 from gradtx._hyper import sweep as sweep
+from gradtx._lbfgs import lbfgs as lbfgs
+from gradtx._lbfgs import scale_by_lbfgs as scale_by_lbfgs
+from gradtx._linesearch import scale_by_backtracking_linesearch as scale_by_backtracking_linesearch
+from gradtx._linesearch import scale_by_zoom_linesearch as scale_by_zoom_linesearch
+from gradtx._linesearch import value_and_grad_from_state as value_and_grad_from_state
 from gradtx._momentum import bias_correction as bias_correction
 from gradtx._momentum import ema as ema
 from gradtx._momentum import trace as trace
+from gradtx._monitor import MonitorState as MonitorState
+from gradtx._monitor import monitor as monitor
+from gradtx._monitor import step_stats as step_stats
+from gradtx._newton import conjugate_gradient as conjugate_gradient
+from gradtx._newton import hvp as hvp
+from gradtx._newton import newton_cg as newton_cg
+from gradtx._newton import scale_by_newton_cg as scale_by_newton_cg
 from gradtx._plateau import reduce_on_plateau as reduce_on_plateau
 from gradtx._scaling import scale_by_adadelta as scale_by_adadelta
 from gradtx._scaling import scale_by_adam as scale_by_adam
@@ -63,118 +86,93 @@ from gradtx._schedules_cyclic import warmup_stable_decay_schedule as warmup_stab
 from gradtx._step_size import scale as scale
 from gradtx._step_size import scale_by_learning_rate as scale_by_learning_rate
 from gradtx._step_size import scale_by_trust_ratio as scale_by_trust_ratio
-
-from gradtx._monitor import MonitorState as MonitorState
-from gradtx._monitor import monitor as monitor
-from gradtx._monitor import step_stats as step_stats
 from gradtx._wrappers import ApplyIfFiniteState as ApplyIfFiniteState
 from gradtx._wrappers import MultiSteps as MultiSteps
 from gradtx._wrappers import MultiStepsState as MultiStepsState
 from gradtx._wrappers import apply_if_finite as apply_if_finite
-from gradtx._combine import freeze as freeze
-from gradtx._combine import partition as partition
-from gradtx._averaging import LookaheadParams as LookaheadParams
-from gradtx._averaging import ema_params as ema_params
-from gradtx._averaging import lookahead as lookahead
-from gradtx._averaging import slow_params as slow_params
-from gradtx._clipping import adaptive_grad_clip as adaptive_grad_clip
-from gradtx._gradient_processing import add_noise as add_noise
-from gradtx._gradient_processing import centralize as centralize
-
-from gradtx._lbfgs import lbfgs as lbfgs
-from gradtx._lbfgs import scale_by_lbfgs as scale_by_lbfgs
-from gradtx._linesearch import scale_by_backtracking_linesearch as scale_by_backtracking_linesearch
-from gradtx._linesearch import scale_by_zoom_linesearch as scale_by_zoom_linesearch
-from gradtx._linesearch import value_and_grad_from_state as value_and_grad_from_state
-from gradtx._newton import conjugate_gradient as conjugate_gradient
-from gradtx._newton import hvp as hvp
-from gradtx._newton import newton_cg as newton_cg
-from gradtx._newton import scale_by_newton_cg as scale_by_newton_cg
-from gradtx._checkpoint import check_state as check_state
-from gradtx._checkpoint import restore_state as restore_state
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ApplyIfFiniteState",
     "EmptyState",
     "GradientTransformation",
     "HyperState",
     "Hyperparam",
+    "LookaheadParams",
+    "MonitorState",
+    "MultiSteps",
+    "MultiStepsState",
     "adadelta",
     "adagrad",
     "adam",
     "adamw",
+    "adaptive_grad_clip",
     "add_decayed_weights",
+    "add_noise",
+    "apply_if_finite",
     "apply_updates",
     "bias_correction",
+    "centralize",
     "chain",
+    "check_state",
     "clip",
     "clip_by_global_norm",
     "clip_by_norm",
+    "conjugate_gradient",
     "constant_schedule",
     "cosine_decay_schedule",
     "cosine_warm_restarts_schedule",
     "ema",
+    "ema_params",
     "exponential_decay",
+    "freeze",
+    "hvp",
     "hyperparams",
     "identity",
     "inverse_sqrt_schedule",
     "join_schedules",
     "lamb",
     "lars",
+    "lbfgs",
     "linear_schedule",
+    "lookahead",
     "masked",
+    "monitor",
     "named_chain",
+    "newton_cg",
     "one_cycle_momentum_schedule",
     "one_cycle_schedule",
+    "partition",
     "piecewise_constant_schedule",
     "polynomial_schedule",
     "reduce_on_plateau",
+    "restore_state",
     "rmsprop",
     "scale",
     "scale_by_adadelta",
     "scale_by_adam",
+    "scale_by_backtracking_linesearch",
+    "scale_by_lbfgs",
     "scale_by_learning_rate",
+    "scale_by_newton_cg",
     "scale_by_rms",
     "scale_by_rss",
     "scale_by_stddev",
     "scale_by_trust_ratio",
+    "scale_by_zoom_linesearch",
     "set_hyperparams",
     "set_to_zero",
     "sgd",
     "sgdr_schedule",
+    "slow_params",
     "stateless",
+    "step_stats",
     "sweep",
     "trace",
+    "value_and_grad_from_state",
     "warmup_constant_schedule",
     "warmup_cosine_decay_schedule",
     "warmup_exponential_decay_schedule",
     "warmup_stable_decay_schedule",
-    "ApplyIfFiniteState",
-    "MonitorState",
-    "MultiSteps",
-    "MultiStepsState",
-    "apply_if_finite",
-    "monitor",
-    "step_stats",
-    "freeze",
-    "partition",
-    "LookaheadParams",
-    "ema_params",
-    "lookahead",
-    "slow_params",
-    "adaptive_grad_clip",
-    "add_noise",
-    "centralize",
-    "lbfgs",
-    "scale_by_lbfgs",
-    "scale_by_backtracking_linesearch",
-    "scale_by_zoom_linesearch",
-    "value_and_grad_from_state",
-    "conjugate_gradient",
-    "hvp",
-    "newton_cg",
-    "scale_by_newton_cg",
-    "check_state",
-    "restore_state",
 ]
