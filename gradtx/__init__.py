@@ -91,6 +91,7 @@ from gradtx._wrappers import MultiSteps as MultiSteps
 from gradtx._wrappers import MultiStepsState as MultiStepsState
 from gradtx._wrappers import apply_if_finite as apply_if_finite
 
+from gradtx._grouped import grouped as grouped
 __version__ = "0.1.0"
 
 __all__ = [
@@ -175,4 +176,5 @@ __all__ = [
     "warmup_cosine_decay_schedule",
     "warmup_exponential_decay_schedule",
     "warmup_stable_decay_schedule",
+    "grouped",
 ]
