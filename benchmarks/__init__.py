@@ -1,0 +1,1 @@
+"""Benchmarks: speed and convergence, measured and reported, never asserted in tests."""
