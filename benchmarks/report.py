@@ -13,6 +13,8 @@ import pathlib
 from benchmarks import optimizers
 
 MiB = 2**20
+COLORS = {"gradtx": "tab:blue", "optax": "tab:orange", "torch": "tab:green"}
+STYLES = {"adam": "-", "adamw_clip": "--"}
 
 
 def ok(r: dict | None) -> bool:
@@ -297,7 +299,8 @@ def plot(results: dict, path: pathlib.Path) -> None:
                             pts.append((r["n_params" if role == "params" else "n_leaves"], value))
                     if pts:
                         xs, ys = zip(*pts)
-                        ax.plot(xs, ys, marker="o", label=f"{lib} {opt}")
+                        style = dict(color=COLORS[lib], linestyle=STYLES[opt], marker="o")
+                        ax.plot(xs, ys, label=f"{lib} {opt}", **style)
             if field == "step_ms":
                 for opt in opts:
                     pts = []
@@ -308,7 +311,8 @@ def plot(results: dict, path: pathlib.Path) -> None:
                             pts.append((x, 1e3 * floor_s(results, opt, r["n_params"])))
                     if pts:
                         xs, ys = zip(*pts)
-                        ax.plot(xs, ys, "k--", label=f"floor {opt}")
+                        ax.plot(xs, ys, color="k", linestyle=STYLES[opt], label=f"floor {opt}")
+            ax.set_title(f"{ylabel} vs {xlabel}", fontsize=9)
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_xlabel(xlabel)

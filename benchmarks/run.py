@@ -35,6 +35,10 @@ from benchmarks import report, suite, trees
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
+def _log(line: str) -> None:
+    print(line, flush=True)
+
+
 def machine() -> dict:
     """The CPU, core count, library versions, date and load of this machine."""
     cpu = platform.processor() or platform.machine()
@@ -117,10 +121,10 @@ def run(
     only: list[str] | None = None,
     with_torch: bool = True,
     in_process: bool = False,
-    timeout: float | None = 120.0,
-    budget: float | None = 840.0,
+    timeout: float | None = 150.0,
+    budget: float | None = 690.0,
     results_md: pathlib.Path | None = None,
-    log=print,
+    log=_log,
 ) -> dict:
     """Runs the suite and writes its outputs to ``out``; returns the results dict."""
     if in_process and not smoke:
@@ -198,13 +202,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-torch", action="store_true", help="leave torch.optim out")
     parser.add_argument("--in-process", action="store_true", help="smoke only: no workers")
     parser.add_argument(
-        "--timeout", type=float, default=120.0, help="seconds per JAX job (default 120)"
+        "--timeout", type=float, default=150.0, help="seconds per JAX job (default 150)"
     )
     parser.add_argument(
         "--budget",
         type=float,
-        default=840.0,
-        help="seconds for the whole run: JAX jobs not started by then are skipped (default 840)",
+        default=690.0,
+        help="seconds after which JAX jobs not yet started are skipped (default 690)",
     )
     args = parser.parse_args(argv)
     complete = not args.smoke and args.only is None
