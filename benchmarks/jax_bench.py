@@ -120,6 +120,8 @@ def measure(
     compiled = lowered.compile()
     t3 = time.perf_counter()
 
+    # The floor in this process, just before the step is timed: the same conditions.
+    local_floor = floor(trees.n_params(spec), warmup=2, repeats=min(repeats, 20))
     times, (params, state, _) = _timed(
         lambda p, s, g: (*compiled(p, s, g), g), (params, state, grads), warmup, repeats
     )
@@ -136,6 +138,7 @@ def measure(
         "step_min_s": min(times),
         "warmup": warmup,
         "repeats": repeats,
+        "floor": local_floor,
         "memory": memory(compiled),
         "state_bytes_per_param": state_bytes / n,
         "fingerprint": trees.fingerprint(spec, params0, params),

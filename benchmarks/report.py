@@ -70,9 +70,14 @@ def _libs(results: dict) -> list[str]:
     ]
 
 
-def floor_s(results: dict, opt: str, n: int) -> float:
-    """The floor of ``opt`` on ``n`` params: its bytes per param / the bandwidth measured at n."""
-    bw = results["floors"][str(n)]["bytes_per_s"]
+def floor_s(results: dict, opt: str, r: dict) -> float:
+    """The floor of ``opt`` for the job result ``r``: bytes per param x params / bandwidth.
+
+    The bandwidth is the one measured by the job's own worker just before its step was timed,
+    or else the run's (measured at the start) on the same number of params.
+    """
+    n = r["n_params"]
+    bw = (r.get("floor") or results["floors"][str(n)])["bytes_per_s"]
     return optimizers.FLOOR_BYTES_PER_PARAM[opt] * n / bw
 
 
@@ -97,7 +102,7 @@ def rows(results: dict) -> list[dict]:
                     row["status"] = status(r)
                     out.append(row)
                     continue
-                fl = floor_s(results, opt, r["n_params"])
+                fl = floor_s(results, opt, r)
                 row.update(
                     n_params=r["n_params"],
                     n_leaves=r["n_leaves"],
@@ -116,6 +121,8 @@ def rows(results: dict) -> list[dict]:
                         row["build_vs_optax"] = (r["trace_s"] + r["lower_s"] + r["compile_s"]) / (
                             ref["trace_s"] + ref["lower_s"] + ref["compile_s"]
                         )
+                    if r.get("memory") and ref.get("memory"):
+                        row["peak_vs_optax"] = r["memory"]["peak"] / ref["memory"]["peak"]
                     row["dev_vs_optax"] = deviation(r, ref)
                 out.append(row)
     return out
@@ -130,8 +137,10 @@ COLUMNS = [
     ("build_vs_optax", "build ×optax", "{:.2f}"),
     ("step_ms", "step ms", "{:.2f}"),
     ("vs_optax", "step ×optax", "{:.2f}"),
+    ("floor_ms", "floor ms", "{:.2f}"),
     ("vs_floor", "step ×floor", "{:.2f}"),
     ("peak_mib", "peak MiB", "{:.1f}"),
+    ("peak_vs_optax", "peak ×optax", "{:.2f}"),
     ("state_bpp", "state B/param", "{:.2f}"),
     ("dev_vs_optax", "Δ vs optax", "{:.1e}"),
 ]
@@ -171,7 +180,7 @@ def curve(
         elif field == "step_ms":
             out.append((name, 1e3 * r["step_s"]))
         elif field == "vs_floor":
-            out.append((name, r["step_s"] / floor_s(results, opt, r["n_params"])))
+            out.append((name, r["step_s"] / floor_s(results, opt, r)))
         elif field == "build_s":
             has = "compile_s" in r
             out.append((name, r["trace_s"] + r["lower_s"] + r["compile_s"] if has else None))
@@ -308,7 +317,7 @@ def plot(results: dict, path: pathlib.Path) -> None:
                         r = _find(results, role, name, opt, "optax")
                         if ok(r):
                             x = r["n_params" if role == "params" else "n_leaves"]
-                            pts.append((x, 1e3 * floor_s(results, opt, r["n_params"])))
+                            pts.append((x, 1e3 * floor_s(results, opt, r)))
                     if pts:
                         xs, ys = zip(*pts)
                         ax.plot(xs, ys, color="k", linestyle=STYLES[opt], label=f"floor {opt}")

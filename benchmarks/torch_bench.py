@@ -25,6 +25,23 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def floor(n: int, device: torch.device, warmup: int = 2, repeats: int = 20) -> dict:
+    """The in-place bandwidth floor in torch: ``a.add_(b)`` on ``n`` fp32 values, 12 B each."""
+    a = torch.zeros(n, dtype=torch.float32, device=device)
+    b = torch.full((n,), 1e-3, dtype=torch.float32, device=device)
+    for _ in range(warmup):
+        a.add_(b)
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a.add_(b)
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    t = statistics.median(times)
+    return {"n": n, "seconds": t, "bytes_per_s": 12 * n / t, "repeats": repeats}
+
+
 def measure(opt: str, spec: trees.Spec, warmup: int = 3, repeats: int | None = None) -> dict:
     """Times the torch step on the tree ``spec``; see the module docstring."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -55,6 +72,8 @@ def measure(opt: str, spec: trees.Spec, warmup: int = 3, repeats: int | None = N
             optimizer.step()
             scheduler.step()
 
+    # The floor in this process, just before the step is timed: the same conditions.
+    local_floor = floor(n, device, repeats=min(repeats, 20))
     for _ in range(warmup):
         step()
     _sync(device)
@@ -80,6 +99,7 @@ def measure(opt: str, spec: trees.Spec, warmup: int = 3, repeats: int | None = N
         "step_min_s": min(times),
         "warmup": warmup,
         "repeats": repeats,
+        "floor": local_floor,
         "memory": None,
         "state_bytes_per_param": state_bytes / n,
         "fingerprint": trees.fingerprint(spec, params0, final),

@@ -65,6 +65,10 @@ def test_smoke_outputs(smoke):
         assert mem["alias"] >= 4 * r["n_params"] * 3
         assert r["state_bytes_per_param"] >= 8.0
         assert str(r["n_params"]) in on_disk["floors"]
+        fl = r["floor"]
+        assert fl["n"] == r["n_params"] and fl["bytes_per_s"] == pytest.approx(
+            12 * fl["n"] / fl["seconds"]
+        )
         libs.add(job["lib"])
         roles |= {x["role"] for x in job["roles"]}
     assert libs == {"gradtx", "optax"} and roles == {"config", "params", "leaves"}
@@ -80,6 +84,9 @@ def test_smoke_outputs(smoke):
     }
     for r in rows:
         assert r["vs_floor"] == pytest.approx(r["step_ms"] / r["floor_ms"])
+        job_floor = report._find(on_disk, "config", r["config"], r["opt"], r["lib"])["floor"]
+        floor_bytes = optimizers.FLOOR_BYTES_PER_PARAM[r["opt"]] * r["n_params"]
+        assert r["floor_ms"] == pytest.approx(1e3 * floor_bytes / job_floor["bytes_per_s"])
         if r["lib"] == "optax":
             assert r["vs_optax"] == 1.0 and r["dev_vs_optax"] == 0.0
         if r["opt"] == "adam":
