@@ -119,6 +119,14 @@ def test_benchmarked_step_matches_float64(lib, opt):
         np.testing.assert_allclose(moved, want[name] - params0[name], rtol=1e-5, atol=atol)
 
 
+def test_floor_moves_12_bytes_per_value():
+    a, b = np.zeros(1000, np.float32), np.ones(1000, np.float32)
+    mem = jax_bench.memory(jax_bench.floor_program(a, b))
+    # reads a and b, writes over a: no copy, no temporary
+    assert mem["argument"] == 8000 and mem["output"] == mem["alias"] == 4000
+    assert mem["temp"] == 0 and mem["peak"] == 8000
+
+
 def test_slow_jobs_are_opt_in():
     jobs = suite.plan(smoke=False, only=["5000"], with_torch=False)
     slow = [(j["lib"], j["opt"]) for j in jobs if j.get("slow")]
