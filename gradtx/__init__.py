@@ -92,6 +92,7 @@ from gradtx._wrappers import MultiStepsState as MultiStepsState
 from gradtx._wrappers import apply_if_finite as apply_if_finite
 
 from gradtx._grouped import grouped as grouped
+from gradtx._quantized import QuantizedArray as QuantizedArray
 __version__ = "0.1.0"
 
 __all__ = [
@@ -177,4 +178,5 @@ __all__ = [
     "warmup_exponential_decay_schedule",
     "warmup_stable_decay_schedule",
     "grouped",
+    "QuantizedArray",
 ]

@@ -14,12 +14,14 @@ from gradtx._combine import chain, masked
 from gradtx._decay import _add_decayed_weights
 from gradtx._hyper import ScalarOrSchedule, check_constant, check_dtype, check_flag, live
 from gradtx._momentum import _trace
+from gradtx._quantized import MIN_8BIT_SIZE
 from gradtx._scaling import (
     _scale_by_adadelta,
     _scale_by_adam,
     _scale_by_rms,
     _scale_by_rss,
     _scale_by_stddev,
+    check_storage,
 )
 from gradtx._step_size import _scale_by_learning_rate, _scale_by_trust_ratio
 
@@ -169,12 +171,18 @@ def adam(
     mu_dtype: Any = None,
     *,
     nesterov: bool = False,
+    nu_dtype: Any = None,
+    optim_bits: int = 32,
+    min_8bit_size: int = MIN_8BIT_SIZE,
 ) -> GradientTransformation:
     r"""Adam: ``chain(scale_by_adam(b1, b2, eps, eps_root), scale_by_learning_rate(lr))``.
 
     .. math:: \theta \leftarrow \theta - \eta\, \hat m_t / (\sqrt{\hat v_t} + \epsilon)
 
-    Defaults are the paper's (and optax's and PyTorch's).
+    Defaults are the paper's (and optax's and PyTorch's). Low-memory state: ``mu_dtype`` and
+    ``nu_dtype`` (e.g. ``jnp.bfloat16``, 4 bytes per parameter instead of 8), or
+    ``optim_bits=8`` for block-wise 8-bit moments (about 2 bytes per parameter; leaves under
+    ``min_8bit_size`` elements stay in float32), as in :func:`scale_by_adam`.
 
     Example:
       >>> import gradtx, jax, jax.numpy as jnp
@@ -190,12 +198,12 @@ def adam(
     References:
       Kingma and Ba, *Adam: A Method for Stochastic Optimization*, 2014.
     """
-    mu_dtype = check_dtype("adam", "mu_dtype", mu_dtype)
+    storage = check_storage("adam", mu_dtype, nu_dtype, optim_bits, min_8bit_size)
     nesterov = check_flag("adam", "nesterov", nesterov)
 
     def build(learning_rate, b1, b2, eps, eps_root):
         return chain(
-            _scale_by_adam(b1, b2, eps, eps_root, mu_dtype=mu_dtype, nesterov=nesterov),
+            _scale_by_adam(b1, b2, eps, eps_root, nesterov=nesterov, **storage),
             _scale_by_learning_rate(learning_rate),
         )
 
@@ -215,6 +223,9 @@ def adamw(
     mask: Any = None,
     *,
     nesterov: bool = False,
+    nu_dtype: Any = None,
+    optim_bits: int = 32,
+    min_8bit_size: int = MIN_8BIT_SIZE,
 ) -> GradientTransformation:
     r"""AdamW: Adam with decoupled weight decay.
 
@@ -222,17 +233,18 @@ def adamw(
     scale_by_learning_rate(lr))``:
     :math:`\theta \leftarrow \theta - \eta (\hat m_t / (\sqrt{\hat v_t} + \epsilon) + \lambda
     \theta)`. The decay is multiplied by η, as in PyTorch and optax. Default
-    ``weight_decay=1e-4`` is optax's (PyTorch's is 1e-2).
+    ``weight_decay=1e-4`` is optax's (PyTorch's is 1e-2). Low-memory state (``mu_dtype``,
+    ``nu_dtype``, ``optim_bits=8``, ``min_8bit_size``) as in :func:`scale_by_adam`.
 
     References:
       Loshchilov and Hutter, *Decoupled Weight Decay Regularization*, 2017.
     """
-    mu_dtype = check_dtype("adamw", "mu_dtype", mu_dtype)
+    storage = check_storage("adamw", mu_dtype, nu_dtype, optim_bits, min_8bit_size)
     nesterov = check_flag("adamw", "nesterov", nesterov)
 
     def build(learning_rate, b1, b2, eps, eps_root, weight_decay):
         return chain(
-            _scale_by_adam(b1, b2, eps, eps_root, mu_dtype=mu_dtype, nesterov=nesterov),
+            _scale_by_adam(b1, b2, eps, eps_root, nesterov=nesterov, **storage),
             _add_decayed_weights(weight_decay, mask),
             _scale_by_learning_rate(learning_rate),
         )

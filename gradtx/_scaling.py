@@ -7,8 +7,9 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from gradtx import _tree
+from gradtx import _quantized, _tree
 from gradtx._base import GradientTransformation, identity, stateless
 from gradtx._combine import chain, join
 from gradtx._hyper import (
@@ -39,10 +40,11 @@ def root_scale(g: jax.Array, v: jax.Array, eps: Value, eps_in_sqrt: bool) -> jax
     return g / (jnp.sqrt(v) + eps)
 
 
-def _second_moment(decay: Value, *, debias: bool, initial_value: float = 0.0):
-    """The exponential moving average of the squared updates."""
+def _second_moment(decay: Value, *, debias: bool, initial_value: float = 0.0, store=None):
+    """The exponential moving average of the squared updates (its average kept by ``store``)."""
     square = stateless(lambda updates, params: jax.tree.map(abs_sq, updates))
-    return chain(square, _ema(decay, debias=debias, initial_value=initial_value))
+    average = _ema(decay, debias=debias, initial_value=initial_value)
+    return chain(square, average if store is None else store(average))
 
 
 # ---- RMSProp -----------------------------------------------------------------------------
@@ -249,11 +251,121 @@ def adam_scale(m: jax.Array, v: jax.Array, eps: Value, eps_root: Value) -> jax.A
     return m / (jnp.sqrt(v + value_as(eps_root, real)) + value_as(eps, real))
 
 
-def _scale_by_adam(b1, b2, eps, eps_root, *, mu_dtype=None, nesterov=False):
+# Low-memory moments. Each wrapper keeps the state structure of the moment it wraps (an EmaState
+# whose ``ema`` is stored narrower), and each feeds it updates in at least float32: the moment is
+# always computed in float32 or wider, only the stored copy is narrow.
+
+
+def _at_least_f32(x: jax.Array) -> jax.Array:
+    return x.astype(_tree.accumulation_dtype(x.dtype))
+
+
+def _widened(tx: GradientTransformation) -> GradientTransformation:
+    """``tx`` fed its updates in at least float32."""
+
+    def update(updates, state, params=None, **extra):
+        return tx.update(jax.tree.map(_at_least_f32, updates), state, params, **extra)
+
+    return GradientTransformation(tx.init, update)
+
+
+def _narrow(dtype: Any):
+    """An ema stored in ``dtype``: round-to-nearest if at least float32, else stochastic."""
+
+    def store(average: GradientTransformation) -> GradientTransformation:
+        def init(params):
+            state = average.init(params)
+            return state._replace(ema=jax.tree.map(lambda x: x.astype(dtype), state.ema))
+
+        def update(updates, state, params=None, **extra):
+            wide = state._replace(ema=jax.tree.map(_at_least_f32, state.ema))
+            out, new = average.update(updates, wide, params, **extra)
+            leaves, treedef = jax.tree.flatten(new.ema)
+            if jnp.finfo(dtype).nmant >= jnp.finfo(jnp.float32).nmant:
+                stored = [x.astype(dtype) for x in leaves]
+            else:
+                stored = [
+                    _quantized.stochastic_round(x, dtype, new.count, salt)
+                    for salt, x in enumerate(leaves)
+                ]
+            return out, new._replace(ema=treedef.unflatten(stored))
+
+        return GradientTransformation(init, update)
+
+    return store
+
+
+def _eight_bit(*, signed: bool, min_size: int):
+    """An ema whose leaves of at least ``min_size`` elements are stored block-wise in 8 bits, the
+    others in at least float32."""
+
+    def store(average: GradientTransformation) -> GradientTransformation:
+        def init(params):
+            state = average.init(params)
+            ema = jax.tree.map(_at_least_f32, state.ema)
+            return state._replace(ema=_quantized.compress(ema, signed=signed, min_size=min_size))
+
+        def update(updates, state, params=None, **extra):
+            wide = state._replace(ema=_quantized.decompress(state.ema, signed=signed))
+            out, new = average.update(updates, wide, params, **extra)
+            ema = _quantized.compress(new.ema, signed=signed, min_size=min_size)
+            return out, new._replace(ema=ema)
+
+        return GradientTransformation(init, update)
+
+    return store
+
+
+def _scale_by_adam(
+    b1,
+    b2,
+    eps,
+    eps_root,
+    *,
+    mu_dtype=None,
+    nesterov=False,
+    nu_dtype=None,
+    optim_bits=32,
+    min_8bit_size=_quantized.MIN_8BIT_SIZE,
+):
     scale = functools.partial(adam_scale, eps=eps, eps_root=eps_root)
+    if optim_bits == 8:
+        first = _eight_bit(signed=True, min_size=min_8bit_size)(_ema(b1, nesterov=nesterov))
+        second = _second_moment(
+            b2, debias=True, store=_eight_bit(signed=False, min_size=min_8bit_size)
+        )
+        return join(scale, _widened(first), _widened(second))
     first = _ema(b1, debias=True, nesterov=nesterov, accumulator_dtype=mu_dtype)
-    second = _second_moment(b2, debias=True)
+    second = _second_moment(b2, debias=True, store=None if nu_dtype is None else _narrow(nu_dtype))
+    if mu_dtype is not None:
+        first = _widened(first)
+    if nu_dtype is not None:
+        second = _widened(second)
     return join(scale, first, second)
+
+
+def check_storage(owner: str, mu_dtype, nu_dtype, optim_bits, min_8bit_size) -> dict[str, Any]:
+    """Validates the low-memory arguments of Adam's factories; returns them as ``_scale_by_adam``
+    takes them."""
+    mu_dtype = check_dtype(owner, "mu_dtype", mu_dtype)
+    nu_dtype = check_dtype(owner, "nu_dtype", nu_dtype)
+    if isinstance(optim_bits, bool) or optim_bits not in (8, 32):
+        raise ValueError(f"{owner}: optim_bits must be 8 or 32, got {optim_bits!r}")
+    if isinstance(min_8bit_size, bool) or not isinstance(min_8bit_size, (int, np.integer)):
+        raise TypeError(f"{owner}: min_8bit_size must be an int, got {min_8bit_size!r}")
+    if min_8bit_size < 1:
+        raise ValueError(f"{owner}: min_8bit_size must be >= 1, got {min_8bit_size}")
+    if optim_bits == 8 and (mu_dtype is not None or nu_dtype is not None):
+        raise ValueError(
+            f"{owner}: mu_dtype and nu_dtype apply to optim_bits=32; with optim_bits=8 the "
+            f"moments of leaves under min_8bit_size elements stay in float32"
+        )
+    return dict(
+        mu_dtype=mu_dtype,
+        nu_dtype=nu_dtype,
+        optim_bits=int(optim_bits),
+        min_8bit_size=int(min_8bit_size),
+    )
 
 
 def scale_by_adam(
@@ -264,6 +376,9 @@ def scale_by_adam(
     mu_dtype: Any = None,
     *,
     nesterov: bool = False,
+    nu_dtype: Any = None,
+    optim_bits: int = 32,
+    min_8bit_size: int = _quantized.MIN_8BIT_SIZE,
 ) -> GradientTransformation:
     r"""Adam's preconditioner: debiased first moment over the root of the debiased second.
 
@@ -278,22 +393,52 @@ def scale_by_adam(
     With ``nesterov=True`` the first moment is Dozat's look-ahead (NAdam):
     :math:`\beta_1 m_t / (1-\beta_1^{t+1}) + (1-\beta_1) g_t / (1-\beta_1^t)`.
 
+    Low-memory state (Adam keeps 8 bytes per float32 parameter): ``mu_dtype`` and ``nu_dtype``
+    store the moments in a narrower float (``jnp.bfloat16``: 4 bytes per parameter for both);
+    ``optim_bits=8`` stores them block-wise quantized in 8 bits (about 2 bytes per parameter,
+    Dettmers et al., 2022). Either way the update is computed in at least float32 from the
+    stored moments, and only the stored copy is narrow. A first moment narrower than float32 is
+    rounded to nearest (as optax does); a second moment narrower than float32 is rounded
+    stochastically, because with ``b2`` near 1 round-to-nearest loses every increment below
+    half an ulp and the average stalls (see :mod:`gradtx._quantized`).
+
     Args:
       b1: β₁ in [0, 1). Default 0.9, as in the paper.
       b2: β₂ in [0, 1). Default 0.999, as in the paper.
       eps: ε outside the root. Default 1e-8, as in the paper.
       eps_root: ε inside the root (keeps gradients through the update finite).
-      mu_dtype: dtype of the first moment (e.g. ``jnp.bfloat16`` to save memory).
+      mu_dtype: dtype of the first moment (default: the params' dtype).
       nesterov: use NAdam's first moment.
+      nu_dtype: dtype of the second moment (default: the params' dtype).
+      optim_bits: 32 (moments as floats) or 8 (block-wise 8-bit moments), as in bitsandbytes.
+      min_8bit_size: with ``optim_bits=8``, leaves with fewer elements keep float32 moments
+        (default 4096, the paper's rule: small tensors cost little and are often sensitive).
+
+    Returns:
+      A :class:`GradientTransformation`. Its state has the same structure for every storage
+      choice except ``optim_bits=8``, where the moments of big leaves are
+      :class:`gradtx.QuantizedArray` (uint8 codes and float32 block scales).
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.scale_by_adam(optim_bits=8)
+      >>> params = {"w": jnp.ones((64, 64)), "b": jnp.ones(64)}
+      >>> updates, state = tx.update(params, tx.init(params))
+      >>> round(float(updates["w"][0, 0]), 6)  # the first step of Adam is g / |g|
+      1.0
+      >>> round(sum(x.nbytes for x in jax.tree.leaves(state)) / 4160, 2)  # bytes per param
+      2.13
 
     References:
       Kingma and Ba, *Adam: A Method for Stochastic Optimization*, 2014;
-      Dozat, *Incorporating Nesterov Momentum into Adam*, 2016.
+      Dozat, *Incorporating Nesterov Momentum into Adam*, 2016;
+      Dettmers, Lewis, Shleifer and Zettlemoyer, *8-bit Optimizers via Block-wise
+      Quantization*, ICLR 2022.
     """
     owner = "scale_by_adam"
     build = functools.partial(
         _scale_by_adam,
-        mu_dtype=check_dtype(owner, "mu_dtype", mu_dtype),
         nesterov=check_flag(owner, "nesterov", nesterov),
+        **check_storage(owner, mu_dtype, nu_dtype, optim_bits, min_8bit_size),
     )
     return live(owner, build, b1=b1, b2=b2, eps=eps, eps_root=eps_root)
