@@ -35,39 +35,56 @@ class _Layout(NamedTuple):
     treedef: Any
     shapes: tuple[tuple[int, ...], ...]  # per leaf
     sizes: tuple[int, ...]  # per leaf
-    members: dict[str, tuple[int, ...]]  # dtype name -> leaf indices, in flattening order
+    members: dict[str, tuple[int, ...]]  # buffer key -> leaf indices, in flattening order
+    alone: frozenset[str]  # the keys of leaves kept as they are (larger than max_grouped_size)
 
 
-def _layout(tree: PyTree) -> _Layout:
-    leaves, treedef = jax.tree.flatten(tree)
-    shapes = tuple(tuple(np.shape(x)) for x in leaves)
-    members: dict[str, list[int]] = {}
-    for i, x in enumerate(leaves):
-        members.setdefault(jnp.result_type(x).name, []).append(i)
+def _layout(tree: PyTree, max_grouped_size: int) -> _Layout:
+    with_paths, treedef = jax.tree_util.tree_flatten_with_path(tree)
+    shapes = tuple(tuple(np.shape(x)) for _, x in with_paths)
     sizes = tuple(int(np.prod(s, dtype=np.int64)) for s in shapes)
-    return _Layout(treedef, shapes, sizes, {k: tuple(v) for k, v in sorted(members.items())})
+    members: dict[str, list[int]] = {}
+    alone = []
+    for i, (path, x) in enumerate(with_paths):
+        if sizes[i] > max_grouped_size:
+            key = "leaf:" + _tree.path_str(path)
+            alone.append(key)
+        else:
+            key = jnp.result_type(x).name
+        members.setdefault(key, []).append(i)
+    return _Layout(
+        treedef,
+        shapes,
+        sizes,
+        {k: tuple(v) for k, v in sorted(members.items())},
+        frozenset(alone),
+    )
 
 
 def _offsets(layout: _Layout) -> list[int]:
-    """Each leaf's start in its group's buffer."""
+    """Each leaf's start in its group's buffer (0 for a leaf kept alone)."""
     starts = [0] * len(layout.sizes)
     for key, idx in layout.members.items():
         total = 0
         for i in idx:
             starts[i] = total
             total += layout.sizes[i]
-        if total > _INT32_MAX:
+        if total > _INT32_MAX and key not in layout.alone:
             raise ValueError(
                 f"grouped: the {key} leaves hold {total} elements together, more than an int32 "
-                f"offset can address; group them with partition into smaller sets"
+                f"offset can address; lower max_grouped_size"
             )
     return starts
 
 
 def _concat(layout: _Layout, leaves: list[Any], what: str) -> dict[str, jax.Array]:
-    """One 1-D buffer per group, the leaves raveled in flattening order."""
+    """One 1-D buffer per dtype group, the leaves raveled in flattening order; large leaves as
+    they are (no copy)."""
     buffers = {}
     for key, idx in layout.members.items():
+        if key in layout.alone:
+            buffers[key] = leaves[idx[0]]
+            continue
         dtypes = {jnp.result_type(leaves[i]).name for i in idx}
         if len(dtypes) > 1:
             raise ValueError(
@@ -81,21 +98,24 @@ def _concat(layout: _Layout, leaves: list[Any], what: str) -> dict[str, jax.Arra
 def _split(layout: _Layout, buffers: dict[str, jax.Array], offsets) -> PyTree:
     leaves: list[Any] = [None] * len(layout.shapes)
     for key, idx in layout.members.items():
+        if key in layout.alone:
+            leaves[idx[0]] = buffers[key]
+            continue
         for i in idx:
             piece = jax.lax.dynamic_slice(buffers[key], (offsets[i],), (layout.sizes[i],))
             leaves[i] = piece.reshape(layout.shapes[i])
     return jax.tree.unflatten(layout.treedef, leaves)
 
 
-def _grouped(tx: GradientTransformation) -> GradientTransformation:
+def _grouped(tx: GradientTransformation, max_grouped_size: int) -> GradientTransformation:
     def init(params: Params) -> GroupedState:
-        layout = _layout(params)
+        layout = _layout(params, max_grouped_size)
         offsets = tuple(jnp.asarray(o, jnp.int32) for o in _offsets(layout))
         inner = tx.init(_concat(layout, jax.tree.leaves(params), "params"))
         return GroupedState(offsets=offsets, inner_state=inner)
 
     def update(updates: Updates, state: GroupedState, params: Params | None = None, **extra):
-        layout = _layout(updates)
+        layout = _layout(updates, max_grouped_size)
         if not isinstance(state, GroupedState) or len(state.offsets) != len(layout.sizes):
             got = (
                 f"a GroupedState for {len(state.offsets)} leaves"
@@ -170,7 +190,9 @@ class _NotElementwise(Exception):
     pass
 
 
-def grouped(tx: GradientTransformation, *, check: bool = True) -> GradientTransformation:
+def grouped(
+    tx: GradientTransformation, *, max_grouped_size: int = 65536, check: bool = True
+) -> GradientTransformation:
     r"""Runs ``tx`` on one concatenated buffer per dtype instead of on each leaf.
 
     Each update, the leaves of the gradients (and of the params, when given) are raveled and
@@ -179,6 +201,11 @@ def grouped(tx: GradientTransformation, *, check: bool = True) -> GradientTransf
     leaves. For every element the arithmetic is the per-leaf arithmetic, so an elementwise chain
     gives bitwise the same numbers as ``tx`` itself; reductions over all leaves (the global norm
     of :func:`clip_by_global_norm`) are summed in another order, equal to a few float32 ulps.
+
+    Leaves with more than ``max_grouped_size`` elements are not copied: each is handed to
+    ``tx`` as it is, under its own key. Concatenating costs one extra pass over the gradients
+    and the params and splitting one over the updates; for a large leaf that bandwidth costs
+    more than its per-leaf kernels cost to compile, for a small one it is the other way round.
 
     Why: a model with thousands of leaves makes the per-leaf program thousands of small loops,
     slow to trace and compile. Grouped, the compiled step has a few kernels for the whole chain
@@ -202,6 +229,9 @@ def grouped(tx: GradientTransformation, *, check: bool = True) -> GradientTransf
 
     Args:
       tx: the transformation to run on the concatenated buffers.
+      max_grouped_size: leaves with more elements keep their own buffer, keyed
+        ``"leaf:<path>"`` (default 65536: 256 KiB of float32, where the extra copy starts to
+        cost more step time than the leaf's own kernels cost compile time on CPU).
       check: probe ``tx`` for leaf independence when called (keyword-only).
 
     Returns:
@@ -228,7 +258,13 @@ def grouped(tx: GradientTransformation, *, check: bool = True) -> GradientTransf
             f"grouped: tx must be a GradientTransformation (init, update), got {type(tx).__name__}"
         )
     tx = with_extra_args(tx)
-    wrapped = _grouped(tx)
-    if check:
-        _check_elementwise(tx, wrapped)
+    if (
+        not isinstance(max_grouped_size, (int, np.integer))
+        or isinstance(max_grouped_size, bool)
+        or max_grouped_size < 0
+    ):
+        raise ValueError(f"grouped: max_grouped_size must be an int >= 0, got {max_grouped_size!r}")
+    wrapped = _grouped(tx, int(max_grouped_size))
+    if check:  # all probe leaves concatenated, whatever max_grouped_size
+        _check_elementwise(tx, _grouped(tx, _INT32_MAX))
     return wrapped
