@@ -2,10 +2,10 @@
 
 Once PyTorch's CPU thread pool has run in a process, XLA steps timed later in that process slow
 down 2x or more, so the suite runs this module as a separate worker
-(``python -m benchmarks.torch_bench '<jobs json>'``); it never imports jax. The gradients are set
-once; a step is ``optimizer.step()`` (``adam``), or ``clip_grad_norm_`` + ``optimizer.step()`` +
-``scheduler.step()`` (``adamw_clip``), each timed to completion (``torch.cuda.synchronize`` on
-a GPU).
+(``python -m benchmarks.torch_bench '<jobs json>' <results.jsonl>``); it never imports jax.
+The gradients are set once; a step is ``optimizer.step()`` (``adam``), or ``clip_grad_norm_`` +
+``optimizer.step()`` + ``scheduler.step()`` (``adamw_clip``), each timed to completion
+(``torch.cuda.synchronize`` on a GPU).
 """
 
 from __future__ import annotations
@@ -110,12 +110,16 @@ def measure(opt: str, spec: trees.Spec, warmup: int = 3, repeats: int | None = N
 
 
 def main(argv: list[str]) -> None:
-    """Runs a list of step jobs and prints one JSON list."""
-    out = []
-    for job in json.loads(argv[1]):
-        spec = trees.build(job["tree"]["kind"], **job["tree"]["args"])
-        out.append(measure(job["opt"], spec, job.get("warmup", 3), job.get("repeats")))
-    print(json.dumps(out))
+    """Runs a list of step jobs, appending each result as a JSON line to the file ``argv[2]``.
+
+    Line by line, so that the results finished before a time limit stops the worker are kept.
+    """
+    with open(argv[2], "a") as f:
+        for job in json.loads(argv[1]):
+            spec = trees.build(job["tree"]["kind"], **job["tree"]["args"])
+            r = measure(job["opt"], spec, job.get("warmup", 3), job.get("repeats"))
+            f.write(json.dumps(r) + "\n")
+            f.flush()
 
 
 if __name__ == "__main__":
