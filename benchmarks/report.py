@@ -314,10 +314,12 @@ def plot(results: dict, path: pathlib.Path) -> None:
                 for opt in opts:
                     pts = []
                     for name in names:
-                        r = _find(results, role, name, opt, "optax")
-                        if ok(r):
+                        got = [_find(results, role, name, opt, lib) for lib in libs]
+                        r = next((g for g in got if ok(g)), None)
+                        if r is not None:  # the run's floor (measured at its start)
                             x = r["n_params" if role == "params" else "n_leaves"]
-                            pts.append((x, 1e3 * floor_s(results, opt, r)))
+                            n_only = {k: r[k] for k in ("n_params",)}
+                            pts.append((x, 1e3 * floor_s(results, opt, n_only)))
                     if pts:
                         xs, ys = zip(*pts)
                         ax.plot(xs, ys, color="k", linestyle=STYLES[opt], label=f"floor {opt}")
