@@ -54,7 +54,11 @@ def plan(smoke: bool, only: list[str] | None, with_torch: bool) -> list[dict]:
     total = SMOKE_LEAF_TOTAL if smoke else LEAF_TOTAL
     counts = SMOKE_LEAF_COUNTS if smoke else LEAF_COUNTS
     libs = (*LIBS_JAX, "torch") if with_torch else LIBS_JAX
-    wanted = lambda what: only is None or any(o in what for o in only)
+    groups = {"configs", "params", "leaves"}
+    # a group by its exact name; a configuration by a substring of its name
+    wanted = lambda what: (
+        only is None or any(o == what if o in groups or what in groups else o in what for o in only)
+    )
 
     jobs: dict[str, dict] = {}
 

@@ -140,3 +140,22 @@ def test_status_lines():
         "skipped (opt-in: --full)"
     )
     assert report.status(None) == "not run"
+
+
+@pytest.mark.parametrize(
+    "only, roles",
+    [
+        (["leaves"], {("leaves", 10), ("leaves", 100), ("leaves", 1000), ("leaves", 5000)}),
+        (["1 leaf"], {("config", 1)}),
+        (["configs"], {("config", 1), ("config", 100), ("config", 1000), ("config", 5000)}),
+        (["params", "transformer"], {("params", 1), ("config", 1000)}),
+    ],
+)
+def test_only_selects_groups_and_configurations(only, roles):
+    jobs = suite.plan(smoke=False, only=only, with_torch=True)
+    got = set()
+    for job in jobs:
+        n_leaves = len(trees.build(job["tree"]["kind"], **job["tree"]["args"]))
+        got |= {(x["role"], n_leaves) for x in job["roles"]}
+    assert got == roles
+    assert {j["lib"] for j in jobs} == {"gradtx", "optax", "torch"}
