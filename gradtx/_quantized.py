@@ -148,7 +148,7 @@ def quantize(x: jax.Array, *, signed: bool, block_size: int = BLOCK_SIZE) -> Qua
     finite = jnp.isfinite(absmax)
     divisor = jnp.where(finite & (absmax > 0), absmax, jnp.ones_like(absmax))
     _, midpoints = _tables(signed)
-    codes = jnp.searchsorted(midpoints.astype(dtype), blocks / divisor[:, None], side="left")
+    codes = jnp.searchsorted(midpoints.astype(dtype), blocks / divisor[:, None], method="scan_unrolled")
     codes = codes.astype(jnp.uint8).reshape(-1)[: x.size].reshape(x.shape)
     scale = jnp.where(finite, absmax, jnp.full_like(absmax, jnp.nan)).astype(jnp.float32)
     return QuantizedArray(codes=codes, scale=scale)
