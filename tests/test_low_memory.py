@@ -51,6 +51,11 @@ def np_dequantize(codes: np.ndarray, scale: np.ndarray, signed: bool, block: int
     return (table[np.asarray(codes).reshape(-1)] * per_element).reshape(codes.shape)
 
 
+# jitted: eager dispatch compiles each primitive separately, which is slow for the quantizer
+quantize = jax.jit(q.quantize, static_argnames=("signed", "block_size"))
+dequantize = jax.jit(q.dequantize, static_argnames=("signed", "block_size"))
+
+
 def state_bytes(state) -> int:
     return sum(x.nbytes for x in jax.tree.leaves(state))
 
@@ -79,7 +84,7 @@ def test_quantize_matches_float64_nearest_code(signed):
     x = rng.standard_t(3, size=(7, 301)) * 10.0 ** rng.uniform(-4, 1, size=(7, 301))
     x = x if signed else np.abs(x)
     x32 = jnp.asarray(x, jnp.float32)
-    got = q.quantize(x32, signed=signed)
+    got = quantize(x32, signed=signed)
     assert got.codes.dtype == jnp.uint8 and got.codes.shape == x.shape
     assert got.scale.dtype == jnp.float32 and got.scale.shape == (-(-x.size // 256),)
     codes, scale = np_quantize(np.asarray(x32, np.float64), signed)
@@ -92,8 +97,11 @@ def test_quantize_matches_float64_nearest_code(signed):
     err_ref = np.abs(y - table[codes.reshape(-1)])
     assert np.all(err_got <= err_ref + 1e-7)
     assert np.mean(np.asarray(got.codes) == codes) > 0.999
+    eager = q.quantize(x32, signed=signed)  # the same numbers without jit
+    np.testing.assert_array_equal(np.asarray(eager.codes), np.asarray(got.codes))
+    np.testing.assert_array_equal(np.asarray(eager.scale), np.asarray(got.scale))
     # round trip: the error is at most half the gap to the next map value, times the scale
-    back = np.asarray(q.dequantize(got, signed=signed), np.float64)
+    back = np.asarray(dequantize(got, signed=signed), np.float64)
     expected = np_dequantize(np.asarray(got.codes), scale, signed)
     np.testing.assert_allclose(back, expected, rtol=2e-7, atol=0)
     gaps = np.diff(table)
@@ -108,7 +116,7 @@ def test_quantize_matches_float64_nearest_code(signed):
 
 def test_quantization_error_in_the_top_decade_is_under_one_percent_of_the_scale():
     x = jnp.linspace(-1.0, 1.0, 4001)
-    back = q.dequantize(q.quantize(x, signed=True), signed=True)
+    back = dequantize(quantize(x, signed=True), signed=True)
     big = np.abs(np.asarray(x)) >= 0.1
     # signed top decade: 64 bins over [0.1, 1] -> half-bin 0.9 / 128 = 0.00703 (and 1 - 0.993)
     assert np.max(np.abs(np.asarray(back - x))[big]) <= 0.9 / 128 + 1e-6
@@ -116,24 +124,24 @@ def test_quantization_error_in_the_top_decade_is_under_one_percent_of_the_scale(
 
 def test_quantize_is_monotone():
     x = jnp.asarray(np.sort(np.random.default_rng(1).normal(size=256)), jnp.float32)
-    qx = q.quantize(x, signed=True)
+    qx = quantize(x, signed=True)
     assert np.all(np.diff(np.asarray(qx.codes, np.int32)) >= 0)
-    assert np.all(np.diff(np.asarray(q.dequantize(qx, signed=True))) >= 0)
+    assert np.all(np.diff(np.asarray(dequantize(qx, signed=True))) >= 0)
 
 
 def test_zeros_and_signs():
     x = jnp.zeros(1000).at[300].set(-3.0).at[301].set(3.0).at[302].set(1e-3)
-    signed = q.dequantize(q.quantize(x, signed=True), signed=True)
+    signed = dequantize(quantize(x, signed=True), signed=True)
     assert float(signed[0]) == 0.0 and float(signed[999]) == 0.0  # zero blocks: scale 0
     assert float(signed[301]) == 3.0 and float(signed[300]) < 0 and float(signed[299]) == 0.0
-    unsigned = q.dequantize(q.quantize(x, signed=False), signed=False)
+    unsigned = dequantize(quantize(x, signed=False), signed=False)
     assert float(unsigned[300]) == 0.0 and float(unsigned[301]) == 3.0  # negatives stored as 0
-    np.testing.assert_array_equal(q.quantize(jnp.zeros(10), signed=True).scale, [0.0])
+    np.testing.assert_array_equal(quantize(jnp.zeros(10), signed=True).scale, [0.0])
 
 
 def test_non_finite_values_poison_their_block_only():
     x = jnp.ones(600).at[10].set(jnp.inf).at[300].set(jnp.nan)
-    back = np.asarray(q.dequantize(q.quantize(x, signed=True), signed=True))
+    back = np.asarray(dequantize(quantize(x, signed=True), signed=True))
     assert np.all(np.isnan(back[:512])), "a block holding inf or NaN must not look finite"
     np.testing.assert_array_equal(back[512:], 1.0)
 
@@ -145,8 +153,8 @@ def test_smaller_blocks_isolate_outliers():
     x[::2048] *= 1000.0
     errors = {}
     for block in (256, 2048):
-        qx = q.quantize(jnp.asarray(x), signed=True, block_size=block)
-        back = q.dequantize(qx, signed=True, block_size=block)
+        qx = quantize(jnp.asarray(x), signed=True, block_size=block)
+        back = dequantize(qx, signed=True, block_size=block)
         normal = np.ones(x.size, bool)
         normal[::2048] = False
         errors[block] = float(np.mean(np.abs(np.asarray(back) - x)[normal]))
@@ -159,7 +167,8 @@ def test_smaller_blocks_isolate_outliers():
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
 def test_stochastic_rounding_is_unbiased(dtype):
     x = jnp.asarray(np.random.default_rng(3).uniform(0.5, 2.0, size=200_000), jnp.float32)
-    rounded = [q.stochastic_round(x, dtype, jnp.int32(step)) for step in range(8)]
+    round_ = jax.jit(q.stochastic_round, static_argnames="dtype")
+    rounded = [round_(x, dtype, jnp.int32(step)) for step in range(8)]
     # every result is one of the two neighbours of x in dtype
     nearest = x.astype(dtype).astype(jnp.float32)
     spacing = jnp.abs(
@@ -431,3 +440,66 @@ def test_bad_storage_arguments(factory, kwargs, error, words):
     args = () if factory == "scale_by_adam" else (1e-3,)
     with pytest.raises(error, match=f"{factory}: .*{words}"):
         getattr(gradtx, factory)(*args, **kwargs)
+
+
+# ---- the demo's dataset ----------------------------------------------------------------------
+
+
+def test_digits_accuracy_with_narrow_and_8bit_state_matches_float32():
+    """scikit-learn's digits, the demo's split and MLP shape (64-128-128-10): both hidden kernels
+    (8192 and 16384 elements) have 8-bit moments, the 1280-element output kernel and the biases
+    float32 ones. Adam(1e-3), 300 steps of 128, four initial weights and batch orders; the mean
+    validation accuracy (360 digits: one digit is 0.28 points) within 0.5 points of float32's.
+    Measured: float32 97.98, bf16 moments 97.98 (same on every seed), 8-bit 97.91."""
+    pytest.importorskip("sklearn")
+    from gradtx.demo import batch_indices, load_digits
+
+    (x_train, y_train), (x_val, y_val) = map(lambda d: tuple(map(jnp.asarray, d)), load_digits(0))
+    sizes = [64, 128, 128, 10]
+    seeds = np.arange(4)
+
+    def init(key):
+        params = {}
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            key, sub = jax.random.split(key)
+            params[f"w{i}"] = jax.random.normal(sub, (n_in, n_out)) * jnp.sqrt(2.0 / n_in)
+            params[f"b{i}"] = jnp.zeros(n_out)
+        return params
+
+    def forward(params, x):
+        for i in range(3):
+            x = x @ params[f"w{i}"] + params[f"b{i}"]
+            x = jax.nn.relu(x) if i < 2 else x
+        return x
+
+    def loss(params, x, y):
+        log_probs = jax.nn.log_softmax(forward(params, x))
+        return -jnp.mean(jnp.take_along_axis(log_probs, y[:, None], axis=1))
+
+    def accuracy(tx):
+        def train(params, indices):
+            def step(carry, idx):
+                params, state = carry
+                grads = jax.grad(loss)(params, x_train[idx], y_train[idx])
+                updates, state = tx.update(grads, state, params)
+                return (gradtx.apply_updates(params, updates), state), None
+
+            (params, state), _ = jax.lax.scan(step, (params, tx.init(params)), indices)
+            return jnp.mean(jnp.argmax(forward(params, x_val), -1) == y_val), state
+
+        indices = np.stack([batch_indices(len(x_train), 300, 128, int(s)) for s in seeds])
+        params = jax.vmap(lambda s: init(jax.random.key(s)))(jnp.asarray(seeds))
+        acc, state = jax.jit(jax.vmap(train))(params, jnp.asarray(indices))
+        return 100 * np.asarray(acc, np.float64), state
+
+    f32, _ = accuracy(gradtx.adam(1e-3))
+    b16, _ = accuracy(gradtx.adam(1e-3, mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16))
+    q8, state = accuracy(gradtx.adam(1e-3, optim_bits=8))
+    mu, _ = moments(state)
+    assert isinstance(mu["w0"], gradtx.QuantizedArray) and isinstance(
+        mu["w1"], gradtx.QuantizedArray
+    )
+    assert mu["w2"].dtype == jnp.float32
+    assert f32.mean() > 97.0
+    assert abs(b16.mean() - f32.mean()) <= 0.5
+    assert abs(q8.mean() - f32.mean()) <= 0.5
