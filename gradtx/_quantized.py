@@ -12,7 +12,7 @@ Two ways to store an optimizer moment in less than float32, each written for one
   decay 0.999 stored in bfloat16 by round-to-nearest stalls: an increment below half a bfloat16
   ulp (2^-9 relative) is lost every time, so the average stops moving (measured in
   tests/test_low_memory.py: decaying from 1 with no input it stays at 1 forever, and fed a
-  constant ``c`` from 0 it stalls near ``c / 3``). Unbiased rounding keeps the expected value
+  constant ``c`` from 0 it stalls at ``c / 4``). Unbiased rounding keeps the expected value
   on the float32 trajectory.
 
 The random bits come from a hash of the element's index, the step count and a per-leaf salt,
@@ -148,7 +148,9 @@ def quantize(x: jax.Array, *, signed: bool, block_size: int = BLOCK_SIZE) -> Qua
     finite = jnp.isfinite(absmax)
     divisor = jnp.where(finite & (absmax > 0), absmax, jnp.ones_like(absmax))
     _, midpoints = _tables(signed)
-    codes = jnp.searchsorted(midpoints.astype(dtype), blocks / divisor[:, None], method="scan_unrolled")
+    codes = jnp.searchsorted(
+        midpoints.astype(dtype), blocks / divisor[:, None], method="scan_unrolled"
+    )
     codes = codes.astype(jnp.uint8).reshape(-1)[: x.size].reshape(x.shape)
     scale = jnp.where(finite, absmax, jnp.full_like(absmax, jnp.nan)).astype(jnp.float32)
     return QuantizedArray(codes=codes, scale=scale)

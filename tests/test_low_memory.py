@@ -217,13 +217,13 @@ def test_bfloat16_second_moment_stalls_with_round_to_nearest_but_not_stochastica
     # constant g = 1 from v = 0: float64 gives 1 - 0.999**1500 = 0.7770
     exact = 1 - 0.999**steps
     v_near, v_sr = map(float, jax.jit(run)(1.0, 1.0))
-    assert v_near < 0.5 * exact  # measured: stalls at 0.2471 (increments < half an ulp)
-    assert abs(v_sr - exact) < 0.005 * exact
+    assert v_near < 0.5 * exact  # measured: stalls at 0.25 (increments < half an ulp)
+    assert abs(v_sr - exact) < 0.005 * exact  # measured: 0.77715 against 0.77704
     # one g = 1 then zeros: v should decay as 0.001 * 0.999**(steps - 1) = 2.2e-4
     exact = 0.001 * 0.999 ** (steps - 1)
     v_near, v_sr = map(float, jax.jit(run)(1.0, 0.0))
     assert v_near > 4 * exact  # measured: never decays, stays at 0.000999
-    assert abs(v_sr - exact) < 0.01 * exact
+    assert abs(v_sr - exact) < 0.01 * exact  # measured: 2.236e-4 against 2.232e-4
 
 
 # ---- Adam with narrow moments -------------------------------------------------------------
