@@ -91,6 +91,7 @@ from gradtx._wrappers import MultiSteps as MultiSteps
 from gradtx._wrappers import MultiStepsState as MultiStepsState
 from gradtx._wrappers import apply_if_finite as apply_if_finite
 
+from gradtx._grouped import GroupedState as GroupedState
 from gradtx._grouped import grouped as grouped
 from gradtx._quantized import QuantizedArray as QuantizedArray
 __version__ = "0.1.0"
@@ -179,4 +180,5 @@ __all__ = [
     "warmup_stable_decay_schedule",
     "grouped",
     "QuantizedArray",
+    "GroupedState",
 ]
