@@ -39,6 +39,8 @@ from gradtx._combine import partition as partition
 from gradtx._decay import add_decayed_weights as add_decayed_weights
 from gradtx._gradient_processing import add_noise as add_noise
 from gradtx._gradient_processing import centralize as centralize
+from gradtx._grouped import GroupedState as GroupedState
+from gradtx._grouped import grouped as grouped
 from gradtx._hyper import Hyperparam as Hyperparam
 from gradtx._hyper import HyperState as HyperState
 from gradtx._hyper import hyperparams as hyperparams
@@ -60,6 +62,7 @@ from gradtx._newton import hvp as hvp
 from gradtx._newton import newton_cg as newton_cg
 from gradtx._newton import scale_by_newton_cg as scale_by_newton_cg
 from gradtx._plateau import reduce_on_plateau as reduce_on_plateau
+from gradtx._quantized import QuantizedArray as QuantizedArray
 from gradtx._scaling import scale_by_adadelta as scale_by_adadelta
 from gradtx._scaling import scale_by_adam as scale_by_adam
 from gradtx._scaling import scale_by_rms as scale_by_rms
@@ -91,21 +94,20 @@ from gradtx._wrappers import MultiSteps as MultiSteps
 from gradtx._wrappers import MultiStepsState as MultiStepsState
 from gradtx._wrappers import apply_if_finite as apply_if_finite
 
-from gradtx._grouped import GroupedState as GroupedState
-from gradtx._grouped import grouped as grouped
-from gradtx._quantized import QuantizedArray as QuantizedArray
 __version__ = "0.1.0"
 
 __all__ = [
     "ApplyIfFiniteState",
     "EmptyState",
     "GradientTransformation",
+    "GroupedState",
     "HyperState",
     "Hyperparam",
     "LookaheadParams",
     "MonitorState",
     "MultiSteps",
     "MultiStepsState",
+    "QuantizedArray",
     "adadelta",
     "adagrad",
     "adam",
@@ -130,6 +132,7 @@ __all__ = [
     "ema_params",
     "exponential_decay",
     "freeze",
+    "grouped",
     "hvp",
     "hyperparams",
     "identity",
@@ -178,7 +181,4 @@ __all__ = [
     "warmup_cosine_decay_schedule",
     "warmup_exponential_decay_schedule",
     "warmup_stable_decay_schedule",
-    "grouped",
-    "QuantizedArray",
-    "GroupedState",
 ]
