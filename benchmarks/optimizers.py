@@ -5,8 +5,14 @@
 learning rate (0 -> 1e-3 over 100 steps, cosine to 0 at step 1000). torch: ``clip_grad_norm_``
 then ``AdamW`` with a ``LambdaLR`` of the same schedule.
 
+Low-memory state, gradtx only (issue 6, item 3): ``adam_bf16``, Adam with bfloat16 moments
+(``mu_dtype`` and ``nu_dtype``); ``adam_8bit``, Adam with block-wise 8-bit moments
+(``optim_bits=8``). Their reference is optax's fp32 ``adam``.
+
 Floor bytes per fp32 param: Adam reads p, g, m, v and writes p, m, v (7 x 4 = 28 B); clipping
-by the global norm needs one more read of g (32 B).
+by the global norm needs one more read of g (32 B); bf16 moments move 2 B instead of 4 each
+(4 + 4 + 2 + 2 read, 4 + 2 + 2 written: 20 B); 8-bit moments 1 B each (16 B, the per-block
+scales left out).
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ from __future__ import annotations
 import math
 
 OPTIMIZERS = ("adam", "adamw_clip")
-FLOOR_BYTES_PER_PARAM = {"adam": 28, "adamw_clip": 32}
+LOW_MEMORY = ("adam_bf16", "adam_8bit")
+REFERENCE = {"adam": "adam", "adamw_clip": "adamw_clip", "adam_bf16": "adam", "adam_8bit": "adam"}
+FLOOR_BYTES_PER_PARAM = {"adam": 28, "adamw_clip": 32, "adam_bf16": 20, "adam_8bit": 16}
 
 LEARNING_RATE = 1e-3
 WEIGHT_DECAY = 1e-4
@@ -24,8 +32,8 @@ DECAY_STEPS = 1000
 
 
 def _check(opt: str) -> None:
-    if opt not in OPTIMIZERS:
-        raise ValueError(f"optimizers: opt must be one of {OPTIMIZERS}, got {opt!r}")
+    if opt not in OPTIMIZERS + LOW_MEMORY:
+        raise ValueError(f"optimizers: opt must be one of {OPTIMIZERS + LOW_MEMORY}, got {opt!r}")
 
 
 def make_jax(lib: str, opt: str):
@@ -37,8 +45,16 @@ def make_jax(lib: str, opt: str):
         import optax as m
     else:
         raise ValueError(f"optimizers.make_jax: lib must be 'gradtx' or 'optax', got {lib!r}")
+    if opt in LOW_MEMORY and lib != "gradtx":
+        raise ValueError(f"optimizers.make_jax: {opt!r} is gradtx's, got lib={lib!r}")
     if opt == "adam":
         return m.adam(LEARNING_RATE)
+    if opt == "adam_bf16":
+        import jax.numpy as jnp
+
+        return m.adam(LEARNING_RATE, mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16)
+    if opt == "adam_8bit":
+        return m.adam(LEARNING_RATE, optim_bits=8)
     schedule = m.warmup_cosine_decay_schedule(
         init_value=0.0,
         peak_value=LEARNING_RATE,

@@ -93,10 +93,12 @@ def rows(results: dict) -> list[dict]:
     """One row per (configuration, optimizer, library) of the main table."""
     out = []
     for name in _names(results, "config"):
-        for opt in optimizers.OPTIMIZERS:
-            ref = _find(results, "config", name, opt, "optax")
+        for opt in optimizers.OPTIMIZERS + optimizers.LOW_MEMORY:
+            ref = _find(results, "config", name, optimizers.REFERENCE[opt], "optax")
             for lib in _libs(results):
                 r = _find(results, "config", name, opt, lib)
+                if r is None and opt in optimizers.LOW_MEMORY:
+                    continue  # gradtx's alone
                 row = {"config": name, "opt": opt, "lib": lib}
                 if not ok(r):
                     row["status"] = status(r)

@@ -74,6 +74,8 @@ def plan(smoke: bool, only: list[str] | None, with_torch: bool) -> list[dict]:
             for opt in optimizers.OPTIMIZERS:
                 for lib in libs:
                     add(lib, opt, tree, "config", name)
+            for opt in optimizers.LOW_MEMORY:
+                add("gradtx", opt, tree, "config", name)
     if wanted("params"):
         for n in sizes:
             for lib in libs:
@@ -85,8 +87,10 @@ def plan(smoke: bool, only: list[str] | None, with_torch: bool) -> list[dict]:
             for opt in optimizers.OPTIMIZERS:
                 for lib in libs:
                     add(lib, opt, tree, "leaves", name)
-    # Cheap jobs first: with a run budget, what is left out is the slowest to build.
-    return sorted(jobs.values(), key=lambda j: (_size(j)[1], _size(j)[0]))
+    # Cheap jobs first, the low-memory variants last: with a run budget, what is left out is
+    # the slowest to build.
+    low = lambda j: j["opt"] in optimizers.LOW_MEMORY
+    return sorted(jobs.values(), key=lambda j: (low(j), _size(j)[1], _size(j)[0]))
 
 
 def _size(job: dict) -> tuple[int, int]:
