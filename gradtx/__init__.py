@@ -49,7 +49,6 @@ from gradtx._hyper import sweep as sweep
 from gradtx._lbfgs import lbfgs as lbfgs
 from gradtx._lbfgs import scale_by_lbfgs as scale_by_lbfgs
 from gradtx._linesearch import scale_by_backtracking_linesearch as scale_by_backtracking_linesearch
-from gradtx._linesearch import scale_by_zoom_linesearch as scale_by_zoom_linesearch
 from gradtx._linesearch import value_and_grad_from_state as value_and_grad_from_state
 from gradtx._momentum import bias_correction as bias_correction
 from gradtx._momentum import ema as ema
@@ -93,6 +92,7 @@ from gradtx._wrappers import ApplyIfFiniteState as ApplyIfFiniteState
 from gradtx._wrappers import MultiSteps as MultiSteps
 from gradtx._wrappers import MultiStepsState as MultiStepsState
 from gradtx._wrappers import apply_if_finite as apply_if_finite
+from gradtx._zoom import scale_by_zoom_linesearch as scale_by_zoom_linesearch
 
 __version__ = "0.1.0"
 

@@ -11,12 +11,9 @@ from gradtx import _tree
 from gradtx._base import GradientTransformation
 from gradtx._combine import chain
 from gradtx._hyper import ScalarOrSchedule, check_flag, live
-from gradtx._linesearch import (
-    check_steps,
-    scalar_dtype,
-    scale_by_zoom_linesearch,
-)
+from gradtx._linesearch import check_steps, scalar_dtype
 from gradtx._step_size import _scale, _scale_by_learning_rate
+from gradtx._zoom import scale_by_zoom_linesearch
 
 
 class ScaleByLBFGSState(NamedTuple):

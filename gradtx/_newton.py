@@ -13,7 +13,7 @@ from gradtx import _tree
 from gradtx._base import GradientTransformation, PyTree
 from gradtx._combine import chain
 from gradtx._hyper import ScalarOrSchedule, Value, live, value_as
-from gradtx._linesearch import _RESERVED, check_steps, scalar_dtype
+from gradtx._linesearch import _RESERVED, check_steps, scalar_dtype, value_fn_of
 from gradtx._step_size import _scale, _scale_by_learning_rate
 
 
@@ -149,14 +149,7 @@ def _newton_direction(damping: Value, tol: Value | None, *, max_cg_steps: int):
         )
 
     def update(updates, state, params=None, **extra):
-        value_fn = extra.get("value_fn")
-        if not callable(value_fn):
-            raise ValueError(
-                f"{owner}: update needs the objective as value_fn=fn (a function of the params), "
-                f"got {value_fn!r}"
-            )
-        if params is None:
-            raise ValueError(f"{owner}: update needs params (the Hessian is taken there)")
+        value_fn = value_fn_of(owner, params, extra, "the Hessian is taken there")
         _tree.check_match(owner, (params, updates), ("params", "updates"))
         fn_kwargs = {k: v for k, v in extra.items() if k not in _RESERVED}
         fn = functools.partial(value_fn, **fn_kwargs)
