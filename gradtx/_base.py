@@ -88,6 +88,8 @@ def stateless(fn: Callable[[Updates, Params | None], Updates]) -> GradientTransf
       >>> double.update({"w": jnp.ones(2)}, double.init(None))[0]["w"]
       Array([2., 2.], dtype=float32)
     """
+    if not callable(fn):
+        raise TypeError(f"stateless: fn must be a function of (updates, params), got {fn!r}")
 
     def update(updates, state, params=None, **extra):
         del extra

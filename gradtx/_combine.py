@@ -138,41 +138,55 @@ def _describe(x: Any) -> str:
     return f"{type(x).__name__} {x!r}"
 
 
-def _flag(owner: str, where: str, leaf: Any) -> bool:
+def _flag(owner: str, where: str, leaf: Any, name: str = "mask") -> bool:
     """A mask leaf as a Python bool: bools and concrete scalar bool arrays are accepted."""
     if isinstance(leaf, (bool, np.bool_)):
         return bool(leaf)
     if isinstance(leaf, jax.core.Tracer):
         raise TypeError(
-            f"{owner}: the mask must be static, but {where!r} is a traced value; build it from "
+            f"{owner}: the {name} must be static, but {where!r} is a traced value; build it from "
             f"the params' structure and shapes, not their values"
         )
     if isinstance(leaf, (np.ndarray, jax.Array)) and leaf.dtype == np.bool_ and leaf.ndim == 0:
         return bool(leaf)
-    raise TypeError(f"{owner}: mask leaves must be bools, got {_describe(leaf)} at {where!r}")
+    raise TypeError(f"{owner}: {name} leaves must be bools, got {_describe(leaf)} at {where!r}")
 
 
-def _label(owner: str, where: str, leaf: Any) -> Any:
+def _label(owner: str, where: str, leaf: Any, name: str = "param_labels") -> Any:
     """A label leaf, checked to be a static hashable value."""
     try:
         hash(leaf)
     except TypeError:
         raise TypeError(
             f"{owner}: labels must be hashable values such as strings, got {_describe(leaf)} "
-            f"at {where!r}"
+            f"at {where!r} of {name}"
         ) from None
     if isinstance(leaf, jax.core.Tracer):
-        raise TypeError(f"{owner}: labels must be static, but {where!r} is a traced value")
+        raise TypeError(f"{owner}: labels must be static, but {where!r} of {name} is traced")
     return leaf
 
 
-def _static_tree(owner: str, tree: Any, convert: Callable[[str, str, Any], Any]) -> PyTree:
-    """``tree`` with every leaf checked and converted by ``convert(owner, path, leaf)``."""
+def _static_tree(
+    owner: str, tree: Any, convert: Callable[[str, str, Any, str], Any], name: str
+) -> PyTree:
+    """``tree`` (the argument ``name``) with every leaf checked and converted by
+    ``convert(owner, path, leaf, name)``."""
     if tree is None:
-        raise TypeError(f"{owner}: expected a tree (or a function of the params), got None")
+        raise TypeError(
+            f"{owner}: expected a tree (or a function of the params) as {name}, got None"
+        )
     return jax.tree_util.tree_map_with_path(
-        lambda path, leaf: convert(owner, _tree.path_str(path), leaf), tree
+        lambda path, leaf: convert(owner, _tree.path_str(path), leaf, name), tree
     )
+
+
+def check_mask(owner: str, name: str, mask: Any) -> Any:
+    """Checks a mask argument when the transformation is built (a tree of bools: every leaf; a
+    function of the params: only that it is one); returns it unchanged. ``None`` (no mask)
+    passes."""
+    if mask is not None and not callable(mask):
+        _static_tree(owner, mask, _flag, name)
+    return mask
 
 
 def _key_parts(path: Any) -> tuple[str, ...]:
@@ -260,10 +274,10 @@ def _masked(
     """``inner`` on the leaves whose mask is ``select``; the rest mapped by ``others`` (or kept)."""
     inner = _check_tx(owner, "inner", inner)
     check_flag(owner, "mask_compatible_extra_args", mask_compatible_extra_args)
-    static = None if callable(mask) else _static_tree(owner, mask, _flag)
+    static = None if callable(mask) else _static_tree(owner, mask, _flag, "mask")
 
     def chosen(tree):
-        spec = _static_tree(owner, mask(tree), _flag) if static is None else static
+        spec = _static_tree(owner, mask(tree), _flag, "mask") if static is None else static
         return [flag == select for flag in _per_leaf(owner, "mask", spec, tree)]
 
     def init(params):
@@ -471,7 +485,7 @@ def partition(
     check_flag(owner, "mask_compatible_extra_args", mask_compatible_extra_args)
 
     def checked(spec):
-        labels = _static_tree(owner, spec, _label)
+        labels = _static_tree(owner, spec, _label, "param_labels")
         missing: dict[Any, str] = {}
         for path, label in jax.tree_util.tree_flatten_with_path(labels)[0]:
             if label not in groups:
@@ -479,7 +493,8 @@ def partition(
         if missing:
             shown = ", ".join(f"{label!r} (at {where!r})" for label, where in missing.items())
             raise ValueError(
-                f"{owner}: no transformation for the label(s) {shown}; transforms has "
+                f"{owner}: no transformation for the label(s) {shown} of param_labels; "
+                f"transforms has "
                 f"{list(groups)}"
             )
         return labels

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, stateless
-from gradtx._combine import masked
+from gradtx._combine import check_mask, masked
 from gradtx._hyper import ScalarOrSchedule, Value, live, value_as
 
 
@@ -50,4 +50,4 @@ def add_decayed_weights(weight_decay: ScalarOrSchedule = 0.0, mask=None) -> Grad
       Loshchilov and Hutter, *Decoupled Weight Decay Regularization*, 2017.
     """
     tx = live("add_decayed_weights", _add_decayed_weights, weight_decay=weight_decay)
-    return tx if mask is None else masked(tx, mask)
+    return tx if mask is None else masked(tx, check_mask("add_decayed_weights", "mask", mask))

@@ -261,11 +261,9 @@ def grouped(
             f"grouped: tx must be a GradientTransformation (init, update), got {type(tx).__name__}"
         )
     tx = with_extra_args(tx)
-    if (
-        not isinstance(max_grouped_size, (int, np.integer))
-        or isinstance(max_grouped_size, bool)
-        or max_grouped_size < 0
-    ):
+    if not isinstance(max_grouped_size, (int, np.integer)) or isinstance(max_grouped_size, bool):
+        raise TypeError(f"grouped: max_grouped_size must be an int, got {max_grouped_size!r}")
+    if max_grouped_size < 0:
         raise ValueError(f"grouped: max_grouped_size must be an int >= 0, got {max_grouped_size!r}")
     wrapped = _grouped(tx, int(max_grouped_size))
     if check:  # all probe leaves concatenated, whatever max_grouped_size

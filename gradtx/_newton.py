@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from gradtx import _tree
 from gradtx._base import GradientTransformation, PyTree
 from gradtx._combine import chain
-from gradtx._hyper import ScalarOrSchedule, Value, live, value_as
+from gradtx._hyper import ScalarOrSchedule, Value, check_hyperparam, live, value_as
 from gradtx._linesearch import _RESERVED, check_steps, scalar_dtype, value_fn_of
 from gradtx._step_size import _scale, _scale_by_learning_rate
 
@@ -40,6 +40,8 @@ def hvp(fn: Callable[..., jax.Array], params: PyTree, v: PyTree, *args: Any) -> 
     References:
       Pearlmutter, *Fast exact multiplication by the Hessian*, Neural Computation, 1994.
     """
+    if not callable(fn):
+        raise TypeError(f"hvp: fn must be a function of the params, got {fn!r}")
     _tree.check_match("hvp", (params, v), ("params", "v"))
     grad = jax.grad(lambda p: fn(p, *args))
     return jax.jvp(grad, (params,), (v,))[1]
@@ -90,11 +92,24 @@ def conjugate_gradient(
       Hestenes and Stiefel, *Methods of conjugate gradients for solving linear systems*, 1952;
       Nocedal and Wright, *Numerical Optimization*, 2nd ed., 2006, Algorithm 5.2.
     """
-    max_steps = check_steps("conjugate_gradient", "max_steps", max_steps)
+    owner = "conjugate_gradient"
+    if not callable(matvec):
+        raise TypeError(f"{owner}: matvec must be a function x -> A x, got {matvec!r}")
+    max_steps = check_steps(owner, "max_steps", max_steps)
+    if not isinstance(tol, jax.Array):  # a Python or NumPy value is checked now, an array not
+        if callable(tol):
+            raise TypeError(f"{owner}: tol must be a number or a scalar array, got {tol!r}")
+        check_hyperparam(owner, "tol", tol)
     dtype = scalar_dtype(b)
     x = _tree.zeros_like(b) if x0 is None else x0
     if x0 is not None:
-        _tree.check_match("conjugate_gradient", (b, x0), ("b", "x0"))
+        _tree.check_match(owner, (b, x0), ("b", "x0"))
+
+    def checked_matvec(v):  # a wrongly shaped A v would broadcast against b in the residual
+        out = matvec(v)
+        _tree.check_match(owner, (b, out), ("b", "matvec(x)"))
+        return out
+
     bound = jnp.asarray(tol).astype(dtype) * jnp.sqrt(_tree.vdot(b, b).astype(dtype))
 
     def sub(a, c):
@@ -103,7 +118,7 @@ def conjugate_gradient(
     def axpy(alpha, u, w):  # w + alpha * u
         return jax.tree.map(lambda ui, wi: wi + alpha.astype(wi.dtype) * ui.astype(wi.dtype), u, w)
 
-    r = sub(matvec(x), b)
+    r = sub(checked_matvec(x), b)
     rr = _tree.vdot(r, r).astype(dtype)
     p = jax.tree.map(jnp.negative, r)
     start = (x, r, p, rr, jnp.zeros([], jnp.int32), rr <= bound * bound, jnp.zeros([], bool))
@@ -114,7 +129,7 @@ def conjugate_gradient(
 
     def body(c):
         x, r, p, rr, j, _, _ = c
-        ap = matvec(p)
+        ap = checked_matvec(p)
         pap = _tree.vdot(p, ap).astype(dtype)
         negative = ~(pap > 0)
         alpha = jnp.where(negative, jnp.zeros([], dtype), rr / jnp.where(negative, 1, pap))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -52,6 +52,18 @@ def _steps(owner: str, name: str, value, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{owner}: {name} must be >= {minimum}, got {value!r}")
     return int(value)
+
+
+def _sequence(owner: str, name: str, value, what: str) -> list:
+    """``value`` as a list, if it is a sequence of ``what`` (a NamedTuple, such as a
+    GradientTransformation, a string or a dict is not, though Python can iterate it)."""
+    if (
+        isinstance(value, (str, bytes, Mapping))
+        or hasattr(value, "_fields")
+        or not isinstance(value, Iterable)
+    ):
+        raise TypeError(f"{owner}: {name} must be a list of {what}, got {type(value).__name__}")
+    return list(value)
 
 
 def _choice(owner: str, name: str, value, options: tuple[str, ...]) -> str:
@@ -498,8 +510,8 @@ def join_schedules(schedules: list[Schedule], boundaries: list[int]) -> Schedule
       [1.0, 1.0, 1.0, 1.0, 0.5, 0.0]
     """
     owner = "join_schedules"
-    schedules = list(schedules)
-    boundaries = list(boundaries)
+    schedules = _sequence(owner, "schedules", schedules, "schedules")
+    boundaries = _sequence(owner, "boundaries", boundaries, "ints")
     if not schedules:
         raise ValueError(f"{owner}: schedules must not be empty")
     for i, s in enumerate(schedules):

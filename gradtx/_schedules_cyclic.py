@@ -25,6 +25,7 @@ from gradtx._schedules import (
     _positive,
     _reachable,
     _reached,
+    _sequence,
     _step,
     _steps,
     _whole,
@@ -284,7 +285,7 @@ def sgdr_schedule(cosine_kwargs: list[dict]) -> Schedule:
     owner = "sgdr_schedule"
     if isinstance(cosine_kwargs, Mapping):
         raise TypeError(f"{owner}: cosine_kwargs must be a sequence of dicts, got one dict")
-    cosine_kwargs = list(cosine_kwargs)
+    cosine_kwargs = _sequence(owner, "cosine_kwargs", cosine_kwargs, "dicts")
     if not cosine_kwargs:
         raise ValueError(f"{owner}: cosine_kwargs must not be empty")
     schedules, boundaries, total = [], [], 0
