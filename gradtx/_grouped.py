@@ -21,6 +21,7 @@ from gradtx._base import GradientTransformation, Params, PyTree, Updates, with_e
 from gradtx._hyper import check_flag
 
 _INT32_MAX = np.iinfo(np.int32).max
+_SHOWN = 5  # leaves listed per buffer in an error message
 
 
 class GroupedState(NamedTuple):
@@ -107,6 +108,19 @@ def _split(layout: _Layout, buffers: dict[str, jax.Array], offsets) -> PyTree:
     return jax.tree.unflatten(layout.treedef, leaves)
 
 
+def _members(layout: _Layout, tree: PyTree) -> str:
+    """Which leaves (paths and shapes) make up each buffer, for an error message: without params
+    a wrongly shaped gradient shows only as a buffer of another size."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    described = [f"{_tree.path_str(path)!r} {np.shape(x)}" for path, x in leaves]
+    groups = []
+    for key, idx in layout.members.items():
+        shown = ", ".join(described[i] for i in idx[:_SHOWN])
+        more = len(idx) - _SHOWN
+        groups.append(f"{key}: {shown}" + (f" and {more} more" if more > 0 else ""))
+    return "; ".join(groups)
+
+
 def _grouped(tx: GradientTransformation, max_grouped_size: int) -> GradientTransformation:
     def init(params: Params) -> GroupedState:
         layout = _layout(params, max_grouped_size)
@@ -136,7 +150,8 @@ def _grouped(tx: GradientTransformation, max_grouped_size: int) -> GradientTrans
         except ValueError as err:
             raise ValueError(
                 f"grouped: {err} (the wrapped transformation sees one buffer per dtype, keyed "
-                f"{sorted(flat)}; was the state made by this transformation's init?)"
+                f"{sorted(flat)}, of the leaves {_members(layout, updates)}; was the state made "
+                f"by this transformation's init, for leaves of these shapes?)"
             ) from None
         return _split(layout, new, state.offsets), GroupedState(state.offsets, inner)
 
