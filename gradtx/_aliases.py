@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gradtx import _tree
 from gradtx._base import GradientTransformation, identity
 from gradtx._combine import chain, masked
 from gradtx._decay import _add_decayed_weights
@@ -269,6 +270,8 @@ def lamb(
     eps_root: ScalarOrSchedule = 0.0,
     weight_decay: ScalarOrSchedule = 0.0,
     mask: Any = None,
+    *,
+    axis_name: Any = None,
 ) -> GradientTransformation:
     r"""LAMB: AdamW's direction rescaled per layer by its trust ratio.
 
@@ -276,15 +279,20 @@ def lamb(
     :math:`r = \hat m / (\sqrt{\hat v} + \epsilon) + \lambda\theta,\ \theta_l \leftarrow
     \theta_l - \eta \frac{\|\theta_l\|}{\|r_l\|} r_l`.
 
+    ``axis_name``: inside ``shard_map``/``pmap``, the axis (or axes) the leaves are split
+    along, so the trust ratios use whole-tensor norms (see :func:`gradtx.clip_by_global_norm`).
+
     References:
       You et al., *Large Batch Optimization for Deep Learning: Training BERT in 76 minutes*, 2019.
     """
+
+    axes = _tree.axis_names("lamb", axis_name)
 
     def build(learning_rate, b1, b2, eps, eps_root, weight_decay):
         return chain(
             _scale_by_adam(b1, b2, eps, eps_root),
             _add_decayed_weights(weight_decay, mask),
-            _scale_by_trust_ratio(0.0, 1.0, 0.0),
+            _scale_by_trust_ratio(0.0, 1.0, 0.0, axes=axes),
             _scale_by_learning_rate(learning_rate),
         )
 
@@ -309,19 +317,23 @@ def lars(
     trust_ratio_mask: Any = True,
     momentum: ScalarOrSchedule = 0.9,
     nesterov: bool = False,
+    *,
+    axis_name: Any = None,
 ) -> GradientTransformation:
     r"""LARS: SGD with momentum whose per-layer step is scaled by the trust ratio.
 
     ``chain(add_decayed_weights, scale_by_trust_ratio(trust_coefficient, eps),
-    scale_by_learning_rate, trace(momentum))``, with optax's defaults.
+    scale_by_learning_rate, trace(momentum))``, with optax's defaults. ``axis_name`` as in
+    :func:`lamb`.
 
     References:
       You, Gitman and Ginsburg, *Large Batch Training of Convolutional Networks*, 2017.
     """
     nesterov = check_flag("lars", "nesterov", nesterov)
+    axes = _tree.axis_names("lars", axis_name)
 
     def build(learning_rate, weight_decay, trust_coefficient, eps, momentum):
-        trust = _scale_by_trust_ratio(0.0, trust_coefficient, eps)
+        trust = _scale_by_trust_ratio(0.0, trust_coefficient, eps, axes=axes)
         return chain(
             _add_decayed_weights(weight_decay, weight_decay_mask),
             masked(trust, trust_ratio_mask),

@@ -40,30 +40,36 @@ def shrink(norm: jax.Array, max_norm: Value) -> jax.Array:
     return c / jnp.maximum(norm, c)
 
 
-def _clip_by_norm(max_norm: Value) -> GradientTransformation:
+def _clip_by_norm(max_norm: Value, *, axes) -> GradientTransformation:
     def clip_leaf(g):
-        return g * shrink(_tree.norm(g), max_norm).astype(g.dtype)
+        return g * shrink(_tree.norm(g, axes), max_norm).astype(g.dtype)
 
     return stateless(lambda updates, params: jax.tree.map(clip_leaf, updates))
 
 
-def clip_by_norm(max_norm: ScalarOrSchedule) -> GradientTransformation:
+def clip_by_norm(max_norm: ScalarOrSchedule, *, axis_name=None) -> GradientTransformation:
     r"""Rescales each tensor whose norm exceeds ``max_norm`` down to that norm.
 
     .. math:: g_l \leftarrow g_l \cdot \min(1, c / \|g_l\|) \quad \text{for every leaf } l
+
+    Args:
+      max_norm: *c*, a float or a schedule.
+      axis_name: inside ``shard_map``/``pmap``, the axis (or axes) the leaves are split along;
+        see :func:`clip_by_global_norm`.
     """
-    return live("clip_by_norm", _clip_by_norm, max_norm=max_norm)
+    build = functools.partial(_clip_by_norm, axes=_tree.axis_names("clip_by_norm", axis_name))
+    return live("clip_by_norm", build, max_norm=max_norm)
 
 
-def _clip_by_global_norm(max_norm: Value) -> GradientTransformation:
+def _clip_by_global_norm(max_norm: Value, *, axes) -> GradientTransformation:
     def clip_all(updates, params):
-        factor = shrink(_tree.global_norm(updates), max_norm)
+        factor = shrink(_tree.global_norm(updates, axes), max_norm)
         return jax.tree.map(lambda g: g * factor.astype(g.dtype), updates)
 
     return stateless(clip_all)
 
 
-def clip_by_global_norm(max_norm: ScalarOrSchedule) -> GradientTransformation:
+def clip_by_global_norm(max_norm: ScalarOrSchedule, *, axis_name=None) -> GradientTransformation:
     r"""Rescales all updates together when their global norm exceeds ``max_norm``.
 
     .. math:: g \leftarrow g \cdot \min(1, c / \|g\|_2), \quad
@@ -71,11 +77,35 @@ def clip_by_global_norm(max_norm: ScalarOrSchedule) -> GradientTransformation:
 
     The direction is kept, which is why it is usually preferred to clipping by value.
 
+    Args:
+      max_norm: *c*, a float or a schedule.
+      axis_name: inside ``shard_map`` or ``pmap``, the mesh axis (or tuple of axes) along which
+        the leaves are split into shards: the sums of squares are added across the shards
+        (one ``psum`` of a scalar), so the norm is that of the whole arrays. A leaf that
+        ``shard_map`` knows to be replicated along an axis is not summed over it; under
+        ``pmap`` every leaf counts as a shard. Leave it ``None`` under ``jit`` with
+        shardings, where XLA computes global values itself, and for replicated gradients
+        (after a ``pmean``).
+
+    Example: parameters split along ``"model"`` inside ``shard_map``; one ``psum`` of a scalar.
+
+      >>> import gradtx, jax, jax.numpy as jnp
+      >>> from jax.sharding import PartitionSpec as P
+      >>> mesh = jax.make_mesh((1,), ("model",))
+      >>> tx = gradtx.clip_by_global_norm(1.0, axis_name="model")
+      >>> def clipped(g):
+      ...     return tx.update(g, tx.init(g))[0]
+      >>> g = jax.device_put(jnp.array([3.0, 4.0]), jax.NamedSharding(mesh, P("model")))
+      >>> jax.shard_map(clipped, mesh=mesh, in_specs=P("model"), out_specs=P("model"))(g)
+      Array([0.6, 0.8], dtype=float32)
+
     References:
       Pascanu, Mikolov and Bengio, *On the difficulty of training recurrent neural networks*,
       2013.
     """
-    return live("clip_by_global_norm", _clip_by_global_norm, max_norm=max_norm)
+    axes = _tree.axis_names("clip_by_global_norm", axis_name)
+    build = functools.partial(_clip_by_global_norm, axes=axes)
+    return live("clip_by_global_norm", build, max_norm=max_norm)
 
 
 # ---- adaptive clipping -----------------------------------------------------------------------

@@ -42,7 +42,7 @@ def _norm_dtype(tree: PyTree) -> Any:
     return _tree.wider(jnp.float32, *(jnp.result_type(x) for x in jax.tree.leaves(tree)))
 
 
-def monitor(tx: GradientTransformation) -> GradientTransformation:
+def monitor(tx: GradientTransformation, *, axis_name: Any = None) -> GradientTransformation:
     r"""Wraps ``tx`` so that its state records what a training step should log.
 
     Each update stores, in the state:
@@ -64,6 +64,8 @@ def monitor(tx: GradientTransformation) -> GradientTransformation:
 
     Args:
       tx: the optimizer to monitor.
+      axis_name: inside ``shard_map``/``pmap``, the axis (or axes) the leaves are split along,
+        so the norms are those of the whole arrays (see :func:`gradtx.clip_by_global_norm`).
 
     Returns:
       A :class:`GradientTransformation` with :class:`MonitorState` state; its updates are
@@ -83,6 +85,7 @@ def monitor(tx: GradientTransformation) -> GradientTransformation:
             f"monitor: tx must be a GradientTransformation (init, update), got {type(tx).__name__}"
         )
     inner = with_extra_args(GradientTransformation(tx.init, tx.update))
+    axes = _tree.axis_names("monitor", axis_name)
 
     def init(params):
         inner_state = inner.init(params)
@@ -101,11 +104,11 @@ def monitor(tx: GradientTransformation) -> GradientTransformation:
                 f"got {type(state).__name__}"
             )
         rates = _learning_rates(state.inner_state)
-        grad_norm = _tree.global_norm(updates)
+        grad_norm = _tree.global_norm(updates, axes)
         out, inner_state = inner.update(updates, state.inner_state, params, **extra)
         new_state = MonitorState(
             grad_norm=grad_norm.astype(state.grad_norm.dtype),
-            update_norm=_tree.global_norm(out).astype(state.update_norm.dtype),
+            update_norm=_tree.global_norm(out, axes).astype(state.update_norm.dtype),
             learning_rate=_tree.cast_like(rates, state.learning_rate),
             inner_state=inner_state,
         )

@@ -58,9 +58,9 @@ def scale_by_learning_rate(
     )
 
 
-def trust_ratio_leaf(g, p, min_norm: Value, trust_coefficient: Value, eps: Value):
+def trust_ratio_leaf(g, p, min_norm: Value, trust_coefficient: Value, eps: Value, axes=None):
     """``g * c ||p|| / (||g|| + eps)``, norms floored at ``min_norm``; ratio 1 if a norm is 0."""
-    p_norm, g_norm = _tree.norm(p), _tree.norm(g)
+    p_norm, g_norm = _tree.norm(p, axes), _tree.norm(g, axes)
     dtype = p_norm.dtype
     p_norm = jnp.maximum(p_norm, value_as(min_norm, dtype))
     g_norm = jnp.maximum(g_norm, value_as(min_norm, dtype))
@@ -69,14 +69,18 @@ def trust_ratio_leaf(g, p, min_norm: Value, trust_coefficient: Value, eps: Value
     return g * ratio.astype(g.dtype)
 
 
-def _scale_by_trust_ratio(min_norm, trust_coefficient, eps):
+def _scale_by_trust_ratio(min_norm, trust_coefficient, eps, *, axes=None):
     def update(updates, state, params=None, **extra):
         if params is None:
             raise ValueError(
                 "scale_by_trust_ratio: update needs params (the trust ratio uses them)"
             )
         scale = functools.partial(
-            trust_ratio_leaf, min_norm=min_norm, trust_coefficient=trust_coefficient, eps=eps
+            trust_ratio_leaf,
+            min_norm=min_norm,
+            trust_coefficient=trust_coefficient,
+            eps=eps,
+            axes=axes,
         )
         owner, names = "scale_by_trust_ratio", ("updates", "params")
         return _tree.map(scale, updates, params, owner=owner, names=names), state
@@ -88,6 +92,8 @@ def scale_by_trust_ratio(
     min_norm: ScalarOrSchedule = 0.0,
     trust_coefficient: ScalarOrSchedule = 1.0,
     eps: ScalarOrSchedule = 0.0,
+    *,
+    axis_name=None,
 ) -> GradientTransformation:
     r"""Scales each tensor's update by its trust ratio (LARS, LAMB).
 
@@ -101,14 +107,18 @@ def scale_by_trust_ratio(
       min_norm: :math:`n_0`, a floor for both norms.
       trust_coefficient: *c* (LARS uses 0.001, LAMB 1).
       eps: ε added to the update norm.
+      axis_name: inside ``shard_map``/``pmap``, the axis (or axes) the leaves are split along,
+        so each tensor's norms are those of the whole tensor; see
+        :func:`gradtx.clip_by_global_norm`.
 
     References:
       You, Gitman and Ginsburg, *Large Batch Training of Convolutional Networks*, 2017;
       You et al., *Large Batch Optimization for Deep Learning: Training BERT in 76 minutes*, 2019.
     """
+    axes = _tree.axis_names("scale_by_trust_ratio", axis_name)
     return live(
         "scale_by_trust_ratio",
-        _scale_by_trust_ratio,
+        functools.partial(_scale_by_trust_ratio, axes=axes),
         min_norm=min_norm,
         trust_coefficient=trust_coefficient,
         eps=eps,

@@ -98,11 +98,13 @@ def map(  # noqa: A001 - the tree-level map of this module
 
 
 def zeros_like(tree: PyTree, dtype: Any = None) -> PyTree:
-    return jax.tree.map(lambda x: jnp.zeros(jnp.shape(x), dtype or jnp.result_type(x)), tree)
+    """Zeros shaped like each leaf; a sharded array's zeros carry its sharding (eagerly, and
+    under ``jit`` on a mesh with explicit axes)."""
+    return jax.tree.map(lambda x: jnp.zeros_like(x, dtype or jnp.result_type(x)), tree)
 
 
 def full_like(tree: PyTree, value: Any, dtype: Any = None) -> PyTree:
-    return jax.tree.map(lambda x: jnp.full(jnp.shape(x), value, dtype or jnp.result_type(x)), tree)
+    return jax.tree.map(lambda x: jnp.full_like(x, value, dtype or jnp.result_type(x)), tree)
 
 
 def cast_like(tree: PyTree, like: PyTree) -> PyTree:
@@ -128,18 +130,81 @@ def sum_of_squares(x: jax.Array) -> jax.Array:
     return jnp.sum(wide * wide)
 
 
-def norm(x: jax.Array) -> jax.Array:
-    """The Euclidean (Frobenius) norm of one leaf, in at least float32."""
-    return jnp.sqrt(sum_of_squares(x))
+# ---- sums across shards (inside shard_map / pmap) ---------------------------------------------
 
 
-def global_norm(tree: PyTree) -> jax.Array:
-    """The Euclidean norm of all leaves together, as one vector, in at least float32."""
-    squares = [sum_of_squares(x) for x in jax.tree.leaves(tree)]
-    if not squares:
+def axis_names(owner: str, axis_name: Any) -> tuple[str, ...] | None:
+    """``axis_name`` checked at construction: None, a mesh axis name, or a tuple of names."""
+    if axis_name is None:
+        return None
+    names = (axis_name,) if isinstance(axis_name, str) else axis_name
+    if not (isinstance(names, tuple) and names and all(isinstance(n, str) and n for n in names)):
+        raise TypeError(
+            f"{owner}: axis_name must be None, a mesh axis name (str) or a tuple of names, "
+            f"got {axis_name!r}"
+        )
+    return names
+
+
+def _varying_axes(x: Any) -> frozenset:
+    """The manual mesh axes along which JAX tracks ``x`` as differing between devices."""
+    aval = jax.typeof(x)
+    kind = getattr(aval, "manual_axis_type", None)
+    if kind is not None:
+        return frozenset(kind.varying)
+    return frozenset(getattr(aval, "vma", frozenset()))
+
+
+def _is_shard(leaf: Any, axis: str) -> bool:
+    """Whether ``leaf`` holds one shard of a value split along the mapped ``axis``.
+
+    Inside ``shard_map`` (with ``check_vma``, its default) JAX tracks which values vary across
+    devices: a leaf replicated along ``axis`` is not a shard and is not summed over it. Where
+    JAX does not track it (``pmap``, ``check_vma=False``), every leaf is taken as a shard.
+    """
+    try:
+        tracked = axis in _varying_axes(jax.lax.axis_index(axis))
+    except NameError as error:
+        raise ValueError(
+            f"axis_name {axis!r} is not a mapped axis here: use it inside shard_map or pmap "
+            f"over that axis, or leave axis_name=None under jit with shardings"
+        ) from error
+    return not tracked or axis in _varying_axes(leaf)
+
+
+def shard_sum(
+    parts: Sequence[jax.Array], leaves: Sequence[Any], axes: tuple[str, ...] | None
+) -> jax.Array:
+    """``sum(parts)`` over every shard, where ``parts[i]`` reduces this device's ``leaves[i]``.
+
+    Leaves split along the same axes are added locally first, so a tree of leaves all sharded
+    the same way costs one ``psum`` of a scalar; with ``axes=None`` nothing crosses devices.
+    """
+    if not parts:
         return jnp.zeros([], jnp.float32)
-    wide = wider(*(s.dtype for s in squares))
-    return jnp.sqrt(builtins.sum(s.astype(wide) for s in squares))
+    wide = wider(*(p.dtype for p in parts))
+    groups: dict[tuple[str, ...], list[jax.Array]] = {}
+    for part, leaf in zip(parts, leaves):
+        key = tuple(a for a in axes if _is_shard(leaf, a)) if axes else ()
+        groups.setdefault(key, []).append(part.astype(wide))
+    total = None
+    for key, group in groups.items():
+        local = builtins.sum(group[1:], group[0])
+        term = jax.lax.psum(local, key) if key else local
+        total = term if total is None else total + term
+    return total
+
+
+def norm(x: jax.Array, axes: tuple[str, ...] | None = None) -> jax.Array:
+    """The Euclidean (Frobenius) norm of one leaf, in at least float32 (over its shards)."""
+    return jnp.sqrt(shard_sum([sum_of_squares(x)], [x], axes))
+
+
+def global_norm(tree: PyTree, axes: tuple[str, ...] | None = None) -> jax.Array:
+    """The Euclidean norm of all leaves together, as one vector, in at least float32 (over
+    their shards along ``axes``, inside ``shard_map``/``pmap``)."""
+    leaves = jax.tree.leaves(tree)
+    return jnp.sqrt(shard_sum([sum_of_squares(x) for x in leaves], leaves, axes))
 
 
 def vdot(a: PyTree, b: PyTree) -> jax.Array:

@@ -278,13 +278,17 @@ class ApplyIfFiniteState(NamedTuple):
     inner_state: OptState  # the inner transformation's state, untouched by a skipped step
 
 
-def all_finite(tree: PyTree) -> jax.Array:
-    """True (a bool scalar array) when no leaf of ``tree`` holds a NaN or an infinity."""
-    flags = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
-    return jnp.all(jnp.stack(flags)) if flags else jnp.asarray(True)
+def all_finite(tree: PyTree, axes: tuple[str, ...] | None = None) -> jax.Array:
+    """True (a bool scalar array) when no leaf of ``tree`` holds a NaN or an infinity (in any
+    of its shards along ``axes``, inside ``shard_map``/``pmap``)."""
+    leaves = jax.tree.leaves(tree)
+    bad = [jnp.any(~jnp.isfinite(x)).astype(jnp.float32) for x in leaves]
+    return _tree.shard_sum(bad, leaves, axes) == 0
 
 
-def apply_if_finite(inner: GradientTransformation, max_consecutive_errors: int):
+def apply_if_finite(
+    inner: GradientTransformation, max_consecutive_errors: int, *, axis_name: Any = None
+):
     r"""Skips steps whose gradients hold a NaN or an infinity.
 
     A step with a non-finite value anywhere in the incoming updates is not given to ``inner``:
@@ -300,6 +304,9 @@ def apply_if_finite(inner: GradientTransformation, max_consecutive_errors: int):
     Args:
       inner: the transformation to protect (typically the whole optimizer).
       max_consecutive_errors: how many non-finite steps in a row are skipped, an int >= 0.
+      axis_name: inside ``shard_map``/``pmap``, the axis (or axes) the leaves are split along,
+        so that every device skips when any shard is not finite (see
+        :func:`gradtx.clip_by_global_norm`).
 
     Returns:
       A :class:`GradientTransformation` with :class:`ApplyIfFiniteState` state; the total
@@ -321,6 +328,7 @@ def apply_if_finite(inner: GradientTransformation, max_consecutive_errors: int):
     owner = "apply_if_finite"
     tx = _check_tx(owner, "inner", inner)
     limit = _check_count(owner, "max_consecutive_errors", max_consecutive_errors, 0)
+    axes = _tree.axis_names(owner, axis_name)
 
     def init(params):
         return ApplyIfFiniteState(
@@ -336,7 +344,7 @@ def apply_if_finite(inner: GradientTransformation, max_consecutive_errors: int):
                 f"{owner}: the state must be the ApplyIfFiniteState that init made, "
                 f"got {type(state).__name__}"
             )
-        finite = all_finite(updates)
+        finite = all_finite(updates, axes)
         count = jnp.where(
             finite, _tree.zero_count(), _tree.saturating_increment(state.notfinite_count)
         )
