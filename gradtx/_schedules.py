@@ -67,6 +67,8 @@ def _sequence(owner: str, name: str, value, what: str) -> list:
 
 
 def _choice(owner: str, name: str, value, options: tuple[str, ...]) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{owner}: {name} must be one of the strings {options}, got {value!r}")
     if value not in options:
         raise ValueError(f"{owner}: {name} must be one of {options}, got {value!r}")
     return value

@@ -253,6 +253,11 @@ def scale_by_zoom_linesearch(
     owner = "scale_by_zoom_linesearch"
     max_linesearch_steps = check_steps(owner, "max_linesearch_steps", max_linesearch_steps)
     verbose = check_flag(owner, "verbose", verbose)
+    if not isinstance(initial_guess_strategy, str):
+        raise TypeError(
+            f"{owner}: initial_guess_strategy must be the string 'keep' or 'one', "
+            f"got {initial_guess_strategy!r}"
+        )
     if initial_guess_strategy not in ("keep", "one"):
         raise ValueError(
             f"{owner}: initial_guess_strategy must be 'keep' or 'one', "
