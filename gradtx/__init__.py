@@ -85,6 +85,7 @@ from gradtx._schedules_cyclic import (
     warmup_exponential_decay_schedule as warmup_exponential_decay_schedule,
 )
 from gradtx._schedules_cyclic import warmup_stable_decay_schedule as warmup_stable_decay_schedule
+from gradtx._sharding import state_sharding as state_sharding
 from gradtx._step_size import scale as scale
 from gradtx._step_size import scale_by_learning_rate as scale_by_learning_rate
 from gradtx._step_size import scale_by_trust_ratio as scale_by_trust_ratio
@@ -173,6 +174,7 @@ __all__ = [
     "sgdr_schedule",
     "slow_params",
     "stateless",
+    "state_sharding",
     "step_stats",
     "sweep",
     "trace",

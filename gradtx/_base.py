@@ -9,7 +9,7 @@ from typing import Any, NamedTuple, Protocol
 import jax
 import jax.numpy as jnp
 
-from gradtx import _tree
+from gradtx import _sharding, _tree
 
 PyTree = Any
 Params = PyTree
@@ -27,7 +27,27 @@ class UpdateFn(Protocol):
     ) -> tuple[Updates, OptState]: ...
 
 
-class GradientTransformation(NamedTuple):
+class _Pair(NamedTuple):
+    init: InitFn
+    update: UpdateFn
+
+
+def _abstract_aware(init: InitFn) -> InitFn:
+    """``init`` that, given ``jax.ShapeDtypeStruct`` params, returns the abstract state."""
+    if getattr(init, "_abstract_aware", False):
+        return init
+
+    def wrapped(params: Params) -> OptState:
+        if _sharding.has_abstract_leaves(params):
+            return _sharding.abstract_init(init, params)
+        return init(params)
+
+    wrapped._abstract_aware = True  # type: ignore[attr-defined]
+    wrapped.__wrapped__ = init  # type: ignore[attr-defined]
+    return wrapped
+
+
+class GradientTransformation(_Pair):
     """A pair of pure functions ``(init, update)``.
 
     ``init(params) -> state`` builds the state for a tree of params;
@@ -35,12 +55,18 @@ class GradientTransformation(NamedTuple):
     updates (at the head of a chain: the gradients) and returns the new state. Extra keyword
     arguments (a loss value, say) are passed down a chain to every link that accepts them.
 
+    ``init`` also takes ``jax.ShapeDtypeStruct`` params (a large model not yet allocated) and
+    then returns the state as ``jax.ShapeDtypeStruct`` leaves, with shardings derived from the
+    params' as in :func:`gradtx.state_sharding`; nothing is allocated.
+
     Being a NamedTuple with the same two fields as optax's, a gradtx transformation is accepted
     as the ``tx`` of ``flax.training.train_state.TrainState`` and ``flax.nnx.Optimizer``.
     """
 
-    init: InitFn
-    update: UpdateFn
+    __slots__ = ()
+
+    def __new__(cls, init: InitFn, update: UpdateFn):
+        return super().__new__(cls, _abstract_aware(init), update)
 
 
 class EmptyState(NamedTuple):
