@@ -471,6 +471,10 @@ def sweep(state: PyTree, **values: Any) -> PyTree:
         if isinstance(column, jax.core.Tracer):
             raise ValueError(f"sweep: {name} must be concrete values, not traced")
         column = np.asarray(column)
+        if not (
+            np.issubdtype(column.dtype, np.floating) or np.issubdtype(column.dtype, np.integer)
+        ):
+            raise TypeError(f"sweep: {name} must be real numbers, got dtype {column.dtype}")
         if column.ndim != 1 or column.size == 0:
             raise ValueError(
                 f"sweep: {name} must be a non-empty 1-D sequence, got shape {column.shape}"
@@ -479,8 +483,14 @@ def sweep(state: PyTree, **values: Any) -> PyTree:
     sizes = {name: column.size for name, column in columns.items()}
     if len(set(sizes.values())) != 1:
         raise ValueError(f"sweep: the swept values must have one length, got {sizes}")
-    copies = [
-        set_hyperparams(state, **{name: column[i].item() for name, column in columns.items()})
-        for i in range(next(iter(sizes.values())))
-    ]
+    copies = []
+    for i in range(next(iter(sizes.values()))):
+        try:
+            copies.append(
+                set_hyperparams(
+                    state, **{name: column[i].item() for name, column in columns.items()}
+                )
+            )
+        except (TypeError, ValueError) as err:  # name the call the user made, and the copy
+            raise type(err)(f"sweep: copy {i}: {err}") from None
     return jax.tree.map(lambda *leaves: jnp.stack(leaves), *copies)
