@@ -39,9 +39,15 @@ class Bad:
     error: type[Exception] = ValueError
     names: tuple[str, ...] = ()
     args: tuple[Any, ...] = ()
+    # arguments made when the test runs (states, JAX arrays): () -> (args, kwargs), added on
+    late: Callable[[], tuple[tuple[Any, ...], dict[str, Any]]] | None = None
 
     def call(self):
-        return self.factory(*self.args, **self.kwargs)
+        args, kwargs = self.args, self.kwargs
+        if self.late is not None:
+            more_args, more_kwargs = self.late()
+            args, kwargs = (*args, *more_args), {**kwargs, **more_kwargs}
+        return self.factory(*args, **kwargs)
 
 
 def _b1_out_of_range(count):
@@ -54,6 +60,23 @@ def _vector_schedule(count):
 
 def _forgot_to_return(count):
     del count  # a schedule whose author forgot the ``return``
+
+
+def _adam_state():
+    return gradtx.adam(1e-3).init({"w": jnp.zeros(3)})
+
+
+def _sum_of_squares(params):
+    return sum(jnp.sum(x * x) for x in jax.tree.leaves(params))
+
+
+def _identity_matvec(x):
+    return x
+
+
+def _summing_matvec(x):
+    # (1,) for a (3,) vector: would broadcast against b without the check
+    return {"w": jnp.sum(x["w"], keepdims=True)}
 
 
 NAN, INF = float("nan"), float("inf")
@@ -224,10 +247,643 @@ BAD = {
     "chain_not_a_transformation": Bad(
         gradtx.chain, args=(gradtx.identity(), object()), error=TypeError, names=("chain", "link 1")
     ),
+    # ---- every public callable: a wrong type and an out-of-range value ----------------------
+    # optimizers: a wrong type for each (the ranges are above)
+    "adamw_lr_string": Bad(
+        gradtx.adamw, dict(learning_rate="0.1"), TypeError, names=("adamw", "learning_rate")
+    ),
+    "adamw_mask_string": Bad(
+        gradtx.adamw, dict(learning_rate=0.1, mask="bias"), TypeError, names=("adamw", "mask")
+    ),
+    "rmsprop_centered_string": Bad(
+        gradtx.rmsprop,
+        dict(learning_rate=0.1, centered="yes"),
+        TypeError,
+        names=("rmsprop", "centered"),
+    ),
+    "adadelta_rho_string": Bad(
+        gradtx.adadelta, dict(rho="0.9"), TypeError, names=("adadelta", "rho")
+    ),
+    "adadelta_weight_decay_mask_list": Bad(
+        gradtx.adadelta,
+        dict(weight_decay=0.1, weight_decay_mask=[0.5]),
+        TypeError,
+        names=("adadelta", "weight_decay_mask"),
+    ),
+    "lamb_b1_none": Bad(
+        gradtx.lamb, dict(learning_rate=0.1, b1=None), TypeError, names=("lamb", "b1")
+    ),
+    "lamb_mask_float": Bad(
+        gradtx.lamb, dict(learning_rate=0.1, mask=0.5), TypeError, names=("lamb", "mask")
+    ),
+    "lars_nesterov_int": Bad(
+        gradtx.lars, dict(learning_rate=0.1, nesterov=1), TypeError, names=("lars", "nesterov")
+    ),
+    "lars_weight_decay_mask_string": Bad(
+        gradtx.lars,
+        dict(learning_rate=0.1, weight_decay_mask="kernel"),
+        TypeError,
+        names=("lars", "weight_decay_mask"),
+    ),
+    "lars_trust_ratio_mask_float": Bad(
+        gradtx.lars,
+        dict(learning_rate=0.1, trust_ratio_mask=1.0),
+        TypeError,
+        names=("lars", "trust_ratio_mask"),
+    ),
+    "lbfgs_memory_size_string": Bad(
+        gradtx.lbfgs, dict(memory_size="10"), TypeError, names=("lbfgs", "memory_size")
+    ),
+    "lbfgs_memory_size_zero": Bad(
+        gradtx.lbfgs, dict(memory_size=0), names=("lbfgs", "memory_size")
+    ),
+    "lbfgs_linesearch_string": Bad(
+        gradtx.lbfgs, dict(linesearch="zoom"), TypeError, names=("lbfgs", "linesearch")
+    ),
+    "newton_cg_damping_list": Bad(
+        gradtx.newton_cg, dict(damping=[0.1]), TypeError, names=("newton_cg", "damping")
+    ),
+    "newton_cg_max_cg_steps_zero": Bad(
+        gradtx.newton_cg, dict(max_cg_steps=0), names=("newton_cg", "max_cg_steps")
+    ),
+    "newton_cg_tol_negative": Bad(gradtx.newton_cg, dict(tol=-1e-3), names=("newton_cg", "tol")),
+    # elementary transformations: a wrong type for each (most ranges are above)
+    "clip_list": Bad(gradtx.clip, args=([1.0],), error=TypeError, names=("clip", "max_delta")),
+    "clip_by_norm_none": Bad(
+        gradtx.clip_by_norm, args=(None,), error=TypeError, names=("clip_by_norm", "max_norm")
+    ),
+    "clip_by_global_norm_string": Bad(
+        gradtx.clip_by_global_norm,
+        args=("1.0",),
+        error=TypeError,
+        names=("clip_by_global_norm", "max_norm"),
+    ),
+    "adaptive_grad_clip_none": Bad(
+        gradtx.adaptive_grad_clip,
+        args=(None,),
+        error=TypeError,
+        names=("adaptive_grad_clip", "clipping"),
+    ),
+    "adaptive_grad_clip_zero": Bad(
+        gradtx.adaptive_grad_clip, args=(0.0,), names=("adaptive_grad_clip", "clipping")
+    ),
+    "adaptive_grad_clip_axis_float": Bad(
+        gradtx.adaptive_grad_clip,
+        dict(clipping=0.1, axis=1.5),
+        TypeError,
+        names=("adaptive_grad_clip", "axis"),
+    ),
+    "trace_nesterov_string": Bad(
+        gradtx.trace, dict(decay=0.9, nesterov="no"), TypeError, names=("trace", "nesterov")
+    ),
+    "ema_debias_none": Bad(
+        gradtx.ema, dict(decay=0.9, debias=None), TypeError, names=("ema", "debias")
+    ),
+    "ema_params_decay_none": Bad(
+        gradtx.ema_params, dict(decay=None), TypeError, names=("ema_params", "decay")
+    ),
+    "ema_params_decay_one": Bad(gradtx.ema_params, dict(decay=1.0), names=("ema_params", "decay")),
+    "bias_correction_list": Bad(
+        gradtx.bias_correction, args=([0.9],), error=TypeError, names=("bias_correction", "decay")
+    ),
+    # a transformation where a number is expected
+    "scale_transformation": Bad(
+        gradtx.scale, args=(gradtx.identity(),), error=TypeError, names=("scale", "step_size")
+    ),
+    "scale_by_learning_rate_flip_sign_string": Bad(
+        gradtx.scale_by_learning_rate,
+        dict(learning_rate=0.1, flip_sign="yes"),
+        TypeError,
+        names=("scale_by_learning_rate", "flip_sign"),
+    ),
+    "add_decayed_weights_transformation": Bad(
+        gradtx.add_decayed_weights,
+        args=(gradtx.identity(),),
+        error=TypeError,
+        names=("add_decayed_weights", "weight_decay"),
+    ),
+    "add_decayed_weights_mask_string": Bad(
+        gradtx.add_decayed_weights,
+        dict(weight_decay=0.1, mask="bias"),
+        TypeError,
+        names=("add_decayed_weights", "mask"),
+    ),
+    "add_noise_eta_string": Bad(
+        gradtx.add_noise, dict(eta="0.1", gamma=0.55, seed=0), TypeError, names=("add_noise", "eta")
+    ),
+    "add_noise_gamma_negative": Bad(
+        gradtx.add_noise, dict(eta=0.1, gamma=-0.5, seed=0), names=("add_noise", "gamma")
+    ),
+    "add_noise_seed_float": Bad(
+        gradtx.add_noise,
+        dict(eta=0.1, gamma=0.55, seed=1.5),
+        TypeError,
+        names=("add_noise", "seed"),
+    ),
+    "centralize_unit_axis_string": Bad(
+        gradtx.centralize, dict(unit_axis="0"), TypeError, names=("centralize", "unit_axis")
+    ),
+    "scale_by_trust_ratio_eps_string": Bad(
+        gradtx.scale_by_trust_ratio, dict(eps="0"), TypeError, names=("scale_by_trust_ratio", "eps")
+    ),
+    "scale_by_rms_eps_in_sqrt_none": Bad(
+        gradtx.scale_by_rms,
+        dict(eps_in_sqrt=None),
+        TypeError,
+        names=("scale_by_rms", "eps_in_sqrt"),
+    ),
+    "scale_by_stddev_bias_correction_int": Bad(
+        gradtx.scale_by_stddev,
+        dict(bias_correction=1),
+        TypeError,
+        names=("scale_by_stddev", "bias_correction"),
+    ),
+    "scale_by_rss_initial_string": Bad(
+        gradtx.scale_by_rss,
+        dict(initial_accumulator_value="0.1"),
+        TypeError,
+        names=("scale_by_rss", "initial_accumulator_value"),
+    ),
+    "scale_by_adadelta_eps_list": Bad(
+        gradtx.scale_by_adadelta, dict(eps=[1e-6]), TypeError, names=("scale_by_adadelta", "eps")
+    ),
+    "scale_by_adam_b2_above_1": Bad(
+        gradtx.scale_by_adam, dict(b2=1.5), names=("scale_by_adam", "b2")
+    ),
+    "scale_by_adam_min_8bit_size_negative": Bad(
+        gradtx.scale_by_adam, dict(min_8bit_size=-1), names=("scale_by_adam", "min_8bit_size")
+    ),
+    "scale_by_adam_optim_bits_string": Bad(
+        gradtx.scale_by_adam, dict(optim_bits="8"), TypeError, names=("scale_by_adam", "optim_bits")
+    ),
+    "scale_by_lbfgs_memory_size_zero": Bad(
+        gradtx.scale_by_lbfgs, dict(memory_size=0), names=("scale_by_lbfgs", "memory_size")
+    ),
+    "scale_by_lbfgs_scale_init_precond_none": Bad(
+        gradtx.scale_by_lbfgs,
+        dict(scale_init_precond=None),
+        TypeError,
+        names=("scale_by_lbfgs", "scale_init_precond"),
+    ),
+    "scale_by_newton_cg_damping_negative": Bad(
+        gradtx.scale_by_newton_cg, dict(damping=-1.0), names=("scale_by_newton_cg", "damping")
+    ),
+    "scale_by_newton_cg_max_cg_steps_float": Bad(
+        gradtx.scale_by_newton_cg,
+        dict(max_cg_steps=2.5),
+        TypeError,
+        names=("scale_by_newton_cg", "max_cg_steps"),
+    ),
+    "backtracking_steps_zero": Bad(
+        gradtx.scale_by_backtracking_linesearch,
+        dict(max_backtracking_steps=0),
+        names=("scale_by_backtracking_linesearch", "max_backtracking_steps"),
+    ),
+    "backtracking_decrease_factor_one": Bad(
+        gradtx.scale_by_backtracking_linesearch,
+        dict(max_backtracking_steps=10, decrease_factor=1.0),
+        names=("scale_by_backtracking_linesearch", "decrease_factor"),
+    ),
+    "backtracking_store_grad_string": Bad(
+        gradtx.scale_by_backtracking_linesearch,
+        dict(max_backtracking_steps=10, store_grad="yes"),
+        TypeError,
+        names=("scale_by_backtracking_linesearch", "store_grad"),
+    ),
+    "zoom_curv_rtol_one": Bad(
+        gradtx.scale_by_zoom_linesearch,
+        dict(max_linesearch_steps=10, curv_rtol=1.0),
+        names=("scale_by_zoom_linesearch", "curv_rtol"),
+    ),
+    "zoom_initial_guess_strategy_none": Bad(
+        gradtx.scale_by_zoom_linesearch,
+        dict(max_linesearch_steps=10, initial_guess_strategy=None),
+        TypeError,
+        names=("scale_by_zoom_linesearch", "initial_guess_strategy"),
+    ),
+    "zoom_steps_string": Bad(
+        gradtx.scale_by_zoom_linesearch,
+        dict(max_linesearch_steps="10"),
+        TypeError,
+        names=("scale_by_zoom_linesearch", "max_linesearch_steps"),
+    ),
+    "reduce_on_plateau_factor_one": Bad(
+        gradtx.reduce_on_plateau, dict(factor=1.0), names=("reduce_on_plateau", "factor")
+    ),
+    "reduce_on_plateau_patience_negative": Bad(
+        gradtx.reduce_on_plateau, dict(patience=-1), names=("reduce_on_plateau", "patience")
+    ),
+    "reduce_on_plateau_cooldown_float": Bad(
+        gradtx.reduce_on_plateau,
+        dict(cooldown=2.5),
+        TypeError,
+        names=("reduce_on_plateau", "cooldown"),
+    ),
+    # wrappers and combinators: a non-transformation where one is expected, bad numbers
+    "MultiSteps_opt_string": Bad(
+        gradtx.MultiSteps,
+        dict(opt="adam", every_k_schedule=2),
+        TypeError,
+        names=("MultiSteps", "opt"),
+    ),
+    "MultiSteps_every_k_zero": Bad(
+        gradtx.MultiSteps,
+        dict(opt=gradtx.identity(), every_k_schedule=0),
+        names=("MultiSteps", "every_k_schedule"),
+    ),
+    "MultiSteps_every_k_float": Bad(
+        gradtx.MultiSteps,
+        dict(opt=gradtx.identity(), every_k_schedule=2.5),
+        TypeError,
+        names=("MultiSteps", "every_k_schedule"),
+    ),
+    "apply_if_finite_inner_none": Bad(
+        gradtx.apply_if_finite,
+        dict(inner=None, max_consecutive_errors=3),
+        TypeError,
+        names=("apply_if_finite", "inner"),
+    ),
+    "apply_if_finite_max_errors_negative": Bad(
+        gradtx.apply_if_finite,
+        dict(inner=gradtx.identity(), max_consecutive_errors=-1),
+        names=("apply_if_finite", "max_consecutive_errors"),
+    ),
+    "lookahead_fast_optimizer_none": Bad(
+        gradtx.lookahead,
+        dict(fast_optimizer=None, sync_period=5, slow_step_size=0.5),
+        TypeError,
+        names=("lookahead", "fast_optimizer"),
+    ),
+    "lookahead_sync_period_zero": Bad(
+        gradtx.lookahead,
+        dict(fast_optimizer=gradtx.identity(), sync_period=0, slow_step_size=0.5),
+        names=("lookahead", "sync_period"),
+    ),
+    "lookahead_slow_step_size_above_1": Bad(
+        gradtx.lookahead,
+        dict(fast_optimizer=gradtx.identity(), sync_period=5, slow_step_size=1.5),
+        names=("lookahead", "slow_step_size"),
+    ),
+    "grouped_tx_none": Bad(gradtx.grouped, args=(None,), error=TypeError, names=("grouped", "tx")),
+    "grouped_max_size_string": Bad(
+        gradtx.grouped,
+        args=(gradtx.identity(),),
+        kwargs=dict(max_grouped_size="64"),
+        error=TypeError,
+        names=("grouped", "max_grouped_size"),
+    ),
+    "grouped_max_size_negative": Bad(
+        gradtx.grouped,
+        args=(gradtx.identity(),),
+        kwargs=dict(max_grouped_size=-1),
+        names=("grouped", "max_grouped_size"),
+    ),
+    "masked_inner_none": Bad(
+        gradtx.masked, args=(None, True), error=TypeError, names=("masked", "inner")
+    ),
+    "masked_mask_string": Bad(
+        gradtx.masked, args=(gradtx.identity(), "bias"), error=TypeError, names=("masked", "mask")
+    ),
+    "freeze_mask_none": Bad(gradtx.freeze, args=(None,), error=TypeError, names=("freeze", "mask")),
+    "freeze_inner_string": Bad(
+        gradtx.freeze,
+        args=(True,),
+        kwargs=dict(inner="adam"),
+        error=TypeError,
+        names=("freeze", "inner"),
+    ),
+    "partition_transforms_list": Bad(
+        gradtx.partition,
+        args=([gradtx.identity()], "a"),
+        error=TypeError,
+        names=("partition", "transforms"),
+    ),
+    "partition_param_labels_none": Bad(
+        gradtx.partition,
+        args=({"a": gradtx.identity()}, None),
+        error=TypeError,
+        names=("partition", "param_labels"),
+    ),
+    "partition_transforms_empty": Bad(
+        gradtx.partition, args=({}, "a"), names=("partition", "transforms")
+    ),
+    "partition_param_labels_unknown": Bad(
+        gradtx.partition,
+        args=({"a": gradtx.identity()}, {"w": "a", "b": "bias"}),
+        names=("partition", "param_labels", "bias"),
+    ),
+    "monitor_tx_none": Bad(gradtx.monitor, args=(None,), error=TypeError, names=("monitor", "tx")),
+    "stateless_not_callable": Bad(
+        gradtx.stateless, args=(0.5,), error=TypeError, names=("stateless", "fn")
+    ),
+    "value_and_grad_from_state_not_callable": Bad(
+        gradtx.value_and_grad_from_state,
+        args=("loss",),
+        error=TypeError,
+        names=("value_and_grad_from_state", "value_fn"),
+    ),
+    "named_chain_not_a_pair": Bad(
+        gradtx.named_chain, args=(gradtx.identity(),), error=TypeError, names=("named_chain",)
+    ),
+    # schedules: a wrong type and an out-of-range value each
+    "constant_schedule_string": Bad(
+        gradtx.constant_schedule,
+        args=("1.0",),
+        error=TypeError,
+        names=("constant_schedule", "value"),
+    ),
+    "constant_schedule_inf": Bad(
+        gradtx.constant_schedule, args=(INF,), names=("constant_schedule", "value")
+    ),
+    "linear_schedule_init_string": Bad(
+        gradtx.linear_schedule,
+        dict(init_value="1", end_value=0.0, transition_steps=10),
+        TypeError,
+        names=("linear_schedule", "init_value"),
+    ),
+    "cosine_decay_steps_float": Bad(
+        gradtx.cosine_decay_schedule,
+        dict(init_value=1.0, decay_steps=10.5),
+        TypeError,
+        names=("cosine_decay_schedule", "decay_steps"),
+    ),
+    "cosine_warm_restarts_period_mult_string": Bad(
+        gradtx.cosine_warm_restarts_schedule,
+        dict(init_value=1.0, first_period=10, period_mult="2"),
+        TypeError,
+        names=("cosine_warm_restarts_schedule", "period_mult"),
+    ),
+    "cosine_warm_restarts_first_period_zero": Bad(
+        gradtx.cosine_warm_restarts_schedule,
+        dict(init_value=1.0, first_period=0),
+        names=("cosine_warm_restarts_schedule", "first_period"),
+    ),
+    "exponential_decay_staircase_string": Bad(
+        gradtx.exponential_decay,
+        dict(init_value=1.0, transition_steps=10, decay_rate=0.5, staircase="yes"),
+        TypeError,
+        names=("exponential_decay", "staircase"),
+    ),
+    "exponential_decay_transition_steps_zero": Bad(
+        gradtx.exponential_decay,
+        dict(init_value=1.0, transition_steps=0, decay_rate=0.5),
+        names=("exponential_decay", "transition_steps"),
+    ),
+    "inverse_sqrt_peak_string": Bad(
+        gradtx.inverse_sqrt_schedule,
+        dict(peak_value="1"),
+        TypeError,
+        names=("inverse_sqrt_schedule", "peak_value"),
+    ),
+    "inverse_sqrt_warmup_negative": Bad(
+        gradtx.inverse_sqrt_schedule,
+        dict(peak_value=1.0, warmup_steps=-1),
+        names=("inverse_sqrt_schedule", "warmup_steps"),
+    ),
+    "join_schedules_schedules_none": Bad(
+        gradtx.join_schedules,
+        dict(schedules=None, boundaries=[]),
+        TypeError,
+        names=("join_schedules", "schedules"),
+    ),
+    "join_schedules_schedules_transformation": Bad(
+        gradtx.join_schedules,
+        dict(schedules=gradtx.identity(), boundaries=[5]),
+        TypeError,
+        names=("join_schedules", "schedules"),
+    ),
+    "join_schedules_boundary_negative": Bad(
+        gradtx.join_schedules,
+        dict(schedules=[gradtx.constant_schedule(1.0)] * 2, boundaries=[-1]),
+        names=("join_schedules", "boundaries[0]"),
+    ),
+    "one_cycle_peak_none": Bad(
+        gradtx.one_cycle_schedule,
+        dict(transition_steps=100, peak_value=None),
+        TypeError,
+        names=("one_cycle_schedule", "peak_value"),
+    ),
+    "one_cycle_pct_start_above_1": Bad(
+        gradtx.one_cycle_schedule,
+        dict(transition_steps=100, peak_value=1.0, pct_start=1.5),
+        names=("one_cycle_schedule", "pct_start"),
+    ),
+    "one_cycle_momentum_base_string": Bad(
+        gradtx.one_cycle_momentum_schedule,
+        dict(transition_steps=100, base_momentum="0.85"),
+        TypeError,
+        names=("one_cycle_momentum_schedule", "base_momentum"),
+    ),
+    "one_cycle_momentum_steps_zero": Bad(
+        gradtx.one_cycle_momentum_schedule,
+        dict(transition_steps=0),
+        names=("one_cycle_momentum_schedule", "transition_steps"),
+    ),
+    "piecewise_constant_boundaries_list": Bad(
+        gradtx.piecewise_constant_schedule,
+        dict(init_value=1.0, boundaries_and_scales=[10, 0.5]),
+        TypeError,
+        names=("piecewise_constant_schedule", "boundaries_and_scales"),
+    ),
+    "piecewise_constant_boundary_negative": Bad(
+        gradtx.piecewise_constant_schedule,
+        dict(init_value=1.0, boundaries_and_scales={-1: 0.5}),
+        names=("piecewise_constant_schedule", "boundaries_and_scales"),
+    ),
+    "polynomial_power_string": Bad(
+        gradtx.polynomial_schedule,
+        dict(init_value=1.0, end_value=0.0, power="2", transition_steps=10),
+        TypeError,
+        names=("polynomial_schedule", "power"),
+    ),
+    "polynomial_steps_negative": Bad(
+        gradtx.polynomial_schedule,
+        dict(init_value=1.0, end_value=0.0, power=2.0, transition_steps=-1),
+        names=("polynomial_schedule", "transition_steps"),
+    ),
+    "sgdr_cosine_kwargs_none": Bad(
+        gradtx.sgdr_schedule,
+        args=(None,),
+        error=TypeError,
+        names=("sgdr_schedule", "cosine_kwargs"),
+    ),
+    "sgdr_decay_steps_zero": Bad(
+        gradtx.sgdr_schedule,
+        args=([dict(init_value=0.0, peak_value=1.0, warmup_steps=0, decay_steps=0)],),
+        names=("sgdr_schedule", "cosine_kwargs[0]", "decay_steps"),
+    ),
+    "warmup_constant_steps_string": Bad(
+        gradtx.warmup_constant_schedule,
+        dict(init_value=0.0, peak_value=1.0, warmup_steps="5"),
+        TypeError,
+        names=("warmup_constant_schedule", "warmup_steps"),
+    ),
+    "warmup_constant_steps_negative": Bad(
+        gradtx.warmup_constant_schedule,
+        dict(init_value=0.0, peak_value=1.0, warmup_steps=-1),
+        names=("warmup_constant_schedule", "warmup_steps"),
+    ),
+    "warmup_cosine_decay_steps_none": Bad(
+        gradtx.warmup_cosine_decay_schedule,
+        dict(init_value=0.0, peak_value=1.0, warmup_steps=5, decay_steps=None),
+        TypeError,
+        names=("warmup_cosine_decay_schedule", "decay_steps"),
+    ),
+    "warmup_cosine_peak_nan": Bad(
+        gradtx.warmup_cosine_decay_schedule,
+        dict(init_value=0.0, peak_value=NAN, warmup_steps=5, decay_steps=20),
+        names=("warmup_cosine_decay_schedule", "peak_value"),
+    ),
+    "warmup_exponential_rate_string": Bad(
+        gradtx.warmup_exponential_decay_schedule,
+        dict(init_value=0.0, peak_value=1.0, warmup_steps=5, transition_steps=10, decay_rate="0.5"),
+        TypeError,
+        names=("warmup_exponential_decay_schedule", "decay_rate"),
+    ),
+    "warmup_exponential_rate_negative": Bad(
+        gradtx.warmup_exponential_decay_schedule,
+        dict(init_value=0.0, peak_value=1.0, warmup_steps=5, transition_steps=10, decay_rate=-0.5),
+        names=("warmup_exponential_decay_schedule", "decay_rate"),
+    ),
+    "warmup_stable_decay_type_none": Bad(
+        gradtx.warmup_stable_decay_schedule,
+        dict(peak_value=1.0, warmup_steps=5, stable_steps=5, decay_steps=5, decay_type=None),
+        TypeError,
+        names=("warmup_stable_decay_schedule", "decay_type"),
+    ),
+    "warmup_stable_stable_steps_negative": Bad(
+        gradtx.warmup_stable_decay_schedule,
+        dict(peak_value=1.0, warmup_steps=5, stable_steps=-1, decay_steps=5),
+        names=("warmup_stable_decay_schedule", "stable_steps"),
+    ),
+    # functions of states and trees (arguments made when the test runs)
+    "apply_updates_wrong_shape": Bad(
+        gradtx.apply_updates,
+        late=lambda: (({"w": jnp.ones(3)}, {"w": jnp.ones((3, 1))}), {}),
+        names=("apply_updates", "w"),
+    ),
+    "apply_updates_string_leaf": Bad(
+        gradtx.apply_updates,
+        late=lambda: (({"w": jnp.ones(3)}, {"w": np.asarray(["a", "b", "c"])}), {}),
+        error=TypeError,
+        names=("apply_updates", "updates", "w"),
+    ),
+    "set_hyperparams_lr_string": Bad(
+        gradtx.set_hyperparams,
+        late=lambda: ((_adam_state(),), dict(learning_rate="0.1")),
+        error=TypeError,
+        names=("set_hyperparams", "learning_rate"),
+    ),
+    "set_hyperparams_b1_one": Bad(
+        gradtx.set_hyperparams,
+        late=lambda: ((_adam_state(),), dict(b1=1.0)),
+        names=("set_hyperparams", "b1"),
+    ),
+    "sweep_string": Bad(
+        gradtx.sweep,
+        late=lambda: ((_adam_state(),), dict(learning_rate=["0.1", "0.2"])),
+        error=TypeError,
+        names=("sweep", "learning_rate"),
+    ),
+    "sweep_negative": Bad(
+        gradtx.sweep,
+        late=lambda: ((_adam_state(),), dict(learning_rate=[0.1, -0.1])),
+        names=("sweep", "learning_rate"),
+    ),
+    "check_state_wrong_shape": Bad(
+        gradtx.check_state,
+        late=lambda: ((_adam_state(), gradtx.adam(1e-3).init({"w": jnp.zeros((3, 1))})), {}),
+        names=("check_state", "inner_state/0/0/ema/w"),
+    ),
+    "restore_state_wrong_shape": Bad(
+        gradtx.restore_state,
+        late=lambda: ((_adam_state(), gradtx.adam(1e-3).init({"w": jnp.zeros(4)})), {}),
+        names=("restore_state", "inner_state/0/0/ema/w"),
+    ),
+    "slow_params_not_lookahead": Bad(
+        gradtx.slow_params, late=lambda: ((_adam_state(),), {}), names=("slow_params", "lookahead")
+    ),
+    "step_stats_not_monitored": Bad(
+        gradtx.step_stats, late=lambda: ((_adam_state(),), {}), names=("step_stats", "monitor")
+    ),
+    "hvp_not_callable": Bad(
+        gradtx.hvp,
+        late=lambda: ((None, {"w": jnp.ones(3)}, {"w": jnp.ones(3)}), {}),
+        error=TypeError,
+        names=("hvp", "fn"),
+    ),
+    "hvp_wrong_shape": Bad(
+        gradtx.hvp,
+        late=lambda: ((_sum_of_squares, {"w": jnp.ones(3)}, {"w": jnp.ones((3, 1))}), {}),
+        names=("hvp", "w", "v"),
+    ),
+    "conjugate_gradient_matvec_not_callable": Bad(
+        gradtx.conjugate_gradient,
+        kwargs=dict(max_steps=3),
+        late=lambda: (("A", jnp.ones(3)), {}),
+        error=TypeError,
+        names=("conjugate_gradient", "matvec"),
+    ),
+    "conjugate_gradient_steps_zero": Bad(
+        gradtx.conjugate_gradient,
+        kwargs=dict(max_steps=0),
+        late=lambda: ((_identity_matvec, jnp.ones(3)), {}),
+        names=("conjugate_gradient", "max_steps"),
+    ),
+    "conjugate_gradient_tol_negative": Bad(
+        gradtx.conjugate_gradient,
+        kwargs=dict(max_steps=3, tol=-1e-5),
+        late=lambda: ((_identity_matvec, jnp.ones(3)), {}),
+        names=("conjugate_gradient", "tol"),
+    ),
+    # A v of another shape than b broadcast in the residual and corrupted the solve silently
+    "conjugate_gradient_matvec_wrong_shape": Bad(
+        gradtx.conjugate_gradient,
+        kwargs=dict(max_steps=3),
+        late=lambda: ((_summing_matvec, {"w": jnp.ones(3)}), {}),
+        names=("conjugate_gradient", "w", "matvec(x)"),
+    ),
 }
 
 
-@pytest.mark.parametrize("case", BAD.values(), ids=BAD.keys())
+_ALIASES_MASK = (
+    "needs lead fix (gradtx/_aliases.py): check the mask when the optimizer is built, naming it: "
+    "in adamw and lamb call gradtx._combine.check_mask(owner, 'mask', mask), in lars "
+    "check_mask('lars', 'weight_decay_mask', ...) and check_mask('lars', 'trust_ratio_mask', "
+    "...), in adadelta check_mask('adadelta', 'weight_decay_mask', ...), before live(...); "
+    "today a bad mask passes and init raises 'masked: mask leaves must be bools'"
+)
+
+# Rows that fail today for want of a fix in a file this test's author does not own.
+NEEDS_FIX = {
+    "adamw_mask_string": _ALIASES_MASK,
+    "lamb_mask_float": _ALIASES_MASK,
+    "lars_weight_decay_mask_string": _ALIASES_MASK,
+    "lars_trust_ratio_mask_float": _ALIASES_MASK,
+    "adadelta_weight_decay_mask_list": _ALIASES_MASK,
+    "scale_by_adam_optim_bits_string": (
+        "needs fix (gradtx/_scaling.py, scale_by_adam's optim_bits check): raise "
+        "TypeError(f'{owner}: optim_bits must be the int 8 or 32, got {optim_bits!r}') when "
+        "optim_bits is not an int (a bool included); ValueError stays for other ints"
+    ),
+    "apply_updates_string_leaf": (
+        "needs lead fix (gradtx/_base.py, apply_updates): before the map, for each "
+        "(path, u) in tree_flatten_with_path(updates) whose dtype is not a number, raise "
+        "TypeError(f'apply_updates: updates must be numeric arrays, got dtype {dtype} at "
+        "{path_str(path)!r}'); today JAX's 'Error interpreting argument' names neither"
+    ),
+}
+
+
+def _bad_params():
+    for name, case in BAD.items():
+        marks = (
+            [pytest.mark.xfail(strict=True, reason=NEEDS_FIX[name])] if name in NEEDS_FIX else []
+        )
+        yield pytest.param(case, id=name, marks=marks)
+
+
+@pytest.mark.parametrize("case", list(_bad_params()))
 def test_bad_argument_raises_naming_function_and_argument(case):
     with pytest.raises(case.error) as info:
         case.call()
@@ -249,10 +905,6 @@ def test_jax_array_hyperparameter_must_be_a_scalar():
 
 
 ADAM_NAMES = ("learning_rate", "b1", "b2", "eps", "eps_root")
-
-
-def _adam_state():
-    return gradtx.adam(1e-3).init({"w": jnp.zeros(3)})
 
 
 @pytest.mark.parametrize(
