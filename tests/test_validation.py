@@ -9,6 +9,7 @@ edge values that must be accepted.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import re
 from collections.abc import Callable
@@ -836,6 +837,25 @@ BAD = {
         late=lambda: ((_identity_matvec, jnp.ones(3)), {}),
         names=("conjugate_gradient", "tol"),
     ),
+    "state_sharding_zero_axis_int": Bad(
+        gradtx.state_sharding,
+        kwargs=dict(zero_axis=0),
+        late=lambda: ((gradtx.adam(1e-3), {"w": jnp.zeros(4)}), {}),
+        error=TypeError,
+        names=("state_sharding", "zero_axis"),
+    ),
+    "state_sharding_zero_axis_without_mesh": Bad(
+        gradtx.state_sharding,
+        kwargs=dict(zero_axis="data"),
+        late=lambda: ((gradtx.adam(1e-3), {"w": jnp.zeros(4)}), {}),
+        names=("state_sharding", "zero_axis"),
+    ),
+    "state_sharding_tx_string": Bad(
+        gradtx.state_sharding,
+        late=lambda: (("adam", {"w": jnp.zeros(4)}), {}),
+        error=TypeError,
+        names=("state_sharding", "tx"),
+    ),
     # A v of another shape than b broadcast in the residual and corrupted the solve silently
     "conjugate_gradient_matvec_wrong_shape": Bad(
         gradtx.conjugate_gradient,
@@ -866,6 +886,12 @@ NEEDS_FIX = {
         "TypeError(f'{owner}: optim_bits must be the int 8 or 32, got {optim_bits!r}') when "
         "optim_bits is not an int (a bool included); ValueError stays for other ints"
     ),
+    "state_sharding_tx_string": (
+        "needs lead fix (gradtx/_sharding.py, state_sharding): before jax.eval_shape(tx.init, "
+        "...), raise TypeError(f'state_sharding: tx must be a GradientTransformation (init, "
+        "update), got {type(tx).__name__}') unless tx has callable init and update; today "
+        "AttributeError: 'str' object has no attribute 'init'"
+    ),
     "apply_updates_string_leaf": (
         "needs lead fix (gradtx/_base.py, apply_updates): before the map, for each "
         "(path, u) in tree_flatten_with_path(updates) whose dtype is not a number, raise "
@@ -890,6 +916,100 @@ def test_bad_argument_raises_naming_function_and_argument(case):
     message = str(info.value)
     missing = [name for name in case.names if not _names(message, name)]
     assert not missing, f"the message does not name {missing}: {message!r}"
+
+
+# ---- coverage: every public callable has its rows ------------------------------------------
+
+# Public callables with no row at all: none of their arguments can be wrong.
+NO_ARGUMENTS = {
+    "identity": "takes no arguments",
+    "set_to_zero": "takes no arguments",
+    "hyperparams": (
+        "reads any pytree: a state without live hyperparameters (a stateless chain, or no "
+        "optimizer state at all) has none, so {} is the answer, not an error"
+    ),
+}
+
+# Public callables without an argument that has a range: a wrong-type row only.
+NO_RANGE = {
+    "chain": "only transformations; a non-transformation is the wrong-type row",
+    "monitor": "only a transformation",
+    "masked": "a transformation and a mask of bools (a mask that does not fit: test_partition)",
+    "freeze": "a mask of bools and an optional transformation",
+    "stateless": "only a function",
+    "value_and_grad_from_state": "only a function",
+    "centralize": "unit_axis is any int; it is checked against each leaf's rank in update",
+}
+
+# Public callables taking a state or a tree, where any object is a pytree: a wrong one is a
+# ValueError saying what the state or tree lacks; an out-of-range row only.
+NO_WRONG_TYPE = {
+    "check_state": "any object is a pytree: a wrong checkpoint is a ValueError naming paths",
+    "restore_state": "any object is a pytree: a wrong checkpoint is a ValueError naming paths",
+    "slow_params": "any object is a pytree: a state without lookahead is a ValueError",
+    "step_stats": "any object is a pytree: a state without monitor is a ValueError",
+}
+
+
+def _public_callables() -> list[str]:
+    """Every name in gradtx.__all__ a user calls: functions, and classes that are not NamedTuples
+    (states and the transformation pair are data, not factories)."""
+    names = []
+    for name in gradtx.__all__:
+        obj = getattr(gradtx, name)
+        if isinstance(obj, type) and issubclass(obj, tuple):
+            continue
+        if callable(obj):
+            names.append(name)
+    return names
+
+
+def _rows_by_public_name() -> dict[str, set[type[Exception]]]:
+    found: dict[str, set[type[Exception]]] = {name: set() for name in _public_callables()}
+    for case in BAD.values():
+        for name in found:
+            if getattr(gradtx, name) is case.factory:
+                found[name].add(case.error)
+    return found
+
+
+def test_every_public_callable_has_a_wrong_type_and_an_out_of_range_row():
+    found = _rows_by_public_name()
+    missing = {}
+    for name, errors in found.items():
+        if name in NO_ARGUMENTS:
+            continue
+        need = set()
+        if name not in NO_WRONG_TYPE:
+            need.add(TypeError)
+        if name not in NO_RANGE:
+            need.add(ValueError)
+        if need - errors:
+            missing[name] = sorted(e.__name__ for e in need - errors)
+    assert not missing, f"public callables without a bad-argument row of these kinds: {missing}"
+    assert len(found) >= 70, f"only {len(found)} public callables found: {sorted(found)}"
+
+
+def test_exemptions_are_public_names_with_a_reason():
+    public = set(_public_callables())
+    for table in (NO_ARGUMENTS, NO_RANGE, NO_WRONG_TYPE):
+        assert set(table) <= public, set(table) - public
+        assert all(reason.strip() for reason in table.values())
+    assert not (set(NO_RANGE) & set(NO_WRONG_TYPE))
+    for name in ("identity", "set_to_zero"):
+        assert not inspect.signature(getattr(gradtx, name)).parameters
+
+
+def test_no_argument_callables_really_have_no_rows():
+    # an exempted callable with rows would hide a stale exemption
+    found = _rows_by_public_name()
+    assert not [name for name in NO_ARGUMENTS if found[name]]
+
+
+def test_hyperparams_of_a_state_without_any_is_empty():
+    assert gradtx.hyperparams(gradtx.sgd(0.1).init({"w": jnp.zeros(3)})) != {}
+    assert gradtx.hyperparams(gradtx.identity().init({"w": jnp.zeros(3)})) == {}
+    assert gradtx.hyperparams(None) == {}
 
 
 def test_jax_array_hyperparameter_must_be_a_scalar():
