@@ -119,8 +119,11 @@ def _lookahead(
         step = functools.partial(lookahead_leaf, sync=sync, alpha=slow_step_size)
         names = ("updates", "fast params", "slow params")
         both = _tree.map(step, fast_updates, fast, slow, owner="lookahead", names=names)
+        # Unzipped leaf by leaf (tree.transpose cannot tell the pair's shape from no leaves).
         outer = jax.tree.structure(fast_updates)
-        fast_out, slow_out = jax.tree.transpose(outer, jax.tree.structure((0, 0)), both)
+        pairs = outer.flatten_up_to(both)
+        fast_out = outer.unflatten([pair[0] for pair in pairs])
+        slow_out = outer.unflatten([pair[1] for pair in pairs])
         if reset_state:
             fast_state = _merge_reset(fast_state, fast_optimizer.init(fast), sync)
         steps = jnp.where(sync, jnp.zeros_like(state.steps_since_sync), state.steps_since_sync + 1)
