@@ -1174,6 +1174,242 @@ def test_apply_updates_rejects_a_mismatch_naming_the_path():
         assert _names(message, "apply_updates") and _names(message, path), (kind, message)
 
 
+# ---- wrong-shaped leaves, every transformation ------------------------------------------
+#
+# A leaf of another shape than the state's would broadcast silently in a plain tree map:
+# (3, 1) against (3,) gives (3, 3), (1,) against () gives (1,) and a count of elements the
+# state never had. Each transformation below must refuse each kind, eagerly and under jit,
+# with a message naming the path.
+
+
+def _objective(params, **extra):
+    del extra  # the extra arguments of update reach value_fn too
+    return sum(jnp.sum(x * x) for x in jax.tree.leaves(params))
+
+
+def _shape_params():
+    return {"w": jnp.ones((3,), jnp.float32), "b": jnp.ones((), jnp.float32), "s": jnp.ones((3,))}
+
+
+def _reshaped(path: str, shape: tuple[int, ...]):
+    def make(params):
+        return {**params, path: jnp.ones(shape, jnp.float32)}
+
+    return make
+
+
+# kind -> (the bad tree from the good one, the path the message must name)
+SHAPE_KINDS = {
+    "column_for_vector": (_reshaped("w", (3, 1)), "w"),
+    "vector_for_scalar": (_reshaped("b", (1,)), "b"),
+    "longer_vector": (_reshaped("s", (4,)), "s"),
+}
+
+_LABELS = {"w": "adam", "b": "sgd", "s": "adam"}
+_MASK = {"w": True, "b": False, "s": True}
+
+# Every transformation the library makes: optimizers, elementary links, wrappers.
+TRANSFORMATIONS = {
+    "sgd": lambda: gradtx.sgd(0.1),
+    "sgd_momentum": lambda: gradtx.sgd(0.1, momentum=0.9),
+    "sgd_scheduled": lambda: gradtx.sgd(gradtx.warmup_cosine_decay_schedule(0.0, 1.0, 2, 10)),
+    "adam": lambda: gradtx.adam(0.1),
+    "adam_bf16_moments": lambda: gradtx.adam(0.1, mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16),
+    "adam_8bit_moments": lambda: gradtx.adam(0.1, optim_bits=8, min_8bit_size=1),
+    "adamw": lambda: gradtx.adamw(0.1),
+    "rmsprop": lambda: gradtx.rmsprop(0.1),
+    "rmsprop_centered": lambda: gradtx.rmsprop(0.1, centered=True, momentum=0.9),
+    "adagrad": lambda: gradtx.adagrad(0.1),
+    "adadelta": lambda: gradtx.adadelta(),
+    "lamb": lambda: gradtx.lamb(0.1),
+    "lars": lambda: gradtx.lars(0.1),
+    "lbfgs": lambda: gradtx.lbfgs(),
+    "newton_cg": lambda: gradtx.newton_cg(),
+    "trace": lambda: gradtx.trace(0.9),
+    "ema": lambda: gradtx.ema(0.9),
+    "ema_params": lambda: gradtx.ema_params(0.9),
+    "bias_correction": lambda: gradtx.bias_correction(0.9),
+    "scale": lambda: gradtx.scale(0.5),
+    "scale_by_learning_rate": lambda: gradtx.scale_by_learning_rate(0.1),
+    "scale_by_adam": lambda: gradtx.scale_by_adam(),
+    "scale_by_rms": lambda: gradtx.scale_by_rms(),
+    "scale_by_stddev": lambda: gradtx.scale_by_stddev(),
+    "scale_by_rss": lambda: gradtx.scale_by_rss(),
+    "scale_by_adadelta": lambda: gradtx.scale_by_adadelta(),
+    "scale_by_trust_ratio": lambda: gradtx.scale_by_trust_ratio(),
+    "scale_by_lbfgs": lambda: gradtx.scale_by_lbfgs(),
+    "scale_by_newton_cg": lambda: gradtx.scale_by_newton_cg(),
+    "scale_by_backtracking_linesearch": lambda: gradtx.scale_by_backtracking_linesearch(5),
+    "scale_by_zoom_linesearch": lambda: gradtx.scale_by_zoom_linesearch(5),
+    "add_decayed_weights": lambda: gradtx.add_decayed_weights(0.1),
+    "add_noise": lambda: gradtx.add_noise(0.1, 0.55, seed=0),
+    "centralize": lambda: gradtx.centralize(),
+    "clip": lambda: gradtx.clip(1.0),
+    "clip_by_norm": lambda: gradtx.clip_by_norm(1.0),
+    "clip_by_global_norm": lambda: gradtx.clip_by_global_norm(1.0),
+    "adaptive_grad_clip": lambda: gradtx.adaptive_grad_clip(0.1),
+    "reduce_on_plateau": lambda: gradtx.reduce_on_plateau(),
+    "chain": lambda: gradtx.chain(gradtx.clip(1.0), gradtx.scale_by_adam(), gradtx.scale(-0.1)),
+    "named_chain": lambda: gradtx.named_chain(
+        ("adam", gradtx.scale_by_adam()), ("lr", gradtx.scale(-0.1))
+    ),
+    "MultiSteps": lambda: gradtx.MultiSteps(gradtx.adam(0.1), 2),
+    "MultiSteps_sgd": lambda: gradtx.MultiSteps(gradtx.sgd(0.1), 2),
+    "lookahead": lambda: gradtx.lookahead(gradtx.adam(0.1), 2, 0.5),
+    "apply_if_finite": lambda: gradtx.apply_if_finite(gradtx.adam(0.1), 3),
+    "apply_if_finite_sgd": lambda: gradtx.apply_if_finite(gradtx.sgd(0.1), 3),
+    "grouped": lambda: gradtx.grouped(gradtx.adam(0.1), check=False),
+    "grouped_sgd": lambda: gradtx.grouped(gradtx.sgd(0.1), check=False),
+    "partition": lambda: gradtx.partition(
+        {"adam": gradtx.adam(0.1), "sgd": gradtx.sgd(0.1)}, _LABELS
+    ),
+    "masked": lambda: gradtx.masked(gradtx.adam(0.1), _MASK),
+    "freeze": lambda: gradtx.freeze(_MASK, inner=gradtx.adam(0.1)),
+    "monitor": lambda: gradtx.monitor(gradtx.adam(0.1)),
+}
+
+# Without state shaped like the params (and without reading the params) a transformation
+# cannot tell a wrong shape: it hands the leaf on unchanged in shape, and the training step's
+# apply_updates refuses it, naming the path, before any param changes.
+PASS_THROUGH = {
+    "sgd",
+    "sgd_scheduled",
+    "bias_correction",
+    "scale",
+    "scale_by_learning_rate",
+    "add_noise",
+    "centralize",
+    "clip",
+    "clip_by_norm",
+    "clip_by_global_norm",
+    "reduce_on_plateau",
+    "apply_if_finite_sgd",
+}
+
+# Transformations that read the params: a wrongly shaped param is refused too.
+READS_PARAMS = {
+    "adamw",
+    "adadelta",
+    "lamb",
+    "lars",
+    "lbfgs",
+    "newton_cg",
+    "scale_by_trust_ratio",
+    "scale_by_lbfgs",
+    "scale_by_newton_cg",
+    "scale_by_backtracking_linesearch",
+    "scale_by_zoom_linesearch",
+    "add_decayed_weights",
+    "adaptive_grad_clip",
+    "lookahead",
+    "grouped",
+    "grouped_sgd",
+    "partition",
+    "masked",
+    "freeze",
+}
+
+
+def _update_fn(tx, *, apply: bool, jit: bool):
+    def step(grads, state, params):
+        extra = dict(value=_objective(params), grad=grads, value_fn=_objective)
+        extra["loss"] = extra["value"]
+        updates, state = tx.update(grads, state, params, **extra)
+        return (gradtx.apply_updates(params, updates) if apply else updates), state
+
+    return jax.jit(step) if jit else step
+
+
+def _refusal(step, grads, state, params, path: str) -> str:
+    with pytest.raises(ValueError) as info:
+        step(grads, state, params)
+    message = str(info.value)
+    assert f"'{path}'" in message, f"the message does not name {path!r}: {message!r}"
+    assert "PyTreeDef" not in message and "pytree structure error" not in message, message
+    return message
+
+
+@pytest.mark.parametrize("name", TRANSFORMATIONS)
+def test_wrong_shaped_gradient_is_refused_naming_the_path(name):
+    tx = TRANSFORMATIONS[name]()
+    params = _shape_params()
+    # 8-bit moments built eagerly compile a dozen small quantization ops (3 s); one program here
+    state = (jax.jit(tx.init) if name == "adam_8bit_moments" else tx.init)(params)
+    # the stateful ones refuse in update itself; the others when the step applies the updates
+    apply = name in PASS_THROUGH
+    for jit in (False, True):
+        step = _update_fn(tx, apply=apply, jit=jit)
+        for make, path in SHAPE_KINDS.values():
+            _refusal(step, make(params), state, params, path)
+
+
+@pytest.mark.parametrize("name", sorted(READS_PARAMS))
+def test_wrong_shaped_param_is_refused_naming_the_path(name):
+    tx = TRANSFORMATIONS[name]()
+    params = _shape_params()
+    state = tx.init(params)
+    for jit in (False, True):
+        step = _update_fn(tx, apply=False, jit=jit)
+        for make, path in SHAPE_KINDS.values():
+            _refusal(step, params, state, make(params), path)
+
+
+def test_the_pass_through_and_reads_params_tables_name_transformations():
+    assert PASS_THROUGH <= set(TRANSFORMATIONS) and READS_PARAMS <= set(TRANSFORMATIONS)
+    assert not PASS_THROUGH & READS_PARAMS
+
+
+WRAPPERS_WITHOUT_PARAMS = (
+    "MultiSteps",
+    "apply_if_finite",
+    "grouped",
+    "partition",
+    "masked",
+    "freeze",
+    "monitor",
+)
+
+
+@pytest.mark.parametrize("name", WRAPPERS_WITHOUT_PARAMS)
+def test_wrapper_without_params_refuses_a_wrong_shape_before_params_change(name):
+    # Without params to compare with, a leaf routed to a stateless part (sgd in the partition,
+    # an unmasked leaf), or one of grouped's buffers with the same number of elements, passes
+    # update in its own shape; apply_updates refuses it, so no param and no state is committed.
+    tx = TRANSFORMATIONS[name]()
+    params = _shape_params()
+    state = tx.init(params)
+
+    def step(grads, state, params):
+        updates, state = tx.update(grads, state, None)
+        return gradtx.apply_updates(params, updates), state
+
+    for jit in (False, True):
+        for make, path in SHAPE_KINDS.values():
+            _refusal(jax.jit(step) if jit else step, make(params), state, params, path)
+
+
+@pytest.mark.parametrize("kind", SHAPE_KINDS)
+def test_apply_updates_refuses_a_wrong_shaped_update(kind):
+    make, path = SHAPE_KINDS[kind]
+    params = _shape_params()
+    for jit in (False, True):
+        apply = jax.jit(gradtx.apply_updates) if jit else gradtx.apply_updates
+        with pytest.raises(ValueError) as info:
+            apply(params, make(params))
+        message = str(info.value)
+        assert _names(message, "apply_updates") and f"'{path}'" in message, message
+
+
+def test_swept_state_used_without_vmap_is_refused_naming_the_path():
+    # a sweep stacks every state leaf on a new axis: without vmap it no longer fits the grads
+    tx = gradtx.adam(1e-3)
+    params = {"w": jnp.ones(3)}
+    states = gradtx.sweep(tx.init(params), learning_rate=[1e-3, 1e-2, 1e-1])
+    with pytest.raises(ValueError) as info:
+        jax.jit(tx.update)(params, states, params)
+    assert "'w'" in str(info.value), str(info.value)
+
+
 NEED_PARAMS = {
     "add_decayed_weights": lambda: gradtx.add_decayed_weights(1e-4),
     "scale_by_trust_ratio": lambda: gradtx.scale_by_trust_ratio(),
