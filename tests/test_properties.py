@@ -262,14 +262,11 @@ def test_finite_params_and_gradients_give_finite_updates_and_state(name, data):
 FIXED = {
     "dense": {"w": ((2, 3), F32), "b": ((3,), BF16)},
     "layers": [((), F16), {"scale": ((), F32), "kernel": ((2, 3), BF16)}],
-    "pair": (((0,), BF16), None),
-    "half": ((2, 3), F16),
-    "flat": ((3,), F16),
+    "pair": (((0,), F16), None),
     "zero_size": ((3, 0), F32),
     "empty": {},
     "nothing": (),
-    "vector": ((3,), F32),
-    "scalar_bf16": ((), BF16),
+    "half": ((3,), F16),
 }
 
 # Where jit and eager do the same arithmetic, they agree bit for bit:
@@ -390,3 +387,82 @@ def test_jit_and_eager_agree(name, data):
         eps = float(jnp.finfo(p_leaf.dtype).eps)
         ptol = STEPS * tol + (0.0 if tol == 0 else STEPS * eps * float(np.max(np.abs(pe))))
         assert float(np.max(np.abs(pj - pe))) <= ptol, (leaf, p_leaf.dtype)
+
+
+# ---- findings: deterministic tests of what the properties found -------------------------------
+
+
+def _finite_update(tx, params, grads):
+    state = tx.init(params)
+    for g in grads:
+        updates, state = tx.update(g, state, params)
+        params = gradtx.apply_updates(params, updates)
+    return all_finite((updates, state, params))
+
+
+F16_CASES = {
+    "zero_gradient": [0.0, 1.0],  # 0 / (sqrt(0) + eps) with eps = 1e-8 rounded to 0: NaN
+    "small_gradient": [1e-4, 1.0],  # (1 - b2) g^2 rounds to 0: m / 0 = inf
+    "large_gradient": [300.0, 1.0],  # g^2 = 9e4 > 65504: the second moment is inf
+}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs fix (F1) in gradtx/_scaling.py, owned by the lead and the performance "
+    "engineer: float16 second moments under/overflow; see the report",
+)
+@pytest.mark.parametrize("case", F16_CASES)
+@pytest.mark.parametrize("name", ["adam", "rmsprop"])
+def test_float16_second_moments_stay_finite(name, case):
+    params = jnp.ones(2, jnp.float16)
+    grads = [jnp.asarray(F16_CASES[case], jnp.float16)] * 2
+    assert _finite_update(optimizer(name), params, grads)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs fix (F2) in gradtx/_scaling.py _scale_by_adam: low-memory Adam returns "
+    "float32 updates for bfloat16/float16 gradients (plain Adam returns their dtype)",
+)
+@pytest.mark.parametrize("name", sorted(LOW_MEMORY))
+def test_low_memory_adam_updates_keep_the_gradient_dtype(name):
+    params = {"w": jnp.ones(3, jnp.bfloat16), "h": jnp.ones(3, jnp.float16)}
+    updates, _ = optimizer(name).update(params, optimizer(name).init(params), params)
+    assert signature(updates) == signature(params)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs lead fix (F3) in gradtx/_tree.py norm: squares of |x| < 1e-19 underflow, "
+    "the trust ratio's zero-norm branch takes tiny params for zero ones, and under jit XLA "
+    "rewrites a scalar's sqrt(p * p) to |p|, so eager and jit disagree",
+)
+@pytest.mark.parametrize(
+    "shape, jit",
+    # Not jit on a scalar: there XLA's rewrite gives |p| and the formula's value.
+    [((), False), ((2,), False), ((2,), True)],
+    ids=["scalar-eager", "vector-eager", "vector-jit"],
+)
+def test_trust_ratio_of_tiny_params_follows_the_formula(shape, jit):
+    tx = gradtx.scale_by_trust_ratio()
+    params = jnp.full(shape, 1e-25, jnp.float32)
+    grads = jnp.full(shape, 1.0, jnp.float32)
+    update = jax.jit(tx.update) if jit else tx.update
+    got, _ = update(grads, tx.init(params), params)
+    # c ||p|| / ||g|| * g, with c = 1: 1e-25 for every element
+    np.testing.assert_allclose(np.asarray(got), np.full(shape, 1e-25), rtol=1e-6)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs lead fix (F4) in gradtx/_step_size.py trust_ratio_leaf: the ratio is cast "
+    "to the update's dtype before it multiplies; in float16 a ratio above 65504 is inf",
+)
+def test_float16_trust_ratio_above_65504_gives_a_finite_update():
+    tx = gradtx.scale_by_trust_ratio()
+    params = jnp.asarray([100.0], jnp.float16)
+    grads = jnp.asarray([1e-3], jnp.float16)
+    got, _ = tx.update(grads, tx.init(params), params)
+    # c ||p|| / ||u|| * u = 100 * sign(u): representable in float16
+    assert float(got[0]) == 100.0
