@@ -139,6 +139,8 @@ def _backtracking(
     def update(updates, state, params=None, **extra):
         value_fn, value, grad, fn_kwargs = objective(owner, params, extra)
         _tree.check_match(owner, (params, updates), ("params", "updates"))
+        if store_grad:  # the state keeps a gradient like the params: check they still fit
+            _tree.check_match(owner, (state.grad, params), ("state", "params"))
         dtype = state.value.dtype
         f0 = jnp.asarray(value).astype(dtype)
         slope = _tree.vdot(updates, grad).astype(dtype)

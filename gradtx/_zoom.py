@@ -76,6 +76,9 @@ def _zoom(
     def update(updates, state, params=None, **extra):
         value_fn, value, grad, fn_kwargs = objective(owner, params, extra)
         _tree.check_match(owner, (params, updates), ("params", "updates"))
+        # the state keeps a gradient like the params: params of other shapes would replace it
+        # silently (a state of another structure, retraced every step)
+        _tree.check_match(owner, (state.grad, params), ("state", "params"))
         dtype = state.value.dtype
         c1, c2 = value_as(slope_rtol, dtype), value_as(curv_rtol, dtype)
         eps = value_as(tol, dtype)
