@@ -1241,6 +1241,7 @@ TRANSFORMATIONS = {
     "scale_by_newton_cg": lambda: gradtx.scale_by_newton_cg(),
     "scale_by_backtracking_linesearch": lambda: gradtx.scale_by_backtracking_linesearch(5),
     "scale_by_zoom_linesearch": lambda: gradtx.scale_by_zoom_linesearch(5),
+    "backtracking_store_grad": lambda: gradtx.scale_by_backtracking_linesearch(5, store_grad=True),
     "add_decayed_weights": lambda: gradtx.add_decayed_weights(0.1),
     "add_noise": lambda: gradtx.add_noise(0.1, 0.55, seed=0),
     "centralize": lambda: gradtx.centralize(),
@@ -1298,6 +1299,7 @@ READS_PARAMS = {
     "scale_by_lbfgs",
     "scale_by_newton_cg",
     "scale_by_backtracking_linesearch",
+    "backtracking_store_grad",
     "scale_by_zoom_linesearch",
     "add_decayed_weights",
     "adaptive_grad_clip",
@@ -1354,8 +1356,41 @@ def test_wrong_shaped_param_is_refused_naming_the_path(name):
             _refusal(step, params, state, make(params), path)
 
 
+# Transformations whose state holds nothing shaped like a leaf (or, for grouped, one flat
+# buffer per dtype): gradients and params of a new shape, consistent with each other, give a
+# correct update for them, and the state cannot tell. All others keep per-leaf state and must
+# refuse a state made for other shapes.
+NO_PER_LEAF_STATE = PASS_THROUGH | {
+    "add_decayed_weights",
+    "adaptive_grad_clip",
+    "scale_by_trust_ratio",
+    "scale_by_backtracking_linesearch",
+    "scale_by_newton_cg",
+    "newton_cg",
+    "grouped",
+    "grouped_sgd",
+    # the leaves routed to sgd, left unmasked or frozen keep no state; the others do
+    "partition",
+    "masked",
+    "freeze",
+}
+
+
+@pytest.mark.parametrize("name", sorted(set(TRANSFORMATIONS) - NO_PER_LEAF_STATE))
+def test_state_made_for_other_shapes_is_refused_naming_the_path(name):
+    # gradients and params agree with each other; the state is from the model before a change
+    tx = TRANSFORMATIONS[name]()
+    params = _shape_params()
+    state = (jax.jit(tx.init) if name == "adam_8bit_moments" else tx.init)(params)
+    for jit in (False, True):
+        step = _update_fn(tx, apply=False, jit=jit)
+        for make, path in SHAPE_KINDS.values():
+            _refusal(step, make(params), state, make(params), path)
+
+
 def test_the_pass_through_and_reads_params_tables_name_transformations():
     assert PASS_THROUGH <= set(TRANSFORMATIONS) and READS_PARAMS <= set(TRANSFORMATIONS)
+    assert NO_PER_LEAF_STATE <= set(TRANSFORMATIONS)
     assert not PASS_THROUGH & READS_PARAMS
 
 
