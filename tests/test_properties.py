@@ -80,9 +80,7 @@ OPTIMIZERS = {
     "centralize_adam": lambda: gradtx.chain(gradtx.centralize(), _adam()),
     "decay_sgd": lambda: gradtx.chain(gradtx.add_decayed_weights(1e-2), gradtx.sgd(0.1)),
     "monitor_adam": lambda: gradtx.monitor(_adam()),
-    "adam_warmup_cosine": lambda: gradtx.adam(
-        gradtx.warmup_cosine_decay_schedule(0.0, LR, 2, 10)
-    ),
+    "adam_warmup_cosine": lambda: gradtx.adam(gradtx.warmup_cosine_decay_schedule(0.0, LR, 2, 10)),
     "lbfgs": lambda: gradtx.lbfgs(0.1, memory_size=2, linesearch=None),
 }
 NAMES = list(OPTIMIZERS)
@@ -133,9 +131,11 @@ leaf_specs = st.tuples(st.sampled_from(SHAPES), st.sampled_from(DTYPES))
 
 skeletons = st.recursive(
     leaf_specs | st.none(),
-    lambda children: st.dictionaries(st.sampled_from("abcd"), children, max_size=3)
-    | st.lists(children, max_size=3)
-    | st.lists(children, max_size=3).map(tuple),
+    lambda children: (
+        st.dictionaries(st.sampled_from("abcd"), children, max_size=3)
+        | st.lists(children, max_size=3)
+        | st.lists(children, max_size=3).map(tuple)
+    ),
     max_leaves=6,
 ).filter(lambda s: s is not None)  # params=None means "not given" to update, not a tree
 
