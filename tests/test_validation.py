@@ -1435,6 +1435,34 @@ def test_apply_updates_refuses_a_wrong_shaped_update(kind):
         assert _names(message, "apply_updates") and f"'{path}'" in message, message
 
 
+@pytest.mark.parametrize(
+    ("name", "argument"),
+    [
+        ("reduce_on_plateau", "loss"),
+        ("scale_by_backtracking_linesearch", "value"),
+        ("scale_by_zoom_linesearch", "value"),
+        ("lbfgs", "value"),
+    ],
+)
+def test_non_scalar_objective_is_refused_naming_the_argument(name, argument):
+    # a per-example loss vector would otherwise broadcast into the comparisons of the search
+    tx = TRANSFORMATIONS[name]()
+    params = _shape_params()
+    state = tx.init(params)
+
+    def step(grads, state, params):
+        value = jnp.ones(3)
+        return tx.update(
+            grads, state, params, value=value, loss=value, grad=grads, value_fn=_objective
+        )
+
+    for jit in (False, True):
+        with pytest.raises(ValueError) as info:
+            (jax.jit(step) if jit else step)(params, state, params)
+        message = str(info.value)
+        assert _names(message, name) and _names(message, argument) and "(3,)" in message
+
+
 def test_swept_state_used_without_vmap_is_refused_naming_the_path():
     # a sweep stacks every state leaf on a new axis: without vmap it no longer fits the grads
     tx = gradtx.adam(1e-3)
