@@ -8,6 +8,7 @@ from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gradtx import _sharding, _tree
 
@@ -140,6 +141,14 @@ def apply_updates(params: Params, updates: Updates) -> Params:
     The sum is formed in the wider of the two dtypes (so a bf16 param gets an f32 update added
     at f32 precision) and then cast back to the param's dtype. ``None`` leaves stay ``None``.
     """
+
+    for path, u in jax.tree_util.tree_flatten_with_path(updates)[0]:
+        dtype = np.asarray(u).dtype if isinstance(u, (str, bytes)) else getattr(u, "dtype", None)
+        if dtype is not None and not (jnp.issubdtype(dtype, jnp.number) or dtype == np.bool_):
+            raise TypeError(
+                f"apply_updates: updates must be numeric arrays, got dtype {dtype} at "
+                f"{_tree.path_str(path)!r}"
+            )
 
     def add(p, u):
         p, u = jnp.asarray(p), jnp.asarray(u)

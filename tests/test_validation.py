@@ -892,12 +892,6 @@ NEEDS_FIX = {
         "update), got {type(tx).__name__}') unless tx has callable init and update; today "
         "AttributeError: 'str' object has no attribute 'init'"
     ),
-    "apply_updates_string_leaf": (
-        "needs lead fix (gradtx/_base.py, apply_updates): before the map, for each "
-        "(path, u) in tree_flatten_with_path(updates) whose dtype is not a number, raise "
-        "TypeError(f'apply_updates: updates must be numeric arrays, got dtype {dtype} at "
-        "{path_str(path)!r}'); today JAX's 'Error interpreting argument' names neither"
-    ),
 }
 
 
