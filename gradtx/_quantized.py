@@ -90,11 +90,72 @@ def dynamic_map(signed: bool) -> np.ndarray:
     return table
 
 
-def _tables(signed: bool) -> tuple[jax.Array, jax.Array]:
-    """The map and the midpoints between neighbours (the rounding thresholds), as float32."""
+@functools.cache
+def _thresholds(signed: bool) -> np.ndarray:
+    """float32 ``[257]``: ``-inf``, the 255 midpoints between neighbouring map values, ``+inf``.
+
+    Code ``k`` stands for the values ``y`` with ``t[k] < y <= t[k + 1]``.
+    """
     table = _dynamic_map(bool(signed))
-    midpoints = (table[1:] + table[:-1]) / 2
-    return jnp.asarray(table, jnp.float32), jnp.asarray(midpoints, jnp.float32)
+    midpoints = ((table[1:] + table[:-1]) / 2).astype(np.float32)
+    return np.concatenate([[-np.inf], midpoints, [np.inf]]).astype(np.float32)
+
+
+# Buckets of float32 magnitudes for the code lookup: the top 16 bits of the bit pattern (exponent
+# and 7 mantissa bits), from 2**-24 (below: bucket 0) to 2 (above: the last bucket). They are fine
+# enough that no bucket holds two midpoints (checked when the tables are built).
+_MIN_EXPONENT = 127 - 24
+_BUCKETS = (128 - _MIN_EXPONENT) << 7  # per sign
+
+
+@functools.cache
+def _code_tables(signed: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per bucket (positive ones, then negative ones): the code of its lowest value, uint8, and the
+    one midpoint above it that may lie inside the bucket, float32."""
+    thresholds = _thresholds(signed).astype(np.float64)
+    midpoints = thresholds[1:-1]
+    k = np.arange(_BUCKETS, dtype=np.uint32) + (_MIN_EXPONENT << 7)
+    low = (k << 16).view(np.float32).astype(np.float64)
+    high = ((k + 1) << 16).view(np.float32).astype(np.float64)
+    low[0], high[-1] = 0.0, np.inf
+    # a bucket covers [low, high) if positive, (-high, -low] if negative
+    first = np.concatenate(
+        [np.searchsorted(midpoints, low, "left"), np.searchsorted(midpoints, -high, "right")]
+    )
+    last = np.concatenate(
+        [np.searchsorted(midpoints, high, "left"), np.searchsorted(midpoints, -low, "right")]
+    )
+    assert np.all(last - first <= 1), "a bucket holds two midpoints"
+    return first.astype(np.uint8), thresholds[first + 1].astype(np.float32)
+
+
+def _nearest_code(y: jax.Array, signed: bool) -> jax.Array:
+    """The code of the map value nearest to each ``y`` (in [-1, 1]): the number of midpoints
+    below ``y``, as ``searchsorted`` counts them, in a few operations and two table lookups.
+
+    The top 16 bits of ``y``'s float32 pattern pick a bucket of values; a bucket holds at most one
+    midpoint, so the code is the code of the bucket's lowest value, plus one if ``y`` is above that
+    midpoint. tests/test_low_memory.py checks it against ``searchsorted`` on every float32 near a
+    midpoint; benchmarks/low_memory.py can check it on every float32 in [-1, 1].
+    """
+    first, above = _code_tables(bool(signed))
+    bits = jax.lax.bitcast_convert_type(y.astype(jnp.float32), jnp.uint32)
+    magnitude = ((bits & jnp.uint32(0x7FFFFFFF)) >> jnp.uint32(16)).astype(jnp.int32)
+    bucket = jnp.clip(magnitude - (_MIN_EXPONENT << 7), 0, _BUCKETS - 1)
+    bucket = jnp.where(bits >> jnp.uint32(31) == 0, bucket, bucket + _BUCKETS)
+    code = jnp.asarray(first)[bucket]
+    return code + (y > jnp.asarray(above, y.dtype)[bucket]).astype(jnp.uint8)
+
+
+def _block_absmax(blocks: jax.Array) -> jax.Array:
+    """``max(|blocks|, axis=1)`` (NaN if a block holds one) as a tree of elementwise maxima over
+    halves: XLA fuses it into one parallel loop, where a row reduction runs on one thread."""
+    m = jnp.abs(blocks)
+    while m.shape[1] > 1:
+        half = (m.shape[1] + 1) // 2
+        rest = jnp.pad(m[:, half:], ((0, 0), (0, 2 * half - m.shape[1])))  # zeros: |x| >= 0
+        m = jnp.maximum(m[:, :half], rest)
+    return m[:, 0]
 
 
 # ---- 8-bit block-wise quantization, for one array -----------------------------------------
@@ -144,14 +205,11 @@ def quantize(x: jax.Array, *, signed: bool, block_size: int = BLOCK_SIZE) -> Qua
     x = jnp.asarray(x)
     dtype = _tree.accumulation_dtype(x.dtype)
     blocks = _blocks(x.reshape(-1).astype(dtype), block_size)
-    absmax = jnp.max(jnp.abs(blocks), axis=1)
+    absmax = _block_absmax(blocks)
     finite = jnp.isfinite(absmax)
     divisor = jnp.where(finite & (absmax > 0), absmax, jnp.ones_like(absmax))
-    _, midpoints = _tables(signed)
-    codes = jnp.searchsorted(
-        midpoints.astype(dtype), blocks / divisor[:, None], method="scan_unrolled"
-    )
-    codes = codes.astype(jnp.uint8).reshape(-1)[: x.size].reshape(x.shape)
+    codes = _nearest_code(blocks / divisor[:, None], signed)
+    codes = codes.reshape(-1)[: x.size].reshape(x.shape)
     scale = jnp.where(finite, absmax, jnp.full_like(absmax, jnp.nan)).astype(jnp.float32)
     return QuantizedArray(codes=codes, scale=scale)
 
@@ -161,7 +219,7 @@ def dequantize(q: QuantizedArray, *, signed: bool, block_size: int = BLOCK_SIZE)
 
     ``signed`` and ``block_size`` must be those the array was quantized with.
     """
-    table, _ = _tables(signed)
+    table = jnp.asarray(_dynamic_map(bool(signed)), jnp.float32)
     values = _blocks(table[q.codes.reshape(-1).astype(jnp.int32)], block_size)
     values = values * q.scale[:, None]
     return values.reshape(-1)[: q.codes.size].reshape(q.codes.shape)
@@ -204,13 +262,45 @@ def _mix(h: jax.Array) -> jax.Array:
     return h ^ (h >> jnp.uint32(16))
 
 
-def uniform_hash(shape: tuple[int, ...], step: jax.Array, salt: int) -> jax.Array:
-    """Float32 numbers in [0, 1), one per element, from a hash of (index, step, salt)."""
-    key = _mix(jnp.asarray(step).astype(jnp.uint32) * jnp.uint32(0x9E3779B9) + jnp.uint32(salt))
+def random_bits(shape: tuple[int, ...], step: jax.Array, salt: int) -> jax.Array:
+    """Uniform uint32 numbers, one per element, from a hash of (index, step, salt).
+
+    The (step, salt) pair is hashed once, to a scalar key; each element then costs two
+    multiplications: ``h = (index ^ key) * c1``, ``h ^= h >> 16``, ``h *= c2``. For a fixed index
+    every step is a bijection of ``index ^ key``, so an element's draw is exactly as uniform as the
+    key, and draws of different steps are as independent as their keys. Use the high bits: they
+    depend on every bit of the input.
+    """
+    step = jnp.asarray(step).astype(jnp.uint32)
+    key = _mix(_mix(step) ^ jnp.uint32((salt * 0x9E3779B9) & 0xFFFFFFFF))
     size = int(np.prod(shape))
-    index = jax.lax.iota(jnp.uint32, size).reshape(shape)
-    bits = _mix(index * jnp.uint32(0x632BE5AB) + key)
+    h = (jax.lax.iota(jnp.uint32, size).reshape(shape) ^ key) * jnp.uint32(0x9E3779B1)
+    h = h ^ (h >> jnp.uint32(16))
+    return h * jnp.uint32(0x85EBCA6B)
+
+
+def uniform_hash(shape: tuple[int, ...], step: jax.Array, salt: int) -> jax.Array:
+    """Float32 numbers in [0, 1) (multiples of 2**-24), one per element: :func:`random_bits`."""
+    bits = random_bits(shape, step, salt)
     return (bits >> jnp.uint32(8)).astype(jnp.float32) * jnp.float32(2.0**-24)
+
+
+def _round_to_bfloat16(x: jax.Array, step: jax.Array, salt: int) -> jax.Array:
+    """Stochastic rounding of float32 to bfloat16 on the bit pattern.
+
+    bfloat16 is the top half of a float32, so the two neighbours of ``x`` are its bit pattern
+    truncated to the top 16 bits and the next pattern up (in magnitude: floats are sign and
+    magnitude), and ``x`` lies between them at the fraction ``low / 2**16``, ``low`` its 16 dropped
+    bits. Adding a uniform 16-bit integer before truncating carries into the top half with exactly
+    that probability. No carry happens when ``low`` is 0 (exact values, infinities); NaN is kept
+    apart, as a quiet NaN of the same sign.
+    """
+    bits = jax.lax.bitcast_convert_type(x, jnp.uint32)
+    noise = random_bits(x.shape, step, salt) >> jnp.uint32(16)
+    rounded = (bits + noise) >> jnp.uint32(16)
+    nan = (bits >> jnp.uint32(16)) | jnp.uint32(0x0040)
+    out = jnp.where(x != x, nan, rounded).astype(jnp.uint16)
+    return jax.lax.bitcast_convert_type(out, jnp.bfloat16)
 
 
 def stochastic_round(x: jax.Array, dtype: Any, step: jax.Array, salt: int = 0) -> jax.Array:
@@ -218,7 +308,9 @@ def stochastic_round(x: jax.Array, dtype: Any, step: jax.Array, salt: int = 0) -
 
     With :math:`a \le x \le b` the two neighbours of ``x`` in ``dtype``, the result is :math:`b`
     with probability :math:`(x - a) / (b - a)` and :math:`a` otherwise, so its expectation is
-    ``x``. Values that ``dtype`` holds exactly, infinities and NaN are kept.
+    ``x``. Values that ``dtype`` holds exactly, infinities and NaN are kept. The probability is
+    resolved to :math:`2^{-16}` for float32 to bfloat16 (done on the bit pattern, in a few integer
+    operations per element) and to :math:`2^{-24}` otherwise.
 
     Args:
       x: the values, in a dtype at least as precise as ``dtype``.
@@ -228,7 +320,17 @@ def stochastic_round(x: jax.Array, dtype: Any, step: jax.Array, salt: int = 0) -
 
     Returns:
       An array of ``dtype``, shaped like ``x``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from gradtx._quantized import stochastic_round
+      >>> x = jnp.full(100_000, 1 + 2.0**-9)  # a quarter of the way from 1 to the next bfloat16
+      >>> r = stochastic_round(x, jnp.bfloat16, jnp.int32(1)).astype(jnp.float32)
+      >>> sorted(set(r.tolist())), round(float(jnp.mean(r == 1.0)), 2)
+      ([1.0, 1.0078125], 0.75)
     """
+    if jnp.dtype(dtype) == jnp.bfloat16 and x.dtype == jnp.float32:
+        return _round_to_bfloat16(x, step, salt)
     nearest = x.astype(dtype)
     near = nearest.astype(x.dtype)
     towards = jnp.where(near > x, jnp.asarray(-jnp.inf, dtype), jnp.asarray(jnp.inf, dtype))

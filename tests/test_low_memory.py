@@ -161,6 +161,70 @@ def test_smaller_blocks_isolate_outliers():
     assert errors[256] < errors[2048] / 3  # measured: 0.0130 against 0.0444
 
 
+def _ulps_around(values: np.ndarray, k: int = 3) -> np.ndarray:
+    """Every float32 within ``k`` ulps of each value (both signs of zero included)."""
+    v = np.asarray(values, np.float32)
+    out = [v]
+    up, down = v.copy(), v.copy()
+    for _ in range(k):
+        up = np.nextafter(up, np.float32(np.inf))
+        down = np.nextafter(down, np.float32(-np.inf))
+        out += [up, down]
+    return np.concatenate(out)
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_code_lookup_equals_the_search_at_every_midpoint_and_code(signed):
+    """The bucket lookup against ``searchsorted`` over the float32 midpoints (the definition of
+    the code, ties to the lower code), on every float32 within 3 ulps of every midpoint, every map
+    value, every decade boundary, and a dense random sample; and against the exhaustive
+    nearest-value search over all 256 codes in float64. (benchmarks/low_memory.py --exhaustive
+    compares all float32 in [-1, 1]: equal.)"""
+    table = np_dynamic_map(signed)
+    midpoints = ((table[1:] + table[:-1]) / 2).astype(np.float32)
+    rng = np.random.default_rng(7)
+    dense = rng.uniform(-1, 1, 100_000) * 10.0 ** rng.uniform(-9, 0, 100_000)
+    special = [0.0, -0.0, 1.0, -1.0, 1.5, -1.5, 2.0**-24, 2.0**-30, 1e-38, np.inf, -np.inf]
+    decades = [s * 10.0**-k for k in range(9) for s in (1, -1)]
+    y = np.concatenate(
+        [
+            _ulps_around(midpoints),
+            _ulps_around(-midpoints),
+            _ulps_around(table),
+            _ulps_around(decades),
+            np.asarray(special + list(dense), np.float32),
+        ]
+    ).astype(np.float32)
+    got = np.asarray(jax.jit(q._nearest_code, static_argnums=1)(jnp.asarray(y), signed))
+    assert got.dtype == np.uint8
+    np.testing.assert_array_equal(got, np.searchsorted(midpoints, y, side="left"))
+    # every code is its own nearest: the map's float32 values come back to their codes
+    np.testing.assert_array_equal(
+        np.asarray(q._nearest_code(jnp.asarray(table, jnp.float32), signed)), np.arange(256)
+    )
+    # the exhaustive search: nearest in float64 over all codes, except at float32 ties
+    inside = np.abs(y) <= 1
+    y64 = y[inside].astype(np.float64)
+    distance = np.abs(y64[:, None] - table[None, :])
+    nearest = distance.argmin(axis=1)
+    chosen = distance[np.arange(y64.size), got[inside]]
+    # off only where float32 rounding of a midpoint moved it: by at most half an ulp of y
+    tie = np.spacing(np.abs(y[inside])).astype(np.float64)
+    assert np.all(chosen <= distance.min(axis=1) + tie)
+    assert np.mean(got[inside] == nearest) > 0.99  # ties: the points next to midpoints
+
+
+@pytest.mark.parametrize("block", [1, 7, 256, 300])
+def test_block_absmax_is_the_row_maximum(block):
+    rng = np.random.default_rng(8)
+    x = (rng.normal(size=(11, block)) * 10.0 ** rng.uniform(-5, 5, (11, 1))).astype(np.float32)
+    x[3, block // 2] = np.nan
+    x[5, block - 1] = -np.inf
+    x[7] = 0.0
+    got = np.asarray(jax.jit(q._block_absmax)(jnp.asarray(x)))
+    np.testing.assert_array_equal(got, np.max(np.abs(x), axis=1))  # NaN where a NaN is
+
+
 # ---- stochastic rounding -------------------------------------------------------------------
 
 
@@ -184,6 +248,67 @@ def test_stochastic_rounding_is_unbiased(dtype):
     assert not np.array_equal(np.asarray(rounded[0]), np.asarray(rounded[1]))  # new draw a step
     again = q.stochastic_round(x, dtype, jnp.int32(0))
     np.testing.assert_array_equal(np.asarray(again), np.asarray(rounded[0]))  # reproducible
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+@pytest.mark.parametrize("fraction", [1 / 8, 1 / 3, 1 / 2, 0.9])
+def test_stochastic_rounding_rounds_up_with_the_right_probability(dtype, fraction):
+    """x a given fraction of the way between two neighbours in dtype (positive and negative,
+    normal and subnormal): over 50 steps of 4096 elements, the frequency of rounding away from
+    the lower neighbour is the fraction to within 4 standard errors, and the mean error is zero to
+    within 4 standard errors."""
+    finfo = jnp.finfo(dtype)
+    low = np.asarray([1.0, 1.5, -3.0, 1e-3, float(finfo.smallest_normal) * 0.5], np.float64)
+    low = np.asarray(jnp.asarray(low, dtype).astype(jnp.float32), np.float64)
+    high = np.asarray(
+        jnp.nextafter(jnp.asarray(low, dtype), jnp.asarray(np.copysign(np.inf, low), dtype)),
+        np.float64,
+    )
+    x64 = low + fraction * (high - low)
+    x = jnp.asarray(np.repeat(x64, 4096), jnp.float32)
+    round_ = jax.jit(q.stochastic_round, static_argnames=("dtype", "salt"))
+    steps = 50
+    ups, total = np.zeros(x.size), np.zeros(x.size)
+    for step in range(steps):
+        r = np.asarray(round_(x, dtype, jnp.int32(step), salt=3).astype(jnp.float32), np.float64)
+        assert np.all((r == np.repeat(low, 4096)) | (r == np.repeat(high, 4096)))
+        ups += r == np.repeat(high, 4096)
+        total += r
+    x32 = np.asarray(x, np.float64)
+    n = steps * 4096
+    for i in range(low.size):
+        part = slice(i * 4096, (i + 1) * 4096)
+        p = float((x32[part] - low[i]).mean() / (high[i] - low[i]))  # the float32 input's
+        se = np.sqrt(p * (1 - p) / n)
+        assert abs(ups[part].sum() / n - p) < 4 * se, (i, ups[part].sum() / n, p)
+        # unbiased: the mean rounded value is the mean input, to within 4 standard errors
+        error = total[part].sum() / n - x32[part].mean()
+        assert abs(error) < 4 * se * abs(high[i] - low[i]), (i, error)
+
+
+def test_random_bits_are_uniform_and_independent_across_steps_and_salts():
+    """Chi-square of the top 8 bits (255 degrees of freedom: the 99.99% quantile is 350) for
+    one step, for one element over 20000 steps, and the correlation between the draws of two
+    consecutive steps, of two salts, and of neighbouring elements (|r| < 4 / sqrt(n))."""
+    draws = jax.jit(q.random_bits, static_argnums=(0, 2))
+
+    def chi2(bits):
+        counts = np.bincount(np.asarray(bits) >> 24, minlength=256)
+        expected = bits.size / 256
+        return float(((counts - expected) ** 2 / expected).sum())
+
+    one_step = draws((65536,), jnp.int32(5), 0)
+    assert chi2(one_step) < 350
+    over_steps = jax.jit(jax.vmap(lambda t: q.random_bits((8,), t, 1)[5]))(
+        jnp.arange(20_000, dtype=jnp.int32)
+    )
+    assert chi2(over_steps) < 350
+    n = 65536
+    u = lambda b: np.asarray(b, np.float64) / 2.0**32  # noqa: E731
+    a, b = u(draws((n,), jnp.int32(5), 0)), u(draws((n,), jnp.int32(6), 0))
+    c = u(draws((n,), jnp.int32(5), 1))
+    for other in (b, c, np.roll(a, 1)):
+        assert abs(np.corrcoef(a, other)[0, 1]) < 4 / np.sqrt(n)
 
 
 def test_stochastic_rounding_keeps_exact_and_non_finite_values():
