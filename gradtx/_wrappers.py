@@ -41,8 +41,9 @@ def _check_count(owner: str, name: str, value: Any, minimum: int) -> int:
 
 
 def negative_zeros_like(tree: PyTree) -> PyTree:
-    """Zeros that leave params bitwise unchanged when added (``-0.0``; 0 for integer leaves)."""
-    return jax.tree.map(lambda s: jnp.full(s.shape, -0.0, s.dtype), tree)
+    """Zeros that leave params bitwise unchanged when added (``-0.0``; 0 for integer leaves),
+    laid out like ``tree``'s leaves where they carry a sharding (a mesh with explicit axes)."""
+    return jax.tree.map(lambda s: jnp.full_like(s, -0.0), tree)
 
 
 def _run_or_hold(run: jax.Array, tx, updates, inner_state, params, extra):

@@ -1,0 +1,555 @@
+"""Multi-device training on 8 simulated CPU devices (tests/conftest.py sets XLA_FLAGS).
+
+Every sharded trajectory is compared with the same optimizer run unsharded on one device:
+under ``jit`` with ``NamedSharding`` (GSPMD; meshes with ``Auto`` and ``Explicit`` axes), inside
+``shard_map`` and ``pmap`` with ``axis_name``, and with the state sharded ZeRO-1 style. The
+compiled HLO of a sharded step is inspected for avoidable communication.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import AxisType, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+import gradtx
+
+pytestmark = pytest.mark.skipif(
+    jax.device_count() < 8, reason="needs 8 devices (tests/conftest.py sets XLA_FLAGS)"
+)
+
+STEPS = 10
+TOL = 1e-6  # sharded vs unsharded, relative to the leaf's scale: reduction order only
+
+
+def mesh_of(shape, names, kind=AxisType.Auto):
+    return jax.make_mesh(shape, names, axis_types=(kind,) * len(shape))
+
+
+def make_params(seed=0):
+    """A small model: leaves whose leading sizes 8 divides, a bias, a scalar."""
+    keys = jax.random.split(jax.random.key(seed), 4)
+    return {
+        "dense": {
+            "kernel": jax.random.normal(keys[0], (32, 16)),
+            "bias": jax.random.normal(keys[1], (16,)),
+        },
+        "embed": jax.random.normal(keys[2], (64, 8)),
+        "conv": jax.random.normal(keys[3], (2, 16, 2, 2)),
+        "scale": jnp.asarray(1.5, jnp.float32),  # not weakly typed
+    }
+
+
+def grad_fn(params, t):
+    """Elementwise synthetic gradients (a shard computes its own): those of a quadratic
+    ``sum(c * (p - t)**2)`` with a different curvature per element, plus a time term."""
+
+    def leaf(p):
+        c = 1.0 + jnp.cos(p)  # in [0, 2]: anisotropic, bounded
+        return 2.0 * c * (p - 0.1 * t) + 0.01 * t
+
+    return jax.tree.map(leaf, params)
+
+
+def run(tx, params, steps=STEPS):
+    """``steps`` updates of ``tx`` from ``params``: the params after each step."""
+    state = tx.init(params)
+    path = []
+    for t in range(steps):
+        updates, state = tx.update(grad_fn(params, float(t)), state, params)
+        params = gradtx.apply_updates(params, updates)
+        path.append(params)
+    return path, state
+
+
+def run_final(tx, params, steps=STEPS):
+    """The params after ``steps`` updates, in one ``fori_loop`` (compiled once, not unrolled)."""
+
+    def body(t, carry):
+        return _step(tx, *carry, t.astype(jnp.float32))
+
+    return jax.lax.fori_loop(0, steps, body, (params, tx.init(params)))[0]
+
+
+def assert_close(sharded, reference, tol=TOL):
+    for a, b in zip(jax.tree.leaves(sharded), jax.tree.leaves(reference)):
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        scale = max(1.0, float(np.max(np.abs(b))))
+        assert np.max(np.abs(a - b)) <= tol * scale, np.max(np.abs(a - b)) / scale
+
+
+def reference_path(tx, params):
+    """The unsharded run, on the default device, jitted."""
+    params = jax.device_put(params, jax.devices()[0])
+    state = jax.jit(tx.init)(params)
+    step = jax.jit(lambda p, s, t: _step(tx, p, s, t))
+    path = []
+    for t in range(STEPS):
+        params, state = step(params, state, jnp.float32(t))
+        path.append(params)
+    return path
+
+
+def _step(tx, params, state, t):
+    updates, state = tx.update(grad_fn(params, t), state, params)
+    return gradtx.apply_updates(params, updates), state
+
+
+OPTIMIZERS = {
+    "adam": lambda **kw: gradtx.adam(1e-2),
+    "adamw_clip": lambda **kw: gradtx.chain(
+        gradtx.clip_by_global_norm(1.0, **kw), gradtx.adamw(1e-2, weight_decay=1e-2)
+    ),
+    "lamb": lambda **kw: gradtx.lamb(1e-2, weight_decay=1e-2, **kw),
+    "lars": lambda **kw: gradtx.lars(0.1, weight_decay=1e-3, **kw),
+    "sgd_clip_by_norm": lambda **kw: gradtx.chain(
+        gradtx.clip_by_norm(0.5, **kw), gradtx.sgd(0.05, momentum=0.9, nesterov=True)
+    ),
+    "monitor_skip_rmsprop": lambda **kw: gradtx.monitor(
+        gradtx.apply_if_finite(gradtx.rmsprop(1e-2, momentum=0.5), 3, **kw), **kw
+    ),
+}
+
+
+# ---- jit with NamedSharding (GSPMD) ------------------------------------------------------------
+
+SPECS_1D = {
+    "dense": {"kernel": P("data"), "bias": P()},
+    "embed": P("data"),
+    "conv": P(None, "data"),
+    "scale": P(),
+}
+SPECS_2D = {
+    "dense": {"kernel": P("data", "model"), "bias": P("model")},
+    "embed": P("data"),
+    "conv": P(None, None, "model"),
+    "scale": P(),
+}
+MESHES = {"1d": ((8,), ("data",), SPECS_1D), "2d": ((4, 2), ("data", "model"), SPECS_2D)}
+
+
+def place(params, mesh, specs):
+    return jax.tree.map(
+        lambda p, s: jax.device_put(p, NamedSharding(mesh, s)),
+        params,
+        specs,
+        is_leaf=lambda x: isinstance(x, P),
+    )
+
+
+def spec_tuple(spec, ndim):
+    entries = tuple(spec) + (None,) * (ndim - len(spec))
+    return entries[:ndim]
+
+
+def moments_and_params(state, params):
+    """Pairs (state leaf, param) for every state leaf whose path ends with a param's path."""
+    param_paths = {tuple(path): leaf for path, leaf in jax.tree_util.tree_leaves_with_path(params)}
+    pairs = []
+    for path, leaf in jax.tree_util.tree_leaves_with_path(state):
+        for n in range(len(path), 0, -1):
+            param = param_paths.get(tuple(path[-n:]))
+            if param is not None and param.shape == leaf.shape:
+                pairs.append((leaf, param))
+                break
+    return pairs
+
+
+@pytest.mark.parametrize("mesh_name", sorted(MESHES))
+def test_init_state_has_the_params_sharding(mesh_name):
+    shape, names, specs = MESHES[mesh_name]
+    mesh = mesh_of(shape, names)
+    params = place(make_params(), mesh, specs)
+    tx = gradtx.chain(gradtx.clip_by_global_norm(1.0), gradtx.adamw(1e-3))
+    shardings = gradtx.state_sharding(tx, params)
+    state = jax.jit(tx.init, out_shardings=shardings)(params)
+    pairs = moments_and_params(state, params)
+    assert len(pairs) == 2 * len(jax.tree.leaves(params))  # mu and nu of every param
+    for moment, param in pairs:
+        assert moment.sharding.is_equivalent_to(param.sharding, moment.ndim)
+    for leaf in jax.tree.leaves(state):
+        if leaf.ndim == 0:
+            assert leaf.sharding.is_fully_replicated
+    # eagerly, init's zeros take each param's sharding by themselves
+    for moment, param in moments_and_params(tx.init(params), params):
+        assert moment.sharding.is_equivalent_to(param.sharding, moment.ndim)
+
+
+def test_init_under_jit_on_an_explicit_mesh_needs_no_helper():
+    mesh = mesh_of((4, 2), ("data", "model"), AxisType.Explicit)
+    params = place(make_params(), mesh, SPECS_2D)
+    tx = gradtx.adam(1e-3)
+    with jax.set_mesh(mesh):  # explicit axes: jit runs in the mesh's context
+        state = jax.jit(tx.init)(params)
+    pairs = moments_and_params(state, params)
+    assert len(pairs) == 2 * len(jax.tree.leaves(params))
+    for moment, param in pairs:
+        assert moment.sharding.is_equivalent_to(param.sharding, moment.ndim)
+
+
+def test_init_on_shape_dtype_structs_returns_the_abstract_state():
+    mesh = mesh_of((4, 2), ("data", "model"))
+    concrete = place(make_params(), mesh, SPECS_2D)
+    abstract = jax.tree.map(
+        lambda p: jax.ShapeDtypeStruct(p.shape, p.dtype, sharding=p.sharding), concrete
+    )
+    tx = gradtx.chain(gradtx.clip_by_global_norm(1.0), gradtx.lamb(1e-3))
+    state = tx.init(abstract)
+    leaves = jax.tree.leaves(state)
+    assert leaves and all(isinstance(x, jax.ShapeDtypeStruct) for x in leaves)
+    real = jax.jit(tx.init, out_shardings=gradtx.state_sharding(tx, concrete))(concrete)
+    assert jax.tree.structure(state) == jax.tree.structure(real)
+    for a, r in zip(leaves, jax.tree.leaves(real)):
+        assert (a.shape, a.dtype) == (r.shape, r.dtype)
+        assert a.sharding.is_equivalent_to(r.sharding, len(a.shape))
+    # and ready for jit's out_shardings, as orbax's restore takes it
+    shardings = jax.tree.map(lambda x: x.sharding, state)
+    restored = jax.jit(tx.init, out_shardings=shardings)(concrete)
+    assert jax.tree.structure(restored) == jax.tree.structure(real)
+    # without shardings, plain shapes and dtypes
+    bare = tx.init(jax.tree.map(lambda p: jax.ShapeDtypeStruct(p.shape, p.dtype), concrete))
+    assert [(x.shape, x.dtype) for x in jax.tree.leaves(bare)] == [
+        (x.shape, x.dtype) for x in leaves
+    ]
+
+
+# every optimizer on the 1-D mesh; those with global reductions on the 2-D mesh and explicit axes
+GLOBAL = ("adamw_clip", "lamb", "monitor_skip_rmsprop")
+JIT_CASES = [(name, "1d", "auto") for name in sorted(OPTIMIZERS)] + [
+    (name, mesh, kind)
+    for name in GLOBAL
+    for mesh, kind in (("2d", "auto"), ("1d", "explicit"), ("2d", "explicit"))
+]
+
+
+SHARDS_ONLY = {"dense": {"kernel": P("data")}, "embed": P("data"), "conv": P(None, "data")}
+
+
+def shards_only(params):
+    return {
+        "dense": {"kernel": params["dense"]["kernel"]},
+        **{k: params[k] for k in ("embed", "conv")},
+    }
+
+
+@functools.cache
+def expected_path(name, only_shards=False):
+    params = shards_only(make_params()) if only_shards else make_params()
+    return reference_path(OPTIMIZERS[name](), params)
+
+
+@pytest.mark.parametrize("name,mesh_name,kind", JIT_CASES)
+def test_jit_sharded_trajectory_equals_unsharded(name, mesh_name, kind):
+    shape, names, specs = MESHES[mesh_name]
+    mesh = mesh_of(shape, names, AxisType.Auto if kind == "auto" else AxisType.Explicit)
+    tx = OPTIMIZERS[name]()
+    expected = expected_path(name)
+    params = place(make_params(), mesh, specs)
+    state_sh = gradtx.state_sharding(tx, params)
+    param_sh = jax.tree.map(lambda p: p.sharding, params)
+    with jax.set_mesh(mesh):
+        state = jax.jit(tx.init, out_shardings=state_sh)(params)
+        step = jax.jit(
+            lambda p, s, t: _step(tx, p, s, t),
+            out_shardings=(param_sh, state_sh),
+            donate_argnums=(0, 1),
+        )
+        for t in range(STEPS):
+            params, state = step(params, state, jnp.float32(t))
+            assert_close(params, expected[t])
+    for leaf, spec in zip(jax.tree.leaves(params), jax.tree.leaves(param_sh)):
+        assert leaf.sharding == spec
+    assert step._cache_size() == 1
+
+
+# ---- shard_map and pmap with axis_name ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("check_vma", [True, False])
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_shard_map_with_axis_name_equals_unsharded(name, check_vma):
+    """With check_vma (the default) JAX tracks which leaves are replicated, and those are not
+    summed over the axis; without it every leaf must be a shard."""
+    mesh = mesh_of((8,), ("data",))
+    tx = OPTIMIZERS[name](axis_name="data")
+    params, specs = make_params(), SPECS_1D
+    if not check_vma:
+        params, specs = shards_only(params), SHARDS_ONLY
+    expected = expected_path(name, only_shards=not check_vma)[-1]
+
+    def train(params):
+        return run_final(tx, params)
+
+    sharded = jax.jit(
+        jax.shard_map(train, mesh=mesh, in_specs=(specs,), out_specs=specs, check_vma=check_vma)
+    )(place(params, mesh, specs))
+    assert_close(sharded, expected)
+
+
+def test_shard_map_on_a_2d_mesh_sums_over_both_axes():
+    mesh = mesh_of((4, 2), ("data", "model"))
+    tx = gradtx.chain(
+        gradtx.clip_by_global_norm(0.5, axis_name=("data", "model")), gradtx.adam(0.1)
+    )
+    reference = gradtx.chain(gradtx.clip_by_global_norm(0.5), gradtx.adam(0.1))
+    expected = reference_path(reference, make_params())[-1]
+
+    def train(params):
+        return run_final(tx, params)
+
+    sharded = jax.jit(jax.shard_map(train, mesh=mesh, in_specs=(SPECS_2D,), out_specs=SPECS_2D))(
+        place(make_params(), mesh, SPECS_2D)
+    )
+    assert_close(sharded, expected)
+
+
+def test_without_axis_name_shard_map_clips_each_shard_alone():
+    """The test above can fail: without axis_name each device clips by its own shard's norm."""
+    mesh = mesh_of((8,), ("data",))
+    tx = gradtx.chain(gradtx.clip_by_global_norm(0.5), gradtx.sgd(0.1))
+    params = {"w": jnp.arange(64.0)}
+    grads = {"w": jnp.arange(64.0) - 10.0}
+    sharded = jax.jit(
+        jax.shard_map(
+            lambda g: tx.update(g, tx.init(g))[0],
+            mesh=mesh,
+            in_specs=({"w": P("data")},),
+            out_specs={"w": P("data")},
+        )
+    )(place(grads, mesh, {"w": P("data")}))
+    whole = tx.update(grads, tx.init(params))[0]
+    assert not np.allclose(sharded["w"], whole["w"])
+
+
+@pytest.mark.parametrize("name", ["adamw_clip", "lamb", "monitor_skip_rmsprop"])
+def test_pmap_with_axis_name_equals_unsharded(name):
+    """Under pmap every leaf is split in 8 along its first axis (each device one row block)."""
+    params = make_params()
+    params = {"dense": {"kernel": params["dense"]["kernel"]}, "embed": params["embed"]}
+    expected = reference_path(OPTIMIZERS[name](), params)[-1]
+    tx = OPTIMIZERS[name](axis_name="batch")
+
+    def train(params):
+        return run_final(tx, params)
+
+    split = jax.tree.map(lambda p: p.reshape(8, p.shape[0] // 8, *p.shape[1:]), params)
+    out = jax.pmap(train, axis_name="batch")(split)
+    out = jax.tree.map(lambda p: p.reshape(p.shape[0] * p.shape[1], *p.shape[2:]), out)
+    assert_close(out, expected)
+
+
+def test_apply_if_finite_skips_on_every_device_when_one_shard_is_not_finite():
+    mesh = mesh_of((8,), ("data",))
+    tx = gradtx.apply_if_finite(gradtx.sgd(0.1), 3, axis_name="data")
+    grads = jnp.ones(64).at[5].set(jnp.nan)  # only device 0 sees the NaN
+
+    def one_step(g):
+        updates, state = tx.update(g, tx.init(g), g)
+        return updates, state.notfinite_count[None]
+
+    updates, counts = jax.jit(
+        jax.shard_map(one_step, mesh=mesh, in_specs=P("data"), out_specs=(P("data"), P("data")))
+    )(jax.device_put(grads, NamedSharding(mesh, P("data"))))
+    assert np.all(np.asarray(updates) == 0) and np.all(np.signbit(np.asarray(updates)))
+    np.testing.assert_array_equal(counts, np.ones(8))
+
+
+def test_monitor_records_the_whole_norm_inside_shard_map():
+    mesh = mesh_of((8,), ("data",))
+    tx = gradtx.monitor(gradtx.sgd(0.5), axis_name="data")
+    grads = jnp.arange(64.0)
+
+    def stats(g):
+        _, state = tx.update(g, tx.init(g))
+        return gradtx.step_stats(state)["grad_norm"][None]
+
+    norms = jax.jit(jax.shard_map(stats, mesh=mesh, in_specs=P("data"), out_specs=P("data")))(
+        jax.device_put(grads, NamedSharding(mesh, P("data")))
+    )
+    np.testing.assert_allclose(norms, np.full(8, np.linalg.norm(np.arange(64.0))), rtol=1e-6)
+
+
+# ---- ZeRO-1: the state sharded over the data axis ------------------------------------------
+
+
+def per_device_bytes(tree):
+    """Bytes of ``tree`` held on device 0 (the largest share, as the shards are even)."""
+    device = jax.devices()[0]
+    total = 0
+    for leaf in jax.tree.leaves(tree):
+        total += sum(s.data.nbytes for s in leaf.addressable_shards if s.device == device)
+    return total
+
+
+def big_params():
+    keys = jax.random.split(jax.random.key(1), 3)
+    return {
+        "w1": jax.random.normal(keys[0], (256, 128)),
+        "w2": jax.random.normal(keys[1], (128, 64)),
+        "b": jax.random.normal(keys[2], (64,)),
+    }
+
+
+@pytest.mark.parametrize(
+    "name,make",
+    [
+        ("adamw", lambda: gradtx.adamw(1e-2, weight_decay=1e-2)),
+        ("clip_lamb", lambda: gradtx.chain(gradtx.clip_by_global_norm(1.0), gradtx.lamb(1e-2))),
+    ],
+)
+def test_zero1_state_is_an_eighth_per_device_with_the_same_trajectory(name, make):
+    mesh = mesh_of((8,), ("data",))
+    tx = make()
+    expected = reference_path(tx, big_params())
+    params = place(big_params(), mesh, jax.tree.map(lambda _: P(), big_params()))
+    state_sh = gradtx.state_sharding(tx, params, zero_axis="data")
+    param_sh = jax.tree.map(lambda p: p.sharding, params)
+    state = jax.jit(tx.init, out_shardings=state_sh)(params)
+    unsharded = jax.jit(tx.init)(jax.device_put(big_params(), jax.devices()[0]))
+    full, mine = per_device_bytes(unsharded), per_device_bytes(state)
+    scalars = sum(x.nbytes for x in jax.tree.leaves(unsharded) if x.ndim == 0)
+    assert mine == (full - scalars) // 8 + scalars  # every moment split in 8, scalars kept
+    assert mine / full < 1 / 8 + 0.01
+    step = jax.jit(
+        lambda p, s, t: _step(tx, p, s, t),
+        out_shardings=(param_sh, state_sh),
+        donate_argnums=(0, 1),
+    )
+    for t in range(STEPS):
+        params, state = step(params, state, jnp.float32(t))
+        assert_close(params, expected[t])
+    assert per_device_bytes(state) == mine
+    for leaf in jax.tree.leaves(params):
+        assert leaf.sharding.is_fully_replicated
+
+
+def test_zero1_on_a_2d_mesh_splits_the_rest_over_data():
+    mesh = mesh_of((4, 2), ("data", "model"))
+    specs = {"w1": P(None, "model"), "w2": P("model"), "b": P()}
+    params = place(big_params(), mesh, specs)
+    tx = gradtx.adam(1e-2)
+    state_sh = gradtx.state_sharding(tx, params, zero_axis="data")
+    state = jax.jit(tx.init, out_shardings=state_sh)(params)
+    for moment, param in moments_and_params(state, params):
+        spec = spec_tuple(moment.sharding.spec, moment.ndim)
+        assert "data" in spec  # split over data as well ...
+        param_spec = spec_tuple(param.sharding.spec, param.ndim)
+        assert all(p is None or p == s for p, s in zip(param_spec, spec))  # ... keeping model
+    full = per_device_bytes(jax.jit(tx.init)(jax.device_put(big_params(), jax.devices()[0])))
+    assert per_device_bytes(state) / full < 1 / 8 + 0.01
+    expected = reference_path(tx, big_params())[-1]
+    step = jax.jit(
+        lambda p, s, t: _step(tx, p, s, t),
+        out_shardings=(jax.tree.map(lambda p: p.sharding, params), state_sh),
+    )
+    for t in range(STEPS):
+        params, state = step(params, state, jnp.float32(t))
+    assert_close(params, expected)
+
+
+# ---- communication in the compiled step -------------------------------------------------------
+
+
+def collectives(compiled_text):
+    """``(kind, operand shapes)`` of every collective instruction in an HLO module's text."""
+    found = []
+    for line in compiled_text.splitlines():
+        match = re.search(
+            r"=\s*(\(.*?\)|\S+)\s+(all-reduce|all-gather|reduce-scatter|all-to-all|"
+            r"collective-permute)(?:-start)?\(",
+            line,
+        )
+        if match:
+            found.append((match.group(2), match.group(1)))
+    return found
+
+
+def compiled_step(tx, params):
+    state = jax.jit(tx.init, out_shardings=gradtx.state_sharding(tx, params))(params)
+    return jax.jit(lambda p, s, g: _step_with(tx, p, s, g)).lower(params, state, params).compile()
+
+
+def _step_with(tx, params, state, grads):
+    updates, state = tx.update(grads, state, params)
+    return gradtx.apply_updates(params, updates), state
+
+
+def test_sharded_adam_step_moves_no_moments_and_clip_adds_one_scalar_all_reduce():
+    mesh = mesh_of((8,), ("data",))
+    specs = {"a": P("data"), "b": P("data"), "c": P(None, "data")}
+    params = {"a": jnp.ones((64, 16)), "b": jnp.ones((32,)), "c": jnp.ones((4, 64))}
+    params = place(params, mesh, specs)
+    adam = collectives(compiled_step(gradtx.adam(1e-3), params).as_text())
+    assert adam == []  # elementwise on each shard: nothing crosses devices
+    clipped = gradtx.chain(gradtx.clip_by_global_norm(1.0), gradtx.adam(1e-3))
+    ops = collectives(compiled_step(clipped, params).as_text())
+    assert [kind for kind, _ in ops] == ["all-reduce"]  # one, and no all-gather
+    shapes = re.findall(r"\w+\[([\d,]*)\]", ops[0][1])
+    assert shapes and all(s == "" for s in shapes), ops  # of scalars only
+
+
+def test_shard_map_clip_is_one_psum_of_one_scalar():
+    mesh = mesh_of((8,), ("data",))
+    tx = gradtx.chain(gradtx.clip_by_global_norm(1.0, axis_name="data"), gradtx.adam(1e-3))
+    specs = {"a": P("data"), "b": P("data"), "c": P(None, "data")}
+    params = place(
+        {"a": jnp.ones((64, 16)), "b": jnp.ones((32,)), "c": jnp.ones((4, 64))}, mesh, specs
+    )
+
+    def train(params):
+        return run(tx, params, steps=1)[0][-1]
+
+    text = (
+        jax.jit(jax.shard_map(train, mesh=mesh, in_specs=(specs,), out_specs=specs))
+        .lower(params)
+        .compile()
+        .as_text()
+    )
+    assert collectives(text) == [("all-reduce", "f32[]")]
+
+
+# ---- bad input ---------------------------------------------------------------------------------
+
+
+def test_axis_name_that_is_not_mapped_is_a_clear_error():
+    tx = gradtx.clip_by_global_norm(1.0, axis_name="data")
+    g = {"w": jnp.ones(3)}
+    with pytest.raises(ValueError, match="axis_name 'data' is not a mapped axis"):
+        tx.update(g, tx.init(g))
+
+
+@pytest.mark.parametrize("bad", [3, ("data", 1), (), ""])
+def test_axis_name_of_a_wrong_type_names_the_function(bad):
+    for factory in (
+        lambda: gradtx.clip_by_global_norm(1.0, axis_name=bad),
+        lambda: gradtx.lamb(1e-3, axis_name=bad),
+        lambda: gradtx.apply_if_finite(gradtx.sgd(0.1), 1, axis_name=bad),
+        lambda: gradtx.monitor(gradtx.sgd(0.1), axis_name=bad),
+    ):
+        with pytest.raises(TypeError, match="axis_name must be"):
+            factory()
+
+
+def test_state_sharding_bad_zero_axis_and_meshes():
+    mesh = mesh_of((8,), ("data",))
+    params = place({"w": jnp.ones((8, 2))}, mesh, {"w": P()})
+    tx = gradtx.adam(1e-3)
+    with pytest.raises(ValueError, match="state_sharding: zero_axis 'model' is not an axis"):
+        gradtx.state_sharding(tx, params, zero_axis="model")
+    with pytest.raises(TypeError, match="state_sharding: zero_axis must be"):
+        gradtx.state_sharding(tx, params, zero_axis=0)
+    other = mesh_of((4, 2), ("data", "model"))
+    mixed = {"w": params["w"], "v": jax.device_put(jnp.ones(4), NamedSharding(other, P()))}
+    with pytest.raises(ValueError, match="state_sharding: the params are laid out on 2"):
+        gradtx.state_sharding(tx, mixed)
+    single = {"w": jax.device_put(jnp.ones(4), jax.devices()[0])}
+    with pytest.raises(ValueError, match="zero_axis='data' needs params laid out on a Mesh"):
+        gradtx.state_sharding(tx, single, zero_axis="data")
+    for sharding in jax.tree.leaves(gradtx.state_sharding(tx, single)):
+        assert sharding == single["w"].sharding
