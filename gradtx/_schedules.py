@@ -117,7 +117,7 @@ def _minus(count: jax.Array, a: float) -> jax.Array:
     """``count - a`` as a float, rounded once (``count`` an integer array, ``a`` any float)."""
     whole = math.floor(a)
     if abs(whole) > jnp.iinfo(count.dtype).max // 2:
-        return count.astype(_float_dtype()) - a
+        return count.astype(_float_dtype()) - float(a)
     return (count - whole).astype(_float_dtype()) - (a - whole)
 
 
@@ -199,7 +199,8 @@ def constant_schedule(value: float) -> Schedule:
 def _linear(init_value: float, end_value: float, steps: int, begin: int) -> Schedule:
     def schedule(count):
         done = jnp.clip(_step(count) - float(begin), 0, float(steps))
-        return _anneal(init_value, end_value, done, steps - done, steps, "linear")
+        # step counts as Python floats: an int past int32 would overflow in the array math
+        return _anneal(init_value, end_value, done, float(steps) - done, float(steps), "linear")
 
     return schedule
 
@@ -284,8 +285,8 @@ def polynomial_schedule(
 
     def schedule(count):
         done = jnp.clip(_step(count) - float(transition_begin), 0, float(transition_steps))
-        left = transition_steps - done
-        return _anneal(init_value, end_value, done, left, transition_steps, "linear", power)
+        left = float(transition_steps) - done
+        return _anneal(init_value, end_value, done, left, float(transition_steps), "linear", power)
 
     return schedule
 
@@ -478,8 +479,8 @@ def cosine_decay_schedule(
 
     def schedule(count):
         done = jnp.clip(_step(count), 0, float(decay_steps))
-        left = decay_steps - done
-        return _anneal(init_value, end_value, done, left, decay_steps, "cos", exponent)
+        left = float(decay_steps) - done
+        return _anneal(init_value, end_value, done, left, float(decay_steps), "cos", exponent)
 
     return schedule
 
@@ -577,13 +578,13 @@ def inverse_sqrt_schedule(peak_value: float, warmup_steps: int = 0) -> Schedule:
     owner = "inverse_sqrt_schedule"
     peak_value = _finite(owner, "peak_value", peak_value)
     warmup_steps = _steps(owner, "warmup_steps", warmup_steps, 0)
-    scale = max(warmup_steps, 1)
+    scale = float(max(warmup_steps, 1))
 
     def schedule(count):
         t = jnp.maximum(_step(count), 0)
         decay = peak_value * jnp.sqrt(scale / jnp.maximum(t, 1))
         if warmup_steps == 0:
             return decay
-        return jnp.where(t < float(warmup_steps), peak_value * (t / warmup_steps), decay)
+        return jnp.where(t < float(warmup_steps), peak_value * (t / float(warmup_steps)), decay)
 
     return schedule

@@ -132,7 +132,8 @@ def warmup_cosine_decay_schedule(
 
     def decay(count):
         done = jnp.clip(_step(count), 0, float(length))
-        return _anneal(peak_value, end_value, done, length - done, length, "cos", exponent)
+        left = float(length) - done
+        return _anneal(peak_value, end_value, done, left, float(length), "cos", exponent)
 
     return _after_warmup(init_value, peak_value, warmup_steps, decay)
 
@@ -247,7 +248,8 @@ def warmup_stable_decay_schedule(
 
     def decay(count):
         done = jnp.clip(_step(count) - float(stable_steps), 0, float(decay_steps))
-        return _anneal(peak_value, end_value, done, decay_steps - done, decay_steps, shape)
+        left = float(decay_steps) - done
+        return _anneal(peak_value, end_value, done, left, float(decay_steps), shape)
 
     return _after_warmup(init_value, peak_value, warmup_steps, decay)
 

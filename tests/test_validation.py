@@ -1579,6 +1579,50 @@ def test_valid_edge_value_is_accepted(case, jit):
     assert bool(jnp.all(jnp.isfinite(updates["w"])))
 
 
+_HUGE = 2**40  # a step count past int32: Python ints of this size overflowed in the array math
+
+# name -> (schedule with a huge step count, the range its values lie in)
+HUGE_STEPS = {
+    "linear_schedule": (lambda: gradtx.linear_schedule(1.0, 0.0, _HUGE), (0.0, 1.0)),
+    "cosine_decay_schedule": (lambda: gradtx.cosine_decay_schedule(1.0, _HUGE), (0.0, 1.0)),
+    "polynomial_schedule": (lambda: gradtx.polynomial_schedule(1.0, 0.0, 2.0, _HUGE), (0.0, 1.0)),
+    "inverse_sqrt_schedule": (lambda: gradtx.inverse_sqrt_schedule(1.0, _HUGE), (0.0, 1.0)),
+    "warmup_constant_schedule": (
+        lambda: gradtx.warmup_constant_schedule(0.0, 1.0, _HUGE),
+        (0.0, 1.0),
+    ),
+    "warmup_cosine_decay_schedule": (
+        lambda: gradtx.warmup_cosine_decay_schedule(0.0, 1.0, 5, _HUGE),
+        (0.0, 1.0),
+    ),
+    "warmup_exponential_decay_schedule": (
+        lambda: gradtx.warmup_exponential_decay_schedule(0.0, 1.0, _HUGE, 10, 0.5),
+        (0.0, 1.0),
+    ),
+    "one_cycle_schedule": (lambda: gradtx.one_cycle_schedule(_HUGE, 1.0), (0.0, 1.0)),
+    "one_cycle_momentum_schedule": (
+        lambda: gradtx.one_cycle_momentum_schedule(_HUGE),
+        (0.85, 0.95),
+    ),
+    "sgdr_schedule": (
+        lambda: gradtx.sgdr_schedule(
+            [dict(init_value=0.0, peak_value=1.0, warmup_steps=5, decay_steps=_HUGE)]
+        ),
+        (0.0, 1.0),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", HUGE_STEPS)
+def test_step_counts_past_int32_are_valid(name):
+    make, (low, high) = HUGE_STEPS[name]
+    schedule = make()
+    for t in (0, 10, 1000):
+        eager = np.float32(schedule(jnp.asarray(t, jnp.int32)))
+        assert low - 1e-6 <= eager <= high + 1e-6 and np.isfinite(eager), (t, eager)
+        assert np.float32(jax.jit(schedule)(jnp.asarray(t, jnp.int32))) == eager
+
+
 def test_int_learning_rate_gives_the_float_step():
     tx = gradtx.sgd(learning_rate=1)
     grads = {"w": jnp.asarray([0.5, -0.25], jnp.float32)}
