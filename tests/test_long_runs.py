@@ -123,7 +123,7 @@ TRANSFORMATIONS = {
     "adamw": lambda: gradtx.adamw(1e-2, weight_decay=0.1),
     "lamb": lambda: gradtx.lamb(1e-2),
     "adam_nu_bf16": lambda: gradtx.adam(1e-2, nu_dtype=jnp.bfloat16),
-    "adam_8bit": lambda: gradtx.adam(1e-2, optim_bits=8, min_8bit_size=1),
+    "adam_8bit": lambda: gradtx.adam(1e-2, optim_bits=8, min_8bit_size=4),
     "rmsprop_debiased": lambda: gradtx.rmsprop(1e-2, bias_correction=True),
     "rmsprop_centered_debiased": lambda: gradtx.rmsprop(
         1e-2, centered=True, bias_correction=True, eps=0.1
@@ -132,7 +132,7 @@ TRANSFORMATIONS = {
     "bias_correction": lambda: gradtx.bias_correction(0.9),
     "sgd_scheduled": lambda: gradtx.sgd(gradtx.cosine_decay_schedule(0.1, 100, alpha=0.1), 0.9),
     "lbfgs": lambda: gradtx.lbfgs(0.1, memory_size=2, linesearch=None),
-    "monitor_grouped_adam": lambda: gradtx.monitor(gradtx.grouped(gradtx.adam(1e-2))),
+    "monitor_grouped_adam": lambda: gradtx.monitor(gradtx.grouped(gradtx.adam(1e-2), check=False)),
 }
 
 
