@@ -628,3 +628,19 @@ def test_digits_accuracy_with_narrow_and_8bit_state_matches_float32():
     assert f32.mean() > 97.0
     assert abs(b16.mean() - f32.mean()) <= 0.5
     assert abs(q8.mean() - f32.mean()) <= 0.5
+
+
+# ---- the benchmark script (a smoke run: no timing is asserted) -------------------------------
+
+
+def test_low_memory_benchmark_smoke():
+    from benchmarks import low_memory
+
+    with jax.numpy_dtype_promotion("standard"):  # optax's adam needs it
+        results = low_memory.run(n=8192, rounds=1, per=1, before=None)
+    assert set(results) == {"optax fp32"} | {f"gradtx {s} (after)" for s in low_memory.STORAGE}
+    for r in results.values():
+        assert r["median_ms"] > 0 and r["passes"], r
+    # fp32: three passes over the 8192 params (first moment, second moment, params), 40 B each
+    assert results["gradtx fp32 (after)"]["B_per_param"] == pytest.approx(40, abs=0.1)
+    assert "| gradtx 8bit (after) |" in low_memory.table(results)
