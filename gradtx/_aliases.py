@@ -11,7 +11,7 @@ from typing import Any
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, identity
-from gradtx._combine import chain, masked
+from gradtx._combine import chain, check_mask, masked
 from gradtx._decay import _add_decayed_weights
 from gradtx._hyper import ScalarOrSchedule, check_constant, check_dtype, check_flag, live
 from gradtx._momentum import _trace
@@ -101,6 +101,8 @@ def adadelta(
     default). optax's ``adadelta()`` with its default ``None`` skips the sign flip and so
     ascends; gradtx descends. Coupled weight decay (added to the gradient), as in PyTorch.
     """
+
+    check_mask("adadelta", "weight_decay_mask", weight_decay_mask)
 
     def build(learning_rate, rho, eps, weight_decay):
         return chain(
@@ -242,6 +244,7 @@ def adamw(
     """
     storage = check_storage("adamw", mu_dtype, nu_dtype, optim_bits, min_8bit_size)
     nesterov = check_flag("adamw", "nesterov", nesterov)
+    check_mask("adamw", "mask", mask)
 
     def build(learning_rate, b1, b2, eps, eps_root, weight_decay):
         return chain(
@@ -287,6 +290,7 @@ def lamb(
     """
 
     axes = _tree.axis_names("lamb", axis_name)
+    check_mask("lamb", "mask", mask)
 
     def build(learning_rate, b1, b2, eps, eps_root, weight_decay):
         return chain(
@@ -331,6 +335,8 @@ def lars(
     """
     nesterov = check_flag("lars", "nesterov", nesterov)
     axes = _tree.axis_names("lars", axis_name)
+    check_mask("lars", "weight_decay_mask", weight_decay_mask)
+    check_mask("lars", "trust_ratio_mask", trust_ratio_mask)
 
     def build(learning_rate, weight_decay, trust_coefficient, eps, momentum):
         trust = _scale_by_trust_ratio(0.0, trust_coefficient, eps, axes=axes)

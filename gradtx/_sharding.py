@@ -141,6 +141,11 @@ def state_sharding(tx: Any, params: PyTree, *, zero_axis: str | None = None) -> 
       >>> state.inner_state[0][0].ema["w"].sharding.spec
       P('data',)
     """
+    if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
+        raise TypeError(
+            "state_sharding: tx must be a GradientTransformation (init, update), "
+            f"got {type(tx).__name__}"
+        )
     abstract = jax.eval_shape(tx.init, params)
     return derive("state_sharding", params, abstract, zero_axis)
 

@@ -66,7 +66,8 @@ def trust_ratio_leaf(g, p, min_norm: Value, trust_coefficient: Value, eps: Value
     g_norm = jnp.maximum(g_norm, value_as(min_norm, dtype))
     ratio = value_as(trust_coefficient, dtype) * p_norm / (g_norm + value_as(eps, dtype))
     ratio = jnp.where((p_norm == 0) | (g_norm == 0), jnp.ones_like(ratio), ratio)
-    return g * ratio.astype(g.dtype)
+    # multiplied in the norms' (>= float32) dtype: a float16 ratio above 65504 would be inf
+    return (g.astype(dtype) * ratio).astype(g.dtype)
 
 
 def _scale_by_trust_ratio(min_norm, trust_coefficient, eps, *, axes=None):
