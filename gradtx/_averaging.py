@@ -216,6 +216,11 @@ def lookahead(
         raise TypeError(f"{owner}: sync_period must be an int, got {sync_period!r}")
     if sync_period < 1:
         raise ValueError(f"{owner}: sync_period must be >= 1, got {sync_period}")
+    if sync_period > np.iinfo(np.int32).max:  # the steps are counted in int32
+        raise ValueError(
+            f"{owner}: sync_period must be <= {np.iinfo(np.int32).max} (an int32), "
+            f"got {sync_period}"
+        )
     reset_state = check_flag(owner, "reset_state", reset_state)
     build = functools.partial(
         _lookahead,

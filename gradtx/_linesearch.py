@@ -83,12 +83,17 @@ def objective(owner: str, params: PyTree, extra: dict[str, Any]):
     return value_fn, value, extra["grad"], fn_kwargs
 
 
+_INT32_MAX = 2**31 - 1  # steps are counted in int32: a larger count is never reached
+
+
 def check_steps(owner: str, name: str, value: Any) -> int:
     """A positive int argument (a loop bound or a buffer size: fixed when the state is built)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{owner}: {name} must be an int, got {value!r}")
     if value < 1:
         raise ValueError(f"{owner}: {name} must be >= 1, got {value}")
+    if value > _INT32_MAX:
+        raise ValueError(f"{owner}: {name} must be <= {_INT32_MAX} (an int32), got {value}")
     return int(value)
 
 

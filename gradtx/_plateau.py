@@ -69,11 +69,16 @@ def _reduce_on_plateau(factor: Value, threshold: Value, min_scale: Value, *, pat
     return GradientTransformation(init, update)
 
 
+_INT32_MAX = 2**31 - 1  # steps are counted in int32: a larger count is never reached
+
+
 def _count(owner: str, name: str, value) -> int:
     if not isinstance(value, numbers.Integral) or isinstance(value, bool):
         raise TypeError(f"{owner}: {name} must be an int, got {value!r}")
     if value < 0:
         raise ValueError(f"{owner}: {name} must be >= 0, got {value!r}")
+    if value > _INT32_MAX:
+        raise ValueError(f"{owner}: {name} must be <= {_INT32_MAX} (an int32), got {value!r}")
     return int(value)
 
 

@@ -757,6 +757,34 @@ BAD = {
         dict(peak_value=1.0, warmup_steps=5, stable_steps=-1, decay_steps=5),
         names=("warmup_stable_decay_schedule", "stable_steps"),
     ),
+    # counts past int32: steps are counted in int32, so these are never reached, and the
+    # comparison with the int32 counter overflowed at the first update
+    "lookahead_sync_period_past_int32": Bad(
+        gradtx.lookahead,
+        dict(fast_optimizer=gradtx.identity(), sync_period=2**40, slow_step_size=0.5),
+        names=("lookahead", "sync_period"),
+    ),
+    "reduce_on_plateau_patience_past_int32": Bad(
+        gradtx.reduce_on_plateau, dict(patience=2**40), names=("reduce_on_plateau", "patience")
+    ),
+    "backtracking_steps_past_int32": Bad(
+        gradtx.scale_by_backtracking_linesearch,
+        dict(max_backtracking_steps=2**40),
+        names=("scale_by_backtracking_linesearch", "max_backtracking_steps"),
+    ),
+    "newton_cg_max_cg_steps_past_int32": Bad(
+        gradtx.newton_cg, dict(max_cg_steps=2**40), names=("newton_cg", "max_cg_steps")
+    ),
+    "MultiSteps_every_k_past_int32": Bad(
+        gradtx.MultiSteps,
+        dict(opt=gradtx.identity(), every_k_schedule=2**40),
+        names=("MultiSteps", "every_k_schedule"),
+    ),
+    "apply_if_finite_max_errors_past_int32": Bad(
+        gradtx.apply_if_finite,
+        dict(inner=gradtx.identity(), max_consecutive_errors=2**40),
+        names=("apply_if_finite", "max_consecutive_errors"),
+    ),
     # functions of states and trees (arguments made when the test runs)
     "apply_updates_wrong_shape": Bad(
         gradtx.apply_updates,
@@ -885,6 +913,18 @@ NEEDS_FIX = {
         "needs fix (gradtx/_scaling.py, scale_by_adam's optim_bits check): raise "
         "TypeError(f'{owner}: optim_bits must be the int 8 or 32, got {optim_bits!r}') when "
         "optim_bits is not an int (a bool included); ValueError stays for other ints"
+    ),
+    "MultiSteps_every_k_past_int32": (
+        "needs lead fix (gradtx/_wrappers.py, MultiSteps.__init__): after the >= 1 check of an "
+        "int every_k_schedule, raise ValueError(f'MultiSteps: every_k_schedule must be <= "
+        "2147483647 (an int32), got {k}') above the int32 maximum; today init raises "
+        "OverflowError 'Python int too large to convert to int32'"
+    ),
+    "apply_if_finite_max_errors_past_int32": (
+        "needs lead fix (gradtx/_wrappers.py, apply_if_finite): after the >= 0 check, raise "
+        "ValueError(f'apply_if_finite: max_consecutive_errors must be <= 2147483647 (an "
+        "int32), got {n}') above the int32 maximum; today the first update raises "
+        "OverflowError while comparing with the int32 counter"
     ),
     "state_sharding_tx_string": (
         "needs lead fix (gradtx/_sharding.py, state_sharding): before jax.eval_shape(tx.init, "
