@@ -894,21 +894,8 @@ BAD = {
 }
 
 
-_ALIASES_MASK = (
-    "needs lead fix (gradtx/_aliases.py): check the mask when the optimizer is built, naming it: "
-    "in adamw and lamb call gradtx._combine.check_mask(owner, 'mask', mask), in lars "
-    "check_mask('lars', 'weight_decay_mask', ...) and check_mask('lars', 'trust_ratio_mask', "
-    "...), in adadelta check_mask('adadelta', 'weight_decay_mask', ...), before live(...); "
-    "today a bad mask passes and init raises 'masked: mask leaves must be bools'"
-)
-
 # Rows that fail today for want of a fix in a file this test's author does not own.
 NEEDS_FIX = {
-    "adamw_mask_string": _ALIASES_MASK,
-    "lamb_mask_float": _ALIASES_MASK,
-    "lars_weight_decay_mask_string": _ALIASES_MASK,
-    "lars_trust_ratio_mask_float": _ALIASES_MASK,
-    "adadelta_weight_decay_mask_list": _ALIASES_MASK,
     "scale_by_adam_optim_bits_string": (
         "needs fix (gradtx/_scaling.py, scale_by_adam's optim_bits check): raise "
         "TypeError(f'{owner}: optim_bits must be the int 8 or 32, got {optim_bits!r}') when "
@@ -925,12 +912,6 @@ NEEDS_FIX = {
         "ValueError(f'apply_if_finite: max_consecutive_errors must be <= 2147483647 (an "
         "int32), got {n}') above the int32 maximum; today the first update raises "
         "OverflowError while comparing with the int32 counter"
-    ),
-    "state_sharding_tx_string": (
-        "needs lead fix (gradtx/_sharding.py, state_sharding): before jax.eval_shape(tx.init, "
-        "...), raise TypeError(f'state_sharding: tx must be a GradientTransformation (init, "
-        "update), got {type(tx).__name__}') unless tx has callable init and update; today "
-        "AttributeError: 'str' object has no attribute 'init'"
     ),
 }
 
