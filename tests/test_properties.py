@@ -332,6 +332,14 @@ JIT_NAMES = [n for n in NAMES if n != "lbfgs"]
 TRUST_RATIO = {"lamb", "lars"}
 
 
+# Adadelta in float16 is left out of (c): its running average of squared steps is about
+# eps * g^2 / E[g^2] ~ 1e-7 with the default eps = 1e-6, both float16 subnormals (below 2^-14),
+# where a value keeps one or two significant digits. Jit computes the chain in float32 and
+# rounds once, eagerly every op rounds to those digits: the steps differ by tens of float16
+# ulps, the precision float16 has there, not an elided rounding of the budget below.
+F16_SUBNORMAL_STATE = {"adadelta"}
+
+
 @functools.cache
 def jitted_update(name):
     return jax.jit(optimizer(name).update)
@@ -349,7 +357,7 @@ def _tolerance(name, dtype, scale):
 @settings(max_examples=4, **SETTINGS)
 @given(data=st.data())
 def test_jit_and_eager_agree(name, data):
-    exclude = (F16,) if name in F16_KNOWN_NON_FINITE else ()
+    exclude = (F16,) if name in {*F16_KNOWN_NON_FINITE, *F16_SUBNORMAL_STATE} else ()
     skeleton = FIXED
     if name in TRUST_RATIO:
         skeleton = jax.tree.map(
