@@ -31,13 +31,39 @@ def abs_sq(x: jax.Array) -> jax.Array:
     return x * x if not jnp.iscomplexobj(x) else (x.conj() * x).real
 
 
+@jax.custom_jvp
+def sqrt(x: jax.Array) -> jax.Array:
+    """``jnp.sqrt`` whose derivative at 0 is 0 rather than infinite.
+
+    A second moment is 0 only where every gradient so far was 0, so its tangent there is 0 too:
+    with the true slope, ``0 * inf`` would put NaN into gradients taken through ``update``
+    (meta-learning a learning rate, say). The value is ``jnp.sqrt``'s, bit for bit.
+    """
+    return jnp.sqrt(x)
+
+
+@sqrt.defjvp
+def _sqrt_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    y = jnp.sqrt(x)
+    positive = x > 0
+    return y, jnp.where(positive, dx / (2 * jnp.where(positive, y, 1)), jnp.zeros_like(dx))
+
+
+def _computed_dtype(*dtypes: Any) -> Any:
+    """Preconditioners are computed in at least float32: in float16, eps = 1e-8 is 0 and a
+    second moment under 6e-8 is 0, so ``m / (sqrt(v) + eps)`` would be 0/0 or inf."""
+    return _tree.accumulation_dtype(_tree.wider(*dtypes))
+
+
 def root_scale(g: jax.Array, v: jax.Array, eps: Value, eps_in_sqrt: bool) -> jax.Array:
-    """``g / sqrt(v + eps)`` or ``g / (sqrt(v) + eps)``."""
-    dtype = _tree.wider(g.dtype, v.dtype)
-    g, v, eps = g.astype(dtype), v.astype(dtype), value_as(eps, v.real.dtype)
+    """``g / sqrt(v + eps)`` or ``g / (sqrt(v) + eps)``, in the wider of their dtypes."""
+    out, dtype = _tree.wider(g.dtype, v.dtype), _computed_dtype(g.dtype, v.dtype)
+    g, v = g.astype(dtype), v.astype(dtype)
+    eps = value_as(eps, v.real.dtype)
     if eps_in_sqrt:
-        return g * jax.lax.rsqrt(v + eps)
-    return g / (jnp.sqrt(v) + eps)
+        return (g * jax.lax.rsqrt(v + eps)).astype(out)
+    return (g / (sqrt(v) + eps)).astype(out)
 
 
 def _second_moment(decay: Value, *, debias: bool, initial_value: float = 0.0, store=None):
@@ -244,11 +270,11 @@ def scale_by_adadelta(rho: ScalarOrSchedule = 0.9, eps: ScalarOrSchedule = 1e-6)
 
 
 def adam_scale(m: jax.Array, v: jax.Array, eps: Value, eps_root: Value) -> jax.Array:
-    """``m / (sqrt(v + eps_root) + eps)``."""
-    dtype = _tree.wider(m.dtype, v.dtype)
+    """``m / (sqrt(v + eps_root) + eps)``, in the wider of their dtypes."""
+    out, dtype = _tree.wider(m.dtype, v.dtype), _computed_dtype(m.dtype, v.dtype)
     m, v = m.astype(dtype), v.astype(dtype)
     real = v.real.dtype
-    return m / (jnp.sqrt(v + value_as(eps_root, real)) + value_as(eps, real))
+    return (m / (sqrt(v + value_as(eps_root, real)) + value_as(eps, real))).astype(out)
 
 
 # Low-memory moments. Each wrapper keeps the state structure of the moment it wraps (an EmaState
@@ -334,14 +360,27 @@ def _scale_by_adam(
         second = _second_moment(
             b2, debias=True, store=_eight_bit(signed=False, min_size=min_8bit_size)
         )
-        return join(scale, _widened(first), _widened(second))
+        return _in_gradient_dtypes(join(scale, _widened(first), _widened(second)))
     first = _ema(b1, debias=True, nesterov=nesterov, accumulator_dtype=mu_dtype)
     second = _second_moment(b2, debias=True, store=None if nu_dtype is None else _narrow(nu_dtype))
+    if mu_dtype is None and nu_dtype is None:
+        return join(scale, first, second)
     if mu_dtype is not None:
         first = _widened(first)
     if nu_dtype is not None:
         second = _widened(second)
-    return join(scale, first, second)
+    return _in_gradient_dtypes(join(scale, first, second))
+
+
+def _in_gradient_dtypes(tx: GradientTransformation) -> GradientTransformation:
+    """``tx`` whose updates come out in each gradient's dtype (the low-memory moments are fed
+    and computed in float32; the update is rounded once, at the end)."""
+
+    def update(updates, state, params=None, **extra):
+        out, state = tx.update(updates, state, params, **extra)
+        return jax.tree.map(lambda u, g: u.astype(g.dtype), out, updates), state
+
+    return GradientTransformation(tx.init, update)
 
 
 def check_storage(owner: str, mu_dtype, nu_dtype, optim_bits, min_8bit_size) -> dict[str, Any]:
@@ -349,7 +388,9 @@ def check_storage(owner: str, mu_dtype, nu_dtype, optim_bits, min_8bit_size) -> 
     takes them."""
     mu_dtype = check_dtype(owner, "mu_dtype", mu_dtype)
     nu_dtype = check_dtype(owner, "nu_dtype", nu_dtype)
-    if isinstance(optim_bits, bool) or optim_bits not in (8, 32):
+    if isinstance(optim_bits, bool) or not isinstance(optim_bits, (int, np.integer)):
+        raise TypeError(f"{owner}: optim_bits must be the int 8 or 32, got {optim_bits!r}")
+    if optim_bits not in (8, 32):
         raise ValueError(f"{owner}: optim_bits must be 8 or 32, got {optim_bits!r}")
     if isinstance(min_8bit_size, bool) or not isinstance(min_8bit_size, (int, np.integer)):
         raise TypeError(f"{owner}: min_8bit_size must be an int, got {min_8bit_size!r}")

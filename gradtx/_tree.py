@@ -12,7 +12,7 @@ import numpy as np
 
 PyTree = Any
 
-_INT32_MAX = np.iinfo(np.int32).max
+_INT32_MAX = INT32_MAX = int(np.iinfo(np.int32).max)
 _SHOWN = 5  # paths listed in an error before "and N more"
 
 

@@ -37,6 +37,8 @@ def _check_count(owner: str, name: str, value: Any, minimum: int) -> int:
         raise TypeError(f"{owner}: {name} must be an int, got {value!r}")
     if value < minimum:
         raise ValueError(f"{owner}: {name} must be >= {minimum}, got {value!r}")
+    if value > _tree.INT32_MAX:  # compared with an int32 counter in the state
+        raise ValueError(f"{owner}: {name} must be <= {_tree.INT32_MAX} (an int32), got {value!r}")
     return int(value)
 
 

@@ -163,13 +163,7 @@ STATIONARY = {
         0.05, initial_accumulator_value=0.0, eps=1e-10, eps_in_sqrt=False
     ),
 }
-SQRT_AT_ZERO = pytest.mark.xfail(
-    strict=True,
-    reason="needs fix in gradtx/_scaling.py (owned by the lead and the performance engineer): "
-    "adam_scale and root_scale(eps_in_sqrt=False) take sqrt(v) at v = 0, whose derivative is "
-    "infinite: 0 * inf = NaN in the meta-gradient; a sqrt with derivative 0 at 0 (double "
-    "where) fixes it, see the report",
-)
+# gradtx._scaling.sqrt has derivative 0 at 0 (the true slope is infinite): 0 * inf would be NaN
 CONTROLS = {
     "sgd_momentum": lambda: gradtx.sgd(0.05, momentum=0.9),
     "rmsprop": lambda: gradtx.rmsprop(0.05),  # eps inside the root: rsqrt(v + eps) at v = 0
@@ -179,7 +173,7 @@ CONTROLS = {
 
 @pytest.mark.parametrize(
     "name",
-    [pytest.param(n, marks=SQRT_AT_ZERO) for n in STATIONARY] + list(CONTROLS),
+    list(STATIONARY) + list(CONTROLS),
 )
 def test_meta_gradient_with_a_stationary_coordinate_is_finite(name, x64):
     tx = (STATIONARY | CONTROLS)[name]()

@@ -895,25 +895,7 @@ BAD = {
 
 
 # Rows that fail today for want of a fix in a file this test's author does not own.
-NEEDS_FIX = {
-    "scale_by_adam_optim_bits_string": (
-        "needs fix (gradtx/_scaling.py, scale_by_adam's optim_bits check): raise "
-        "TypeError(f'{owner}: optim_bits must be the int 8 or 32, got {optim_bits!r}') when "
-        "optim_bits is not an int (a bool included); ValueError stays for other ints"
-    ),
-    "MultiSteps_every_k_past_int32": (
-        "needs lead fix (gradtx/_wrappers.py, MultiSteps.__init__): after the >= 1 check of an "
-        "int every_k_schedule, raise ValueError(f'MultiSteps: every_k_schedule must be <= "
-        "2147483647 (an int32), got {k}') above the int32 maximum; today init raises "
-        "OverflowError 'Python int too large to convert to int32'"
-    ),
-    "apply_if_finite_max_errors_past_int32": (
-        "needs lead fix (gradtx/_wrappers.py, apply_if_finite): after the >= 0 check, raise "
-        "ValueError(f'apply_if_finite: max_consecutive_errors must be <= 2147483647 (an "
-        "int32), got {n}') above the int32 maximum; today the first update raises "
-        "OverflowError while comparing with the int32 counter"
-    ),
-}
+NEEDS_FIX: dict[str, str] = {}
 
 
 def _bad_params():
