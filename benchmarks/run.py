@@ -158,6 +158,8 @@ def run(
     with_torch = with_torch and has_torch and not smoke
     info = machine()
     jobs = suite.plan(smoke, only, with_torch)
+    if not jobs:
+        raise ValueError(f"benchmarks.run: --only {only} selects no job (see benchmarks/suite.py)")
     sizes = sorted(
         {trees.n_params(trees.build(j["tree"]["kind"], **j["tree"]["args"])) for j in jobs}
     )
