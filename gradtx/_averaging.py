@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import functools
-import numbers
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, OptState, Params, PyTree, with_extra_args
@@ -16,6 +14,7 @@ from gradtx._hyper import (
     HyperState,
     ScalarOrSchedule,
     Value,
+    check_count,
     check_dtype,
     check_flag,
     live,
@@ -212,15 +211,7 @@ def lookahead(
             f"{owner}: fast_optimizer must be a GradientTransformation (init, update), "
             f"got {type(fast_optimizer).__name__}"
         )
-    if isinstance(sync_period, bool) or not isinstance(sync_period, (numbers.Integral, np.integer)):
-        raise TypeError(f"{owner}: sync_period must be an int, got {sync_period!r}")
-    if sync_period < 1:
-        raise ValueError(f"{owner}: sync_period must be >= 1, got {sync_period}")
-    if sync_period > np.iinfo(np.int32).max:  # the steps are counted in int32
-        raise ValueError(
-            f"{owner}: sync_period must be <= {np.iinfo(np.int32).max} (an int32), "
-            f"got {sync_period}"
-        )
+    sync_period = check_count(owner, "sync_period", sync_period)
     reset_state = check_flag(owner, "reset_state", reset_state)
     build = functools.partial(
         _lookahead,

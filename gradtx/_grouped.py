@@ -20,7 +20,6 @@ from gradtx import _tree
 from gradtx._base import GradientTransformation, Params, PyTree, Updates, with_extra_args
 from gradtx._hyper import check_flag
 
-_INT32_MAX = np.iinfo(np.int32).max
 _SHOWN = 5  # leaves listed per buffer in an error message
 
 
@@ -70,7 +69,7 @@ def _offsets(layout: _Layout) -> list[int]:
         for i in idx:
             starts[i] = total
             total += layout.sizes[i]
-        if total > _INT32_MAX and key not in layout.alone:
+        if total > _tree.INT32_MAX and key not in layout.alone:
             raise ValueError(
                 f"grouped: the {key} leaves hold {total} elements together, more than an int32 "
                 f"offset can address; lower max_grouped_size"
@@ -282,5 +281,5 @@ def grouped(
         raise ValueError(f"grouped: max_grouped_size must be an int >= 0, got {max_grouped_size!r}")
     wrapped = _grouped(tx, int(max_grouped_size))
     if check:  # all probe leaves concatenated, whatever max_grouped_size
-        _check_elementwise(tx, _grouped(tx, _INT32_MAX))
+        _check_elementwise(tx, _grouped(tx, _tree.INT32_MAX))
     return wrapped

@@ -148,6 +148,18 @@ def check_flag(owner: str, name: str, value: Any) -> bool:
     return bool(value)
 
 
+def check_count(owner: str, name: str, value: Any, minimum: int = 1) -> int:
+    """An int argument counted against an int32 step counter in the state (a period, a patience,
+    a loop bound): at least ``minimum`` and at most the int32 maximum."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{owner}: {name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{owner}: {name} must be >= {minimum}, got {value!r}")
+    if value > _tree.INT32_MAX:
+        raise ValueError(f"{owner}: {name} must be <= {_tree.INT32_MAX} (an int32), got {value!r}")
+    return int(value)
+
+
 def check_dtype(owner: str, name: str, value: Any) -> Any:
     """A dtype argument (None for "same as the params") in canonical form."""
     if value is None:

@@ -10,8 +10,8 @@ import jax.numpy as jnp
 from gradtx import _tree
 from gradtx._base import GradientTransformation
 from gradtx._combine import chain
-from gradtx._hyper import ScalarOrSchedule, check_flag, live
-from gradtx._linesearch import check_steps, scalar_dtype
+from gradtx._hyper import ScalarOrSchedule, check_count, check_flag, live
+from gradtx._linesearch import scalar_dtype
 from gradtx._step_size import _scale, _scale_by_learning_rate
 from gradtx._zoom import scale_by_zoom_linesearch
 
@@ -175,7 +175,7 @@ def scale_by_lbfgs(
       Liu and Nocedal, *On the limited memory BFGS method for large scale optimization*,
       Mathematical Programming, 1989.
     """
-    memory_size = check_steps("scale_by_lbfgs", "memory_size", memory_size)
+    memory_size = check_count("scale_by_lbfgs", "memory_size", memory_size)
     scale_init_precond = check_flag("scale_by_lbfgs", "scale_init_precond", scale_init_precond)
     return _lbfgs_direction(memory_size=memory_size, scale_init_precond=scale_init_precond)
 
@@ -239,7 +239,7 @@ def lbfgs(
         raise TypeError(
             f"lbfgs: linesearch must be a GradientTransformation or None, got {linesearch!r}"
         )
-    memory_size = check_steps("lbfgs", "memory_size", memory_size)
+    memory_size = check_count("lbfgs", "memory_size", memory_size)
     scale_init_precond = check_flag("lbfgs", "scale_init_precond", scale_init_precond)
     direction = scale_by_lbfgs(memory_size, scale_init_precond)
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -29,7 +28,7 @@ import jax.numpy as jnp
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, PyTree
-from gradtx._hyper import ScalarOrSchedule, Value, check_flag, live, value_as
+from gradtx._hyper import ScalarOrSchedule, Value, check_count, check_flag, live, value_as
 
 _RESERVED = ("value", "grad", "value_fn")
 
@@ -81,20 +80,6 @@ def objective(owner: str, params: PyTree, extra: dict[str, Any]):
     _tree.check_match(owner, (params, extra["grad"]), ("params", "grad"))
     fn_kwargs = {k: v for k, v in extra.items() if k not in _RESERVED}
     return value_fn, value, extra["grad"], fn_kwargs
-
-
-_INT32_MAX = 2**31 - 1  # steps are counted in int32: a larger count is never reached
-
-
-def check_steps(owner: str, name: str, value: Any) -> int:
-    """A positive int argument (a loop bound or a buffer size: fixed when the state is built)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{owner}: {name} must be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{owner}: {name} must be >= 1, got {value}")
-    if value > _INT32_MAX:
-        raise ValueError(f"{owner}: {name} must be <= {_INT32_MAX} (an int32), got {value}")
-    return int(value)
 
 
 def _as_like(tree: PyTree, like: PyTree) -> PyTree:
@@ -264,7 +249,7 @@ def scale_by_backtracking_linesearch(
       2006, Algorithm 3.1.
     """
     owner = "scale_by_backtracking_linesearch"
-    max_backtracking_steps = check_steps(owner, "max_backtracking_steps", max_backtracking_steps)
+    max_backtracking_steps = check_count(owner, "max_backtracking_steps", max_backtracking_steps)
     store_grad = check_flag(owner, "store_grad", store_grad)
     verbose = check_flag(owner, "verbose", verbose)
     # Ranges are checked by live (the table in _hyper), here and in set_hyperparams.

@@ -12,8 +12,8 @@ import jax.numpy as jnp
 from gradtx import _tree
 from gradtx._base import GradientTransformation, PyTree
 from gradtx._combine import chain
-from gradtx._hyper import ScalarOrSchedule, Value, check_hyperparam, live, value_as
-from gradtx._linesearch import _RESERVED, check_steps, scalar_dtype, value_fn_of
+from gradtx._hyper import ScalarOrSchedule, Value, check_count, check_hyperparam, live, value_as
+from gradtx._linesearch import _RESERVED, scalar_dtype, value_fn_of
 from gradtx._step_size import _scale, _scale_by_learning_rate
 
 
@@ -95,7 +95,7 @@ def conjugate_gradient(
     owner = "conjugate_gradient"
     if not callable(matvec):
         raise TypeError(f"{owner}: matvec must be a function x -> A x, got {matvec!r}")
-    max_steps = check_steps(owner, "max_steps", max_steps)
+    max_steps = check_count(owner, "max_steps", max_steps)
     if not isinstance(tol, jax.Array):  # a Python or NumPy value is checked now, an array not
         if callable(tol):
             raise TypeError(f"{owner}: tol must be a number or a scalar array, got {tol!r}")
@@ -226,7 +226,7 @@ def scale_by_newton_cg(
       Martens, *Deep learning via Hessian-free optimization*, ICML 2010 (damping).
     """
     owner = "scale_by_newton_cg"
-    max_cg_steps = check_steps(owner, "max_cg_steps", max_cg_steps)
+    max_cg_steps = check_count(owner, "max_cg_steps", max_cg_steps)
     build = functools.partial(_newton_direction, max_cg_steps=max_cg_steps)
     return live(owner, build, optional=("tol",), damping=damping, tol=tol)
 
@@ -273,7 +273,7 @@ def newton_cg(
         raise TypeError(
             f"newton_cg: linesearch must be a GradientTransformation or None, got {linesearch!r}"
         )
-    max_cg_steps = check_steps("newton_cg", "max_cg_steps", max_cg_steps)
+    max_cg_steps = check_count("newton_cg", "max_cg_steps", max_cg_steps)
     direction = functools.partial(_newton_direction, max_cg_steps=max_cg_steps)
 
     def build(learning_rate, damping, tol):

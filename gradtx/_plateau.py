@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import functools
-import numbers
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from gradtx._base import GradientTransformation
-from gradtx._hyper import ScalarOrSchedule, Value, _float_dtype, live, one_minus, value_as
+from gradtx._hyper import (
+    ScalarOrSchedule,
+    Value,
+    _float_dtype,
+    check_count,
+    live,
+    one_minus,
+    value_as,
+)
 
 _NEGLIGIBLE = 1e-8
 
@@ -69,19 +76,6 @@ def _reduce_on_plateau(factor: Value, threshold: Value, min_scale: Value, *, pat
     return GradientTransformation(init, update)
 
 
-_INT32_MAX = 2**31 - 1  # steps are counted in int32: a larger count is never reached
-
-
-def _count(owner: str, name: str, value) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise TypeError(f"{owner}: {name} must be an int, got {value!r}")
-    if value < 0:
-        raise ValueError(f"{owner}: {name} must be >= 0, got {value!r}")
-    if value > _INT32_MAX:
-        raise ValueError(f"{owner}: {name} must be <= {_INT32_MAX} (an int32), got {value!r}")
-    return int(value)
-
-
 def reduce_on_plateau(
     factor: ScalarOrSchedule = 0.1,
     patience: int = 10,
@@ -124,7 +118,7 @@ def reduce_on_plateau(
     owner = "reduce_on_plateau"
     build = functools.partial(
         _reduce_on_plateau,
-        patience=_count(owner, "patience", patience),
-        cooldown=_count(owner, "cooldown", cooldown),
+        patience=check_count(owner, "patience", patience, 0),
+        cooldown=check_count(owner, "cooldown", cooldown, 0),
     )
     return live(owner, build, factor=factor, threshold=threshold, min_scale=min_scale)

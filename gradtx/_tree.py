@@ -12,7 +12,7 @@ import numpy as np
 
 PyTree = Any
 
-_INT32_MAX = INT32_MAX = int(np.iinfo(np.int32).max)
+INT32_MAX = int(np.iinfo(np.int32).max)
 _SHOWN = 5  # paths listed in an error before "and N more"
 
 
@@ -155,21 +155,20 @@ def _varying_axes(x: Any) -> frozenset:
     return frozenset(getattr(aval, "vma", frozenset()))
 
 
-def _is_shard(leaf: Any, axis: str) -> bool:
-    """Whether ``leaf`` holds one shard of a value split along the mapped ``axis``.
+def _tracked(axis: str) -> bool:
+    """Whether JAX tracks here which values vary along the mapped ``axis``.
 
-    Inside ``shard_map`` (with ``check_vma``, its default) JAX tracks which values vary across
-    devices: a leaf replicated along ``axis`` is not a shard and is not summed over it. Where
-    JAX does not track it (``pmap``, ``check_vma=False``), every leaf is taken as a shard.
+    Inside ``shard_map`` (with ``check_vma``, its default) it does, and a leaf replicated along
+    ``axis`` is not a shard of it; under ``pmap`` or ``check_vma=False`` it does not, and every
+    leaf is taken as a shard.
     """
     try:
-        tracked = axis in _varying_axes(jax.lax.axis_index(axis))
+        return axis in _varying_axes(jax.lax.axis_index(axis))
     except NameError as error:
         raise ValueError(
             f"axis_name {axis!r} is not a mapped axis here: use it inside shard_map or pmap "
             f"over that axis, or leave axis_name=None under jit with shardings"
         ) from error
-    return not tracked or axis in _varying_axes(leaf)
 
 
 def shard_sum(
@@ -183,9 +182,12 @@ def shard_sum(
     if not parts:
         return jnp.zeros([], jnp.float32)
     wide = wider(*(p.dtype for p in parts))
+    axes = axes or ()
+    tracked = {a: _tracked(a) for a in axes}
     groups: dict[tuple[str, ...], list[jax.Array]] = {}
     for part, leaf in zip(parts, leaves):
-        key = tuple(a for a in axes if _is_shard(leaf, a)) if axes else ()
+        varying = _varying_axes(leaf) if axes else frozenset()
+        key = tuple(a for a in axes if not tracked[a] or a in varying)
         groups.setdefault(key, []).append(part.astype(wide))
     total = None
     for key, group in groups.items():
@@ -231,7 +233,7 @@ def add_scaled(params: PyTree, step: jax.Array, direction: PyTree) -> PyTree:
 
 def saturating_increment(count: jax.Array) -> jax.Array:
     """``count + 1`` for an int32 step counter, staying at the int32 maximum instead of wrapping."""
-    return jnp.where(count < _INT32_MAX, count + 1, count)
+    return jnp.where(count < INT32_MAX, count + 1, count)
 
 
 def zero_count() -> jax.Array:

@@ -8,7 +8,6 @@ emit updates of negative zeros there. ``-0.0`` is the additive identity of IEEE 
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -18,7 +17,7 @@ import numpy as np
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, OptState, Params, PyTree, Updates, with_extra_args
-from gradtx._hyper import check_dtype, check_flag
+from gradtx._hyper import check_count, check_dtype, check_flag
 
 ShouldSkipUpdateFn = Callable[[Updates, jax.Array, Params | None], tuple[jax.Array, PyTree]]
 
@@ -30,16 +29,6 @@ def _check_tx(owner: str, name: str, tx: Any) -> GradientTransformation:
             f"got {type(tx).__name__}"
         )
     return with_extra_args(GradientTransformation(tx.init, tx.update))
-
-
-def _check_count(owner: str, name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
-        raise TypeError(f"{owner}: {name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{owner}: {name} must be >= {minimum}, got {value!r}")
-    if value > _tree.INT32_MAX:  # compared with an int32 counter in the state
-        raise ValueError(f"{owner}: {name} must be <= {_tree.INT32_MAX} (an int32), got {value!r}")
-    return int(value)
 
 
 def negative_zeros_like(tree: PyTree) -> PyTree:
@@ -169,7 +158,7 @@ class MultiSteps:
                 )
             self._every_k = every_k_schedule
         else:
-            k = _check_count(owner, "every_k_schedule", every_k_schedule, 1)
+            k = check_count(owner, "every_k_schedule", every_k_schedule, 1)
             self._every_k = lambda step: k
         self._use_grad_mean = check_flag(owner, "use_grad_mean", use_grad_mean)
         if should_skip_update_fn is not None and not callable(should_skip_update_fn):
@@ -330,7 +319,7 @@ def apply_if_finite(
     """
     owner = "apply_if_finite"
     tx = _check_tx(owner, "inner", inner)
-    limit = _check_count(owner, "max_consecutive_errors", max_consecutive_errors, 0)
+    limit = check_count(owner, "max_consecutive_errors", max_consecutive_errors, 0)
     axes = _tree.axis_names(owner, axis_name)
 
     def init(params):

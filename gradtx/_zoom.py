@@ -14,12 +14,11 @@ import jax.numpy as jnp
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation
-from gradtx._hyper import ScalarOrSchedule, Value, check_flag, live, value_as
+from gradtx._hyper import ScalarOrSchedule, Value, check_count, check_flag, live, value_as
 from gradtx._linesearch import (
     LinesearchInfo,
     ZoomLinesearchState,
     _as_like,
-    check_steps,
     objective,
     scalar_dtype,
 )
@@ -254,7 +253,7 @@ def scale_by_zoom_linesearch(
       descent and an efficient line search*, SIAM J. Optim., 2005.
     """
     owner = "scale_by_zoom_linesearch"
-    max_linesearch_steps = check_steps(owner, "max_linesearch_steps", max_linesearch_steps)
+    max_linesearch_steps = check_count(owner, "max_linesearch_steps", max_linesearch_steps)
     verbose = check_flag(owner, "verbose", verbose)
     if not isinstance(initial_guess_strategy, str):
         raise TypeError(

@@ -102,6 +102,25 @@ def _step(tx, params, state, t):
     return gradtx.apply_updates(params, updates), state
 
 
+def sharded_steps(tx, params, state_sharding, expected):
+    """``STEPS`` jitted steps from ``params`` with the state laid out as ``state_sharding`` and
+    the params kept in theirs (buffers donated), each step checked against ``expected``."""
+    param_sharding = jax.tree.map(lambda p: p.sharding, params)
+    state = jax.jit(tx.init, out_shardings=state_sharding)(params)
+    step = jax.jit(
+        lambda p, s, t: _step(tx, p, s, t),
+        out_shardings=(param_sharding, state_sharding),
+        donate_argnums=(0, 1),
+    )
+    for t in range(STEPS):
+        params, state = step(params, state, jnp.float32(t))
+        assert_close(params, expected[t])
+    assert step._cache_size() == 1
+    for leaf, sharding in zip(jax.tree.leaves(params), jax.tree.leaves(param_sharding)):
+        assert leaf.sharding == sharding
+    return params, state
+
+
 OPTIMIZERS = {
     "adam": lambda **kw: gradtx.adam(1e-2),
     "adamw_clip": lambda **kw: gradtx.chain(
@@ -250,23 +269,10 @@ def test_jit_sharded_trajectory_equals_unsharded(name, mesh_name, kind):
     shape, names, specs = MESHES[mesh_name]
     mesh = mesh_of(shape, names, AxisType.Auto if kind == "auto" else AxisType.Explicit)
     tx = OPTIMIZERS[name]()
-    expected = expected_path(name)
+    expected = expected_path(name)  # on one device, outside the mesh's context
     params = place(make_params(), mesh, specs)
-    state_sh = gradtx.state_sharding(tx, params)
-    param_sh = jax.tree.map(lambda p: p.sharding, params)
     with jax.set_mesh(mesh):
-        state = jax.jit(tx.init, out_shardings=state_sh)(params)
-        step = jax.jit(
-            lambda p, s, t: _step(tx, p, s, t),
-            out_shardings=(param_sh, state_sh),
-            donate_argnums=(0, 1),
-        )
-        for t in range(STEPS):
-            params, state = step(params, state, jnp.float32(t))
-            assert_close(params, expected[t])
-    for leaf, spec in zip(jax.tree.leaves(params), jax.tree.leaves(param_sh)):
-        assert leaf.sharding == spec
-    assert step._cache_size() == 1
+        sharded_steps(tx, params, gradtx.state_sharding(tx, params), expected)
 
 
 # ---- shard_map and pmap with axis_name ---------------------------------------------------------
@@ -407,25 +413,14 @@ def big_params():
 def test_zero1_state_is_an_eighth_per_device_with_the_same_trajectory(name, make):
     mesh = mesh_of((8,), ("data",))
     tx = make()
-    expected = reference_path(tx, big_params())
     params = place(big_params(), mesh, jax.tree.map(lambda _: P(), big_params()))
     state_sh = gradtx.state_sharding(tx, params, zero_axis="data")
-    param_sh = jax.tree.map(lambda p: p.sharding, params)
-    state = jax.jit(tx.init, out_shardings=state_sh)(params)
+    params, state = sharded_steps(tx, params, state_sh, reference_path(tx, big_params()))
     unsharded = jax.jit(tx.init)(jax.device_put(big_params(), jax.devices()[0]))
     full, mine = per_device_bytes(unsharded), per_device_bytes(state)
     scalars = sum(x.nbytes for x in jax.tree.leaves(unsharded) if x.ndim == 0)
     assert mine == (full - scalars) // 8 + scalars  # every moment split in 8, scalars kept
     assert mine / full < 1 / 8 + 0.01
-    step = jax.jit(
-        lambda p, s, t: _step(tx, p, s, t),
-        out_shardings=(param_sh, state_sh),
-        donate_argnums=(0, 1),
-    )
-    for t in range(STEPS):
-        params, state = step(params, state, jnp.float32(t))
-        assert_close(params, expected[t])
-    assert per_device_bytes(state) == mine
     for leaf in jax.tree.leaves(params):
         assert leaf.sharding.is_fully_replicated
 
@@ -436,7 +431,7 @@ def test_zero1_on_a_2d_mesh_splits_the_rest_over_data():
     params = place(big_params(), mesh, specs)
     tx = gradtx.adam(1e-2)
     state_sh = gradtx.state_sharding(tx, params, zero_axis="data")
-    state = jax.jit(tx.init, out_shardings=state_sh)(params)
+    _, state = sharded_steps(tx, params, state_sh, reference_path(tx, big_params()))
     for moment, param in moments_and_params(state, params):
         spec = spec_tuple(moment.sharding.spec, moment.ndim)
         assert "data" in spec  # split over data as well ...
@@ -444,14 +439,6 @@ def test_zero1_on_a_2d_mesh_splits_the_rest_over_data():
         assert all(p is None or p == s for p, s in zip(param_spec, spec))  # ... keeping model
     full = per_device_bytes(jax.jit(tx.init)(jax.device_put(big_params(), jax.devices()[0])))
     assert per_device_bytes(state) / full < 1 / 8 + 0.01
-    expected = reference_path(tx, big_params())[-1]
-    step = jax.jit(
-        lambda p, s, t: _step(tx, p, s, t),
-        out_shardings=(jax.tree.map(lambda p: p.sharding, params), state_sh),
-    )
-    for t in range(STEPS):
-        params, state = step(params, state, jnp.float32(t))
-    assert_close(params, expected)
 
 
 # ---- communication in the compiled step -------------------------------------------------------
