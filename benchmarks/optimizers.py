@@ -5,6 +5,11 @@
 learning rate (0 -> 1e-3 over 100 steps, cosine to 0 at step 1000). torch: ``clip_grad_norm_``
 then ``AdamW`` with a ``LambdaLR`` of the same schedule.
 
+Grouped, gradtx only: ``adam_grouped`` and ``adamw_clip_grouped`` are ``adam`` and
+``adamw_clip`` wrapped in ``gradtx.grouped`` (the elementwise chain runs on one concatenated
+buffer per dtype; it is what makes many-leaf models compile fast). Their references are
+optax's ``adam`` and ``adamw_clip``, their floors those of the ungrouped forms.
+
 Low-memory state, gradtx only (issue 6, item 3): ``adam_bf16``, Adam with bfloat16 moments
 (``mu_dtype`` and ``nu_dtype``); ``adam_8bit``, Adam with block-wise 8-bit moments
 (``optim_bits=8``). Their reference is optax's fp32 ``adam``.
@@ -20,9 +25,27 @@ from __future__ import annotations
 import math
 
 OPTIMIZERS = ("adam", "adamw_clip")
+GROUPED = ("adam_grouped", "adamw_clip_grouped")  # gradtx.grouped(<the ungrouped form>)
 LOW_MEMORY = ("adam_bf16", "adam_8bit")
-REFERENCE = {"adam": "adam", "adamw_clip": "adamw_clip", "adam_bf16": "adam", "adam_8bit": "adam"}
-FLOOR_BYTES_PER_PARAM = {"adam": 28, "adamw_clip": 32, "adam_bf16": 20, "adam_8bit": 16}
+GRADTX_ONLY = GROUPED + LOW_MEMORY
+# The order of the table: each grouped variant after its ungrouped form, the low-memory last.
+ALL = ("adam", "adam_grouped", "adamw_clip", "adamw_clip_grouped", *LOW_MEMORY)
+REFERENCE = {
+    "adam": "adam",
+    "adamw_clip": "adamw_clip",
+    "adam_grouped": "adam",
+    "adamw_clip_grouped": "adamw_clip",
+    "adam_bf16": "adam",
+    "adam_8bit": "adam",
+}
+FLOOR_BYTES_PER_PARAM = {
+    "adam": 28,
+    "adamw_clip": 32,
+    "adam_grouped": 28,
+    "adamw_clip_grouped": 32,
+    "adam_bf16": 20,
+    "adam_8bit": 16,
+}
 
 LEARNING_RATE = 1e-3
 WEIGHT_DECAY = 1e-4
@@ -32,8 +55,8 @@ DECAY_STEPS = 1000
 
 
 def _check(opt: str) -> None:
-    if opt not in OPTIMIZERS + LOW_MEMORY:
-        raise ValueError(f"optimizers: opt must be one of {OPTIMIZERS + LOW_MEMORY}, got {opt!r}")
+    if opt not in ALL:
+        raise ValueError(f"optimizers: opt must be one of {ALL}, got {opt!r}")
 
 
 def make_jax(lib: str, opt: str):
@@ -45,8 +68,10 @@ def make_jax(lib: str, opt: str):
         import optax as m
     else:
         raise ValueError(f"optimizers.make_jax: lib must be 'gradtx' or 'optax', got {lib!r}")
-    if opt in LOW_MEMORY and lib != "gradtx":
+    if opt in GRADTX_ONLY and lib != "gradtx":
         raise ValueError(f"optimizers.make_jax: {opt!r} is gradtx's, got lib={lib!r}")
+    if opt in GROUPED:
+        return m.grouped(make_jax(lib, opt.removesuffix("_grouped")))
     if opt == "adam":
         return m.adam(LEARNING_RATE)
     if opt == "adam_bf16":

@@ -14,6 +14,7 @@ from benchmarks import optimizers
 
 MiB = 2**20
 COLORS = {"gradtx": "tab:blue", "optax": "tab:orange", "torch": "tab:green"}
+GROUPED_COLOR = "tab:purple"  # gradtx's grouped variants
 STYLES = {"adam": "-", "adamw_clip": "--"}
 
 
@@ -93,11 +94,11 @@ def rows(results: dict) -> list[dict]:
     """One row per (configuration, optimizer, library) of the main table."""
     out = []
     for name in _names(results, "config"):
-        for opt in optimizers.OPTIMIZERS + optimizers.LOW_MEMORY:
+        for opt in optimizers.ALL:
             ref = _find(results, "config", name, optimizers.REFERENCE[opt], "optax")
             for lib in _libs(results):
                 r = _find(results, "config", name, opt, lib)
-                if r is None and opt in optimizers.LOW_MEMORY:
+                if r is None and opt in optimizers.GRADTX_ONLY:
                     continue  # gradtx's alone
                 row = {"config": name, "opt": opt, "lib": lib}
                 if not ok(r):
@@ -189,25 +190,35 @@ def curve(
     return out
 
 
+# (role, table title, x axis label of the plot); a curve shows whichever optimizers ran on it.
+CURVES = (
+    ("params", "One leaf, growing size (Adam)", "params (one leaf)"),
+    ("leaves", "Fixed total, growing number of leaves", "leaves (fixed total)"),
+)
+
+
+def _series(results: dict, role: str) -> list[tuple[str, str]]:
+    """The (opt, lib) pairs with jobs on the curve ``role``, in the order of the table."""
+    have = {
+        (j["opt"], j["lib"]) for j in results["jobs"] if any(x["role"] == role for x in j["roles"])
+    }
+    return [(o, lib) for o in optimizers.ALL for lib in _libs(results) if (o, lib) in have]
+
+
 def _curve_tables(results: dict) -> list[str]:
     parts = []
-    libs = _libs(results)
-    for role, title, opts in (
-        ("params", "One leaf, growing size (Adam)", ("adam",)),
-        ("leaves", "Fixed total, growing number of leaves", optimizers.OPTIMIZERS),
-    ):
+    for role, title, _ in CURVES:
         names = _names(results, role)
         if not names:
             continue
         header = ["curve point"]
         cols = []
-        for opt in opts:
-            for lib in libs:
-                header += [f"{lib} {opt} step ms", "×floor"]
-                cols += [(opt, lib, "step_ms", "{:.2f}"), (opt, lib, "vs_floor", "{:.2f}")]
-                if lib != "torch":
-                    header.append("build s")
-                    cols.append((opt, lib, "build_s", "{:.2f}"))
+        for opt, lib in _series(results, role):
+            header += [f"{lib} {opt} step ms", "×floor"]
+            cols += [(opt, lib, "step_ms", "{:.2f}"), (opt, lib, "vs_floor", "{:.2f}")]
+            if lib != "torch":
+                header.append("build s")
+                cols.append((opt, lib, "build_s", "{:.2f}"))
         body = []
         for i, name in enumerate(names):
             cells = [name]
@@ -288,43 +299,31 @@ def plot(results: dict, path: pathlib.Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
-    libs = _libs(results)
-    for col, (role, xlabel, opts) in enumerate(
-        (
-            ("params", "params (one leaf)", ("adam",)),
-            ("leaves", "leaves (fixed total)", optimizers.OPTIMIZERS),
-        )
-    ):
+    for col, (role, _, xlabel) in enumerate(CURVES):
         names = _names(results, role)
+        x_key = "n_params" if role == "params" else "n_leaves"
+        series = _series(results, role)
         for row, (field, ylabel) in enumerate(
             (("step_ms", "step ms"), ("build_s", "trace + lower + compile s"))
         ):
             ax = axes[row][col]
-            for opt in opts:
-                for lib in libs:
-                    pts = []
-                    for name in names:
-                        r = _find(results, role, name, opt, lib)
-                        value = dict(curve(results, role, opt, lib, field)).get(name)
-                        if ok(r) and value is not None:
-                            pts.append((r["n_params" if role == "params" else "n_leaves"], value))
-                    if pts:
-                        xs, ys = zip(*pts)
-                        style = dict(color=COLORS[lib], linestyle=STYLES[opt], marker="o")
-                        ax.plot(xs, ys, label=f"{lib} {opt}", **style)
+            for opt, lib in series:
+                pts = []
+                for name in names:
+                    r = _find(results, role, name, opt, lib)
+                    value = dict(curve(results, role, opt, lib, field)).get(name)
+                    if ok(r) and value is not None:
+                        pts.append((r[x_key], value))
+                if pts:
+                    grouped = opt in optimizers.GROUPED
+                    style = dict(
+                        color=GROUPED_COLOR if grouped else COLORS[lib],
+                        linestyle=STYLES[opt.removesuffix("_grouped")],
+                        marker="s" if grouped else "o",
+                    )
+                    ax.plot(*zip(*pts), label=f"{lib} {opt}", **style)
             if field == "step_ms":
-                for opt in opts:
-                    pts = []
-                    for name in names:
-                        got = [_find(results, role, name, opt, lib) for lib in libs]
-                        r = next((g for g in got if ok(g)), None)
-                        if r is not None:  # the run's floor (measured at its start)
-                            x = r["n_params" if role == "params" else "n_leaves"]
-                            n_only = {k: r[k] for k in ("n_params",)}
-                            pts.append((x, 1e3 * floor_s(results, opt, n_only)))
-                    if pts:
-                        xs, ys = zip(*pts)
-                        ax.plot(xs, ys, color="k", linestyle=STYLES[opt], label=f"floor {opt}")
+                _plot_floors(ax, results, role, names, series, x_key)
             ax.set_title(f"{ylabel} vs {xlabel}", fontsize=9)
             ax.set_xscale("log")
             ax.set_yscale("log")
@@ -338,6 +337,24 @@ def plot(results: dict, path: pathlib.Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def _plot_floors(ax, results, role, names, series, x_key) -> None:
+    """The bandwidth floors along a curve (the run's, measured at its start): one per ungrouped
+    optimizer, its grouped variant has the same."""
+    for opt in optimizers.OPTIMIZERS:
+        pts = []
+        for name in names:
+            got = [
+                _find(results, role, name, o, lib)
+                for o, lib in series
+                if o.removesuffix("_grouped") == opt
+            ]
+            r = next((g for g in got if ok(g)), None)
+            if r is not None:
+                pts.append((r[x_key], 1e3 * floor_s(results, opt, {"n_params": r["n_params"]})))
+        if pts:
+            ax.plot(*zip(*pts), color="k", linestyle=STYLES[opt], label=f"floor {opt}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,5 +1,8 @@
 """What the timing suite runs: the configurations, the curves, and the opt-in slow jobs.
 
+gradtx's grouped variants run on the configurations and the ``leaves`` curve, its low-memory
+ones on the configurations; the ``params`` curve (one leaf) is Adam's alone.
+
 A job is a dict: ``{"lib", "opt", "tree": {"kind", "args"}}`` (see :mod:`benchmarks.trees`);
 its key identifies it, so a job shared by a configuration and a curve runs once.
 """
@@ -74,7 +77,7 @@ def plan(smoke: bool, only: list[str] | None, with_torch: bool) -> list[dict]:
             for opt in optimizers.OPTIMIZERS:
                 for lib in libs:
                     add(lib, opt, tree, "config", name)
-            for opt in optimizers.LOW_MEMORY:
+            for opt in optimizers.GRADTX_ONLY:
                 add("gradtx", opt, tree, "config", name)
     if wanted("params"):
         for n in sizes:
@@ -87,8 +90,10 @@ def plan(smoke: bool, only: list[str] | None, with_torch: bool) -> list[dict]:
             for opt in optimizers.OPTIMIZERS:
                 for lib in libs:
                     add(lib, opt, tree, "leaves", name)
-    # Cheap jobs first, the low-memory variants last: with a run budget, what is left out is
-    # the slowest to build.
+            for opt in optimizers.GROUPED:
+                add("gradtx", opt, tree, "leaves", name)
+    # Cheap jobs first (the grouped variants among them), the low-memory variants last: with a
+    # run budget, what is left out is the slowest to build.
     low = lambda j: j["opt"] in optimizers.LOW_MEMORY
     return sorted(jobs.values(), key=lambda j: (low(j), _size(j)[1], _size(j)[0]))
 

@@ -62,7 +62,7 @@ def test_smoke_outputs(smoke):
         mem = r["memory"]
         assert mem["peak"] == mem["argument"] + mem["output"] - mem["alias"] + mem["temp"]
         # the donated params and state alias the outputs (fp32 moments: 8 B per param)
-        moments = 8 if job["opt"] in optimizers.OPTIMIZERS else 0
+        moments = 8 if job["opt"] in optimizers.OPTIMIZERS + optimizers.GROUPED else 0
         assert mem["alias"] >= (4 + moments) * r["n_params"]
         assert r["state_bytes_per_param"] >= (8.0 if moments else 2.0)
         assert str(r["n_params"]) in on_disk["floors"]
@@ -82,7 +82,7 @@ def test_smoke_outputs(smoke):
         for c in suite.SMOKE_CONFIGS
         for o in optimizers.OPTIMIZERS
         for lib in ("gradtx", "optax")
-    } | {(c, o, "gradtx") for c in suite.SMOKE_CONFIGS for o in optimizers.LOW_MEMORY}
+    } | {(c, o, "gradtx") for c in suite.SMOKE_CONFIGS for o in optimizers.GRADTX_ONLY}
     for r in rows:
         assert r["vs_floor"] == pytest.approx(r["step_ms"] / r["floor_ms"])
         job_floor = report._find(on_disk, "config", r["config"], r["opt"], r["lib"])["floor"]
@@ -95,12 +95,14 @@ def test_smoke_outputs(smoke):
             assert r["dev_vs_optax"] < 1e-2  # bf16 moments: 8 bits of mantissa
         if r["opt"] == "adam_8bit":
             assert r["state_bpp"] < 8.5
-        if r["opt"] == "adam":
+        if r["opt"] in ("adam", "adam_grouped"):
             # like with like: the two libraries' benchmarked steps moved the params alike
             # (float32: 1 - b2 rounds to 0.0009999871, 1.3e-5 off, halved by the square root).
             # adamw_clip moves them by 1e-5 in its two warmup steps, close to float32's
             # resolution of the params: test_benchmarked_step_matches_float64 checks it.
             assert r["dev_vs_optax"] < 2e-5, r
+
+    _check_grouped(on_disk)
 
     md = (out / "RESULTS.md").read_text()
     assert md == report.markdown(on_disk)
@@ -110,19 +112,60 @@ def test_smoke_outputs(smoke):
     assert report.table(on_disk) in md
 
 
+def _check_grouped(results):
+    """gradtx's grouped variants ran on every configuration and on the leaves curve (not on the
+    params curve), and moved the params as the ungrouped gradtx step did."""
+    for role in ("config", "leaves"):
+        series = report._series(results, role) if role == "leaves" else None
+        for name in report._names(results, role):
+            for opt in optimizers.GROUPED:
+                got = report._find(results, role, name, opt, "gradtx")
+                plain = report._find(results, role, name, opt.removesuffix("_grouped"), "gradtx")
+                assert report.ok(got) and got["n_leaves"] == plain["n_leaves"], (role, name)
+                # float32 rounding: the moved params agree far below the 2e-5 vs optax
+                assert report.deviation(got, plain) < 5e-6, (role, name, opt)
+                if series is not None:
+                    assert (opt, "gradtx") in series
+    on_params = [j for j in results["jobs"] if any(x["role"] == "params" for x in j["roles"])]
+    assert {j["opt"] for j in on_params} == {"adam"}
+    leaves_md = report._curve_tables(results)[-1]
+    assert "gradtx adam_grouped step ms" in leaves_md
+    assert "gradtx adamw_clip_grouped step ms" in leaves_md
+
+
+def _moved_params(lib, opt, spec):
+    with jax.numpy_dtype_promotion("standard"):
+        got = jax_bench.measure(lib, opt, spec, warmup=1, repeats=2, return_params=True)
+    return got["params"]
+
+
+SPEC = trees.uniform(3, 64) + trees.transformer(1, 4, 8, 4)[:3]
+
+
 @pytest.mark.parametrize("opt", optimizers.OPTIMIZERS)
 @pytest.mark.parametrize("lib", ["gradtx", "optax"])
 def test_benchmarked_step_matches_float64(lib, opt):
-    spec = trees.uniform(3, 64) + trees.transformer(1, 4, 8, 4)[:3]
-    params0, grads = trees.values(spec)
-    with jax.numpy_dtype_promotion("standard"):
-        got = jax_bench.measure(lib, opt, spec, warmup=1, repeats=2, return_params=True)
+    params0, grads = trees.values(SPEC)
+    _check_float64(_moved_params(lib, opt, SPEC), params0, grads, opt)
+
+
+def _check_float64(params, params0, grads, opt):
     want = _adam_reference(params0, grads, 3, opt)
-    for name, _ in spec:
-        moved = got["params"][name].astype(np.float64) - params0[name]
+    for name, _ in SPEC:
+        moved = params[name].astype(np.float64) - params0[name]
         # three roundings of p (|p| < 0.2) to float32, and the bias correction's 1.3e-5 above
         atol = 3 * np.spacing(np.float32(0.2))
         np.testing.assert_allclose(moved, want[name] - params0[name], rtol=1e-5, atol=atol)
+
+
+@pytest.mark.parametrize("opt", optimizers.GROUPED)
+def test_grouped_step_matches_ungrouped_and_float64(opt):
+    params0, grads = trees.values(SPEC)
+    got = _moved_params("gradtx", opt, SPEC)
+    plain = _moved_params("gradtx", opt.removesuffix("_grouped"), SPEC)
+    for name, _ in SPEC:  # float32 rounding: an ulp or two of p (|p| < 0.2) in three steps
+        np.testing.assert_allclose(got[name], plain[name], rtol=0, atol=np.spacing(np.float32(0.2)))
+    _check_float64(got, params0, grads, opt.removesuffix("_grouped"))
 
 
 def test_floor_moves_12_bytes_per_value():
