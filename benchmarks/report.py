@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import statistics
 
 from benchmarks import optimizers
 
@@ -114,6 +115,8 @@ def rows(results: dict) -> list[dict]:
                     floor_ms=1e3 * fl,
                     state_bpp=r["state_bytes_per_param"],
                 )
+                if "tree_floor" in r:
+                    row["vs_tree_floor"] = r["step_s"] / r["tree_floor"]["seconds"]
                 if "compile_s" in r:
                     row.update(trace_s=r["trace_s"] + r["lower_s"], compile_s=r["compile_s"])
                 if r.get("memory"):
@@ -142,6 +145,7 @@ COLUMNS = [
     ("vs_optax", "step ×optax", "{:.2f}"),
     ("floor_ms", "floor ms", "{:.2f}"),
     ("vs_floor", "step ×floor", "{:.2f}"),
+    ("vs_tree_floor", "step ×tree floor", "{:.2f}"),
     ("peak_mib", "peak MiB", "{:.1f}"),
     ("peak_vs_optax", "peak ×optax", "{:.2f}"),
     ("state_bpp", "state B/param", "{:.2f}"),
@@ -205,13 +209,23 @@ def _series(results: dict, role: str) -> list[tuple[str, str]]:
     return [(o, lib) for o in optimizers.ALL for lib in _libs(results) if (o, lib) in have]
 
 
+def tree_floor_ms(results: dict, role: str, name: str) -> float | None:
+    """The median of the tree floors measured by the JAX jobs of one curve point, in ms."""
+    got = []
+    for job in results["jobs"]:
+        r = job.get("result") or {}
+        if "tree_floor" in r and any(x["role"] == role and x["name"] == name for x in job["roles"]):
+            got.append(r["tree_floor"]["seconds"])
+    return 1e3 * statistics.median(got) if got else None
+
+
 def _curve_tables(results: dict) -> list[str]:
     parts = []
     for role, title, _ in CURVES:
         names = _names(results, role)
         if not names:
             continue
-        header = ["curve point"]
+        header = ["curve point", "tree floor ms"]
         cols = []
         for opt, lib in _series(results, role):
             header += [f"{lib} {opt} step ms", "×floor"]
@@ -221,7 +235,7 @@ def _curve_tables(results: dict) -> list[str]:
                 cols.append((opt, lib, "build_s", "{:.2f}"))
         body = []
         for i, name in enumerate(names):
-            cells = [name]
+            cells = [name, _fmt(tree_floor_ms(results, role, name), "{:.2f}")]
             for opt, lib, field, fmt in cols:
                 value = curve(results, role, opt, lib, field)[i][1]
                 r = _find(results, role, name, opt, lib)
@@ -341,7 +355,7 @@ def plot(results: dict, path: pathlib.Path) -> None:
 
 def _plot_floors(ax, results, role, names, series, x_key) -> None:
     """The bandwidth floors along a curve (the run's, measured at its start): one per ungrouped
-    optimizer, its grouped variant has the same."""
+    optimizer, its grouped variant has the same; and the tree floor (the jobs' median)."""
     for opt in optimizers.OPTIMIZERS:
         pts = []
         for name in names:
@@ -355,6 +369,14 @@ def _plot_floors(ax, results, role, names, series, x_key) -> None:
                 pts.append((r[x_key], 1e3 * floor_s(results, opt, {"n_params": r["n_params"]})))
         if pts:
             ax.plot(*zip(*pts), color="k", linestyle=STYLES[opt], label=f"floor {opt}")
+    pts = []
+    for name in names:
+        r = next((g for g in (_find(results, role, name, *s) for s in series) if ok(g)), None)
+        t = tree_floor_ms(results, role, name)
+        if r is not None and t is not None:
+            pts.append((r[x_key], t))
+    if pts:
+        ax.plot(*zip(*pts), color="k", linestyle=":", marker="x", label="tree floor")
 
 
 def main(argv: list[str] | None = None) -> None:

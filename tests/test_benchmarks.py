@@ -66,6 +66,7 @@ def test_smoke_outputs(smoke):
         assert mem["alias"] >= (4 + moments) * r["n_params"]
         assert r["state_bytes_per_param"] >= (8.0 if moments else 2.0)
         assert str(r["n_params"]) in on_disk["floors"]
+        assert r["tree_floor"]["seconds"] > 0 and r["tree_floor"]["repeats"] == 1
         fl = r["floor"]
         assert fl["n"] == r["n_params"] and fl["bytes_per_s"] == pytest.approx(
             12 * fl["n"] / fl["seconds"]
@@ -85,7 +86,9 @@ def test_smoke_outputs(smoke):
     } | {(c, o, "gradtx") for c in suite.SMOKE_CONFIGS for o in optimizers.GRADTX_ONLY}
     for r in rows:
         assert r["vs_floor"] == pytest.approx(r["step_ms"] / r["floor_ms"])
-        job_floor = report._find(on_disk, "config", r["config"], r["opt"], r["lib"])["floor"]
+        job = report._find(on_disk, "config", r["config"], r["opt"], r["lib"])
+        assert r["vs_tree_floor"] == pytest.approx(job["step_s"] / job["tree_floor"]["seconds"])
+        job_floor = job["floor"]
         floor_bytes = optimizers.FLOOR_BYTES_PER_PARAM[r["opt"]] * r["n_params"]
         assert r["floor_ms"] == pytest.approx(1e3 * floor_bytes / job_floor["bytes_per_s"])
         if r["lib"] == "optax":
@@ -174,6 +177,20 @@ def test_floor_moves_12_bytes_per_value():
     # reads a and b, writes over a: no copy, no temporary
     assert mem["argument"] == 8000 and mem["output"] == mem["alias"] == 4000
     assert mem["temp"] == 0 and mem["peak"] == 8000
+
+
+def test_tree_floor_adds_the_gradients_leaf_by_leaf():
+    p = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": [np.ones(4, np.float32)]}
+    g = {"a": np.full((2, 3), 0.5, np.float32), "b": [np.arange(4, dtype=np.float32)]}
+    compiled = jax_bench.tree_floor_program(p, g)
+    got = compiled(jax.tree.map(jax.numpy.asarray, p), g)
+    assert jax.tree.structure(got) == jax.tree.structure(p)
+    for x, a, b in zip(jax.tree.leaves(got), jax.tree.leaves(p), jax.tree.leaves(g)):
+        np.testing.assert_array_equal(x, a + b)
+    mem = jax_bench.memory(compiled)  # reads p and g, writes over p: no copy, no temporary
+    assert mem["argument"] == 80 and mem["alias"] == 40 and mem["temp"] == 0
+    fl = jax_bench.tree_floor(p, g, warmup=1, repeats=2)
+    assert fl["seconds"] > 0 and fl["repeats"] == 2
 
 
 def test_slow_jobs_are_opt_in():
