@@ -21,7 +21,7 @@ from gradtx._hyper import (
     one_minus,
     value_as,
 )
-from gradtx._momentum import debias_leaf, ema_leaf
+from gradtx._momentum import debias_step, ema_step
 
 # ---- lookahead: the math, for one array ----------------------------------------------------
 
@@ -275,11 +275,10 @@ def _ema_params(decay: Value, *, debias: bool, accumulator_dtype: Any) -> Gradie
 
     def update(params, state, unused=None, **extra):
         del unused, extra
-        step = functools.partial(ema_leaf, decay=decay)
         names = ("params", "state")
-        average = _tree.map(step, params, state.ema, owner="ema_params", names=names)
+        average = _tree.map(ema_step(decay), params, state.ema, owner="ema_params", names=names)
         count = _tree.saturating_increment(state.count)
-        out = jax.tree.map(lambda m: debias_leaf(m, decay, count), average) if debias else average
+        out = jax.tree.map(debias_step(decay, count), average) if debias else average
         out = jax.tree.map(lambda m, p: m.astype(jnp.result_type(p)), out, params)
         return out, EmaParamsState(count=count, ema=_tree.cast_like(average, state.ema))
 

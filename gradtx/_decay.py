@@ -5,21 +5,30 @@ from __future__ import annotations
 from gradtx import _tree
 from gradtx._base import GradientTransformation, stateless
 from gradtx._combine import check_mask, masked
-from gradtx._hyper import ScalarOrSchedule, Value, live, value_as
+from gradtx._hyper import ScalarOrSchedule, Value, live, per_dtype, value_as
 
 
-def decay_leaf(g, p, weight_decay: Value):
-    dtype = _tree.wider(g.dtype, p.dtype)
-    return g.astype(dtype) + value_as(weight_decay, dtype) * p.astype(dtype)
+def decay_step(weight_decay: Value):
+    """``(g, p) -> g + weight_decay * p``, in the wider of the two dtypes; make one per update."""
+    weight = per_dtype(lambda dtype: value_as(weight_decay, dtype))
+
+    def step(g, p):
+        dtype = _tree.wider(g.dtype, p.dtype)
+        return _tree.cast(g, dtype) + weight(dtype) * _tree.cast(p, dtype)
+
+    return step
 
 
 def _add_decayed_weights(weight_decay: Value, mask=None) -> GradientTransformation:
     def add(updates, params):
         if params is None:
             raise ValueError("add_decayed_weights: update needs params (the decay is λ·params)")
-        decay = lambda g, p: decay_leaf(g, p, weight_decay)  # noqa: E731
         return _tree.map(
-            decay, updates, params, owner="add_decayed_weights", names=("updates", "params")
+            decay_step(weight_decay),
+            updates,
+            params,
+            owner="add_decayed_weights",
+            names=("updates", "params"),
         )
 
     tx = stateless(add)

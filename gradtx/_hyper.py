@@ -78,6 +78,25 @@ def one_minus(h: Value, dtype: Any) -> jax.Array:
     return jnp.asarray(1 - h, dtype)
 
 
+def per_dtype(compute: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``compute(dtype)``, evaluated once per dtype and then reused.
+
+    The scalars an update derives from its hyperparameters (a cast, ``1 - decay``, a bias
+    correction) are the same for every leaf of a dtype: traced once, they are a few scalar ops
+    in the program instead of a few per leaf, which keeps a model with thousands of leaves quick
+    to trace and compile. Make one per update call (the values are that update's tracers).
+    """
+    cache: dict[Any, Any] = {}
+
+    def get(dtype: Any) -> Any:
+        key = jnp.dtype(dtype)
+        if key not in cache:
+            cache[key] = compute(key)
+        return cache[key]
+
+    return get
+
+
 def one_minus_power(h: Value, count: jax.Array) -> jax.Array:
     """``1 - h**count`` to a few ulps, in the hyperparameter's precision.
 

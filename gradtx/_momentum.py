@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -17,27 +18,51 @@ from gradtx._hyper import (
     live,
     one_minus,
     one_minus_power,
+    per_dtype,
     value_as,
 )
 
 # ---- the math, for one array -------------------------------------------------------------
 
 
-def ema_leaf(x: jax.Array, avg: jax.Array, decay: Value) -> jax.Array:
-    """``(1 - decay) * x + decay * avg``, in the wider of the two dtypes."""
-    dtype = _tree.wider(x.dtype, avg.dtype)
-    return one_minus(decay, dtype) * x.astype(dtype) + value_as(decay, dtype) * avg.astype(dtype)
+def ema_step(decay: Value) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """``(x, avg) -> (1 - decay) * x + decay * avg``, in the wider of the two dtypes.
+
+    The two weights are formed once per dtype (see :func:`per_dtype`); make one per update.
+    """
+    weights = per_dtype(lambda dtype: (one_minus(decay, dtype), value_as(decay, dtype)))
+
+    def step(x: jax.Array, avg: jax.Array) -> jax.Array:
+        dtype = _tree.wider(x.dtype, avg.dtype)
+        new, old = weights(dtype)
+        return new * _tree.cast(x, dtype) + old * _tree.cast(avg, dtype)
+
+    return step
 
 
-def debias_leaf(x: jax.Array, decay: Value, count: jax.Array) -> jax.Array:
-    """``x / (1 - decay**count)``, the divisor formed accurately in the hyperparameter's dtype."""
-    return x / one_minus_power(decay, count).astype(x.dtype)
+def debias_step(decay: Value, count: jax.Array) -> Callable[[jax.Array], jax.Array]:
+    """``x -> x / (1 - decay**count)``; make one per update.
+
+    The divisor is formed accurately in the hyperparameter's dtype, once; each leaf is
+    multiplied by its reciprocal, taken once per dtype. (XLA rewrites a division by a broadcast
+    scalar into that product in some programs and not in others, e.g. batched by ``vmap`` or
+    not: written as a product, every program rounds the same way.)
+    """
+    divisor = one_minus_power(decay, count)
+    reciprocal = per_dtype(lambda dtype: 1 / _tree.cast(divisor, dtype))
+    return lambda x: x * reciprocal(x.dtype)
 
 
-def trace_leaf(x: jax.Array, velocity: jax.Array, decay: Value) -> jax.Array:
-    """``x + decay * velocity``, in the wider of the two dtypes."""
-    dtype = _tree.wider(x.dtype, velocity.dtype)
-    return x.astype(dtype) + value_as(decay, dtype) * velocity.astype(dtype)
+def trace_step(decay: Value) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """``(x, velocity) -> x + decay * velocity``, in the wider of the two dtypes; make one per
+    update."""
+    weight = per_dtype(lambda dtype: value_as(decay, dtype))
+
+    def step(x: jax.Array, velocity: jax.Array) -> jax.Array:
+        dtype = _tree.wider(x.dtype, velocity.dtype)
+        return _tree.cast(x, dtype) + weight(dtype) * _tree.cast(velocity, dtype)
+
+    return step
 
 
 # ---- trace -------------------------------------------------------------------------------
@@ -52,7 +77,7 @@ def _trace(decay: Value, *, nesterov: bool, accumulator_dtype: Any) -> GradientT
         return TraceState(trace=_tree.zeros_like(params, accumulator_dtype))
 
     def update(updates, state, params=None, **extra):
-        step = functools.partial(trace_leaf, decay=decay)
+        step = trace_step(decay)
         velocity = _tree.map(step, updates, state.trace, owner="trace")
         out = jax.tree.map(step, updates, velocity) if nesterov else velocity
         return out, TraceState(trace=_tree.cast_like(velocity, state.trace))
@@ -126,22 +151,23 @@ def _ema(
         )
 
     def update(updates, state, params=None, **extra):
-        average = _tree.map(
-            functools.partial(ema_leaf, decay=decay), updates, state.ema, owner="ema"
-        )
+        average = _tree.map(ema_step(decay), updates, state.ema, owner="ema")
         count = _tree.saturating_increment(state.count)
         if nesterov:
             # Nesterov (Dozat, 2016): the average one step ahead plus this step's gradient.
             ahead = _tree.saturating_increment(count)
+            debias_ahead, debias_now = debias_step(decay, ahead), debias_step(decay, count)
+            weights = per_dtype(lambda dtype: (value_as(decay, dtype), one_minus(decay, dtype)))
 
             def out_leaf(m, g):
-                m = debias_leaf(m, decay, ahead)
-                g = debias_leaf(g.astype(m.dtype), decay, count)
-                return value_as(decay, m.dtype) * m + one_minus(decay, m.dtype) * g
+                m = debias_ahead(m)
+                g = debias_now(_tree.cast(g, m.dtype))
+                old, new = weights(m.dtype)
+                return old * m + new * g
 
             out = jax.tree.map(out_leaf, average, updates)
         elif debias:
-            out = jax.tree.map(lambda m: debias_leaf(m, decay, count), average)
+            out = jax.tree.map(debias_step(decay, count), average)
         else:
             out = average
         return out, EmaState(count=count, ema=_tree.cast_like(average, state.ema))
@@ -198,7 +224,7 @@ def _bias_correction(decay: Value) -> GradientTransformation:
 
     def update(updates, state, params=None, **extra):
         count = _tree.saturating_increment(state.count)
-        out = jax.tree.map(lambda x: debias_leaf(x, decay, count), updates)
+        out = jax.tree.map(debias_step(decay, count), updates)
         return out, BiasCorrectionState(count=count)
 
     return GradientTransformation(init, update)

@@ -19,9 +19,10 @@ from gradtx._hyper import (
     check_dtype,
     check_flag,
     live,
+    per_dtype,
     value_as,
 )
-from gradtx._momentum import _ema, ema_leaf
+from gradtx._momentum import _ema, ema_step
 
 # ---- the math, for one array -------------------------------------------------------------
 
@@ -56,14 +57,21 @@ def _computed_dtype(*dtypes: Any) -> Any:
     return _tree.accumulation_dtype(_tree.wider(*dtypes))
 
 
-def root_scale(g: jax.Array, v: jax.Array, eps: Value, eps_in_sqrt: bool) -> jax.Array:
-    """``g / sqrt(v + eps)`` or ``g / (sqrt(v) + eps)``, in the wider of their dtypes."""
-    out, dtype = _tree.wider(g.dtype, v.dtype), _computed_dtype(g.dtype, v.dtype)
-    g, v = g.astype(dtype), v.astype(dtype)
-    eps = value_as(eps, v.real.dtype)
-    if eps_in_sqrt:
-        return (g * jax.lax.rsqrt(v + eps)).astype(out)
-    return (g / (sqrt(v) + eps)).astype(out)
+def root_scale_step(eps: Value, eps_in_sqrt: bool):
+    """``(g, v) -> g / sqrt(v + eps)`` or ``g / (sqrt(v) + eps)``, computed in at least float32
+    and returned in the wider of their dtypes; ``eps`` cast once per dtype (make one per update).
+    """
+    eps_as = per_dtype(lambda dtype: value_as(eps, dtype))
+
+    def step(g: jax.Array, v: jax.Array) -> jax.Array:
+        out, dtype = _tree.wider(g.dtype, v.dtype), _computed_dtype(g.dtype, v.dtype)
+        g, v = _tree.cast(g, dtype), _tree.cast(v, dtype)
+        e = eps_as(v.real.dtype)
+        if eps_in_sqrt:
+            return _tree.cast(g * jax.lax.rsqrt(v + e), out)
+        return _tree.cast(g / (sqrt(v) + e), out)
+
+    return step
 
 
 def _second_moment(decay: Value, *, debias: bool, initial_value: float = 0.0, store=None):
@@ -77,7 +85,7 @@ def _second_moment(decay: Value, *, debias: bool, initial_value: float = 0.0, st
 
 
 def _scale_by_rms(decay, eps, *, initial_scale, eps_in_sqrt, bias_correction):
-    scale = functools.partial(root_scale, eps=eps, eps_in_sqrt=eps_in_sqrt)
+    scale = root_scale_step(eps, eps_in_sqrt)
     moment = _second_moment(decay, debias=bias_correction, initial_value=initial_scale)
     return join(scale, identity(), moment)
 
@@ -117,13 +125,14 @@ def scale_by_rms(
     return live(owner, build, decay=decay, eps=eps)
 
 
-def centred_scale(g, m, v, eps: Value, eps_in_sqrt: bool) -> jax.Array:
-    """``g`` over the root of the variance estimate ``v - |m|**2``."""
-    return root_scale(g, v - abs_sq(m).astype(v.dtype), eps, eps_in_sqrt)
+def centred_scale_step(eps: Value, eps_in_sqrt: bool):
+    """``(g, m, v) ->`` ``g`` over the root of the variance estimate ``v - |m|**2``."""
+    scale = root_scale_step(eps, eps_in_sqrt)
+    return lambda g, m, v: scale(g, v - _tree.cast(abs_sq(m), v.dtype))
 
 
 def _scale_by_stddev(decay, eps, *, initial_scale, eps_in_sqrt, bias_correction):
-    scale = functools.partial(centred_scale, eps=eps, eps_in_sqrt=eps_in_sqrt)
+    scale = centred_scale_step(eps, eps_in_sqrt)
     mean = _ema(decay, debias=bias_correction)
     moment = _second_moment(decay, debias=bias_correction, initial_value=initial_scale)
     return join(scale, identity(), mean, moment)
@@ -165,9 +174,11 @@ class ScaleByRssState(NamedTuple):
     sum_of_squares: Any  # like the params: the running sum of squared updates
 
 
-def rss_scale(g: jax.Array, s: jax.Array, eps: Value, eps_in_sqrt: bool) -> jax.Array:
-    """``g / sqrt(s + eps)`` (or ``g / (sqrt(s) + eps)``), 0 where ``s`` is 0 (hence g is 0)."""
-    return jnp.where(s > 0, root_scale(g, s, eps, eps_in_sqrt), jnp.zeros_like(g))
+def rss_scale_step(eps: Value, eps_in_sqrt: bool):
+    """``(g, s) -> g / sqrt(s + eps)`` (or ``g / (sqrt(s) + eps)``), 0 where ``s`` is 0 (hence
+    g is 0)."""
+    scale = root_scale_step(eps, eps_in_sqrt)
+    return lambda g, s: jnp.where(s > 0, scale(g, s), jnp.zeros_like(g))
 
 
 def _scale_by_rss(eps, *, initial_accumulator_value, eps_in_sqrt):
@@ -177,8 +188,7 @@ def _scale_by_rss(eps, *, initial_accumulator_value, eps_in_sqrt):
     def update(updates, state, params=None, **extra):
         add = lambda g, s: s + abs_sq(g).astype(s.dtype)  # noqa: E731
         sums = _tree.map(add, updates, state.sum_of_squares, owner="scale_by_rss")
-        scale = functools.partial(rss_scale, eps=eps, eps_in_sqrt=eps_in_sqrt)
-        return jax.tree.map(scale, updates, sums), ScaleByRssState(sums)
+        return jax.tree.map(rss_scale_step(eps, eps_in_sqrt), updates, sums), ScaleByRssState(sums)
 
     return GradientTransformation(init, update)
 
@@ -222,10 +232,16 @@ class ScaleByAdadeltaState(NamedTuple):
     e_x: Any  # like the params: running average of squared updates, E[Δx²]
 
 
-def adadelta_step(g: jax.Array, e_g: jax.Array, e_x: jax.Array, eps: Value) -> jax.Array:
-    """Δx = sqrt(E[Δx²] + eps) / sqrt(E[g²] + eps) * g, with E[g²] already updated."""
-    eps = value_as(eps, e_g.dtype)
-    return jnp.sqrt(e_x.astype(e_g.dtype) + eps) / jnp.sqrt(e_g + eps) * g.astype(e_g.dtype)
+def adadelta_step(eps: Value):
+    """``(g, e_g, e_x) ->`` Δx = sqrt(E[Δx²] + eps) / sqrt(E[g²] + eps) * g, with E[g²] already
+    updated; ``eps`` cast once per dtype (make one per update)."""
+    eps_as = per_dtype(lambda dtype: value_as(eps, dtype))
+
+    def step(g: jax.Array, e_g: jax.Array, e_x: jax.Array) -> jax.Array:
+        dtype, eps = e_g.dtype, eps_as(e_g.dtype)
+        return jnp.sqrt(_tree.cast(e_x, dtype) + eps) / jnp.sqrt(e_g + eps) * _tree.cast(g, dtype)
+
+    return step
 
 
 def _scale_by_adadelta(rho, eps):
@@ -233,10 +249,10 @@ def _scale_by_adadelta(rho, eps):
         return ScaleByAdadeltaState(_tree.zeros_like(params), _tree.zeros_like(params))
 
     def update(updates, state, params=None, **extra):
-        square_avg = lambda x, avg: ema_leaf(abs_sq(x), avg, rho)  # noqa: E731
+        average = ema_step(rho)
+        square_avg = lambda x, avg: average(abs_sq(x), avg)  # noqa: E731
         e_g = _tree.map(square_avg, updates, state.e_g, owner="scale_by_adadelta")
-        step = functools.partial(adadelta_step, eps=eps)
-        delta = jax.tree.map(step, updates, e_g, state.e_x)
+        delta = jax.tree.map(adadelta_step(eps), updates, e_g, state.e_x)
         e_x = jax.tree.map(square_avg, delta, state.e_x)
         new_state = ScaleByAdadeltaState(
             _tree.cast_like(e_g, state.e_g), _tree.cast_like(e_x, state.e_x)
@@ -269,12 +285,18 @@ def scale_by_adadelta(rho: ScalarOrSchedule = 0.9, eps: ScalarOrSchedule = 1e-6)
 # ---- Adam --------------------------------------------------------------------------------
 
 
-def adam_scale(m: jax.Array, v: jax.Array, eps: Value, eps_root: Value) -> jax.Array:
-    """``m / (sqrt(v + eps_root) + eps)``, in the wider of their dtypes."""
-    out, dtype = _tree.wider(m.dtype, v.dtype), _computed_dtype(m.dtype, v.dtype)
-    m, v = m.astype(dtype), v.astype(dtype)
-    real = v.real.dtype
-    return (m / (sqrt(v + value_as(eps_root, real)) + value_as(eps, real))).astype(out)
+def adam_scale_step(eps: Value, eps_root: Value):
+    """``(m, v) -> m / (sqrt(v + eps_root) + eps)``, computed in at least float32 and returned
+    in the wider of their dtypes; the epsilons cast once per dtype (make one per update)."""
+    eps_as = per_dtype(lambda dtype: (value_as(eps_root, dtype), value_as(eps, dtype)))
+
+    def step(m: jax.Array, v: jax.Array) -> jax.Array:
+        out, dtype = _tree.wider(m.dtype, v.dtype), _computed_dtype(m.dtype, v.dtype)
+        m, v = _tree.cast(m, dtype), _tree.cast(v, dtype)
+        inside, outside = eps_as(v.real.dtype)
+        return _tree.cast(m / (sqrt(v + inside) + outside), out)
+
+    return step
 
 
 # Low-memory moments. Each wrapper keeps the state structure of the moment it wraps (an EmaState
@@ -354,7 +376,7 @@ def _scale_by_adam(
     optim_bits=32,
     min_8bit_size=_quantized.MIN_8BIT_SIZE,
 ):
-    scale = functools.partial(adam_scale, eps=eps, eps_root=eps_root)
+    scale = adam_scale_step(eps, eps_root)
     if optim_bits == 8:
         first = _eight_bit(signed=True, min_size=min_8bit_size)(_ema(b1, nesterov=nesterov))
         second = _second_moment(

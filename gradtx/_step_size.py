@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from gradtx import _tree
 from gradtx._base import GradientTransformation, identity, stateless
-from gradtx._hyper import ScalarOrSchedule, Value, check_flag, live, value_as
+from gradtx._hyper import ScalarOrSchedule, Value, check_flag, live, per_dtype, value_as
+
+
+def _times(factor: Callable[[Any], jax.Array]) -> GradientTransformation:
+    """Multiplies each leaf by ``factor(its dtype)``, formed once per dtype and update."""
+
+    def update(updates, params):
+        as_dtype = per_dtype(factor)
+        return jax.tree.map(lambda g: as_dtype(g.dtype) * g, updates)
+
+    return stateless(update)
 
 
 def _scale(step_size: Value) -> GradientTransformation:
-    return stateless(
-        lambda updates, params: jax.tree.map(lambda g: value_as(step_size, g.dtype) * g, updates)
-    )
+    return _times(lambda dtype: value_as(step_size, dtype))
 
 
 def scale(step_size: ScalarOrSchedule) -> GradientTransformation:
@@ -35,11 +45,7 @@ def _scale_by_learning_rate(learning_rate: Value, *, flip_sign: bool = True):
     if learning_rate is None:
         return identity()
     sign = -1 if flip_sign else 1
-    return stateless(
-        lambda updates, params: jax.tree.map(
-            lambda g: (sign * value_as(learning_rate, g.dtype)) * g, updates
-        )
-    )
+    return _times(lambda dtype: sign * value_as(learning_rate, dtype))
 
 
 def scale_by_learning_rate(

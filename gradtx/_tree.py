@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -115,8 +116,18 @@ def cast_like(tree: PyTree, like: PyTree) -> PyTree:
 def wider(*dtypes: Any) -> Any:
     """The dtype two or more operands are computed in: JAX's standard promotion, made explicitly
     (the library never relies on implicit promotion, so it runs under strict promotion too)."""
+    return _promoted(*(jnp.dtype(d) for d in dtypes))
+
+
+@functools.cache
+def _promoted(*dtypes: np.dtype) -> np.dtype:  # asked once per leaf: cached
     with jax.numpy_dtype_promotion("standard"):
-        return jnp.result_type(*(jnp.dtype(d) for d in dtypes))
+        return jnp.result_type(*dtypes)
+
+
+def cast(x: jax.Array, dtype: Any) -> jax.Array:
+    """``x.astype(dtype)``, or ``x`` itself when it already has that dtype (no traced op)."""
+    return x if x.dtype == dtype else x.astype(dtype)
 
 
 def accumulation_dtype(dtype: Any) -> Any:
