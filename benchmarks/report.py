@@ -251,6 +251,13 @@ def table(results: dict) -> str:
     return _md_table([h for _, h, _ in COLUMNS], body)
 
 
+# The last line of RESULTS.md: hand-written studies live in a file that no run rewrites.
+LOW_MEMORY_POINTER = (
+    "The low-memory Adam step-time study (`python -m benchmarks.low_memory`) and hand-run"
+    " re-runs of single configurations are in `benchmarks/LOW_MEMORY.md`."
+)
+
+
 def markdown(results: dict) -> str:
     """RESULTS.md: the machine, the floors, the main table and the curves."""
     m = results["machine"]
@@ -302,6 +309,7 @@ def markdown(results: dict) -> str:
     if curves:
         lines += ["## Curves", "", "Plotted in `curves.png` next to `results.json`.", ""]
         lines += [c + "\n" for c in curves]
+    lines += ["", LOW_MEMORY_POINTER]
     return "\n".join(lines).rstrip() + "\n"
 
 

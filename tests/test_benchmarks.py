@@ -113,6 +113,9 @@ def test_smoke_outputs(smoke):
     for name in suite.SMOKE_CONFIGS:
         assert name in md
     assert report.table(on_disk) in md
+    # the hand-written studies that a run would drop are pointed to, and are there
+    assert md.rstrip().endswith(report.LOW_MEMORY_POINTER) and "LOW_MEMORY.md" in md
+    assert "## Low-memory Adam state" in (run.ROOT / "benchmarks" / "LOW_MEMORY.md").read_text()
 
 
 def _check_grouped(results):
