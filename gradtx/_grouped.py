@@ -158,9 +158,10 @@ def _grouped(tx: GradientTransformation, max_grouped_size: int) -> GradientTrans
 
 
 def _probe_trees() -> tuple[PyTree, list[PyTree]]:
-    """Small params and gradients with leaves of several sizes and ranks."""
+    """Params and gradients with leaves of several sizes and ranks, one of them large enough
+    for 8-bit moments (size-dependent storage must show up as a difference)."""
     rng = np.random.default_rng(0)
-    shapes = {"a": (3, 4), "b": (5,), "c": (2, 2, 3), "d": ()}
+    shapes = {"a": (3, 4), "b": (5,), "c": (2, 2, 3), "d": (), "e": (64, 65)}
 
     def draw(scale):
         return {
@@ -188,8 +189,9 @@ def _check_elementwise(tx: GradientTransformation, wrapped: GradientTransformati
         raise ValueError(
             f"grouped: tx does not act leaf-independently: on a probe tree its updates at step "
             f"{err.args[0]} differ when the leaves are concatenated. Per-leaf norms "
-            f"(clip_by_norm, scale_by_trust_ratio, lamb, lars, adaptive_grad_clip), masks and "
-            f"partitions that depend on leaf shapes or paths cannot be grouped: group the "
+            f"(clip_by_norm, scale_by_trust_ratio, lamb, lars, adaptive_grad_clip), low-memory "
+            f"moments (8-bit blocks, stochastically rounded bfloat16), masks and partitions "
+            f"that depend on leaf shapes or paths cannot be grouped: group the "
             f"elementwise part only (e.g. partition(...) with grouped inner transformations), or "
             f"pass check=False if the difference is intended"
         ) from None
@@ -232,9 +234,11 @@ def grouped(
     (``scale_by_adam``, ``trace``, ``scale_by_rms``, ``add_decayed_weights`` without a mask,
     ``scale_by_learning_rate``, schedules, ``clip``) and reductions over all leaves together
     (``clip_by_global_norm``). Per-leaf norms (``clip_by_norm``, ``scale_by_trust_ratio``,
-    ``lamb``, ``lars``, ``adaptive_grad_clip``) and masks or labels given as trees of the params
-    cannot be grouped. With ``check`` (the default), ``grouped`` runs ``tx`` for three steps on a
-    small probe tree, leaf by leaf and grouped, and raises if the updates differ; a transformation
+    ``lamb``, ``lars``, ``adaptive_grad_clip``), low-memory moments (``optim_bits=8``: blocks
+    would span leaves and small leaves would be quantized; bfloat16 moments: their stochastic
+    rounding depends on the position) and masks or labels given as trees of the params cannot be
+    grouped. With ``check`` (the default), ``grouped`` runs ``tx`` for three steps on a
+    probe tree, leaf by leaf and grouped, and raises if the updates differ; a transformation
     that needs extra ``update`` arguments, or a mask tree, fails that check and must be wrapped
     with ``check=False`` (your responsibility then). To combine grouping with per-leaf parts, use
     ``grouped`` inside :func:`partition`.

@@ -267,8 +267,10 @@ def test_compiled_program_has_few_kernels_whatever_the_leaf_count():
         gradtx.lars(1e-1),
         gradtx.adaptive_grad_clip(0.01),
         gradtx.adamw(0.1, weight_decay=0.5, mask=lambda p: jax.tree.map(lambda x: x.ndim > 1, p)),
+        gradtx.adam(1e-2, optim_bits=8),
+        gradtx.adam(1e-2, mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16),
     ],
-    ids=["clip_by_norm", "lamb", "lars", "adaptive_grad_clip", "mask by rank"],
+    ids=["clip_by_norm", "lamb", "lars", "adaptive_grad_clip", "mask by rank", "8-bit", "bf16"],
 )
 def test_leaf_dependent_transformations_are_refused(tx):
     with pytest.raises(ValueError, match="grouped: tx does not act leaf-independently"):
