@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from benchmarks import jax_bench, optimizers, report, run, suite, trees
+from benchmarks import interleaved, jax_bench, optimizers, report, run, suite, trees
 
 
 def _adam_reference(p, g, n_steps, opt):
@@ -228,3 +228,27 @@ def test_only_selects_groups_and_configurations(only, roles):
         got |= {(x["role"], n_leaves) for x in job["roles"]}
     assert got == roles
     assert {j["lib"] for j in jobs} == {"gradtx", "optax", "torch"}
+
+
+def test_interleaved_comparison_runs_every_step_and_the_floor():
+    """``python -m benchmarks.interleaved`` on a tiny tree: every requested step and the tree
+    floor are timed, and the ratios are to optax's step of the same family when it ran."""
+    spec = trees.uniform(3, 10)
+    with jax.numpy_dtype_promotion("standard"):  # optax promotes weakly typed Python scalars
+        result = interleaved.run(spec, ["adam", "adamw_clip_grouped"], ["gradtx", "optax"], 1, 1)
+    steps = result["steps"]
+    assert set(steps) == {
+        "gradtx adam",
+        "optax adam",
+        "gradtx adamw_clip_grouped",
+        "tree floor",
+    }  # no optax adamw_clip asked for; grouped is gradtx's only
+    assert all(s["wall_ms"] > 0 and s["cpu_ms"] >= 0 for s in steps.values())
+    lines = interleaved.table(result).splitlines()
+    assert len(lines) == 2 + len(steps)
+    adam_row = next(line for line in lines if line.startswith("| gradtx adam |"))
+    assert adam_row.split("|")[4].strip()  # a ratio to optax adam
+    grouped_row = next(line for line in lines if line.startswith("| gradtx adamw_clip_grouped"))
+    assert grouped_row.split("|")[4].strip() == ""  # no optax adamw_clip in this run
+    with pytest.raises(ValueError, match="interleaved: --tree"):
+        interleaved._tree("stacked:3:4")
