@@ -243,6 +243,9 @@ def grouped(
     with ``check=False`` (your responsibility then). To combine grouping with per-leaf parts, use
     ``grouped`` inside :func:`partition`.
 
+    On a mesh, :func:`state_sharding` lays the state of each large leaf out like its param and
+    replicates the buffer of the small ones (or splits it, with ``zero_axis``).
+
     Gradients must have one dtype per params dtype group (as ``jax.grad`` returns them).
     :func:`hyperparams` and :func:`set_hyperparams` reach ``tx``'s hyperparameters through the
     state as before.

@@ -3,7 +3,9 @@
 An optimizer state is mostly trees shaped like the params (moments, traces, averages) plus a
 few scalars (counts, hyperparameters). Its leaves are matched to the params by key path: a
 state leaf whose path ends with a param's path, and whose shape is that param's, is laid out
-like that param; every other leaf (scalars, 8-bit blocks, grouped buffers) is replicated. With
+like that param, and so is a large leaf that :func:`grouped` keeps in its own buffer (keyed
+``"leaf:<param path>"``); every other leaf (scalars, 8-bit blocks, grouped buffers of small
+leaves) is replicated. With
 ``zero_axis`` (ZeRO stage 1), leaves not already split along that mesh axis are split along it
 on their first dimension it divides, so each device keeps about ``1/n`` of the state.
 """
@@ -15,6 +17,8 @@ from typing import Any
 import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
+
+from gradtx import _tree
 
 PyTree = Any
 
@@ -81,11 +85,12 @@ def derive(
             )
         return jax.tree.map(lambda _: single, abstract_state)
 
-    by_path = {}
+    by_path, grouped_keys = {}, {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
         sharding = getattr(leaf, "sharding", None)
         spec = sharding.spec if isinstance(sharding, NamedSharding) else PartitionSpec()
         by_path[tuple(path)] = (tuple(np.shape(leaf)), spec)
+        grouped_keys["leaf:" + _tree.path_str(path)] = by_path[tuple(path)]
     longest_first = sorted(by_path, key=len, reverse=True)
 
     def leaf_sharding(path, leaf):
@@ -96,6 +101,12 @@ def derive(
             if (n == 0 or tuple(path[-n:]) == param_path) and by_path[param_path][0] == shape:
                 spec = by_path[param_path][1]
                 break
+        else:  # a large leaf that grouped keeps whole, under "leaf:<param path>"
+            for key in path:
+                found = grouped_keys.get(getattr(key, "key", None))
+                if found is not None and found[0] == shape:
+                    spec = found[1]
+                    break
         entries = _spec_entries(spec, len(shape))
         if zero_axis is not None:
             entries = _split_over(entries, shape, zero_axis, mesh.shape[zero_axis])

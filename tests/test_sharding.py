@@ -572,3 +572,44 @@ def test_readme_multi_device_recipe_runs_and_matches_one_device():
         one = gradtx.apply_updates(one, updates)
     assert_close(params, one)
     assert float(namespace["loss"]) > 0
+
+
+# ---- grouped ---------------------------------------------------------------------------------
+
+
+def test_grouped_state_keeps_large_leaves_sharded_like_their_params():
+    """``grouped`` keeps leaves above ``max_grouped_size`` in their own buffers: their moments
+    are laid out like the param (not replicated), the buffer of the small leaves is replicated,
+    or split with ``zero_axis``; the sharded step gives the per-leaf numbers."""
+    mesh = mesh_of((8,), ("data",))
+    specs = {"big": P("data", None), "nested": {"small": P(), "bias": P()}}
+    params = place(
+        {
+            "big": jnp.linspace(-1.0, 1.0, 64 * 32).reshape(64, 32),
+            "nested": {"small": jnp.linspace(0.5, 1.5, 24), "bias": jnp.linspace(-2.0, 2.0, 8)},
+        },
+        mesh,
+        specs,
+    )
+    tx = gradtx.grouped(gradtx.adam(1e-2), max_grouped_size=1024)
+    shardings = gradtx.state_sharding(tx, params)
+    moments = shardings.inner_state.inner_state[0]
+    for ema in (moments[0].ema, moments[1][1].ema):
+        assert set(ema) == {"float32", "leaf:big"}
+        assert ema["leaf:big"].spec == P("data")
+        assert ema["float32"].spec == P()
+    zero = gradtx.state_sharding(tx, params, zero_axis="data").inner_state.inner_state[0]
+    assert zero[0].ema["float32"].spec == P("data")  # the 32 small-leaf elements, split 8 ways
+
+    state = jax.jit(tx.init, out_shardings=shardings)(params)
+    assert state.inner_state.inner_state[0][0].ema["leaf:big"].sharding.spec == P("data")
+    step = jax.jit(lambda p, s, g: _step_with(tx, p, s, g), out_shardings=(None, shardings))
+    got, state = step(params, state, jax.tree.map(lambda x: 0.1 * x, params))
+    reference = gradtx.adam(1e-2)
+    want, _ = _step_with(
+        reference, params, reference.init(params), jax.tree.map(lambda x: 0.1 * x, params)
+    )
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+    assert got["big"].sharding.spec == P("data", None)
+    assert state.inner_state.inner_state[0][0].ema["leaf:big"].sharding.spec == P("data")
