@@ -44,8 +44,7 @@ def _tree(spec_text: str) -> trees.Spec:
 def _compiled(lib: str, opt: str, params, grads):
     """(step, donated arguments) for one library and optimizer; the floor as lib 'floor'."""
     if lib == "floor":
-        program = jax.jit(lambda p, g: jax.tree.map(jnp.add, p, g), donate_argnums=0)
-        return program.lower(params, grads).compile(), [params]
+        return jax_bench.tree_floor_program(params, grads), [params]
     tx = optimizers.make_jax(lib, opt)
     state = tx.init(params)
     step = jax.jit(jax_bench._step_fn(lib, tx), donate_argnums=(0, 1))

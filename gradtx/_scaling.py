@@ -57,11 +57,13 @@ def _computed_dtype(*dtypes: Any) -> Any:
     return _tree.accumulation_dtype(_tree.wider(*dtypes))
 
 
-def root_scale_step(eps: Value, eps_in_sqrt: bool):
-    """``(g, v) -> g / sqrt(v + eps)`` or ``g / (sqrt(v) + eps)``, computed in at least float32
-    and returned in the wider of their dtypes; ``eps`` cast once per dtype (make one per update).
+def root_scale_step(eps: Value, eps_in_sqrt: bool, eps_root: Value | None = None):
+    """``(g, v) -> g / sqrt(v + eps)`` or ``g / (sqrt(v) + eps)`` (Adam's
+    ``g / (sqrt(v + eps_root) + eps)`` with ``eps_root``), computed in at least float32 and
+    returned in the wider of their dtypes; the epsilons cast once per dtype (make one per update).
     """
     eps_as = per_dtype(lambda dtype: value_as(eps, dtype))
+    eps_root_as = per_dtype(lambda dtype: value_as(eps_root, dtype))
 
     def step(g: jax.Array, v: jax.Array) -> jax.Array:
         out, dtype = _tree.wider(g.dtype, v.dtype), _computed_dtype(g.dtype, v.dtype)
@@ -69,6 +71,8 @@ def root_scale_step(eps: Value, eps_in_sqrt: bool):
         e = eps_as(v.real.dtype)
         if eps_in_sqrt:
             return _tree.cast(g * jax.lax.rsqrt(v + e), out)
+        if eps_root is not None:
+            v = v + eps_root_as(v.real.dtype)
         return _tree.cast(g / (sqrt(v) + e), out)
 
     return step
@@ -285,20 +289,6 @@ def scale_by_adadelta(rho: ScalarOrSchedule = 0.9, eps: ScalarOrSchedule = 1e-6)
 # ---- Adam --------------------------------------------------------------------------------
 
 
-def adam_scale_step(eps: Value, eps_root: Value):
-    """``(m, v) -> m / (sqrt(v + eps_root) + eps)``, computed in at least float32 and returned
-    in the wider of their dtypes; the epsilons cast once per dtype (make one per update)."""
-    eps_as = per_dtype(lambda dtype: (value_as(eps_root, dtype), value_as(eps, dtype)))
-
-    def step(m: jax.Array, v: jax.Array) -> jax.Array:
-        out, dtype = _tree.wider(m.dtype, v.dtype), _computed_dtype(m.dtype, v.dtype)
-        m, v = _tree.cast(m, dtype), _tree.cast(v, dtype)
-        inside, outside = eps_as(v.real.dtype)
-        return _tree.cast(m / (sqrt(v + inside) + outside), out)
-
-    return step
-
-
 # Low-memory moments. Each wrapper keeps the state structure of the moment it wraps (an EmaState
 # whose ``ema`` is stored narrower), and each feeds it updates in at least float32: the moment is
 # always computed in float32 or wider, only the stored copy is narrow.
@@ -376,7 +366,7 @@ def _scale_by_adam(
     optim_bits=32,
     min_8bit_size=_quantized.MIN_8BIT_SIZE,
 ):
-    scale = adam_scale_step(eps, eps_root)
+    scale = root_scale_step(eps, eps_in_sqrt=False, eps_root=eps_root)
     if optim_bits == 8:
         first = _eight_bit(signed=True, min_size=min_8bit_size)(_ema(b1, nesterov=nesterov))
         second = _second_moment(

@@ -289,7 +289,7 @@ BF16_EXACT = {
     "decay_sgd",
 }
 # Not the second-moment optimizers (adagrad, rmsprop, adam and their wrappers): their
-# preconditioner (gradtx._scaling.root_scale_step, adam_scale_step) is computed in float32 and
+# preconditioner (gradtx._scaling.root_scale_step) is computed in float32 and
 # rounded once to bfloat16, so a one-ulp float32 difference can move it by one bfloat16 ulp
 # (F1's fix).
 F32_EXACT = {"sgd"}
