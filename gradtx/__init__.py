@@ -5,6 +5,11 @@ second-moment scaling, weight decay, clipping, learning rates) compose with :fun
 SGD, RMSProp, Adam, AdamW, LAMB and the rest. Every numeric hyperparameter is a float or a
 schedule and lives in the state: read it with :func:`hyperparams`, change it with
 :func:`set_hyperparams`, without recompiling.
+
+Every factory validates the hyperparameters it is given as concrete numbers, when it is called.
+It cannot validate values traced inside ``jit`` or ``vmap`` (a learning rate that is an argument
+of a jitted function), nor what a schedule returns after step 0: wrap the optimizer in
+:func:`checked` to check those at run time, inside the compiled step.
 """
 
 from gradtx._aliases import adadelta as adadelta
@@ -25,6 +30,7 @@ from gradtx._base import apply_updates as apply_updates
 from gradtx._base import identity as identity
 from gradtx._base import set_to_zero as set_to_zero
 from gradtx._base import stateless as stateless
+from gradtx._checked import checked as checked
 from gradtx._checkpoint import check_state as check_state
 from gradtx._checkpoint import restore_state as restore_state
 from gradtx._clipping import adaptive_grad_clip as adaptive_grad_clip
@@ -122,6 +128,7 @@ __all__ = [
     "centralize",
     "chain",
     "check_state",
+    "checked",
     "clip",
     "clip_by_global_norm",
     "clip_by_norm",

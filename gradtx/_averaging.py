@@ -261,15 +261,9 @@ class EmaParamsState(NamedTuple):
 
 def _ema_params(decay: Value, *, debias: bool, accumulator_dtype: Any) -> GradientTransformation:
     def average_dtype(p):
-        return accumulator_dtype or _tree.accumulation_dtype(p.dtype)
+        return _tree.storage_dtype(p.dtype, accumulator_dtype or _tree.accumulation_dtype(p.dtype))
 
-    def init(params):
-        for path, p in jax.tree_util.tree_flatten_with_path(params)[0]:
-            if not jnp.issubdtype(jnp.result_type(p), jnp.floating):
-                raise TypeError(
-                    f"ema_params: params must be floating arrays, got {jnp.result_type(p)} "
-                    f"at {_tree.path_str(path)!r}"
-                )
+    def init(params):  # integer leaves are refused by live(), naming the leaf
         ema = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), average_dtype(jnp.asarray(p))), params)
         return EmaParamsState(count=_tree.zero_count(), ema=ema)
 

@@ -139,18 +139,24 @@ def apply_updates(params: Params, updates: Updates) -> Params:
     """Returns ``params + updates``, leaf by leaf, each result in its param's dtype.
 
     The sum is formed in the wider of the two dtypes (so a bf16 param gets an f32 update added
-    at f32 precision) and then cast back to the param's dtype. ``None`` leaves stay ``None``.
+    at f32 precision) and then cast back to the param's dtype. ``None`` leaves stay ``None``,
+    and a ``float0`` update (the gradient of an integer leaf, from ``jax.grad(...,
+    allow_int=True)``, passed through :func:`gradtx.freeze`) leaves its param unchanged.
     """
 
     for path, u in jax.tree_util.tree_flatten_with_path(updates)[0]:
         dtype = np.asarray(u).dtype if isinstance(u, (str, bytes)) else getattr(u, "dtype", None)
-        if dtype is not None and not (jnp.issubdtype(dtype, jnp.number) or dtype == np.bool_):
+        if dtype is not None and not (
+            jnp.issubdtype(dtype, jnp.number) or dtype in (np.bool_, jax.dtypes.float0)
+        ):
             raise TypeError(
                 f"apply_updates: updates must be numeric arrays, got dtype {dtype} at "
                 f"{_tree.path_str(path)!r}"
             )
 
     def add(p, u):
+        if getattr(u, "dtype", None) == jax.dtypes.float0:
+            return p  # the gradient of an integer leaf (jax.grad(..., allow_int=True)): no step
         p, u = jnp.asarray(p), jnp.asarray(u)
         wide = _tree.wider(p.dtype, u.dtype)
         return (p.astype(wide) + u.astype(wide)).astype(p.dtype)

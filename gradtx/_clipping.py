@@ -15,7 +15,9 @@ from gradtx._hyper import ScalarOrSchedule, Value, live, value_as
 
 def _clip(max_delta: Value) -> GradientTransformation:
     def clip_leaf(g):
-        c = value_as(max_delta, g.dtype)
+        c = value_as(max_delta, g.real.dtype)
+        if jnp.iscomplexobj(g):  # the real and imaginary parts, as the equivalent real problem
+            return jax.lax.complex(jnp.clip(g.real, -c, c), jnp.clip(g.imag, -c, c))
         return jnp.clip(g, -c, c)
 
     return stateless(lambda updates, params: jax.tree.map(clip_leaf, updates))
@@ -23,6 +25,9 @@ def _clip(max_delta: Value) -> GradientTransformation:
 
 def clip(max_delta: ScalarOrSchedule) -> GradientTransformation:
     """Clips every update element to ``[-max_delta, max_delta]``.
+
+    A complex element has its real and imaginary parts clipped each (as the equivalent real
+    problem on the (real, imaginary) pairs would).
 
     Example:
       >>> import gradtx, jax.numpy as jnp
@@ -41,10 +46,13 @@ def shrink(norm: jax.Array, max_norm: Value) -> jax.Array:
 
 
 def _clip_by_norm(max_norm: Value, *, axes) -> GradientTransformation:
-    def clip_leaf(g):
-        return g * shrink(_tree.norm(g, axes), max_norm).astype(g.dtype)
+    def clip_all(updates, params):
+        leaves, treedef = jax.tree.flatten(updates)
+        norms = _tree.norms(leaves, axes)
+        clipped = [g * shrink(n, max_norm).astype(g.dtype) for g, n in zip(leaves, norms)]
+        return treedef.unflatten(clipped)
 
-    return stateless(lambda updates, params: jax.tree.map(clip_leaf, updates))
+    return stateless(clip_all)
 
 
 def clip_by_norm(max_norm: ScalarOrSchedule, *, axis_name=None) -> GradientTransformation:
@@ -138,28 +146,15 @@ def unit_axes(shape: tuple[int, ...], axis: int | tuple[int, ...] | None, path: 
     return by_rank[len(shape)]
 
 
-def unitwise_norm(x: jax.Array, axes: tuple[int, ...] | None) -> jax.Array:
-    """The Euclidean norm of each unit of ``x`` (keeping dims), in at least float32.
-
-    A zero unit has norm 0 and derivative 0 (not the NaN of ``sqrt``'s infinite slope at 0), so
-    that gradients through the clipping stay finite.
-    """
-    wide = x.astype(_tree.accumulation_dtype(x.dtype))
-    squares = jnp.sum(wide * wide, axis=axes, keepdims=True)
-    positive = squares > 0
-    return jnp.where(positive, jnp.sqrt(jnp.where(positive, squares, 1)), 0)
-
-
-def adaptive_clip_leaf(g, p, clipping: Value, eps: Value, axis, path: str = ""):
-    """``g``'s units rescaled to norm ``clipping * max(||p unit||, eps)`` where they exceed it."""
-    axes = unit_axes(g.shape, axis, path)
-    g_norm, p_norm = unitwise_norm(g, axes), unitwise_norm(p, axes)
+def adaptive_clip_leaf(g, g_norm, p_norm, clipping: Value, eps: Value):
+    """``g``'s units rescaled to norm ``clipping * max(||p unit||, eps)`` where they exceed it,
+    given the units' norms (as :func:`gradtx._tree.unit_norms` gives them)."""
     dtype = g_norm.dtype
     max_norm = value_as(clipping, dtype) * jnp.maximum(p_norm, value_as(eps, dtype))
     over = g_norm > max_norm
     # the inner where keeps the division (and its gradient) finite where nothing is clipped
     factor = jnp.where(over, max_norm / jnp.where(over, g_norm, jnp.ones_like(g_norm)), 1)
-    return (g.astype(dtype) * factor).astype(g.dtype)
+    return (g.astype(_tree.wider(g.dtype, dtype)) * factor).astype(g.dtype)
 
 
 def _adaptive_grad_clip(clipping: Value, eps: Value, *, axis) -> GradientTransformation:
@@ -170,11 +165,16 @@ def _adaptive_grad_clip(clipping: Value, eps: Value, *, axis) -> GradientTransfo
                 "to their norms)"
             )
         _tree.check_match("adaptive_grad_clip", (updates, params), ("updates", "params"))
-
-        def clip_leaf(path, g, p):
-            return adaptive_clip_leaf(g, p, clipping, eps, axis, _tree.path_str(path))
-
-        return jax.tree_util.tree_map_with_path(clip_leaf, updates, params)
+        paths, treedef = jax.tree_util.tree_flatten_with_path(updates)
+        grads, params = [g for _, g in paths], jax.tree.leaves(params)
+        axes = [unit_axes(g.shape, axis, _tree.path_str(path)) for path, g in paths]
+        norms = _tree.unit_norms(grads + params, axes + axes)
+        g_norms, p_norms = norms[: len(grads)], norms[len(grads) :]
+        clipped = [
+            adaptive_clip_leaf(g, gn, pn, clipping, eps)
+            for g, gn, pn in zip(grads, g_norms, p_norms)
+        ]
+        return treedef.unflatten(clipped)
 
     return stateless(clip_all)
 

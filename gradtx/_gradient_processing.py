@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradtx import _tree
-from gradtx._base import GradientTransformation, stateless
+from gradtx._base import EmptyState, GradientTransformation, stateless
 from gradtx._hyper import ScalarOrSchedule, Value, live, scalar, value_as
 
 # ---- add_noise -----------------------------------------------------------------------------
@@ -26,10 +26,20 @@ def noise_stddev(eta: Value, gamma: Value, count: jax.Array) -> jax.Array:
 
 
 def add_noise_leaf(g: jax.Array, key: jax.Array, stddev: jax.Array) -> jax.Array:
-    """``g + stddev * n`` with ``n`` standard normal, drawn and added in at least float32."""
+    """``g + stddev * n`` with ``n`` standard normal, drawn and added in at least float32.
+
+    For a complex ``g`` the real and imaginary parts get independent noise of that standard
+    deviation each, as the equivalent real problem would (``jax.random.normal`` of a complex
+    dtype would give each part variance 1/2).
+    """
     wide = _tree.accumulation_dtype(g.dtype)
-    n = jax.random.normal(key, g.shape, wide)
-    return (g.astype(wide) + stddev.astype(wide) * n).astype(g.dtype)
+    real = _tree.real_dtype(wide)
+    if jnp.iscomplexobj(g):
+        n = jax.random.normal(key, (2, *g.shape), real)
+        n = jax.lax.complex(n[0], n[1])
+    else:
+        n = jax.random.normal(key, g.shape, wide)
+    return (g.astype(wide) + stddev.astype(real).astype(wide) * n).astype(g.dtype)
 
 
 class AddNoiseState(NamedTuple):
@@ -193,8 +203,13 @@ def centralize(*, unit_axis: int = -1) -> GradientTransformation:
     unit_axis = int(unit_axis)
 
     def centre(updates, params):
+        _tree.check_leaves("centralize", updates, "updates")
         return jax.tree_util.tree_map_with_path(
             lambda path, g: centralize_leaf(g, unit_axis, _tree.path_str(path)), updates
         )
 
-    return stateless(centre)
+    def init(params):
+        _tree.check_leaves("centralize", params, "params")
+        return EmptyState()
+
+    return GradientTransformation(init, stateless(centre).update)

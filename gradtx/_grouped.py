@@ -122,12 +122,14 @@ def _members(layout: _Layout, tree: PyTree) -> str:
 
 def _grouped(tx: GradientTransformation, max_grouped_size: int) -> GradientTransformation:
     def init(params: Params) -> GroupedState:
+        _tree.check_leaves("grouped", params, "params")
         layout = _layout(params, max_grouped_size)
         offsets = tuple(jnp.asarray(o, jnp.int32) for o in _offsets(layout))
         inner = tx.init(_concat(layout, jax.tree.leaves(params), "params"))
         return GroupedState(offsets=offsets, inner_state=inner)
 
     def update(updates: Updates, state: GroupedState, params: Params | None = None, **extra):
+        _tree.check_leaves("grouped", updates, "updates")
         layout = _layout(updates, max_grouped_size)
         if not isinstance(state, GroupedState) or len(state.offsets) != len(layout.sizes):
             got = (

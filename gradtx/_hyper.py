@@ -110,8 +110,10 @@ def one_minus_power(h: Value, count: jax.Array) -> jax.Array:
 
 
 # Validation by argument name: the same name means the same thing in every transformation, so
-# the factories and set_hyperparams share one table.
-_UNIT = ("in [0, 1)", lambda v: 0 <= v < 1)
+# the factories, set_hyperparams and gradtx.checked share one table. Each test is written with
+# ``&`` so that it applies to Python floats and to arrays (inside jit) alike.
+_UNIT = ("in [0, 1)", lambda v: (v >= 0) & (v < 1))
+_OPEN_UNIT = ("in (0, 1)", lambda v: (v > 0) & (v < 1))
 _NON_NEGATIVE = (">= 0", lambda v: v >= 0)
 _POSITIVE = ("> 0", lambda v: v > 0)
 _CONSTRAINTS = {
@@ -130,13 +132,13 @@ _CONSTRAINTS = {
     "max_norm": _POSITIVE,
     "max_delta": _POSITIVE,
     "trust_coefficient": _POSITIVE,
-    "factor": ("in (0, 1)", lambda v: 0 < v < 1),
+    "factor": _OPEN_UNIT,
     "threshold": _NON_NEGATIVE,
     "min_scale": _NON_NEGATIVE,
     # line searches and Newton-CG
-    "slope_rtol": ("in (0, 1)", lambda v: 0 < v < 1),
-    "curv_rtol": ("in (0, 1)", lambda v: 0 < v < 1),
-    "decrease_factor": ("in (0, 1)", lambda v: 0 < v < 1),
+    "slope_rtol": _OPEN_UNIT,
+    "curv_rtol": _OPEN_UNIT,
+    "decrease_factor": _OPEN_UNIT,
     "increase_factor": (">= 1", lambda v: v >= 1),
     "max_learning_rate": _POSITIVE,
     "tol": _NON_NEGATIVE,
@@ -145,17 +147,30 @@ _CONSTRAINTS = {
     "stepsize_precision": _NON_NEGATIVE,
     "approx_dec_rtol": _NON_NEGATIVE,
     "damping": _NON_NEGATIVE,
-    "slow_step_size": ("in (0, 1]", lambda v: 0 < v <= 1),
+    "slow_step_size": ("in (0, 1]", lambda v: (v > 0) & (v <= 1)),
     "clipping": _POSITIVE,
     "eta": _NON_NEGATIVE,
     "gamma": _NON_NEGATIVE,
 }
 
 
-def check_number(owner: str, name: str, value: float, where: str = "") -> None:
-    """Raises ValueError unless ``value`` is finite and meets ``name``'s constraint."""
+def constraint(name: str) -> tuple[str, Callable[[Any], Any]] | None:
+    """``(text, test)`` of the range a hyperparameter ``name`` must be in, or None."""
+    return _CONSTRAINTS.get(name)
+
+
+def check_number(owner: str, name: str, value: float, where: str = "", dtype: Any = None) -> None:
+    """Raises ValueError unless ``value`` is finite in ``dtype`` (the default float dtype, where
+    live hyperparameters are stored) and meets ``name``'s constraint."""
     if not math.isfinite(value):
         raise ValueError(f"{owner}: {name} must be finite, got {value!r}{where}")
+    largest = float(jnp.finfo(dtype or _float_dtype()).max)
+    if abs(value) > largest:
+        stored = jnp.dtype(dtype or _float_dtype()).name
+        raise ValueError(
+            f"{owner}: {name} must be finite in {stored} (|x| <= {largest:.7g}), "
+            f"got {value!r}{where}"
+        )
     constraint = _CONSTRAINTS.get(name)
     if constraint is not None and not constraint[1](value):
         raise ValueError(f"{owner}: {name} must be {constraint[0]}, got {value!r}{where}")
@@ -233,7 +248,11 @@ def _concrete_float(owner: str, name: str, x: Any) -> float | None:
 
 
 def check_hyperparam(owner: str, name: str, x: Any) -> Any:
-    """Validates a hyperparameter given to a factory; returns it (floats as Python floats)."""
+    """Validates a hyperparameter given to a factory; returns it (floats as Python floats).
+
+    A traced value (a factory called inside ``jit``/``vmap``) cannot be checked here, nor a
+    schedule's values after step 0: :func:`gradtx.checked` checks them at run time.
+    """
     if callable(x) and not isinstance(x, (jax.Array, np.ndarray)):
         first = x(_tree.zero_count())
         if not isinstance(first, (numbers.Real, np.ndarray, np.generic, jax.Array)) or not (
@@ -306,12 +325,18 @@ def live(
         return {k: Live(h.value, h.residual) for k, h in stored.items()} | fixed
 
     def init(params):
+        _tree.check_leaves(owner, params, "params")
         dtype = _float_dtype()
         stored = {
             k: _hyperparam(v(_tree.zero_count()) if k in schedules else v, dtype)
             for k, v in given.items()
         }
-        inner = build(**values(stored)).init(params)
+        try:
+            inner = build(**values(stored)).init(params)
+        except (TypeError, ValueError) as err:  # name the transformation the user called
+            if str(err).startswith(f"{owner}:"):
+                raise
+            raise type(err)(f"{owner}: {err}") from None
         return HyperState(count=_tree.zero_count(), hyperparams=stored, inner_state=inner)
 
     def update(updates, state, params=None, **extra):
@@ -321,6 +346,7 @@ def live(
                 f"{owner}: the state was not made by this transformation's init "
                 f"(expected hyperparameters {names}, got {found})"
             )
+        _tree.check_leaves(owner, updates, "updates")
         tx = build(**values(state.hyperparams))
         try:
             updates, inner = tx.update(updates, state.inner_state, params, **extra)
@@ -422,7 +448,7 @@ def _new_value(name: str, x: Any, old: Hyperparam) -> Hyperparam:
     if np.shape(x) != old.value.shape:
         raise ValueError(f"{owner}: {name} must have shape {old.value.shape}, got {np.shape(x)}")
     if concrete is not None:
-        check_number(owner, name, concrete)
+        check_number(owner, name, concrete, dtype=old.value.dtype)
     stored = _hyperparam(concrete if _is_real_number(x) else x, old.value.dtype)
     return stored._replace(manual=jnp.ones(old.manual.shape, bool))
 

@@ -73,6 +73,7 @@ def _lbfgs_direction(*, memory_size: int, scale_init_precond: bool) -> GradientT
     owner = "scale_by_lbfgs"
 
     def init(params):
+        _tree.check_leaves(owner, params, "params")
         dtype = scalar_dtype(params)
         stacked = jax.tree.map(
             lambda p: jnp.zeros((memory_size, *jnp.shape(p)), jnp.result_type(p)), params

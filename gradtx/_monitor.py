@@ -39,7 +39,9 @@ def _learning_rates(state: OptState) -> dict[str, jax.Array]:
 
 
 def _norm_dtype(tree: PyTree) -> Any:
-    return _tree.wider(jnp.float32, *(jnp.result_type(x) for x in jax.tree.leaves(tree)))
+    """float32, or float64 where a leaf is float64 or complex128 (a norm is real)."""
+    leaves = jax.tree.leaves(tree)
+    return _tree.wider(jnp.float32, *(_tree.real_dtype(jnp.result_type(x)) for x in leaves))
 
 
 def monitor(tx: GradientTransformation, *, axis_name: Any = None) -> GradientTransformation:
@@ -56,7 +58,8 @@ def monitor(tx: GradientTransformation, *, axis_name: Any = None) -> GradientTra
       :func:`gradtx.hyperparams` from the state before the update (the scheduled value of this
       step, or the value set with :func:`gradtx.set_hyperparams`).
 
-    The norms are summed in float32 (float64 for float64 leaves) whatever the leaves' dtype.
+    The norms are summed in float32 (float64 for float64 leaves) whatever the leaves' dtype;
+    complex leaves count by their magnitudes.
     They cost one reduction over the gradients and one over the updates, in the same compiled
     step as the update (no second backward pass, no host sync; on XLA:CPU each reduction reads
     its tree once more). Read everything with :func:`step_stats`. Place ``monitor`` outermost

@@ -23,32 +23,9 @@ from gradtx._hyper import (
     value_as,
 )
 from gradtx._momentum import _ema, ema_step
+from gradtx._tree import abs_sq, sqrt
 
 # ---- the math, for one array -------------------------------------------------------------
-
-
-def abs_sq(x: jax.Array) -> jax.Array:
-    """``|x|**2``, real for complex ``x``."""
-    return x * x if not jnp.iscomplexobj(x) else (x.conj() * x).real
-
-
-@jax.custom_jvp
-def sqrt(x: jax.Array) -> jax.Array:
-    """``jnp.sqrt`` whose derivative at 0 is 0 rather than infinite.
-
-    A second moment is 0 only where every gradient so far was 0, so its tangent there is 0 too:
-    with the true slope, ``0 * inf`` would put NaN into gradients taken through ``update``
-    (meta-learning a learning rate, say). The value is ``jnp.sqrt``'s, bit for bit.
-    """
-    return jnp.sqrt(x)
-
-
-@sqrt.defjvp
-def _sqrt_jvp(primals, tangents):
-    (x,), (dx,) = primals, tangents
-    y = jnp.sqrt(x)
-    positive = x > 0
-    return y, jnp.where(positive, dx / (2 * jnp.where(positive, y, 1)), jnp.zeros_like(dx))
 
 
 def _computed_dtype(*dtypes: Any) -> Any:
@@ -67,21 +44,43 @@ def root_scale_step(eps: Value, eps_in_sqrt: bool, eps_root: Value | None = None
 
     def step(g: jax.Array, v: jax.Array) -> jax.Array:
         out, dtype = _tree.wider(g.dtype, v.dtype), _computed_dtype(g.dtype, v.dtype)
-        g, v = _tree.cast(g, dtype), _tree.cast(v, dtype)
-        e = eps_as(v.real.dtype)
+        real = _tree.real_dtype(dtype)
+        g, v = _tree.cast(g, dtype), _tree.cast(v, real)
+        e = eps_as(real)
         if eps_in_sqrt:
-            return _tree.cast(g * jax.lax.rsqrt(v + e), out)
+            return _tree.cast(times(g, jax.lax.rsqrt(v + e)), out)
         if eps_root is not None:
-            v = v + eps_root_as(v.real.dtype)
-        return _tree.cast(g / (sqrt(v) + e), out)
+            v = v + eps_root_as(real)
+        return _tree.cast(divide(g, sqrt(v) + e), out)
 
     return step
+
+
+def times(g: jax.Array, r: jax.Array) -> jax.Array:
+    """``g * r`` for a real ``r``: a complex ``g`` part by part (each part as the equivalent
+    real problem would compute it, without a complex multiply)."""
+    if jnp.iscomplexobj(g):
+        return jax.lax.complex(g.real * r, g.imag * r)
+    return g * r
+
+
+def divide(g: jax.Array, d: jax.Array) -> jax.Array:
+    """``g / d`` for a real ``d``, a complex ``g`` part by part (as :func:`times`)."""
+    if jnp.iscomplexobj(g):
+        return jax.lax.complex(g.real / d, g.imag / d)
+    return g / d
+
+
+def _of_magnitudes(tx: GradientTransformation) -> GradientTransformation:
+    """``tx`` whose state is built for the real parts of complex params: a second moment of
+    ``|g|**2`` is real (half the memory of a complex one, and no complex arithmetic)."""
+    return GradientTransformation(lambda params: tx.init(_tree.real_like(params)), tx.update)
 
 
 def _second_moment(decay: Value, *, debias: bool, initial_value: float = 0.0, store=None):
     """The exponential moving average of the squared updates (its average kept by ``store``)."""
     square = stateless(lambda updates, params: jax.tree.map(abs_sq, updates))
-    average = _ema(decay, debias=debias, initial_value=initial_value)
+    average = _of_magnitudes(_ema(decay, debias=debias, initial_value=initial_value))
     return chain(square, average if store is None else store(average))
 
 
@@ -180,14 +179,15 @@ class ScaleByRssState(NamedTuple):
 
 def rss_scale_step(eps: Value, eps_in_sqrt: bool):
     """``(g, s) -> g / sqrt(s + eps)`` (or ``g / (sqrt(s) + eps)``), 0 where ``s`` is 0 (hence
-    g is 0)."""
+    g is 0, and with eps = 0 the quotient would be 0/0). A NaN in ``s`` stays NaN, as
+    everywhere in the library (not 0, which would stop that parameter silently for good)."""
     scale = root_scale_step(eps, eps_in_sqrt)
-    return lambda g, s: jnp.where(s > 0, scale(g, s), jnp.zeros_like(g))
+    return lambda g, s: jnp.where(s == 0, jnp.zeros_like(g), scale(g, s))
 
 
 def _scale_by_rss(eps, *, initial_accumulator_value, eps_in_sqrt):
     def init(params):
-        return ScaleByRssState(_tree.full_like(params, initial_accumulator_value))
+        return ScaleByRssState(_tree.full_like(_tree.real_like(params), initial_accumulator_value))
 
     def update(updates, state, params=None, **extra):
         add = lambda g, s: s + abs_sq(g).astype(s.dtype)  # noqa: E731
@@ -243,14 +243,16 @@ def adadelta_step(eps: Value):
 
     def step(g: jax.Array, e_g: jax.Array, e_x: jax.Array) -> jax.Array:
         dtype, eps = e_g.dtype, eps_as(e_g.dtype)
-        return jnp.sqrt(_tree.cast(e_x, dtype) + eps) / jnp.sqrt(e_g + eps) * _tree.cast(g, dtype)
+        ratio = jnp.sqrt(_tree.cast(e_x, dtype) + eps) / jnp.sqrt(e_g + eps)
+        return times(_tree.cast(g, _tree.wider(g.dtype, dtype)), ratio)
 
     return step
 
 
 def _scale_by_adadelta(rho, eps):
     def init(params):
-        return ScaleByAdadeltaState(_tree.zeros_like(params), _tree.zeros_like(params))
+        magnitudes = _tree.real_like(params)
+        return ScaleByAdadeltaState(_tree.zeros_like(magnitudes), _tree.zeros_like(magnitudes))
 
     def update(updates, state, params=None, **extra):
         average = ema_step(rho)
@@ -339,6 +341,8 @@ def _eight_bit(*, signed: bool, min_size: int):
 
     def store(average: GradientTransformation) -> GradientTransformation:
         def init(params):
+            reason = "8-bit moments are real (use optim_bits=32, or a larger min_8bit_size)"
+            _tree.check_real_leaves("optim_bits=8", params, reason, min_size)
             state = average.init(params)
             ema = jax.tree.map(_at_least_f32, state.ema)
             return state._replace(ema=_quantized.compress(ema, signed=signed, min_size=min_size))

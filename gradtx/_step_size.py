@@ -64,16 +64,15 @@ def scale_by_learning_rate(
     )
 
 
-def trust_ratio_leaf(g, p, min_norm: Value, trust_coefficient: Value, eps: Value, axes=None):
+def trust_ratio_leaf(g, p_norm, g_norm, min_norm: Value, trust_coefficient: Value, eps: Value):
     """``g * c ||p|| / (||g|| + eps)``, norms floored at ``min_norm``; ratio 1 if a norm is 0."""
-    p_norm, g_norm = _tree.norm(p, axes), _tree.norm(g, axes)
     dtype = p_norm.dtype
     p_norm = jnp.maximum(p_norm, value_as(min_norm, dtype))
     g_norm = jnp.maximum(g_norm, value_as(min_norm, dtype))
     ratio = value_as(trust_coefficient, dtype) * p_norm / (g_norm + value_as(eps, dtype))
     ratio = jnp.where((p_norm == 0) | (g_norm == 0), jnp.ones_like(ratio), ratio)
     # multiplied in the norms' (>= float32) dtype: a float16 ratio above 65504 would be inf
-    return (g.astype(dtype) * ratio).astype(g.dtype)
+    return (g.astype(_tree.wider(g.dtype, dtype)) * ratio).astype(g.dtype)
 
 
 def _scale_by_trust_ratio(min_norm, trust_coefficient, eps, *, axes=None):
@@ -82,15 +81,15 @@ def _scale_by_trust_ratio(min_norm, trust_coefficient, eps, *, axes=None):
             raise ValueError(
                 "scale_by_trust_ratio: update needs params (the trust ratio uses them)"
             )
-        scale = functools.partial(
-            trust_ratio_leaf,
-            min_norm=min_norm,
-            trust_coefficient=trust_coefficient,
-            eps=eps,
-            axes=axes,
-        )
-        owner, names = "scale_by_trust_ratio", ("updates", "params")
-        return _tree.map(scale, updates, params, owner=owner, names=names), state
+        _tree.check_match("scale_by_trust_ratio", (updates, params), ("updates", "params"))
+        grads, treedef = jax.tree.flatten(updates)
+        params = jax.tree.leaves(params)
+        norms = _tree.norms(params + grads, axes)  # one check for under/overflow, not one a leaf
+        scaled = [
+            trust_ratio_leaf(g, pn, gn, min_norm, trust_coefficient, eps)
+            for g, pn, gn in zip(grads, norms[: len(grads)], norms[len(grads) :])
+        ]
+        return treedef.unflatten(scaled), state
 
     return GradientTransformation(identity().init, update)
 

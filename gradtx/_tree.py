@@ -98,14 +98,35 @@ def map(  # noqa: A001 - the tree-level map of this module
     return jax.tree.map(fn, tree, *rest)
 
 
+def storage_dtype(leaf_dtype: Any, dtype: Any = None) -> Any:
+    """The dtype a state keeps for a leaf: ``dtype`` if given (an accumulator or moment dtype),
+    else the leaf's. A real ``dtype`` for a complex leaf gives the complex dtype of at least
+    its precision (complex64 for bfloat16 or float32): an imaginary part is never dropped."""
+    if dtype is None:
+        return jnp.result_type(leaf_dtype)
+    if jnp.issubdtype(leaf_dtype, jnp.complexfloating) and not jnp.issubdtype(
+        dtype, jnp.complexfloating
+    ):
+        return wider(dtype, jnp.complex64)
+    return dtype
+
+
 def zeros_like(tree: PyTree, dtype: Any = None) -> PyTree:
-    """Zeros shaped like each leaf; a sharded array's zeros carry its sharding (eagerly, and
-    under ``jit`` on a mesh with explicit axes)."""
-    return jax.tree.map(lambda x: jnp.zeros_like(x, dtype or jnp.result_type(x)), tree)
+    """Zeros shaped like each leaf (in :func:`storage_dtype`); a sharded array's zeros carry its
+    sharding (eagerly, and under ``jit`` on a mesh with explicit axes)."""
+    return jax.tree.map(lambda x: jnp.zeros_like(x, storage_dtype(jnp.result_type(x), dtype)), tree)
 
 
 def full_like(tree: PyTree, value: Any, dtype: Any = None) -> PyTree:
-    return jax.tree.map(lambda x: jnp.full_like(x, value, dtype or jnp.result_type(x)), tree)
+    return jax.tree.map(
+        lambda x: jnp.full_like(x, value, storage_dtype(jnp.result_type(x), dtype)), tree
+    )
+
+
+def real_like(tree: PyTree) -> PyTree:
+    """Each complex leaf replaced by its real part: what a state of magnitudes (a second
+    moment of ``|g|**2``, a sum of squares) is shaped and typed after."""
+    return jax.tree.map(lambda x: x.real if jnp.iscomplexobj(x) else x, tree)
 
 
 def cast_like(tree: PyTree, like: PyTree) -> PyTree:
@@ -135,10 +156,62 @@ def accumulation_dtype(dtype: Any) -> Any:
     return wider(dtype, jnp.float32)
 
 
+def real_dtype(dtype: Any) -> Any:
+    """The real counterpart of a dtype (float32 for complex64), the dtype of ``|x|``."""
+    return jnp.finfo(dtype).dtype if jnp.issubdtype(dtype, jnp.complexfloating) else dtype
+
+
+def check_leaves(owner: str, tree: PyTree, name: str) -> None:
+    """Raises TypeError naming the first leaf of ``tree`` that is not a floating or complex
+    array (an integer, a bool, a string), with the remedy.
+
+    Integer and boolean leaves have no gradient step: an update rounded to an integer is 0 or
+    wrong, and moments and hyperparameters are floats. They are refused rather than passed
+    through, so that nothing is silently left untrained.
+    """
+    for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        if isinstance(x, (float, complex)):
+            continue
+        dtype = getattr(x, "dtype", None)
+        if dtype is None and isinstance(x, (int, np.integer, bool, np.bool_)):
+            dtype = np.asarray(x).dtype
+        where = f"{owner}: {name} leaf {path_str(path)!r}"
+        if dtype is None:
+            raise TypeError(f"{where} is a {type(x).__name__}, not an array")
+        if not jnp.issubdtype(dtype, jnp.inexact):
+            raise TypeError(
+                f"{where} has dtype {jnp.dtype(dtype).name}: only floating and complex leaves "
+                f"can be optimized; keep the others out of the optimizer, e.g. with "
+                f"gradtx.freeze(mask, inner=tx) (mask True for them)"
+            )
+
+
+def check_real_leaves(owner: str, tree: PyTree, reason: str, min_size: int = 0) -> None:
+    """Raises TypeError naming the first complex leaf of ``tree`` (with at least ``min_size``
+    elements): for transformations without a complex form (``reason`` says why), at ``init``."""
+    for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        if jnp.iscomplexobj(x) and np.size(x) >= min_size:
+            raise TypeError(
+                f"{owner}: {reason}; the leaf {path_str(path)!r} is {jnp.result_type(x).name}"
+            )
+
+
+def abs_sq(x: jax.Array) -> jax.Array:
+    """``|x|**2`` in ``x``'s real dtype: ``x * x``, or ``re**2 + im**2`` for complex ``x``.
+
+    Every square of an update or a parameter in the library is this one (a complex ``x * x`` is
+    neither real nor the magnitude), so that complex leaves get their natural form everywhere.
+    """
+    if jnp.iscomplexobj(x):
+        return x.real * x.real + x.imag * x.imag
+    return x * x
+
+
 def sum_of_squares(x: jax.Array) -> jax.Array:
+    """``sum |x|**2`` in at least float32 (real for complex ``x``); may under- or overflow: the
+    norms below check it and fall back to a scaled sum."""
     x = jnp.asarray(x)
-    wide = x.astype(accumulation_dtype(x.dtype))
-    return jnp.sum(wide * wide)
+    return jnp.sum(abs_sq(x.astype(accumulation_dtype(x.dtype))))
 
 
 # ---- sums across shards (inside shard_map / pmap) ---------------------------------------------
@@ -182,16 +255,9 @@ def _tracked(axis: str) -> bool:
         ) from error
 
 
-def shard_sum(
-    parts: Sequence[jax.Array], leaves: Sequence[Any], axes: tuple[str, ...] | None
-) -> jax.Array:
-    """``sum(parts)`` over every shard, where ``parts[i]`` reduces this device's ``leaves[i]``.
-
-    Leaves split along the same axes are added locally first, so a tree of leaves all sharded
-    the same way costs one ``psum`` of a scalar; with ``axes=None`` nothing crosses devices.
-    """
-    if not parts:
-        return jnp.zeros([], jnp.float32)
+def _shard_reduce(parts, leaves, axes, combine, collective) -> jax.Array:
+    """``parts`` combined locally by the mesh axes their leaves vary along, then across those
+    axes by ``collective``, then together."""
     wide = wider(*(p.dtype for p in parts))
     axes = axes or ()
     tracked = {a: _tracked(a) for a in axes}
@@ -202,30 +268,208 @@ def shard_sum(
         groups.setdefault(key, []).append(part.astype(wide))
     total = None
     for key, group in groups.items():
-        local = builtins.sum(group[1:], group[0])
-        term = jax.lax.psum(local, key) if key else local
-        total = term if total is None else total + term
+        local = functools.reduce(combine, group)
+        term = collective(local, key) if key else local
+        total = term if total is None else combine(total, term)
     return total
 
 
+def shard_sum(
+    parts: Sequence[jax.Array], leaves: Sequence[Any], axes: tuple[str, ...] | None
+) -> jax.Array:
+    """``sum(parts)`` over every shard, where ``parts[i]`` reduces this device's ``leaves[i]``.
+
+    Leaves split along the same axes are added locally first, so a tree of leaves all sharded
+    the same way costs one ``psum`` of a scalar; with ``axes=None`` nothing crosses devices.
+    """
+    if not parts:
+        return jnp.zeros([], jnp.float32)
+    return _shard_reduce(parts, leaves, axes, jnp.add, jax.lax.psum)
+
+
+def shard_max(
+    parts: Sequence[jax.Array], leaves: Sequence[Any], axes: tuple[str, ...] | None
+) -> jax.Array:
+    """``max(parts)`` over every shard, as :func:`shard_sum` (``parts`` non-empty)."""
+    return _shard_reduce(parts, leaves, axes, jnp.maximum, jax.lax.pmax)
+
+
+# ---- norms that neither overflow nor underflow ------------------------------------------------
+#
+# ``sqrt(sum x**2)`` in float32 overflows for |x| above ~1.8e19 (the norm of [1e30, 1e30] comes
+# out inf, and a clipping factor of 0) and loses everything below ~1e-19 (the squares of 1e-25
+# are 0, and a zero norm). Such sums are detected after the fact (not finite, or below the root
+# of the smallest normal number, which also catches an exact 0) and only then computed again,
+# scaled by a power of two taken from the largest magnitude: ``|x| * 2**-e <= 1``. Powers of two
+# scale exactly, so the slow path agrees with the fast one wherever the fast one is exact, and
+# the common case costs one comparison and one branch per norm computation, not a second pass.
+
+
+def _pow2(k: jax.Array, dtype: Any) -> jax.Array:
+    """``2.0**k`` exactly, for integer ``k`` within the normal exponents of ``dtype``."""
+    info = jnp.finfo(dtype)
+    bits = jnp.int32 if info.bits == 32 else jnp.int64
+    return jax.lax.bitcast_convert_type(
+        (k.astype(bits) + (info.maxexp - 1)) << info.nmant, info.dtype
+    )
+
+
+def _scaled_by(x: jax.Array, e: jax.Array) -> jax.Array:
+    """``x * 2**e`` in two exact factors (``2**e`` alone may not be a normal number)."""
+    half = e // 2
+    factor = _pow2(half, x.real.dtype), _pow2(e - half, x.real.dtype)
+    if jnp.iscomplexobj(x):
+        return jax.lax.complex(x.real * factor[0] * factor[1], x.imag * factor[0] * factor[1])
+    return x * factor[0] * factor[1]
+
+
+def _wide(x: jax.Array) -> jax.Array:
+    x = jnp.asarray(x)
+    return x.astype(accumulation_dtype(x.dtype))
+
+
+def _largest(wide: jax.Array, axis=None) -> jax.Array:
+    """``max |x|`` over ``axis`` (kept), over real and imaginary parts; 0 for an empty leaf."""
+    parts = (wide.real, wide.imag) if jnp.iscomplexobj(wide) else (wide,)
+    keep = axis is not None
+    peaks = [jnp.max(jnp.abs(p), axis=axis, keepdims=keep, initial=0) for p in parts]
+    return functools.reduce(jnp.maximum, peaks)
+
+
+def _exponent(largest: jax.Array) -> jax.Array:
+    """``e`` with ``largest * 2**-e`` in [0.5, 1); 0 for 0, inf and NaN."""
+    e = jnp.frexp(largest)[1]
+    return jnp.where((largest > 0) & jnp.isfinite(largest), e, jnp.zeros_like(e))
+
+
+def _scaled_squares(wide: jax.Array, e: jax.Array, axis=None) -> jax.Array:
+    return jnp.sum(abs_sq(_scaled_by(wide, -e)), axis=axis, keepdims=axis is not None)
+
+
+def _rescued(largest: jax.Array, squares: jax.Array, e: jax.Array) -> jax.Array:
+    """The norm from the sum of squares of ``x * 2**-e``; inf or NaN if ``largest`` is."""
+    norm = _scaled_by(sqrt(squares), e)
+    return jnp.where(jnp.isfinite(largest), norm, largest.astype(norm.dtype))
+
+
+def _fast_path_holds(squares: jax.Array) -> jax.Array:
+    """Whether sums of squares are exact to rounding: finite and not near underflow (an exact
+    0 included: the squares of tiny values may have rounded to it)."""
+    return jnp.all(jnp.isfinite(squares) & (squares >= np.sqrt(jnp.finfo(squares.dtype).tiny)))
+
+
+def _choose(fast_ok: jax.Array, fast: Callable[[], Any], slow: Callable[[], Any]) -> Any:
+    """``fast()`` if ``fast_ok`` else ``slow()``: a Python branch on concrete values, else a
+    ``lax.cond`` (under ``vmap``, a select: both are computed)."""
+    if not isinstance(fast_ok, jax.core.Tracer):
+        return fast() if bool(fast_ok) else slow()
+    return jax.lax.cond(fast_ok, fast, slow)
+
+
+def _all_hold(squares: Sequence[jax.Array], leaves: Sequence[jax.Array]) -> jax.Array | None:
+    """Whether the fast sums hold for every non-empty leaf; None if there is none."""
+    checked = [_fast_path_holds(s) for s, x in zip(squares, leaves) if x.size]
+    return functools.reduce(jnp.logical_and, checked) if checked else None
+
+
+@jax.custom_jvp
+def sqrt(x: jax.Array) -> jax.Array:
+    """``jnp.sqrt`` whose derivative at 0 is 0 rather than infinite.
+
+    A norm or a second moment is 0 only where every value under it is 0, so its tangent there
+    is 0 too: with the true slope, ``0 * inf`` would put NaN into gradients taken through
+    ``update`` (meta-learning a learning rate, say). The value is ``jnp.sqrt``'s, bit for bit.
+    """
+    return jnp.sqrt(x)
+
+
+@sqrt.defjvp
+def _sqrt_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    y = jnp.sqrt(x)
+    positive = x > 0
+    return y, jnp.where(positive, dx / (2 * jnp.where(positive, y, 1)), jnp.zeros_like(dx))
+
+
+def norms(leaves: Sequence[jax.Array], axes: tuple[str, ...] | None = None) -> list[jax.Array]:
+    """The Euclidean (Frobenius) norm of each leaf, in at least float32, over its shards along
+    ``axes``; exact to rounding for every finite float, complex leaves by ``|x|``."""
+    leaves = [jnp.asarray(x) for x in leaves]
+    squares = [shard_sum([sum_of_squares(x)], [x], axes) for x in leaves]
+    ok = _all_hold(squares, leaves)
+    if ok is None:
+        return [jnp.sqrt(s) for s in squares]
+
+    def slow():
+        out = []
+        for x in leaves:
+            wide = _wide(x)
+            largest = shard_max([_largest(wide)], [x], axes)
+            e = _exponent(largest)
+            out.append(_rescued(largest, shard_sum([_scaled_squares(wide, e)], [x], axes), e))
+        return out
+
+    return _choose(ok, lambda: [jnp.sqrt(s) for s in squares], slow)
+
+
+def unit_norms(leaves: Sequence[jax.Array], unit_axes: Sequence[Any]) -> list[jax.Array]:
+    """The norm of each unit of each leaf: over ``unit_axes[i]`` of ``leaves[i]`` (None: the
+    whole leaf), dims kept; as :func:`norms` (one branch for all leaves), with slope 0 at 0."""
+    wides = [_wide(x) for x in leaves]
+    squares = [jnp.sum(abs_sq(w), axis=a, keepdims=a is not None) for w, a in zip(wides, unit_axes)]
+    ok = _all_hold(squares, leaves)
+    if ok is None:
+        return [sqrt(s) for s in squares]
+
+    def slow():
+        out = []
+        for w, a in zip(wides, unit_axes):
+            largest = _largest(w, a)
+            e = _exponent(largest)
+            out.append(_rescued(largest, _scaled_squares(w, e, a), e))
+        return out
+
+    return _choose(ok, lambda: [sqrt(s) for s in squares], slow)
+
+
 def norm(x: jax.Array, axes: tuple[str, ...] | None = None) -> jax.Array:
-    """The Euclidean (Frobenius) norm of one leaf, in at least float32 (over its shards)."""
-    return jnp.sqrt(shard_sum([sum_of_squares(x)], [x], axes))
+    """The Euclidean (Frobenius) norm of one leaf; see :func:`norms`."""
+    return norms([x], axes)[0]
 
 
 def global_norm(tree: PyTree, axes: tuple[str, ...] | None = None) -> jax.Array:
     """The Euclidean norm of all leaves together, as one vector, in at least float32 (over
-    their shards along ``axes``, inside ``shard_map``/``pmap``)."""
-    leaves = jax.tree.leaves(tree)
-    return jnp.sqrt(shard_sum([sum_of_squares(x) for x in leaves], leaves, axes))
+    their shards along ``axes``, inside ``shard_map``/``pmap``); exact to rounding for every
+    finite float, complex leaves by ``|x|``."""
+    leaves = [jnp.asarray(x) for x in jax.tree.leaves(tree)]
+    squares = shard_sum([sum_of_squares(x) for x in leaves], leaves, axes)
+    if not any(x.size for x in leaves):
+        return jnp.sqrt(squares)
+
+    def slow():
+        wides = [_wide(x) for x in leaves]
+        largest = shard_max([_largest(w) for w in wides], leaves, axes)
+        e = _exponent(largest)
+        parts = [_scaled_squares(w, e) for w in wides]
+        return _rescued(largest, shard_sum(parts, leaves, axes), e)
+
+    return _choose(_fast_path_holds(squares), lambda: jnp.sqrt(squares), slow)
 
 
 def vdot(a: PyTree, b: PyTree) -> jax.Array:
-    """``sum_i <a_i, b_i>`` over all leaves, in at least float32."""
+    """The real inner product ``sum_i Re(conj(a_i) . b_i)`` over all leaves, in at least float32.
+
+    For complex leaves this is the inner product of the (real, imaginary) pairs: what a
+    directional derivative, a curvature pair ``s'y`` or a norm needs.
+    """
     terms = []
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         dtype = accumulation_dtype(wider(x.dtype, y.dtype))
-        terms.append(jnp.sum(x.astype(dtype) * y.astype(dtype)))
+        x, y = x.astype(dtype), y.astype(dtype)
+        if jnp.iscomplexobj(x):
+            terms.append(jnp.sum(x.real * y.real + x.imag * y.imag))
+        else:
+            terms.append(jnp.sum(x * y))
     if not terms:
         return jnp.zeros([], jnp.float32)
     dtype = wider(*(t.dtype for t in terms))

@@ -444,18 +444,34 @@ def test_zero1_on_a_2d_mesh_splits_the_rest_over_data():
 # ---- communication in the compiled step -------------------------------------------------------
 
 
-def collectives(compiled_text):
-    """``(kind, operand shapes)`` of every collective instruction in an HLO module's text."""
-    found = []
+def collectives(compiled_text, *, in_branches=False):
+    """``(kind, operand shapes)`` of the collective instructions in an HLO module's text: those
+    outside the branches of conditionals (the path every step takes), or only those inside
+    (``in_branches``; the norms' rescaled path, taken only when a sum of squares under- or
+    overflows)."""
+    branches = set()
+    for names in re.findall(r"branch_computations=\{([^}]*)\}", compiled_text):
+        branches.update(n.strip().lstrip("%") for n in names.split(","))
+    found, inside = [], False
     for line in compiled_text.splitlines():
+        header = re.match(r"^(?:ENTRY )?%(\S+) ", line)
+        if header:
+            inside = header.group(1) in branches
         match = re.search(
             r"=\s*(\(.*?\)|\S+)\s+(all-reduce|all-gather|reduce-scatter|all-to-all|"
             r"collective-permute)(?:-start)?\(",
             line,
         )
-        if match:
+        if match and inside == in_branches:
             found.append((match.group(2), match.group(1)))
     return found
+
+
+def _scalars_only(ops):
+    shapes = [re.findall(r"\w+\[([\d,]*)\]", operands) for _, operands in ops]
+    return all(kind == "all-reduce" for kind, _ in ops) and all(
+        found and all(s == "" for s in found) for found in shapes
+    )
 
 
 def compiled_step(tx, params):
@@ -476,10 +492,13 @@ def test_sharded_adam_step_moves_no_moments_and_clip_adds_one_scalar_all_reduce(
     adam = collectives(compiled_step(gradtx.adam(1e-3), params).as_text())
     assert adam == []  # elementwise on each shard: nothing crosses devices
     clipped = gradtx.chain(gradtx.clip_by_global_norm(1.0), gradtx.adam(1e-3))
-    ops = collectives(compiled_step(clipped, params).as_text())
+    text = compiled_step(clipped, params).as_text()
+    ops = collectives(text)
     assert [kind for kind, _ in ops] == ["all-reduce"]  # one, and no all-gather
-    shapes = re.findall(r"\w+\[([\d,]*)\]", ops[0][1])
-    assert shapes and all(s == "" for s in shapes), ops  # of scalars only
+    assert _scalars_only(ops), ops
+    # the rescaled norm (only when the sum of squares under- or overflows): a max and a sum
+    rescue = collectives(text, in_branches=True)
+    assert len(rescue) == 2 and _scalars_only(rescue), rescue
 
 
 def test_shard_map_clip_is_one_psum_of_one_scalar():
@@ -500,6 +519,41 @@ def test_shard_map_clip_is_one_psum_of_one_scalar():
         .as_text()
     )
     assert collectives(text) == [("all-reduce", "f32[]")]
+    # the rescaled path: one pmax and one psum of a scalar, inside the conditional's branch
+    assert collectives(text, in_branches=True) == [("all-reduce", "f32[]")] * 2
+
+
+@pytest.mark.parametrize("scale", [1e30, 1e-30], ids=["huge", "tiny"])
+def test_shard_map_norms_of_huge_and_tiny_gradients_are_those_of_the_whole(scale):
+    """The rescaled path (squares over- or underflow): the largest magnitude is a pmax over the
+    shards, so every shard scales by the same power of two and the psum stays valid."""
+    mesh = mesh_of((8,), ("data",))
+    specs = {"a": P("data"), "b": P("data")}
+    grads = {"a": scale * (jnp.arange(64.0) - 20.0), "b": scale * jnp.linspace(-3.0, 5.0, 32)}
+    params = {"a": jnp.linspace(0.1, 1.0, 64), "b": jnp.full((32,), 0.5)}
+
+    def optimizers(axis_name):
+        return [
+            gradtx.clip_by_global_norm(1.0, axis_name=axis_name),
+            gradtx.clip_by_norm(1.0, axis_name=axis_name),
+            gradtx.scale_by_trust_ratio(axis_name=axis_name),
+        ]
+
+    def updates(grads, params):
+        return [tx.update(grads, tx.init(params), params)[0] for tx in optimizers("data")]
+
+    sharded = jax.jit(
+        jax.shard_map(updates, mesh=mesh, in_specs=(specs, specs), out_specs=[specs] * 3)
+    )(place(grads, mesh, specs), place(params, mesh, specs))
+    whole = [tx.update(grads, tx.init(params), params)[0] for tx in optimizers(None)]
+    g64 = {k: np.asarray(v, np.float64) for k, v in grads.items()}
+    total = np.sqrt(sum(np.sum((v / scale) ** 2) for v in g64.values())) * scale
+    exact = {k: v * min(1.0, 1.0 / total) for k, v in g64.items()}
+    for got, ref in zip(sharded, whole):
+        for k in grads:
+            np.testing.assert_allclose(np.asarray(got[k]), np.asarray(ref[k]), rtol=1e-6)
+    for k in grads:
+        np.testing.assert_allclose(np.asarray(sharded[0][k]), exact[k], rtol=1e-6, atol=1e-12)
 
 
 # ---- bad input ---------------------------------------------------------------------------------

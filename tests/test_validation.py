@@ -95,6 +95,15 @@ BAD = {
     ),
     "adam_lr_nan": Bad(gradtx.adam, dict(learning_rate=NAN), names=("adam", "learning_rate")),
     "adam_lr_inf": Bad(gradtx.adam, dict(learning_rate=INF), names=("adam", "learning_rate")),
+    # finite as a Python float, inf in the float32 the state stores it in
+    "adam_lr_beyond_float32": Bad(
+        gradtx.adam, dict(learning_rate=1e39), names=("adam", "learning_rate", "float32")
+    ),
+    "sgd_lr_schedule_beyond_float32": Bad(
+        gradtx.sgd,
+        dict(learning_rate=lambda count: 1e39),
+        names=("sgd", "learning_rate", "float32"),
+    ),
     "adam_lr_negative": Bad(gradtx.adam, dict(learning_rate=-0.1), names=("adam", "learning_rate")),
     # learning_rate is required: None would silently drop the sign flip and ascend
     "adam_lr_none": Bad(
@@ -574,6 +583,7 @@ BAD = {
         names=("partition", "param_labels", "bias"),
     ),
     "monitor_tx_none": Bad(gradtx.monitor, args=(None,), error=TypeError, names=("monitor", "tx")),
+    "checked_tx_none": Bad(gradtx.checked, args=(None,), error=TypeError, names=("checked", "tx")),
     "stateless_not_callable": Bad(
         gradtx.stateless, args=(0.5,), error=TypeError, names=("stateless", "fn")
     ),
@@ -931,6 +941,7 @@ NO_ARGUMENTS = {
 NO_RANGE = {
     "chain": "only transformations; a non-transformation is the wrong-type row",
     "monitor": "only a transformation",
+    "checked": "only a transformation (the values it checks are tested in test_checked)",
     "masked": "a transformation and a mask of bools (a mask that does not fit: test_partition)",
     "freeze": "a mask of bools and an optional transformation",
     "stateless": "only a function",
@@ -1034,8 +1045,20 @@ ADAM_NAMES = ("learning_rate", "b1", "b2", "eps", "eps_root")
         ({"learning_rate": "0.1"}, TypeError, "learning_rate"),
         ({"learning_rate": np.ones(3, np.float32)}, ValueError, "learning_rate"),
         ({"learning_rate": lambda count: 0.1}, TypeError, "learning_rate"),
+        ({"learning_rate": 1e39}, ValueError, "float32"),
+        ({"eps": np.float64(-1e300)}, ValueError, "eps"),
     ],
-    ids=["b1_above_1", "lr_nan", "lr_negative", "b2_one", "lr_string", "lr_vector", "schedule"],
+    ids=[
+        "b1_above_1",
+        "lr_nan",
+        "lr_negative",
+        "b2_one",
+        "lr_string",
+        "lr_vector",
+        "schedule",
+        "lr_beyond_float32",
+        "eps_beyond_float32",
+    ],
 )
 def test_set_hyperparams_bad_value_names_function_and_argument(values, error, name):
     state = _adam_state()
