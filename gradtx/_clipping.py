@@ -154,7 +154,7 @@ def adaptive_clip_leaf(g, g_norm, p_norm, clipping: Value, eps: Value):
     over = g_norm > max_norm
     # the inner where keeps the division (and its gradient) finite where nothing is clipped
     factor = jnp.where(over, max_norm / jnp.where(over, g_norm, jnp.ones_like(g_norm)), 1)
-    return (g.astype(_tree.wider(g.dtype, dtype)) * factor).astype(g.dtype)
+    return _tree.times(g.astype(_tree.wider(g.dtype, dtype)), factor).astype(g.dtype)
 
 
 def _adaptive_grad_clip(clipping: Value, eps: Value, *, axis) -> GradientTransformation:

@@ -44,9 +44,24 @@ class LinesearchInfo(NamedTuple):
 
 
 def scalar_dtype(params: PyTree) -> Any:
-    """The dtype of objective values and step sizes: the params' widest float, at least f32."""
+    """The dtype of objective values and step sizes: the params' widest real float (float32 for
+    complex64 params), at least float32."""
     leaves = [jnp.asarray(x).dtype for x in jax.tree.leaves(params)]
-    return _tree.accumulation_dtype(_tree.wider(*leaves) if leaves else jnp.float32)
+    wide = _tree.accumulation_dtype(_tree.wider(*leaves) if leaves else jnp.float32)
+    return _tree.real_dtype(wide)
+
+
+def value_and_update_grad(fn: Callable[..., jax.Array]) -> Callable[..., tuple[Any, PyTree]]:
+    """``jax.value_and_grad(fn)`` with the gradient as ``update`` takes it: for complex params
+    the conjugate of JAX's (``d/d re + i d/d im``, the steepest-ascent direction, as optax's
+    convention), so that inner products with it are directional derivatives."""
+    value_and_grad = jax.value_and_grad(fn)
+
+    def evaluate(*args, **kwargs):
+        value, grad = value_and_grad(*args, **kwargs)
+        return value, jax.tree.map(lambda g: jnp.conj(g) if jnp.iscomplexobj(g) else g, grad)
+
+    return evaluate
 
 
 def value_fn_of(owner: str, params: PyTree, extra: dict[str, Any], at: str) -> Callable:
@@ -141,7 +156,7 @@ def _backtracking(
             value_as(max_learning_rate, dtype),
         )
         fn = functools.partial(value_fn, **fn_kwargs)
-        evaluate = jax.value_and_grad(fn) if store_grad else lambda x: (fn(x), None)
+        evaluate = value_and_update_grad(fn) if store_grad else lambda x: (fn(x), None)
         zero_grad = _as_like(grad, params) if store_grad else None
 
         def cond(carry):
@@ -300,7 +315,8 @@ def value_and_grad_from_state(
     which is ``params`` when the last updates were applied. Before the first step (the stored
     value is infinite) or after a non-finite value, it evaluates ``value_fn`` instead (selected
     by ``lax.cond``: no host sync). So an L-BFGS step whose first trial is accepted costs one
-    evaluation of the objective and its gradient.
+    evaluation of the objective and its gradient. For complex params the gradient is the
+    conjugate of ``jax.grad``'s, as ``update`` takes it (see :func:`value_and_update_grad`).
 
     Args:
       value_fn: the objective, a scalar function of the params (and further arguments).
@@ -344,7 +360,7 @@ def value_and_grad_from_state(
                 f"store_grad=True"
             )
         _tree.check_match(owner, (params, search.grad), ("params", "stored grad"))
-        evaluate = jax.value_and_grad(value_fn)
+        evaluate = value_and_update_grad(value_fn)
         out = jax.eval_shape(evaluate, params, *args, **kwargs)
 
         def stored():

@@ -20,7 +20,9 @@ from gradtx._step_size import _scale, _scale_by_learning_rate
 def hvp(fn: Callable[..., jax.Array], params: PyTree, v: PyTree, *args: Any) -> PyTree:
     r"""The Hessian-vector product :math:`\nabla^2 f(\theta)\, v`, forward over reverse.
 
-    ``jax.jvp`` of ``jax.grad(fn)``: the cost of about two gradients, no Hessian formed.
+    ``jax.jvp`` of ``jax.grad(fn)``: the cost of about two gradients, no Hessian formed. For
+    complex params it is the product of the real problem's Hessian with the (real, imaginary)
+    pairs, in the convention of the gradients ``update`` takes (the conjugate of JAX's).
 
     Args:
       fn: a scalar function ``fn(params, *args)``.
@@ -44,7 +46,13 @@ def hvp(fn: Callable[..., jax.Array], params: PyTree, v: PyTree, *args: Any) -> 
         raise TypeError(f"hvp: fn must be a function of the params, got {fn!r}")
     _tree.check_match("hvp", (params, v), ("params", "v"))
     grad = jax.grad(lambda p: fn(p, *args))
-    return jax.jvp(grad, (params,), (v,))[1]
+    return _conj(jax.jvp(grad, (params,), (v,))[1])
+
+
+def _conj(tree: PyTree) -> PyTree:
+    """Complex leaves conjugated: JAX's gradients (and their derivatives) of a real function of
+    complex params are the conjugates of the steepest-ascent direction ``update`` takes."""
+    return jax.tree.map(lambda x: jnp.conj(x) if jnp.iscomplexobj(x) else x, tree)
 
 
 class CGInfo(NamedTuple):
@@ -173,8 +181,8 @@ def _newton_direction(damping: Value, tol: Value | None, *, max_cg_steps: int):
         _, hessian_vector = jax.linearize(jax.grad(fn), params)
 
         def matvec(v):
-            hv = hessian_vector(v)
-            return jax.tree.map(lambda a, x: a + (lam * x.astype(lam.dtype)).astype(a.dtype), hv, v)
+            hv = _conj(hessian_vector(v))
+            return jax.tree.map(lambda a, x: a + (lam.astype(x.dtype) * x).astype(a.dtype), hv, v)
 
         if tol is None:  # Nocedal and Wright's forcing sequence: superlinear near the minimum
             gnorm = _tree.global_norm(updates).astype(dtype)

@@ -48,27 +48,12 @@ def root_scale_step(eps: Value, eps_in_sqrt: bool, eps_root: Value | None = None
         g, v = _tree.cast(g, dtype), _tree.cast(v, real)
         e = eps_as(real)
         if eps_in_sqrt:
-            return _tree.cast(times(g, jax.lax.rsqrt(v + e)), out)
+            return _tree.cast(_tree.times(g, jax.lax.rsqrt(v + e)), out)
         if eps_root is not None:
             v = v + eps_root_as(real)
-        return _tree.cast(divide(g, sqrt(v) + e), out)
+        return _tree.cast(_tree.divide(g, sqrt(v) + e), out)
 
     return step
-
-
-def times(g: jax.Array, r: jax.Array) -> jax.Array:
-    """``g * r`` for a real ``r``: a complex ``g`` part by part (each part as the equivalent
-    real problem would compute it, without a complex multiply)."""
-    if jnp.iscomplexobj(g):
-        return jax.lax.complex(g.real * r, g.imag * r)
-    return g * r
-
-
-def divide(g: jax.Array, d: jax.Array) -> jax.Array:
-    """``g / d`` for a real ``d``, a complex ``g`` part by part (as :func:`times`)."""
-    if jnp.iscomplexobj(g):
-        return jax.lax.complex(g.real / d, g.imag / d)
-    return g / d
 
 
 def _of_magnitudes(tx: GradientTransformation) -> GradientTransformation:
@@ -244,7 +229,7 @@ def adadelta_step(eps: Value):
     def step(g: jax.Array, e_g: jax.Array, e_x: jax.Array) -> jax.Array:
         dtype, eps = e_g.dtype, eps_as(e_g.dtype)
         ratio = jnp.sqrt(_tree.cast(e_x, dtype) + eps) / jnp.sqrt(e_g + eps)
-        return times(_tree.cast(g, _tree.wider(g.dtype, dtype)), ratio)
+        return _tree.times(_tree.cast(g, _tree.wider(g.dtype, dtype)), ratio)
 
     return step
 

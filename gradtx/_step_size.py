@@ -72,7 +72,7 @@ def trust_ratio_leaf(g, p_norm, g_norm, min_norm: Value, trust_coefficient: Valu
     ratio = value_as(trust_coefficient, dtype) * p_norm / (g_norm + value_as(eps, dtype))
     ratio = jnp.where((p_norm == 0) | (g_norm == 0), jnp.ones_like(ratio), ratio)
     # multiplied in the norms' (>= float32) dtype: a float16 ratio above 65504 would be inf
-    return (g.astype(_tree.wider(g.dtype, dtype)) * ratio).astype(g.dtype)
+    return _tree.times(g.astype(_tree.wider(g.dtype, dtype)), ratio).astype(g.dtype)
 
 
 def _scale_by_trust_ratio(min_norm, trust_coefficient, eps, *, axes=None):

@@ -207,6 +207,21 @@ def abs_sq(x: jax.Array) -> jax.Array:
     return x * x
 
 
+def times(g: jax.Array, r: jax.Array) -> jax.Array:
+    """``g * r`` for a real ``r``: a complex ``g`` part by part (each part as the equivalent
+    real problem would compute it, without a complex multiply)."""
+    if jnp.iscomplexobj(g):
+        return jax.lax.complex(g.real * r, g.imag * r)
+    return g * r
+
+
+def divide(g: jax.Array, d: jax.Array) -> jax.Array:
+    """``g / d`` for a real ``d``, a complex ``g`` part by part (as :func:`times`)."""
+    if jnp.iscomplexobj(g):
+        return jax.lax.complex(g.real / d, g.imag / d)
+    return g / d
+
+
 def sum_of_squares(x: jax.Array) -> jax.Array:
     """``sum |x|**2`` in at least float32 (real for complex ``x``); may under- or overflow: the
     norms below check it and fall back to a scaled sum."""

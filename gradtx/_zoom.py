@@ -21,6 +21,7 @@ from gradtx._linesearch import (
     _as_like,
     objective,
     scalar_dtype,
+    value_and_update_grad,
 )
 
 
@@ -87,7 +88,7 @@ def _zoom(
         f0 = jnp.asarray(value).astype(dtype)
         g0 = _as_like(grad, params)
         d0 = _tree.vdot(updates, g0).astype(dtype)
-        evaluate = jax.value_and_grad(functools.partial(value_fn, **fn_kwargs))
+        evaluate = value_and_update_grad(functools.partial(value_fn, **fn_kwargs))
 
         def phi(step):
             f, g = evaluate(_tree.add_scaled(params, step, updates))

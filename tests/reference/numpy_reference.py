@@ -12,6 +12,13 @@ Inputs are never mutated; all arithmetic is float64. The step count ``t``
 is 1 for the first update. A "schedulable" hyperparameter may be a number or
 a callable ``count -> float``, evaluated at ``count`` = number of updates done
 before the current one (0 on the first update).
+
+Complex leaves are computed in complex128, in the natural complex form of each algorithm
+(optax's where optax has one): the gradient of a complex param is ``df/dRe + i df/dIm``;
+second moments and sums of squares are of ``|g|**2 = Re(g)**2 + Im(g)**2`` (real, one per
+element; a first moment stays complex); norms are of ``|g|`` (the norm of the (real,
+imaginary) pairs); ``clip`` clips the real and imaginary parts each. Real leaves give the same
+numbers as before complex support.
 """
 
 from __future__ import annotations
@@ -29,8 +36,10 @@ Leaves = list[np.ndarray]
 # Helpers
 # --------------------------------------------------------------------------- #
 def _f64(x) -> np.ndarray:
-    """Fresh float64 ndarray (never a numpy scalar, never an alias of x)."""
-    return np.array(x, dtype=np.float64)
+    """Fresh float64 ndarray, complex128 for complex x (never a numpy scalar, never an alias of
+    x)."""
+    x = np.asarray(x)
+    return np.array(x, dtype=np.complex128 if np.iscomplexobj(x) else np.float64)
 
 
 def _leaves(xs) -> Leaves:
@@ -42,9 +51,22 @@ def _value(h, count: int) -> float:
     return float(h(count)) if callable(h) else float(h)
 
 
+def _abs_sq(x: np.ndarray) -> np.ndarray:
+    """|x|**2, real: x*x for real x, Re(x)**2 + Im(x)**2 for complex x."""
+    if np.iscomplexobj(x):
+        return x.real * x.real + x.imag * x.imag
+    return x * x
+
+
+def _real_full(p: np.ndarray, value) -> np.ndarray:
+    """A real (float64) array shaped like p filled with value: a state of magnitudes."""
+    return np.full(p.shape, value, np.float64)
+
+
 def _norm(x: np.ndarray) -> float:
-    """Euclidean (Frobenius) norm over the whole leaf; 0 for zero-size."""
-    return math.sqrt(float(np.sum(x * x)))
+    """Euclidean (Frobenius) norm over the whole leaf (of |x| for complex x); 0 for
+    zero-size."""
+    return math.sqrt(float(np.sum(_abs_sq(x))))
 
 
 class Ref:
@@ -165,14 +187,14 @@ def bias_correction(decay: float) -> Ref:
 def scale_by_rms(
     decay=0.9, eps=1e-8, initial_scale=0.0, eps_in_sqrt=True, bias_correction=False
 ) -> Ref:
-    """v0 = initial_scale; v = decay*v + (1-decay)*g**2;
+    """v0 = initial_scale; v = decay*v + (1-decay)*|g|**2;
     vhat = v/(1-decay**t) if bias_correction else v;
     out = g/sqrt(vhat+eps) if eps_in_sqrt else g/(sqrt(vhat)+eps)."""
 
     def update(gs, state, ps):
         count, vs = state
         t = count + 1
-        vs = [decay * v + (1.0 - decay) * g**2 for v, g in zip(vs, gs)]
+        vs = [decay * v + (1.0 - decay) * _abs_sq(g) for v, g in zip(vs, gs)]
         vh = [v / (1.0 - decay**t) for v in vs] if bias_correction else vs
         if eps_in_sqrt:
             out = [g / np.sqrt(v + eps) for g, v in zip(gs, vh)]
@@ -180,30 +202,30 @@ def scale_by_rms(
             out = [g / (np.sqrt(v) + eps) for g, v in zip(gs, vh)]
         return out, (t, vs)
 
-    return Ref(lambda params: (0, [np.full_like(p, initial_scale) for p in params]), update)
+    return Ref(lambda params: (0, [_real_full(p, initial_scale) for p in params]), update)
 
 
 def scale_by_stddev(
     decay=0.9, eps=1e-8, initial_scale=0.0, eps_in_sqrt=True, bias_correction=False
 ) -> Ref:
-    """m0 = 0, v0 = initial_scale; m = decay*m+(1-decay)*g; v = decay*v+(1-decay)*g**2;
+    """m0 = 0, v0 = initial_scale; m = decay*m+(1-decay)*g; v = decay*v+(1-decay)*|g|**2;
     mhat, vhat = (m, v)/(1-decay**t) if bias_correction else (m, v);
-    out = g/sqrt(vhat - mhat**2 + eps) if eps_in_sqrt else g/(sqrt(vhat - mhat**2)+eps)."""
+    out = g/sqrt(vhat - |mhat|**2 + eps) if eps_in_sqrt else g/(sqrt(vhat - |mhat|**2)+eps)."""
 
     def init(params):
         return (
             0,
             [np.zeros_like(p) for p in params],
-            [np.full_like(p, initial_scale) for p in params],
+            [_real_full(p, initial_scale) for p in params],
         )
 
     def update(gs, state, ps):
         count, ms, vs = state
         t = count + 1
         ms = [decay * m + (1.0 - decay) * g for m, g in zip(ms, gs)]
-        vs = [decay * v + (1.0 - decay) * g**2 for v, g in zip(vs, gs)]
+        vs = [decay * v + (1.0 - decay) * _abs_sq(g) for v, g in zip(vs, gs)]
         c = (1.0 - decay**t) if bias_correction else 1.0
-        var = [v / c - (m / c) ** 2 for m, v in zip(ms, vs)]
+        var = [v / c - _abs_sq(m / c) for m, v in zip(ms, vs)]
         if eps_in_sqrt:
             out = [g / np.sqrt(s + eps) for g, s in zip(gs, var)]
         else:
@@ -214,7 +236,7 @@ def scale_by_stddev(
 
 
 def scale_by_rss(initial_accumulator_value=0.1, eps=1e-7, eps_in_sqrt=True) -> Ref:
-    """s0 = initial_accumulator_value; s = s + g**2;
+    """s0 = initial_accumulator_value; s = s + |g|**2;
     eps_in_sqrt: out = g/sqrt(s+eps) where s > 0, 0 where s == 0;
     else:        out = g/(sqrt(s)+eps)."""
 
@@ -225,42 +247,42 @@ def scale_by_rss(initial_accumulator_value=0.1, eps=1e-7, eps_in_sqrt=True) -> R
         return np.where(pos, g / np.sqrt(np.where(pos, s, 1.0) + eps), 0.0)
 
     def update(gs, ss, ps):
-        ss = [s + g**2 for s, g in zip(ss, gs)]
+        ss = [s + _abs_sq(g) for s, g in zip(ss, gs)]
         return [leaf(g, s) for g, s in zip(gs, ss)], ss
 
-    return Ref(lambda params: [np.full_like(p, initial_accumulator_value) for p in params], update)
+    return Ref(lambda params: [_real_full(p, initial_accumulator_value) for p in params], update)
 
 
 def scale_by_adadelta(rho=0.9, eps=1e-6) -> Ref:
-    """Eg0 = Ex0 = 0; Eg = rho*Eg + (1-rho)*g**2;
-    d = sqrt(Ex_prev+eps)/sqrt(Eg+eps)*g; Ex = rho*Ex_prev + (1-rho)*d**2; out = d."""
+    """Eg0 = Ex0 = 0; Eg = rho*Eg + (1-rho)*|g|**2;
+    d = sqrt(Ex_prev+eps)/sqrt(Eg+eps)*g; Ex = rho*Ex_prev + (1-rho)*|d|**2; out = d."""
 
     def update(gs, state, ps):
         egs, exs = state
-        egs = [rho * eg + (1.0 - rho) * g**2 for eg, g in zip(egs, gs)]
+        egs = [rho * eg + (1.0 - rho) * _abs_sq(g) for eg, g in zip(egs, gs)]
         ds = [np.sqrt(ex + eps) / np.sqrt(eg + eps) * g for ex, eg, g in zip(exs, egs, gs)]
-        exs = [rho * ex + (1.0 - rho) * d**2 for ex, d in zip(exs, ds)]
+        exs = [rho * ex + (1.0 - rho) * _abs_sq(d) for ex, d in zip(exs, ds)]
         return ds, (egs, exs)
 
     return Ref(
-        lambda params: ([np.zeros_like(p) for p in params], [np.zeros_like(p) for p in params]),
+        lambda params: ([_real_full(p, 0.0) for p in params], [_real_full(p, 0.0) for p in params]),
         update,
     )
 
 
 def scale_by_adam(b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, nesterov=False) -> Ref:
-    """m = b1*m+(1-b1)*g; v = b2*v+(1-b2)*g**2 (m0 = v0 = 0);
+    """m = b1*m+(1-b1)*g; v = b2*v+(1-b2)*|g|**2 (m0 = v0 = 0);
     mhat = m/(1-b1**t), or if nesterov b1*m/(1-b1**(t+1)) + (1-b1)*g/(1-b1**t);
     vhat = v/(1-b2**t); out = mhat/(sqrt(vhat+eps_root)+eps)."""
 
     def init(params):
-        return (0, [np.zeros_like(p) for p in params], [np.zeros_like(p) for p in params])
+        return (0, [np.zeros_like(p) for p in params], [_real_full(p, 0.0) for p in params])
 
     def update(gs, state, ps):
         count, ms, vs = state
         t = count + 1
         ms = [b1 * m + (1.0 - b1) * g for m, g in zip(ms, gs)]
-        vs = [b2 * v + (1.0 - b2) * g**2 for v, g in zip(vs, gs)]
+        vs = [b2 * v + (1.0 - b2) * _abs_sq(g) for v, g in zip(vs, gs)]
         if nesterov:
             mh = [
                 b1 * m / (1.0 - b1 ** (t + 1)) + (1.0 - b1) * g / (1.0 - b1**t)
@@ -299,8 +321,14 @@ def scale_by_trust_ratio(min_norm=0.0, trust_coefficient=1.0, eps=0.0) -> Ref:
 
 
 def clip(max_delta) -> Ref:
-    """out = clip(g, -max_delta, max_delta)."""
-    return _stateless(lambda g, p: np.clip(g, -max_delta, max_delta))
+    """out = clip(g, -max_delta, max_delta); for complex g, Re(g) and Im(g) clipped each."""
+
+    def leaf(g, p):
+        if np.iscomplexobj(g):
+            return leaf(g.real, p) + 1j * leaf(g.imag, p)
+        return np.clip(g, -max_delta, max_delta)
+
+    return _stateless(leaf)
 
 
 def clip_by_norm(max_norm) -> Ref:
@@ -314,10 +342,10 @@ def clip_by_norm(max_norm) -> Ref:
 
 
 def clip_by_global_norm(max_norm) -> Ref:
-    """N = sqrt(sum over all leaves of sum(g**2)); out = g if N <= max_norm else g*max_norm/N."""
+    """N = sqrt(sum over all leaves of sum(|g|**2)); out = g if N <= max_norm else g*max_norm/N."""
 
     def update(gs, state, ps):
-        n = math.sqrt(sum(float(np.sum(g * g)) for g in gs))
+        n = math.sqrt(sum(float(np.sum(_abs_sq(g))) for g in gs))
         if n <= max_norm:
             return gs, state
         return [g * (max_norm / n) for g in gs], state

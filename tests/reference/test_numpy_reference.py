@@ -256,3 +256,90 @@ def test_schedules_at_boundaries():
     assert cos(10) == pytest.approx(0.2) and cos(50) == pytest.approx(0.2)
     assert R.cosine_decay_schedule(1.0, 10, exponent=2.0)(5) == pytest.approx(0.25)
     assert R.cosine_decay_schedule(3.0, 0)(4) == 3.0
+
+
+# ---- complex leaves ------------------------------------------------------------------------
+
+# Positional arguments for the references that need some; the others take their defaults.
+ARGS = {
+    "scale": (0.5,),
+    "scale_by_learning_rate": (0.1,),
+    "trace": (0.9,),
+    "ema": (0.9,),
+    "bias_correction": (0.9,),
+    "clip": (0.5,),
+    "clip_by_norm": (1.0,),
+    "clip_by_global_norm": (1.0,),
+    "sgd": (0.1, 0.9),
+    "adagrad": (0.1,),
+    "rmsprop": (0.1,),
+    "adam": (0.1,),
+    "adamw": (0.1,),
+    "lamb": (0.1,),
+    "lars": (0.1,),
+}
+
+
+def test_complex_leaves_stay_complex_and_magnitude_states_are_real():
+    params = [np.array([1 + 1j, 2 - 1j]), np.array(0.5j), np.zeros((0, 2), complex)]
+    grads = [np.array([0.3 - 2j, -1j]), np.array(1.5 + 0j), np.zeros((0, 2), complex)]
+    for name, factory in R.REFERENCES.items():
+        ups1, ups2 = run(factory(*ARGS.get(name, ())), [grads, grads], params)
+        for u, g in zip(ups2, grads):
+            assert u.dtype == np.complex128 and u.shape == g.shape, name
+            assert np.all(np.isfinite(u)), name
+    state = R.scale_by_adam().init(params)
+    assert [v.dtype for v in state[1]] == [np.complex128] * 3  # the first moment: complex
+    assert [v.dtype for v in state[2]] == [np.float64] * 3  # the second: |g|**2, real
+
+
+def test_complex_with_zero_imaginary_parts_is_the_real_reference():
+    params = [np.array([1.0, -2.0, 0.5]), np.array(3.0)]
+    grads = [
+        [np.array([0.3, -2.0, 1.0]), np.array(-1.5)],
+        [np.array([1.0, 0.0, -0.2]), np.array(2.0)],
+    ]
+    as_complex = [[g.astype(complex) for g in gs] for gs in grads]
+    for name, factory in R.REFERENCES.items():
+        want = run(factory(*ARGS.get(name, ())), grads, params)
+        got = run(factory(*ARGS.get(name, ())), as_complex, [p.astype(complex) for p in params])
+        for got_step, want_step in zip(got, want):
+            for u, w in zip(got_step, want_step):
+                # a complex division rounds as the real one but for an ulp
+                np.testing.assert_allclose(u.real, w, rtol=1e-15, atol=0, err_msg=name)
+                np.testing.assert_array_equal(u.imag, 0.0, err_msg=name)
+
+
+def test_complex_adam_first_step_is_minus_lr_times_the_phase():
+    g = [np.array([3 + 4j, -2j])]
+    (ups,) = run(R.adam(0.01, eps=0.0, eps_root=1e-300), [g], [np.zeros(2, complex)])
+    np.testing.assert_allclose(ups[0], [-0.01 * (0.6 + 0.8j), 0.01j], rtol=1e-12)
+
+
+def test_complex_second_moments_are_of_abs_squared():
+    g = [np.array(3 + 4j)]  # |g|**2 = 25 (g**2 would be -7 + 24j)
+    p = [np.array(0j)]
+    (u,) = run(R.scale_by_rms(), [g], p)
+    assert u[0] == pytest.approx((3 + 4j) / math.sqrt(2.5 + 1e-8), rel=1e-14)
+    (u,) = run(R.scale_by_rss(), [g], p)
+    assert u[0] == pytest.approx((3 + 4j) / math.sqrt(25.1 + 1e-7), rel=1e-14)
+    (u,) = run(R.scale_by_stddev(eps=0.0), [g], p)  # var = 2.5 - |0.1 g|**2 = 2.25
+    assert u[0] == pytest.approx((3 + 4j) / 1.5, rel=1e-14)
+    rho, eps = 0.9, 1e-6
+    u1, u2 = run(R.scale_by_adadelta(), [g, [np.array(1j)]], p)
+    d1 = math.sqrt(eps) / math.sqrt(2.5 + eps) * (3 + 4j)
+    ex1 = (1 - rho) * abs(d1) ** 2
+    eg2 = rho * 2.5 + (1 - rho) * 1.0
+    assert u1[0] == pytest.approx(d1, rel=1e-14)
+    assert u2[0] == pytest.approx(math.sqrt(ex1 + eps) / math.sqrt(eg2 + eps) * 1j, rel=1e-14)
+
+
+def test_complex_norms_and_clipping():
+    (ups,) = run(R.clip_by_global_norm(1.0), [[np.array([1.5 + 2j])]], [np.zeros(1, complex)])
+    np.testing.assert_allclose(ups[0], [0.6 + 0.8j], rtol=1e-15)
+    (ups,) = run(R.clip_by_norm(1.0), [[np.array([3j, 4.0])]], [np.zeros(2, complex)])
+    np.testing.assert_allclose(ups[0], [0.6j, 0.8], rtol=1e-15)
+    (ups,) = run(R.clip(0.5), [[np.array([2 - 0.3j, -1 + 2j])]], [np.zeros(2, complex)])
+    np.testing.assert_array_equal(ups[0], [0.5 - 0.3j, -0.5 + 0.5j])  # each part clipped
+    (ups,) = run(R.scale_by_trust_ratio(), [[np.array([1j])]], [np.array([3 + 4j])])
+    np.testing.assert_allclose(ups[0], [5j], rtol=1e-15)  # |3+4i| / |i| = 5
