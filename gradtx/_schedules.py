@@ -6,6 +6,12 @@ and returns float values in the default precision (float32, or float64 with x64)
 update uses ``schedule(0)``. A float step is taken as is where the schedule is continuous in the
 step and rounded down where it jumps at whole steps.
 
+Steps of any size: a concrete Python or NumPy integer past the range of JAX's integers (int32,
+or int64 with x64) neither overflows nor wraps around. A schedule gives its value there (past
+its last boundary, its end value), and a periodic one its value in its cycle, found exactly.
+A traced step is read in its own dtype: the optimizer's int32 count, which saturates at the
+largest int32, is read as before.
+
 Precision: every value is a few roundings from the exact formula, to 1e-6 relative in float32,
 also where the naive formulas cancel (``1 - t/T`` and ``1 + cos(pi t/T)`` near the end of a
 decay to 0, ``decay_rate ** p`` with a rounded base). Each moving stretch is written as an
@@ -23,6 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gradtx._hyper import _float_dtype, check_flag, check_number
 
@@ -77,17 +84,59 @@ def _choice(owner: str, name: str, value, options: tuple[str, ...]) -> str:
 # The step, as the schedules read it.
 
 
+def _integers(count: jax.typing.ArrayLike) -> np.ndarray | None:
+    """A concrete integer step (a Python or NumPy integer, or an array or list of them) as a
+    NumPy array of Python ints, exact at any size; None for a JAX array (traced or not) or
+    floats."""
+    if isinstance(count, jax.Array):
+        return None
+    steps = np.asarray(count)
+    if steps.dtype == object:  # Python ints past uint64
+        if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in steps.flat):
+            return None
+    elif not np.issubdtype(steps.dtype, np.integer):
+        return None
+    return steps.astype(object)
+
+
+def _count(count: jax.typing.ArrayLike) -> jax.Array:
+    """The step as a JAX array: the one conversion of the step that every schedule makes.
+
+    A JAX array is taken as it is (the optimizer's traced int32 count reads as before, without
+    retracing); so is a concrete step of floats, or of integers in the range of JAX's default
+    integer type (int32, or int64 with x64). Concrete integers outside it would overflow (a
+    Python int) or wrap around (NumPy's int64 2**33 to int32 0): they become floats of the
+    default precision (saturated at its largest), read as any float step is, so that past its
+    last boundary a schedule gives its end value. (A periodic schedule places a concrete
+    integer step in its cycle itself, exactly: see :func:`_integers`.)
+    """
+    steps = _integers(count)
+    if steps is None:
+        return jnp.asarray(count)
+    info = jnp.iinfo(jnp.asarray(0).dtype)
+    if steps.size == 0 or (info.min <= steps.min() and steps.max() <= info.max):
+        return jnp.asarray(count)
+    dtype = _float_dtype()
+    top = int(jnp.finfo(dtype).max)
+    return jnp.asarray(np.asarray(np.clip(steps, -top, top), np.float64), dtype)
+
+
 def _step(count: jax.typing.ArrayLike) -> jax.Array:
     """The step as a float of the default precision."""
-    return jnp.asarray(count).astype(_float_dtype())
+    return _count(count).astype(_float_dtype())
 
 
 def _whole(count: jax.typing.ArrayLike) -> jax.Array:
-    """The step as an integer array (a float step rounded down)."""
-    count = jnp.asarray(count)
+    """The step as an integer array (a float step rounded down, saturated at the largest int)."""
+    count = _count(count)
     if jnp.issubdtype(count.dtype, jnp.integer):
         return count
-    return jnp.floor(count).astype(jnp.asarray(0).dtype)
+    dtype = jnp.asarray(0).dtype
+    info = jnp.iinfo(dtype)
+    # XLA leaves the cast of a float outside the integer range undefined; float(info.max)
+    # rounds up to a power of 2, the first float past the range
+    whole = jnp.maximum(jnp.floor(count), float(info.min))
+    return jnp.where(whole >= float(info.max), info.max, whole.astype(dtype))
 
 
 def _fit(count: jax.Array, n: int):
@@ -535,7 +584,7 @@ def join_schedules(schedules: list[Schedule], boundaries: list[int]) -> Schedule
     boundaries = [int(b) for b in boundaries]
 
     def schedule(count):
-        count = jnp.asarray(count)
+        count = _count(count)
         dtype = _float_dtype()
         value = jnp.asarray(schedules[0](count)).astype(dtype)
         for boundary, s in zip(_reachable(count, boundaries), schedules[1:]):

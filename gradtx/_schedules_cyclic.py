@@ -7,19 +7,23 @@ the schedule is built.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Mapping
 
 import jax.numpy as jnp
+import numpy as np
 
 from gradtx._hyper import _float_dtype, check_flag
 from gradtx._schedules import (
     Schedule,
     _anneal,
     _choice,
+    _count,
     _exponential,
     _finite,
     _fit,
+    _integers,
     _linear,
     _minus,
     _positive,
@@ -72,7 +76,7 @@ def _after_warmup(init_value: float, peak_value: float, warmup_steps: int, decay
     warmup = _linear(init_value, peak_value, warmup_steps, 0)
 
     def schedule(count):
-        count = jnp.asarray(count)
+        count = _count(count)
         steps = _fit(count, warmup_steps)
         return jnp.where(count < steps, warmup(count), decay(jnp.maximum(count - steps, 0)))
 
@@ -304,9 +308,9 @@ def sgdr_schedule(cosine_kwargs: list[dict]) -> Schedule:
 
 
 def _restarts(first_period: int, period_mult: int) -> tuple[list[int], list[int]]:
-    """The start and length of each cycle, up to the largest int64 step."""
+    """The start and length of each cycle, up to the largest float64 step."""
     starts, periods = [0], [first_period]
-    while starts[-1] + periods[-1] < 2**63:
+    while starts[-1] + periods[-1] < 2**1024:
         starts.append(starts[-1] + periods[-1])
         periods.append(periods[-1] * period_mult)
     return starts, periods
@@ -325,7 +329,9 @@ def cosine_warm_restarts_schedule(
       \right), \qquad B_k \le t < B_k + T_k
 
     Each restart (``t == B_k``) gives ``init_value`` again; ``min_value`` itself is never
-    reached. The cycle is found in integer arithmetic, exact at every int32 step.
+    reached. The cycle is found in integer arithmetic: exact at every integer step (a Python or
+    NumPy integer of any size, an integer array to its dtype's largest value) and every float
+    step within the integer range; a float step past it is placed to its own precision.
 
     Args:
       init_value: the value at the start of each cycle.
@@ -357,10 +363,20 @@ def cosine_warm_restarts_schedule(
     min_value = _finite(owner, "min_value", min_value)
     starts, periods = _restarts(first_period, period_mult) if period_mult > 1 else ([0], [0])
 
-    def schedule(count):
+    def phase(n: int) -> tuple[int, int]:
+        """Step ``n``'s steps done in its cycle and the cycle's length, in Python ints."""
+        n = max(n, 0)
+        if period_mult == 1:
+            return n % first_period, first_period
+        k = bisect.bisect_right(starts, n) - 1
+        start, period = starts[k], periods[k]
+        while start + period <= n:  # past the cycles tabled
+            start, period = start + period, period * period_mult
+        return n - start, period
+
+    def in_integers(t):
         # the steps done and left in the cycle counted in integers, exact where a float32 step
         # would not be; a cycle that would end past the largest step has its own float path
-        t = jnp.maximum(_whole(count), 0)
         top = int(jnp.iinfo(t.dtype).max)
         dtype = _float_dtype()
         if period_mult == 1:
@@ -381,6 +397,43 @@ def cosine_warm_restarts_schedule(
         left = jnp.asarray([min(e, top) for e in ends], t.dtype)[cycle] - t
         left = jnp.where(within, left.astype(dtype), period - done.astype(dtype))
         return _anneal(init_value, min_value, done.astype(dtype), left, period, "cos")
+
+    def in_floats(t):
+        # a whole float step's cycle in its own precision (its remainder is exact)
+        dtype = _float_dtype()
+        if period_mult == 1:
+            done = t % first_period
+            period = float(first_period)
+        else:
+            largest = float(jnp.finfo(t.dtype).max)
+            tabled = [start for start in starts if start <= largest]
+            cycle = _reached(t, tabled) - 1
+            done = t - jnp.asarray(tabled, t.dtype)[cycle]
+            # the last cycle a float can start may be longer than the largest float
+            lengths = [min(p, largest) for p in periods[: len(tabled)]]
+            period = jnp.asarray(lengths, dtype)[cycle]
+        done = done.astype(dtype)
+        return _anneal(init_value, min_value, done, period - done, period, "cos")
+
+    def schedule(count):
+        steps = _integers(count)
+        if steps is not None:
+            # a concrete step's cycle is found in Python ints, exact at any size (as an array a
+            # step past the integer range would be a float, rounded)
+            done, period = np.frompyfunc(phase, 1, 2)(steps)
+            done, left, period = (
+                jnp.asarray(np.asarray(x, np.float64), _float_dtype())
+                for x in (done, period - done, period)
+            )
+            return _anneal(init_value, min_value, done, left, period, "cos")
+        t = _count(count)
+        if jnp.issubdtype(t.dtype, jnp.integer):
+            return in_integers(jnp.maximum(t, 0))
+        # a float step is counted in integers where it fits them, as a float past them (where
+        # as an integer it would saturate)
+        whole = jnp.maximum(jnp.floor(t), 0)
+        fits = whole < float(jnp.iinfo(jnp.asarray(0).dtype).max)
+        return jnp.where(fits, in_integers(_whole(whole)), in_floats(whole))
 
     return schedule
 

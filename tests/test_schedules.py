@@ -628,6 +628,76 @@ def test_one_cycle_momentum_drives_adam_b1_step_by_step():
     assert np.max(np.abs(constant - got)) > 1e-4
 
 
+# Step counts past int32 (the range of JAX's integers without x64), and as Python ints past int64.
+# A schedule gives its value there: its end value, a continuous one's value at the step, or a
+# periodic one's value in its cycle. Each is whole in float32, so float steps too. (The steps of
+# one kind share a shape and dtype, so that the eager calls compile few operations.)
+HUGE = (2**31, 2**33, 2**40, 2**62)
+PAST_INT64 = (2**63, 2**64, 2**70)
+
+
+@functools.cache
+def _huge_reference(index):
+    return np.array([SCHEDULES[index].build(ref)(t) for t in HUGE + PAST_INT64])
+
+
+def _check_huge(got, want, kind, rtol, atol, dtype):
+    got = np.asarray(got)
+    assert got.dtype == dtype and got.shape == np.shape(want), kind
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=kind)
+
+
+@pytest.mark.parametrize("index", range(len(CASES)), ids=IDS)
+def test_steps_past_int32(index):
+    # before: a Python int past int32 overflowed in jnp.asarray, a NumPy int64 wrapped around
+    # (2**33 to 0: the value at step 0), a float step of a periodic schedule saturated
+    schedule = SCHEDULES[index].build(gradtx)
+    want = _huge_reference(index)
+    huge = want[: len(HUGE)]
+
+    def check(got, want, kind):
+        _check_huge(got, want, kind, RTOL, TINY, np.float32)
+
+    for t, value in zip(HUGE + PAST_INT64, want):
+        check(schedule(t), value, f"Python int {t}")
+    for t, value in zip(HUGE, huge):
+        check(schedule(np.int64(t)), value, f"np.int64({t})")
+    check(schedule(np.array(HUGE, np.int64)), huge, "np.int64 array")
+    check(schedule(np.array(HUGE, np.float64)), huge, "np.float64 array")
+    check(schedule(jnp.asarray(HUGE, jnp.float32)), huge, "jnp.float32 array")
+    # with steps that fit int32 in the same array
+    mixed = np.array([0, HUGE[2], 7, HUGE[3]], np.int64)
+    small = _reference(SCHEDULES[index], [0, 7])
+    check(schedule(mixed), [small[0], huge[2], small[1], huge[3]], "mixed np.int64 array")
+
+
+def test_float_steps_past_int32_under_jit():
+    # a traced float step is whole where it is read in integers: as one past int32 it would
+    # saturate (before: cosine_warm_restarts_schedule(0.1, 10) gave its value at 2**31 - 1)
+    schedules = [case.build(gradtx) for case in SCHEDULES]
+    values = jax.jit(lambda t: [s(t) for s in schedules])(jnp.asarray(HUGE, jnp.float32))
+    for index, (case, got) in enumerate(zip(SCHEDULES, values)):
+        want = _huge_reference(index)[: len(HUGE)]
+        _check_huge(got, want, repr(case), RTOL, TINY, np.float32)
+
+
+def test_steps_past_int64_with_x64(x64):
+    # int64 holds the steps to 2**62; before, a Python int past int64 overflowed in jnp.asarray.
+    # One test for every schedule: switching x64 on and off for each would recompile each time.
+    for index, case in enumerate(SCHEDULES):
+        schedule = case.build(gradtx)
+        want = _huge_reference(index)
+        huge = want[: len(HUGE)]
+
+        def check(got, want, kind, case=case):
+            _check_huge(got, want, f"{case!r}: {kind}", 1e-11, 1e-300, np.float64)
+
+        for t, value in zip(PAST_INT64, want[len(HUGE) :]):
+            check(schedule(t), value, f"Python int {t}")
+        check(schedule(jnp.asarray(HUGE, jnp.int64)), huge, "jnp.int64 array")
+        check(schedule(np.array(HUGE, np.int64)), huge, "np.int64 array")
+
+
 # Valid arguments for each schedule; each row of BAD changes one of them.
 _ONE = gradtx.constant_schedule(1.0)
 VALID = {
