@@ -37,12 +37,9 @@ def _steps(tx):
         updates, state = checked.update(grads, state, params)
         return gradtx.apply_updates(params, updates), state
 
-    def only_checkify(params, state, grads):
-        return plain(params, state, grads)
-
     return {
         "plain": jax.jit(plain, donate_argnums=(0, 1)),
-        "checkify only": jax.jit(checkify.checkify(only_checkify), donate_argnums=(0, 1)),
+        "checkify only": jax.jit(checkify.checkify(plain), donate_argnums=(0, 1)),
         "checked": jax.jit(checkify.checkify(guarded), donate_argnums=(0, 1)),
     }
 
@@ -55,8 +52,10 @@ def run(rounds: int, per: int) -> list[tuple[str, str, str, float, float]]:
         for opt in optimizers.OPTIMIZERS:
             tx = optimizers.make_jax("gradtx", opt)
             steps = _steps(tx)
-            carries = {k: ({n: jnp.asarray(v) for n, v in p0.items()},) for k in steps}
-            carries = {k: (c[0], tx.init(c[0])) for k, c in carries.items()}
+            carries = {}
+            for name in steps:
+                params = {n: jnp.asarray(v) for n, v in p0.items()}
+                carries[name] = (params, tx.init(params))
             times = {k: [] for k in steps}
             for r in range(rounds + 1):
                 for name, step in steps.items():

@@ -15,16 +15,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradtx._hyper import _float_dtype, check_flag
-from gradtx._schedules import (
-    Schedule,
-    _anneal,
+from gradtx._schedule_steps import (
     _choice,
     _count,
-    _exponential,
     _finite,
     _fit,
     _integers,
-    _linear,
     _minus,
     _positive,
     _reachable,
@@ -33,6 +29,12 @@ from gradtx._schedules import (
     _step,
     _steps,
     _whole,
+)
+from gradtx._schedules import (
+    Schedule,
+    _anneal,
+    _exponential,
+    _linear,
     constant_schedule,
     join_schedules,
 )
