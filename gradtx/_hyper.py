@@ -289,6 +289,17 @@ def _hyperparam(x: Any, dtype: Any) -> Hyperparam:
     return Hyperparam(value, residual, jnp.zeros(value.shape, bool))
 
 
+def _naming(owner: str, errors: tuple[type[Exception], ...], fn: Callable, *args, **kwargs):
+    """``fn(*args, **kwargs)``, its ``errors`` prefixed with the name of the transformation the
+    user called (then the piece's own name, if it gave one)."""
+    try:
+        return fn(*args, **kwargs)
+    except errors as err:
+        if str(err).startswith(f"{owner}:"):
+            raise
+        raise type(err)(f"{owner}: {err}") from None
+
+
 def live(
     owner: str,
     build: Callable[..., GradientTransformation],
@@ -331,12 +342,7 @@ def live(
             k: _hyperparam(v(_tree.zero_count()) if k in schedules else v, dtype)
             for k, v in given.items()
         }
-        try:
-            inner = build(**values(stored)).init(params)
-        except (TypeError, ValueError) as err:  # name the transformation the user called
-            if str(err).startswith(f"{owner}:"):
-                raise
-            raise type(err)(f"{owner}: {err}") from None
+        inner = _naming(owner, (TypeError, ValueError), build(**values(stored)).init, params)
         return HyperState(count=_tree.zero_count(), hyperparams=stored, inner_state=inner)
 
     def update(updates, state, params=None, **extra):
@@ -348,12 +354,9 @@ def live(
             )
         _tree.check_leaves(owner, updates, "updates")
         tx = build(**values(state.hyperparams))
-        try:
-            updates, inner = tx.update(updates, state.inner_state, params, **extra)
-        except ValueError as err:  # name the transformation the user called, then the piece
-            if str(err).startswith(f"{owner}:"):
-                raise
-            raise ValueError(f"{owner}: {err}") from None
+        updates, inner = _naming(
+            owner, (ValueError,), tx.update, updates, state.inner_state, params, **extra
+        )
         count = _tree.saturating_increment(state.count)
         stored = dict(state.hyperparams)
         for k, schedule in schedules.items():
