@@ -16,9 +16,9 @@ Each compiled step is also read for its passes over memory: the fusions and copi
 optimized HLO that touch at least ``n`` bytes, with the bytes each reads and writes per param, and
 whether XLA split it over threads (``outer_dimension_partitions``).
 
-``--exhaustive`` checks the 8-bit code lookup (``gradtx._quantized._nearest_code``) against
-``searchsorted`` over the float32 midpoints on every float32 in [-1, 1] (and a little beyond),
-for both maps: about 2 minutes.
+``--exhaustive`` checks the 8-bit code lookup (``gradtx._transforms.quantized._nearest_code``)
+against ``searchsorted`` over the float32 midpoints on every float32 in [-1, 1] (and a little
+beyond), for both maps: about 2 minutes.
 """
 
 from __future__ import annotations
@@ -186,7 +186,7 @@ def table(results: dict) -> str:
 
 def exhaustive() -> dict:
     """Mismatches of the code lookup against searchsorted on all float32 in [-(1 + e), 1 + e]."""
-    from gradtx import _quantized
+    from gradtx._transforms import quantized as _quantized
 
     chunk = 1 << 24
     one = int(np.float32(1.0).view(np.uint32))

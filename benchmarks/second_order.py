@@ -89,9 +89,9 @@ def second_order(problem, name: str, tx, setting: str, max_iters: int) -> Result
     def counters(state):
         trials, products = 0, 0
         for node in jax.tree.leaves(state, is_leaf=_is_info):
-            if isinstance(node, gradtx._linesearch.LinesearchInfo):
+            if isinstance(node, gradtx._curvature.linesearch.LinesearchInfo):
                 trials += node.num_linesearch_steps
-            if isinstance(node, gradtx._newton.CGInfo):
+            if isinstance(node, gradtx._curvature.newton.CGInfo):
                 products += node.num_steps
         return jnp.asarray(trials), jnp.asarray(products)
 
@@ -117,7 +117,9 @@ def second_order(problem, name: str, tx, setting: str, max_iters: int) -> Result
 
 
 def _is_info(x) -> bool:
-    return isinstance(x, (gradtx._linesearch.LinesearchInfo, gradtx._newton.CGInfo))
+    return isinstance(
+        x, (gradtx._curvature.linesearch.LinesearchInfo, gradtx._curvature.newton.CGInfo)
+    )
 
 
 # The tuned rows of tests/test_convergence.py (see the comments there).

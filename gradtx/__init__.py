@@ -12,94 +12,104 @@ of a jitted function), nor what a schedule returns after step 0: wrap the optimi
 :func:`checked` to check those at run time, inside the compiled step.
 """
 
-from gradtx._aliases import adadelta as adadelta
-from gradtx._aliases import adagrad as adagrad
-from gradtx._aliases import adam as adam
-from gradtx._aliases import adamw as adamw
-from gradtx._aliases import lamb as lamb
-from gradtx._aliases import lars as lars
-from gradtx._aliases import rmsprop as rmsprop
-from gradtx._aliases import sgd as sgd
-from gradtx._averaging import LookaheadParams as LookaheadParams
-from gradtx._averaging import ema_params as ema_params
-from gradtx._averaging import lookahead as lookahead
-from gradtx._averaging import slow_params as slow_params
-from gradtx._base import EmptyState as EmptyState
-from gradtx._base import GradientTransformation as GradientTransformation
-from gradtx._base import apply_updates as apply_updates
-from gradtx._base import identity as identity
-from gradtx._base import set_to_zero as set_to_zero
-from gradtx._base import stateless as stateless
-from gradtx._checked import checked as checked
-from gradtx._checkpoint import check_state as check_state
-from gradtx._checkpoint import restore_state as restore_state
-from gradtx._clipping import adaptive_grad_clip as adaptive_grad_clip
-from gradtx._clipping import clip as clip
-from gradtx._clipping import clip_by_global_norm as clip_by_global_norm
-from gradtx._clipping import clip_by_norm as clip_by_norm
-from gradtx._combine import chain as chain
-from gradtx._combine import freeze as freeze
-from gradtx._combine import masked as masked
-from gradtx._combine import named_chain as named_chain
-from gradtx._combine import partition as partition
-from gradtx._decay import add_decayed_weights as add_decayed_weights
-from gradtx._gradient_processing import add_noise as add_noise
-from gradtx._gradient_processing import centralize as centralize
-from gradtx._grouped import GroupedState as GroupedState
-from gradtx._grouped import grouped as grouped
-from gradtx._hyper import Hyperparam as Hyperparam
-from gradtx._hyper import HyperState as HyperState
-from gradtx._hyper import hyperparams as hyperparams
-from gradtx._hyper import set_hyperparams as set_hyperparams
-from gradtx._hyper import sweep as sweep
-from gradtx._lbfgs import lbfgs as lbfgs
-from gradtx._lbfgs import scale_by_lbfgs as scale_by_lbfgs
-from gradtx._linesearch import scale_by_backtracking_linesearch as scale_by_backtracking_linesearch
-from gradtx._linesearch import value_and_grad_from_state as value_and_grad_from_state
-from gradtx._momentum import bias_correction as bias_correction
-from gradtx._momentum import ema as ema
-from gradtx._momentum import trace as trace
-from gradtx._monitor import MonitorState as MonitorState
-from gradtx._monitor import monitor as monitor
-from gradtx._monitor import step_stats as step_stats
-from gradtx._newton import conjugate_gradient as conjugate_gradient
-from gradtx._newton import hvp as hvp
-from gradtx._newton import newton_cg as newton_cg
-from gradtx._newton import scale_by_newton_cg as scale_by_newton_cg
-from gradtx._plateau import reduce_on_plateau as reduce_on_plateau
-from gradtx._quantized import QuantizedArray as QuantizedArray
-from gradtx._scaling import scale_by_adadelta as scale_by_adadelta
-from gradtx._scaling import scale_by_adam as scale_by_adam
-from gradtx._scaling import scale_by_rms as scale_by_rms
-from gradtx._scaling import scale_by_rss as scale_by_rss
-from gradtx._scaling import scale_by_stddev as scale_by_stddev
-from gradtx._schedules import constant_schedule as constant_schedule
-from gradtx._schedules import cosine_decay_schedule as cosine_decay_schedule
-from gradtx._schedules import exponential_decay as exponential_decay
-from gradtx._schedules import inverse_sqrt_schedule as inverse_sqrt_schedule
-from gradtx._schedules import join_schedules as join_schedules
-from gradtx._schedules import linear_schedule as linear_schedule
-from gradtx._schedules import piecewise_constant_schedule as piecewise_constant_schedule
-from gradtx._schedules import polynomial_schedule as polynomial_schedule
-from gradtx._schedules_cyclic import cosine_warm_restarts_schedule as cosine_warm_restarts_schedule
-from gradtx._schedules_cyclic import one_cycle_momentum_schedule as one_cycle_momentum_schedule
-from gradtx._schedules_cyclic import one_cycle_schedule as one_cycle_schedule
-from gradtx._schedules_cyclic import sgdr_schedule as sgdr_schedule
-from gradtx._schedules_cyclic import warmup_constant_schedule as warmup_constant_schedule
-from gradtx._schedules_cyclic import warmup_cosine_decay_schedule as warmup_cosine_decay_schedule
-from gradtx._schedules_cyclic import (
+from gradtx._core.base import EmptyState as EmptyState
+from gradtx._core.base import GradientTransformation as GradientTransformation
+from gradtx._core.base import apply_updates as apply_updates
+from gradtx._core.base import identity as identity
+from gradtx._core.base import set_to_zero as set_to_zero
+from gradtx._core.base import stateless as stateless
+from gradtx._core.checkpoint import check_state as check_state
+from gradtx._core.checkpoint import restore_state as restore_state
+from gradtx._core.combine import chain as chain
+from gradtx._core.combine import freeze as freeze
+from gradtx._core.combine import masked as masked
+from gradtx._core.combine import named_chain as named_chain
+from gradtx._core.combine import partition as partition
+from gradtx._core.grouped import GroupedState as GroupedState
+from gradtx._core.grouped import grouped as grouped
+from gradtx._core.hyper import Hyperparam as Hyperparam
+from gradtx._core.hyper import HyperState as HyperState
+from gradtx._core.hyper import hyperparams as hyperparams
+from gradtx._core.hyper import set_hyperparams as set_hyperparams
+from gradtx._core.hyper import sweep as sweep
+from gradtx._core.sharding import state_sharding as state_sharding
+from gradtx._curvature.lbfgs import lbfgs as lbfgs
+from gradtx._curvature.lbfgs import scale_by_lbfgs as scale_by_lbfgs
+from gradtx._curvature.linesearch import (
+    scale_by_backtracking_linesearch as scale_by_backtracking_linesearch,
+)
+from gradtx._curvature.linesearch import value_and_grad_from_state as value_and_grad_from_state
+from gradtx._curvature.newton import conjugate_gradient as conjugate_gradient
+from gradtx._curvature.newton import hvp as hvp
+from gradtx._curvature.newton import newton_cg as newton_cg
+from gradtx._curvature.newton import scale_by_newton_cg as scale_by_newton_cg
+from gradtx._curvature.zoom import scale_by_zoom_linesearch as scale_by_zoom_linesearch
+from gradtx._optimizers.adam_like import adam as adam
+from gradtx._optimizers.adam_like import adamw as adamw
+from gradtx._optimizers.adaptive import adadelta as adadelta
+from gradtx._optimizers.adaptive import adagrad as adagrad
+from gradtx._optimizers.adaptive import rmsprop as rmsprop
+from gradtx._optimizers.layerwise import lamb as lamb
+from gradtx._optimizers.layerwise import lars as lars
+from gradtx._optimizers.sgd_like import sgd as sgd
+from gradtx._schedules.basic import constant_schedule as constant_schedule
+from gradtx._schedules.basic import cosine_decay_schedule as cosine_decay_schedule
+from gradtx._schedules.basic import exponential_decay as exponential_decay
+from gradtx._schedules.basic import inverse_sqrt_schedule as inverse_sqrt_schedule
+from gradtx._schedules.basic import join_schedules as join_schedules
+from gradtx._schedules.basic import linear_schedule as linear_schedule
+from gradtx._schedules.basic import piecewise_constant_schedule as piecewise_constant_schedule
+from gradtx._schedules.basic import polynomial_schedule as polynomial_schedule
+from gradtx._schedules.cyclic import (
+    cosine_warm_restarts_schedule as cosine_warm_restarts_schedule,
+)
+from gradtx._schedules.cyclic import (
+    one_cycle_momentum_schedule as one_cycle_momentum_schedule,
+)
+from gradtx._schedules.cyclic import one_cycle_schedule as one_cycle_schedule
+from gradtx._schedules.cyclic import sgdr_schedule as sgdr_schedule
+from gradtx._schedules.cyclic import warmup_constant_schedule as warmup_constant_schedule
+from gradtx._schedules.cyclic import (
+    warmup_cosine_decay_schedule as warmup_cosine_decay_schedule,
+)
+from gradtx._schedules.cyclic import (
     warmup_exponential_decay_schedule as warmup_exponential_decay_schedule,
 )
-from gradtx._schedules_cyclic import warmup_stable_decay_schedule as warmup_stable_decay_schedule
-from gradtx._sharding import state_sharding as state_sharding
-from gradtx._step_size import scale as scale
-from gradtx._step_size import scale_by_learning_rate as scale_by_learning_rate
-from gradtx._step_size import scale_by_trust_ratio as scale_by_trust_ratio
-from gradtx._wrappers import ApplyIfFiniteState as ApplyIfFiniteState
-from gradtx._wrappers import MultiSteps as MultiSteps
-from gradtx._wrappers import MultiStepsState as MultiStepsState
-from gradtx._wrappers import apply_if_finite as apply_if_finite
-from gradtx._zoom import scale_by_zoom_linesearch as scale_by_zoom_linesearch
+from gradtx._schedules.cyclic import (
+    warmup_stable_decay_schedule as warmup_stable_decay_schedule,
+)
+from gradtx._schedules.plateau import reduce_on_plateau as reduce_on_plateau
+from gradtx._transforms.clipping import adaptive_grad_clip as adaptive_grad_clip
+from gradtx._transforms.clipping import clip as clip
+from gradtx._transforms.clipping import clip_by_global_norm as clip_by_global_norm
+from gradtx._transforms.clipping import clip_by_norm as clip_by_norm
+from gradtx._transforms.decay import add_decayed_weights as add_decayed_weights
+from gradtx._transforms.gradient_processing import add_noise as add_noise
+from gradtx._transforms.gradient_processing import centralize as centralize
+from gradtx._transforms.momentum import bias_correction as bias_correction
+from gradtx._transforms.momentum import ema as ema
+from gradtx._transforms.momentum import trace as trace
+from gradtx._transforms.quantized import QuantizedArray as QuantizedArray
+from gradtx._transforms.second_moments import scale_by_adadelta as scale_by_adadelta
+from gradtx._transforms.second_moments import scale_by_adam as scale_by_adam
+from gradtx._transforms.second_moments import scale_by_rms as scale_by_rms
+from gradtx._transforms.second_moments import scale_by_rss as scale_by_rss
+from gradtx._transforms.second_moments import scale_by_stddev as scale_by_stddev
+from gradtx._transforms.step_size import scale as scale
+from gradtx._transforms.step_size import scale_by_learning_rate as scale_by_learning_rate
+from gradtx._transforms.step_size import scale_by_trust_ratio as scale_by_trust_ratio
+from gradtx._wrappers.accumulation import ApplyIfFiniteState as ApplyIfFiniteState
+from gradtx._wrappers.accumulation import MultiSteps as MultiSteps
+from gradtx._wrappers.accumulation import MultiStepsState as MultiStepsState
+from gradtx._wrappers.accumulation import apply_if_finite as apply_if_finite
+from gradtx._wrappers.averaging import LookaheadParams as LookaheadParams
+from gradtx._wrappers.averaging import ema_params as ema_params
+from gradtx._wrappers.averaging import lookahead as lookahead
+from gradtx._wrappers.averaging import slow_params as slow_params
+from gradtx._wrappers.checked import checked as checked
+from gradtx._wrappers.monitor import MonitorState as MonitorState
+from gradtx._wrappers.monitor import monitor as monitor
+from gradtx._wrappers.monitor import step_stats as step_stats
 
 __version__ = "0.1.0"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import jax
@@ -10,46 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import gradtx
-from tests.reference import numpy_reference as ref
-
-
-@dataclasses.dataclass(frozen=True)
-class Sched:
-    """A schedule given by name and arguments, buildable for gradtx and for the reference."""
-
-    name: str
-    args: tuple
-
-    def for_gradtx(self):
-        return getattr(gradtx, self.name)(*self.args)
-
-    def for_numpy(self):
-        return ref.SCHEDULES[self.name](*self.args)
-
-
-@dataclasses.dataclass(frozen=True)
-class Case:
-    """One row of the optimizer table.
-
-    ``name`` is the factory in gradtx, the reference in ``REFERENCES`` and, when ``optax`` is
-    set, the same-named optax factory called with those kwargs.
-    """
-
-    id: str
-    name: str
-    kwargs: dict
-    optax: dict | None = None
-
-    def gradtx(self):
-        return getattr(gradtx, self.name)(**_resolve(self.kwargs, "for_gradtx"))
-
-    def reference(self):
-        return ref.REFERENCES[self.name](**_resolve(self.kwargs, "for_numpy"))
-
-
-def _resolve(kwargs: dict, how: str) -> dict:
-    return {k: getattr(v, how)() if isinstance(v, Sched) else v for k, v in kwargs.items()}
-
+from tests import registry
+from tests.cases import Case, Sched
 
 LR = 1e-2
 COSINE = Sched("cosine_decay_schedule", (0.05, 60, 0.1))
@@ -214,6 +175,8 @@ ELEMENTARY = [
     Case("clip_by_global_norm", "clip_by_global_norm", {"max_norm": 2.0}, optax={"max_norm": 2.0}),
 ]
 
+OPTIMIZERS += registry.rows("OPTIMIZERS")
+ELEMENTARY += registry.rows("ELEMENTARY")
 ALL_CASES = OPTIMIZERS + ELEMENTARY
 
 

@@ -50,7 +50,7 @@ import numpy as np
 import pytest
 
 import gradtx
-from tests import helpers, problems
+from tests import helpers, problems, registry
 
 COMPLEX = {"complex64": jnp.complex64, "complex128": jnp.complex128}
 REAL_OF = {jnp.complex64: jnp.float32, jnp.complex128: jnp.float64}
@@ -194,13 +194,33 @@ def as_pairs(steps, axis: int = 0):
 # ---- the registry against the complex NumPy reference --------------------------------------
 
 
-@pytest.mark.parametrize("case", helpers.ALL_CASES, ids=lambda c: c.id)
+REAL_ONLY = set(registry.rows("REAL_ONLY"))
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in helpers.ALL_CASES if c.id not in REAL_ONLY], ids=lambda c: c.id
+)
 def test_registry_matches_complex_numpy_reference(case, dtype):
     params = complex_tree(0, dtype)
     grads = complex_gradients(params, REFERENCE_STEPS, seed=1)
     ((trajectory, updates, _),) = run(case.gradtx(), (params, grads))
     want = run_reference(case.reference(), params, grads)
     assert helpers.deviation((trajectory, updates), want) < REFERENCE_TOLERANCE[dtype]
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in helpers.ALL_CASES if c.id in REAL_ONLY], ids=lambda c: c.id
+)
+def test_methods_without_a_complex_form_refuse_complex_params_at_init(case):
+    # sign methods: the sign of a complex number is not a direction of steepest descent of
+    # any real problem; init refuses, naming the function and the leaf
+    tx = case.gradtx()
+    with pytest.raises(ValueError, match=case.name):
+        tx.init(complex_tree(0, jnp.complex64))
+
+
+def test_real_only_ids_are_registry_cases():
+    assert REAL_ONLY <= {c.id for c in helpers.ALL_CASES}
 
 
 # ---- the real pairs: linear operations, norms and real inner products ----------------------
@@ -228,7 +248,7 @@ PAIR_IDS = [
     "scale_by_trust_ratio_floor",
     "lars",
     "lars_decay_nesterov",
-]
+] + registry.rows("COMPLEX_PAIR_IDS")
 PAIR_CASES = [
     pytest.param(case.gradtx, 0, id=case.id) for case in helpers.ALL_CASES if case.id in PAIR_IDS
 ] + [

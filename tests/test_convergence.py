@@ -21,60 +21,14 @@ move, or moves the wrong way, cannot pass.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import gradtx
-from tests import problems
-
-
-@dataclasses.dataclass(frozen=True)
-class Cosine:
-    """``cosine_decay_schedule(init_value, decay_steps)``, built when the row is run."""
-
-    init_value: float
-    decay_steps: int
-
-    def build(self):
-        return gradtx.cosine_decay_schedule(self.init_value, self.decay_steps)
-
-
-@dataclasses.dataclass(frozen=True)
-class Row:
-    """An optimizer, a problem, a step budget, and what the final iterate must achieve.
-
-    Attributes:
-      optimizer: the row's name (several rows may use one factory with different flags).
-      problem: a key of ``problems.PROBLEMS``.
-      factory: the gradtx optimizer.
-      kwargs: its arguments; a :class:`Cosine` stands for that schedule.
-      steps: the number of updates.
-      tol: the final ``loss - minimum`` must be below this.
-      dist_tol: if set, the final distance to the minimiser must be below this.
-    """
-
-    optimizer: str
-    problem: str
-    factory: Callable[..., gradtx.GradientTransformation]
-    kwargs: dict[str, Any]
-    steps: int
-    tol: float
-    dist_tol: float | None = None
-
-    @property
-    def id(self) -> str:
-        return f"{self.optimizer}-{self.problem}"
-
-    def tx(self) -> gradtx.GradientTransformation:
-        kwargs = {k: v.build() if isinstance(v, Cosine) else v for k, v in self.kwargs.items()}
-        return self.factory(**kwargs)
-
+from tests import problems, registry
+from tests.cases import Cosine, Row
 
 Q, R = "quadratic", "rosenbrock"
 TIGHT = 1e-6  # loss tolerance, both problems
@@ -140,7 +94,7 @@ ROWS = [
     Row("lamb", R, gradtx.lamb, dict(learning_rate=Cosine(0.02, 5000)), 5000, TIGHT, NEAR),
     # needs 4746
     Row("lars", R, gradtx.lars, dict(learning_rate=Cosine(2.0, 5000)), 5000, TIGHT, NEAR),
-]
+] + registry.rows("CONVERGENCE")
 # fmt: on
 
 OPTIMIZERS = [
@@ -155,7 +109,7 @@ OPTIMIZERS = [
     "adamw",
     "lamb",
     "lars",
-]
+] + registry.rows("CONVERGENCE_NAMES")
 
 
 def run(row: Row) -> tuple[jax.Array, jax.Array]:

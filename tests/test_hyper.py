@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import gradtx
-from gradtx import _hyper
+from gradtx._core import hyper as _hyper
+from tests import registry
 
 PARAMS = {"w": jnp.ones((3,)), "b": jnp.zeros(())}
 GRADS = {"w": jnp.ones((3,)), "b": jnp.ones(())}
@@ -24,6 +25,8 @@ ALIAS_KEYS = {
         {"learning_rate", "weight_decay", "trust_coefficient", "eps", "momentum"},
     ),
 }
+
+ALIAS_KEYS.update(registry.entries("HYPERPARAM_KEYS"))
 
 
 @pytest.mark.parametrize("name", ALIAS_KEYS)

@@ -16,7 +16,7 @@ import pytest
 import scipy.optimize
 
 import gradtx
-from gradtx._lbfgs import ScaleByLBFGSState
+from gradtx._curvature.lbfgs import ScaleByLBFGSState
 
 
 def dense_lbfgs_direction(g, pairs, gamma):

@@ -20,7 +20,7 @@ import pytest
 import scipy.optimize
 
 import gradtx
-from gradtx._linesearch import LinesearchInfo
+from gradtx._curvature.linesearch import LinesearchInfo
 
 C1, C2 = 1e-4, 0.9
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import gradtx
-from gradtx import _tree
+from gradtx._core import tree as _tree
 
 TOP = 2**31 - 1
 START = TOP - 3

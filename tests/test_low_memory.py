@@ -13,7 +13,7 @@ import optax
 import pytest
 
 import gradtx
-from gradtx import _quantized as q
+from gradtx._transforms import quantized as q
 from tests import problems
 
 # ---- NumPy float64 references --------------------------------------------------------------

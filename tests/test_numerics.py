@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import gradtx
-from gradtx import _tree
+from gradtx._core import tree as _tree
 from tests import helpers
 
 F32_MAX = float(np.finfo(np.float32).max)

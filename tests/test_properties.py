@@ -61,14 +61,15 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import gradtx
-from gradtx import _tree
+from gradtx._core import tree as _tree
+from tests import registry
 
 STEPS = 3
 LR = 1e-2
 F32, BF16, F16 = jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16)
 C64 = jnp.dtype(jnp.complex64)
 DTYPES = (F32, BF16, F16, C64)
-# What init and update refuse (gradtx._tree.check_leaves): no gradient step exists for them.
+# What init and update refuse (gradtx._core.tree.check_leaves): no gradient step exists for them.
 NON_FLOAT = (jnp.dtype(jnp.int32), jnp.dtype(jnp.uint8), jnp.dtype(jnp.bool_))
 SHAPES = ((), (0,), (3, 0), (3,), (2, 3))
 MIN_8BIT_SIZE = 4
@@ -109,7 +110,6 @@ OPTIMIZERS = {
     "adam_warmup_cosine": lambda: gradtx.adam(gradtx.warmup_cosine_decay_schedule(0.0, LR, 2, 10)),
     "lbfgs": lambda: gradtx.lbfgs(0.1, memory_size=2, linesearch=None),
 }
-NAMES = list(OPTIMIZERS)
 
 # The name an error of each optimizer starts with: that of the transformation whose init or
 # update checks the leaves first. A factory built on live hyperparameters names itself; chain
@@ -145,6 +145,11 @@ OWNER = {
     "adam_warmup_cosine": "adam",
     "lbfgs": "lbfgs",
 }
+
+_FAMILIES = registry.entries("PROPERTIES")
+OPTIMIZERS.update({name: factory for name, (factory, _) in _FAMILIES.items()})
+OWNER.update({name: owner for name, (_, owner) in _FAMILIES.items()})
+NAMES = list(OPTIMIZERS)
 
 # Low-memory Adam computes its update in at least float32 from the stored moments and rounds it
 # once to each gradient's dtype (F2 below, fixed).
@@ -428,7 +433,7 @@ BF16_EXACT = {
     "decay_sgd",
 }
 # Not the second-moment optimizers (adagrad, rmsprop, adam and their wrappers): their
-# preconditioner (gradtx._scaling.root_scale_step) is computed in float32 and
+# preconditioner (gradtx._transforms.second_moments.root_scale_step) is computed in float32 and
 # rounded once to bfloat16, so a one-ulp float32 difference can move it by one bfloat16 ulp
 # (F1's fix).
 F32_EXACT = {"sgd"}

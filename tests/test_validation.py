@@ -8,12 +8,9 @@ edge values that must be accepted.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import math
 import re
-from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +18,8 @@ import numpy as np
 import pytest
 
 import gradtx
+from tests import registry
+from tests.cases import Bad
 
 
 def _names(message: str, word: str) -> bool:
@@ -29,26 +28,6 @@ def _names(message: str, word: str) -> bool:
 
 
 # ---- bad factory arguments ---------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Bad:
-    """A call that must raise ``error`` with a message naming each of ``names``."""
-
-    factory: Callable[..., Any]
-    kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
-    error: type[Exception] = ValueError
-    names: tuple[str, ...] = ()
-    args: tuple[Any, ...] = ()
-    # arguments made when the test runs (states, JAX arrays): () -> (args, kwargs), added on
-    late: Callable[[], tuple[tuple[Any, ...], dict[str, Any]]] | None = None
-
-    def call(self):
-        args, kwargs = self.args, self.kwargs
-        if self.late is not None:
-            more_args, more_kwargs = self.late()
-            args, kwargs = (*args, *more_args), {**kwargs, **more_kwargs}
-        return self.factory(*args, **kwargs)
 
 
 def _b1_out_of_range(count):
@@ -902,6 +881,7 @@ BAD = {
         names=("conjugate_gradient", "w", "matvec(x)"),
     ),
 }
+BAD.update(registry.entries("BAD"))
 
 
 # Rows that fail today for want of a fix in a file this test's author does not own.
@@ -1288,6 +1268,7 @@ TRANSFORMATIONS = {
     "freeze": lambda: gradtx.freeze(_MASK, inner=gradtx.adam(0.1)),
     "monitor": lambda: gradtx.monitor(gradtx.adam(0.1)),
 }
+TRANSFORMATIONS.update(registry.entries("TRANSFORMATIONS"))
 
 # Without state shaped like the params (and without reading the params) a transformation
 # cannot tell a wrong shape: it hands the leaf on unchanged in shape, and the training step's
@@ -1306,6 +1287,7 @@ PASS_THROUGH = {
     "reduce_on_plateau",
     "apply_if_finite_sgd",
 }
+PASS_THROUGH |= set(registry.rows("PASS_THROUGH"))
 
 # Transformations that read the params: a wrongly shaped param is refused too.
 READS_PARAMS = {
@@ -1330,6 +1312,7 @@ READS_PARAMS = {
     "masked",
     "freeze",
 }
+READS_PARAMS |= set(registry.rows("READS_PARAMS"))
 
 
 def _update_fn(tx, *, apply: bool, jit: bool):
@@ -1500,6 +1483,7 @@ NEED_PARAMS = {
     "adamw": lambda: gradtx.adamw(1e-3),
     "lars": lambda: gradtx.lars(0.1),
 }
+NEED_PARAMS.update(registry.entries("NEED_PARAMS"))
 
 
 def _no_params_error(name: str) -> ValueError:
@@ -1584,6 +1568,7 @@ GOOD = {
     ),
     "clip_tiny": (gradtx.clip, lambda: dict(max_delta=1e-30), {"max_delta": 1e-30}),
 }
+GOOD.update(registry.entries("GOOD"))
 
 
 @pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])

@@ -1,0 +1,171 @@
+"""Checking a checkpointed optimizer state against the optimizer it is restored into.
+
+An optimizer state is a pytree of arrays (NamedTuples, dicts, tuples), so any pytree
+checkpointer saves it: Orbax's ``StandardCheckpointer`` or ``flax.serialization.to_bytes``.
+What those libraries do not say clearly is *how* a checkpoint differs from the optimizer it is
+restored into: Flax's msgpack restore accepts an array of another shape or dtype silently, and
+Orbax reports a changed chain as "list vs dict". :func:`check_state` compares the two leaf by
+leaf, by path, and names every difference; :func:`restore_state` does that and then puts the
+checkpoint's arrays into the optimizer's own state structure.
+
+Paths are those of :func:`gradtx.hyperparams` error messages: ``0/inner_state/0/0/ema/w`` is
+the leaf ``w`` of the ``ema`` field of ... of the first link of a chain. A checkpoint read back
+without a target (Orbax's ``restore(path)``, Flax's ``msgpack_restore``) holds the same data in
+plain dicts and lists (a NamedTuple's fields become dict keys, a tuple a list): its paths are
+the same, so it can be compared and restored too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradtx._core import tree as _tree
+from gradtx._core.base import OptState, PyTree
+
+
+def _leaf_spec(leaf: Any) -> tuple[tuple[int, ...], Any]:
+    """A leaf's shape and dtype; the leaf may be an array, a ShapeDtypeStruct or array metadata
+    (anything with ``shape`` and ``dtype``)."""
+    if hasattr(leaf, "shape") and hasattr(leaf, "dtype"):
+        return tuple(leaf.shape), np.dtype(leaf.dtype)
+    return tuple(np.shape(leaf)), np.asarray(leaf).dtype
+
+
+def _parts(tree: PyTree) -> dict[tuple[str, ...], Any]:
+    """The leaves of ``tree`` by key path, each key as a string."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {tuple(_tree.path_str((key,)) for key in path): leaf for path, leaf in leaves}
+
+
+def _absent_subtrees(paths: list[tuple[str, ...]], other: dict[tuple[str, ...], Any]) -> list[str]:
+    """The smallest subtrees holding ``paths`` that ``other`` has nothing of: a missing
+    hyperparameter is one path (``hyperparams/momentum``), not its three leaves."""
+    present = {q[:i] for q in other for i in range(len(q) + 1)}
+    roots: list[str] = []
+    for path in paths:
+        cut = next((i for i in range(1, len(path) + 1) if path[:i] not in present), len(path))
+        root = "/".join(path[:cut]) or "<root>"
+        if root not in roots:
+            roots.append(root)
+    return roots
+
+
+def _differences(expected: PyTree, saved: PyTree) -> list[str]:
+    """What differs between the two trees, path by path, as sentences."""
+    want, have = _parts(expected), _parts(saved)
+    problems = []
+    missing = _absent_subtrees([p for p in want if p not in have], have)
+    extra = _absent_subtrees([p for p in have if p not in want], want)
+    if missing:
+        problems.append(f"missing from the checkpoint: {_tree._listing(missing)}")
+    if extra:
+        problems.append(
+            f"in the checkpoint but not in the optimizer's state: {_tree._listing(extra)}"
+        )
+    shapes, dtypes = [], []
+    for path in want:
+        if path not in have:
+            continue
+        (want_shape, want_dtype), (have_shape, have_dtype) = (
+            _leaf_spec(want[path]),
+            _leaf_spec(have[path]),
+        )
+        name = "/".join(path) or "<root>"
+        if want_shape != have_shape:
+            shapes.append(f"{name!r} has shape {have_shape} in the checkpoint but {want_shape}")
+        elif want_dtype != have_dtype:
+            dtypes.append(f"{name!r} has dtype {have_dtype} in the checkpoint but {want_dtype}")
+    for kind, found in (("shapes", shapes), ("dtypes", dtypes)):
+        if found:
+            more = len(found) - _tree._SHOWN
+            problems.append(
+                f"leaf {kind} differ: "
+                + "; ".join(found[: _tree._SHOWN])
+                + (f"; and {more} more" if more > 0 else "")
+            )
+    return problems
+
+
+def check_state(expected: OptState, saved: PyTree) -> None:
+    """Raises ValueError naming every difference between a checkpoint and an optimizer state.
+
+    Leaves are matched by path, so ``saved`` may have the state's own containers (a restored
+    state) or plain dicts and lists (a checkpoint read without a target); a container of the
+    state that holds no array (an ``EmptyState``, a ``None``) is not compared. Shapes and dtypes
+    must be equal: a state of another dtype (``mu_dtype``, x64) is another optimizer.
+
+    Args:
+      expected: the state of the optimizer to restore into, typically ``tx.init(params)`` or
+        ``jax.eval_shape(tx.init, params)``.
+      saved: the checkpoint's tree: arrays, or anything with ``shape`` and ``dtype`` (Orbax's
+        array metadata from ``checkpointer.metadata(path)``, ``jax.ShapeDtypeStruct``).
+
+    Raises:
+      ValueError: ``check_state: the checkpoint does not fit the optimizer's state: ...`` with
+        the paths missing from the checkpoint, the paths it has in excess, and the leaves whose
+        shape or dtype differ.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> params = {"w": jnp.zeros(3)}
+      >>> saved = gradtx.sgd(0.1, momentum=0.9).init(params)
+      >>> gradtx.check_state(gradtx.sgd(0.1, momentum=0.9).init(params), saved)  # fits
+      >>> gradtx.check_state(gradtx.sgd(0.1).init(params), saved)  # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+      ...
+      ValueError: check_state: ... not in the optimizer's state: 'hyperparams/momentum', 'inner...
+    """
+    problems = _differences(expected, saved)
+    if problems:
+        raise ValueError(
+            "check_state: the checkpoint does not fit the optimizer's state: " + "; ".join(problems)
+        )
+
+
+def restore_state(target: OptState, restored: PyTree) -> OptState:
+    """The checkpoint's arrays in the structure of ``target``, after :func:`check_state`.
+
+    Use it on what a checkpointer read back, with a fresh state of the optimizer as the target:
+
+    * Flax: ``restore_state(tx.init(params), flax.serialization.msgpack_restore(data))``;
+    * Orbax: ``restore_state(tx.init(params), checkpointer.restore(path))``, or, to restore onto
+      the target's shardings, ``check_state(target, checkpointer.metadata(path).item_metadata)``
+      first and then Orbax's own ``restore(path, target)``.
+
+    Every leaf comes back as a JAX array of exactly the saved value (no cast: dtypes are
+    checked), so training continues bit for bit. Live hyperparameters come back as saved,
+    including values set with :func:`gradtx.set_hyperparams` and the flags that keep a schedule
+    from overwriting them.
+
+    Args:
+      target: the state of the optimizer to restore into (arrays or ``ShapeDtypeStruct``).
+      restored: the checkpoint's tree of arrays, in the state's containers or plain dicts/lists.
+
+    Returns:
+      A state with ``target``'s tree structure and the checkpoint's values.
+
+    Raises:
+      ValueError: when the checkpoint does not fit, naming what differs (see
+        :func:`check_state`).
+
+    Example:
+      >>> import gradtx, jax, jax.numpy as jnp, numpy as np
+      >>> tx = gradtx.adam(gradtx.linear_schedule(0.0, 1e-3, 100))
+      >>> params = {"w": jnp.ones(2)}
+      >>> _, state = tx.update(params, tx.init(params), params)
+      >>> saved = jax.tree.map(np.asarray, state)  # as a checkpointer may give it back
+      >>> restored = gradtx.restore_state(tx.init(params), saved)
+      >>> int(restored.count), float(gradtx.hyperparams(restored)["learning_rate"])
+      (1, 1.0000000656873453e-05)
+    """
+    try:
+        check_state(target, restored)
+    except ValueError as err:
+        raise ValueError("restore_state" + str(err).removeprefix("check_state")) from None
+    have = _tree._leaves_by_path(restored)
+    paths = [_tree.path_str(path) for path, _ in jax.tree_util.tree_flatten_with_path(target)[0]]
+    return jax.tree.structure(target).unflatten([jnp.asarray(have[p]) for p in paths])

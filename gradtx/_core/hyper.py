@@ -1,0 +1,556 @@
+"""Live hyperparameters: values and schedules kept in the state, read and changed without retracing.
+
+Every public factory hands its numeric hyperparameters to :func:`live`. They are validated there,
+on concrete Python values, and stored in the state as arrays, so that:
+
+* changing one (:func:`set_hyperparams`) changes data, not the trace: no recompilation;
+* a hyperparameter may follow a schedule (a function of the step count) with the same state
+  structure as a float, so checkpoints and jitted steps do not care which it is;
+* :func:`hyperparams` reads the values the next update will use, inside or outside ``jit``.
+
+The update math itself lives in private "build" functions that take the current values and
+return a plain :class:`GradientTransformation`; :func:`live` rebuilds it at trace time from the
+values in the state.
+
+Float32 exactness: an exponential average needs ``1 - decay``. optax computes it from the Python
+float in double precision and rounds once; a float32 array of ``0.9`` gives a ``1 - decay`` one
+float32 ulp away. Each value is therefore stored with its rounding residual (``value`` plus
+``residual`` is the exact Python float), and :func:`one_minus` uses both, which reproduces the
+once-rounded complement: gradtx's live hyperparameters give the same float32 numbers as
+constants baked into the trace.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradtx._core import tree as _tree
+from gradtx._core.base import GradientTransformation, OptState, PyTree
+
+Schedule = Callable[[jax.Array], jax.typing.ArrayLike]
+ScalarOrSchedule = float | jax.Array | Schedule
+
+
+class Hyperparam(NamedTuple):
+    """One live hyperparameter in a state. All three fields have the same shape (``[]``)."""
+
+    value: jax.Array  # float32 (float64 with x64): the value the next update uses
+    residual: jax.Array  # same dtype: the exact value minus ``value`` (0 unless given a float)
+    manual: jax.Array  # bool: set by set_hyperparams; a schedule no longer overwrites ``value``
+
+
+class HyperState(NamedTuple):
+    """The state of a transformation with live hyperparameters."""
+
+    count: jax.Array  # int32 []: updates taken so far (schedules' step), saturating at int32 max
+    hyperparams: dict[str, Hyperparam]  # by argument name, e.g. {"learning_rate": ...}
+    inner_state: OptState  # the state of the transformation built from the values
+
+
+class Live(NamedTuple):
+    """A hyperparameter's current value as a build function receives it."""
+
+    value: jax.Array
+    residual: jax.Array
+
+
+Value = float | Live
+
+
+def value_as(h: Value, dtype: Any) -> jax.Array:
+    """The hyperparameter as a scalar of ``dtype`` (what a Python float would become)."""
+    if isinstance(h, Live):
+        return h.value.astype(dtype)
+    return jnp.asarray(h, dtype)
+
+
+def one_minus(h: Value, dtype: Any) -> jax.Array:
+    """``1 - h`` as a scalar of ``dtype``, rounded once from the exact value."""
+    if isinstance(h, Live):
+        return ((1 - h.value) - h.residual).astype(dtype)
+    return jnp.asarray(1 - h, dtype)
+
+
+def per_dtype(compute: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``compute(dtype)``, evaluated once per dtype and then reused.
+
+    The scalars an update derives from its hyperparameters (a cast, ``1 - decay``, a bias
+    correction) are the same for every leaf of a dtype: traced once, they are a few scalar ops
+    in the program instead of a few per leaf, which keeps a model with thousands of leaves quick
+    to trace and compile. Make one per update call (the values are that update's tracers).
+    """
+    cache: dict[Any, Any] = {}
+
+    def get(dtype: Any) -> Any:
+        key = jnp.dtype(dtype)
+        if key not in cache:
+            cache[key] = compute(key)
+        return cache[key]
+
+    return get
+
+
+def one_minus_power(h: Value, count: jax.Array) -> jax.Array:
+    """``1 - h**count`` to a few ulps, in the hyperparameter's precision.
+
+    Formed as ``-expm1(count * log1p(-(1 - h)))`` from the once-rounded complement. The direct
+    ``1 - h**count`` from a float32 ``h`` cancels: for Adam's ``b2 = 0.999`` at step 1 it is off
+    by 1.3e-5 relative (float32 0.999 is not 0.999), an error that reaches the update.
+    """
+    dtype = scalar(h).dtype
+    log_h = jnp.log1p(-one_minus(h, dtype))
+    return -jnp.expm1(count.astype(dtype) * log_h)
+
+
+# Validation by argument name: the same name means the same thing in every transformation, so
+# the factories, set_hyperparams and gradtx.checked share one table. Each test is written with
+# ``&`` so that it applies to Python floats and to arrays (inside jit) alike.
+_UNIT = ("in [0, 1)", lambda v: (v >= 0) & (v < 1))
+_OPEN_UNIT = ("in (0, 1)", lambda v: (v > 0) & (v < 1))
+_NON_NEGATIVE = (">= 0", lambda v: v >= 0)
+_POSITIVE = ("> 0", lambda v: v > 0)
+_CONSTRAINTS = {
+    "learning_rate": _NON_NEGATIVE,
+    "b1": _UNIT,
+    "b2": _UNIT,
+    "decay": _UNIT,
+    "rho": _UNIT,
+    "momentum": _UNIT,
+    "eps": _NON_NEGATIVE,
+    "eps_root": _NON_NEGATIVE,
+    "weight_decay": _NON_NEGATIVE,
+    "min_norm": _NON_NEGATIVE,
+    "initial_scale": _NON_NEGATIVE,
+    "initial_accumulator_value": _NON_NEGATIVE,
+    "max_norm": _POSITIVE,
+    "max_delta": _POSITIVE,
+    "trust_coefficient": _POSITIVE,
+    "factor": _OPEN_UNIT,
+    "threshold": _NON_NEGATIVE,
+    "min_scale": _NON_NEGATIVE,
+    # line searches and Newton-CG
+    "slope_rtol": _OPEN_UNIT,
+    "curv_rtol": _OPEN_UNIT,
+    "decrease_factor": _OPEN_UNIT,
+    "increase_factor": (">= 1", lambda v: v >= 1),
+    "max_learning_rate": _POSITIVE,
+    "tol": _NON_NEGATIVE,
+    "atol": _NON_NEGATIVE,
+    "rtol": _NON_NEGATIVE,
+    "stepsize_precision": _NON_NEGATIVE,
+    "approx_dec_rtol": _NON_NEGATIVE,
+    "damping": _NON_NEGATIVE,
+    "slow_step_size": ("in (0, 1]", lambda v: (v > 0) & (v <= 1)),
+    "clipping": _POSITIVE,
+    "eta": _NON_NEGATIVE,
+    "gamma": _NON_NEGATIVE,
+}
+
+
+def constraint(name: str) -> tuple[str, Callable[[Any], Any]] | None:
+    """``(text, test)`` of the range a hyperparameter ``name`` must be in, or None."""
+    return _CONSTRAINTS.get(name)
+
+
+def check_number(owner: str, name: str, value: float, where: str = "", dtype: Any = None) -> None:
+    """Raises ValueError unless ``value`` is finite in ``dtype`` (the default float dtype, where
+    live hyperparameters are stored) and meets ``name``'s constraint."""
+    if not math.isfinite(value):
+        raise ValueError(f"{owner}: {name} must be finite, got {value!r}{where}")
+    largest = float(jnp.finfo(dtype or _float_dtype()).max)
+    if abs(value) > largest:
+        stored = jnp.dtype(dtype or _float_dtype()).name
+        raise ValueError(
+            f"{owner}: {name} must be finite in {stored} (|x| <= {largest:.7g}), "
+            f"got {value!r}{where}"
+        )
+    constraint = _CONSTRAINTS.get(name)
+    if constraint is not None and not constraint[1](value):
+        raise ValueError(f"{owner}: {name} must be {constraint[0]}, got {value!r}{where}")
+
+
+def check_flag(owner: str, name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{owner}: {name} must be a bool, got {value!r}")
+    return bool(value)
+
+
+def check_count(owner: str, name: str, value: Any, minimum: int = 1) -> int:
+    """An int argument counted against an int32 step counter in the state (a period, a patience,
+    a loop bound): at least ``minimum`` and at most the int32 maximum."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{owner}: {name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{owner}: {name} must be >= {minimum}, got {value!r}")
+    if value > _tree.INT32_MAX:
+        raise ValueError(f"{owner}: {name} must be <= {_tree.INT32_MAX} (an int32), got {value!r}")
+    return int(value)
+
+
+def check_dtype(owner: str, name: str, value: Any) -> Any:
+    """A dtype argument (None for "same as the params") in canonical form."""
+    if value is None:
+        return None
+    try:
+        dtype = jnp.dtype(value)
+    except TypeError:
+        raise TypeError(f"{owner}: {name} must be a dtype or None, got {value!r}") from None
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        raise TypeError(f"{owner}: {name} must be a floating dtype, got {dtype}")
+    return jax.dtypes.canonicalize_dtype(dtype)
+
+
+def check_constant(owner: str, name: str, value: Any) -> float:
+    """A numeric argument used only when the state is built (not a live hyperparameter)."""
+    if not _is_real_number(value):
+        raise TypeError(f"{owner}: {name} must be a real number, got {value!r}")
+    check_number(owner, name, float(value))
+    return float(value)
+
+
+def _float_dtype() -> Any:
+    """float32, or float64 when x64 is enabled."""
+    return jnp.asarray(0.0).dtype
+
+
+def scalar(h: Value) -> jax.Array:
+    """The hyperparameter as a scalar array in its stored (or the default float) dtype."""
+    return h.value if isinstance(h, Live) else jnp.asarray(h, _float_dtype())
+
+
+def _is_real_number(x: Any) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def _concrete_float(owner: str, name: str, x: Any) -> float | None:
+    """``x`` as a Python float if it is a concrete real scalar; None if it is traced."""
+    if _is_real_number(x):
+        return float(x)
+    if isinstance(x, (np.ndarray, np.generic, jax.Array)):
+        if np.ndim(x) != 0:
+            raise ValueError(f"{owner}: {name} must be a scalar, got shape {np.shape(x)}")
+        if not (jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.integer)):
+            raise TypeError(f"{owner}: {name} must be a real number, got dtype {x.dtype}")
+        if isinstance(x, jax.core.Tracer):
+            return None
+        return float(x)
+    raise TypeError(
+        f"{owner}: {name} must be a float or a schedule (a function of the step count), "
+        f"got {type(x).__name__}"
+    )
+
+
+def check_hyperparam(owner: str, name: str, x: Any) -> Any:
+    """Validates a hyperparameter given to a factory; returns it (floats as Python floats).
+
+    A traced value (a factory called inside ``jit``/``vmap``) cannot be checked here, nor a
+    schedule's values after step 0: :func:`gradtx.checked` checks them at run time.
+    """
+    if callable(x) and not isinstance(x, (jax.Array, np.ndarray)):
+        first = x(_tree.zero_count())
+        if not isinstance(first, (numbers.Real, np.ndarray, np.generic, jax.Array)) or not (
+            jnp.issubdtype(jnp.result_type(first), jnp.floating)
+            or jnp.issubdtype(jnp.result_type(first), jnp.integer)
+        ):
+            raise TypeError(
+                f"{owner}: the schedule for {name} must return a real number, "
+                f"got {type(first).__name__} at step 0"
+            )
+        if np.ndim(first) != 0:
+            raise ValueError(
+                f"{owner}: the schedule for {name} must return a scalar, "
+                f"got shape {np.shape(first)} at step 0"
+            )
+        if not isinstance(first, jax.core.Tracer):
+            check_number(owner, name, float(first), " (the schedule's value at step 0)")
+        return x
+    concrete = _concrete_float(owner, name, x)
+    if concrete is None:
+        return x  # traced (a factory called under jit or vmap): checked by the caller's program
+    check_number(owner, name, concrete)
+    return concrete if _is_real_number(x) or isinstance(x, (np.ndarray, np.generic)) else x
+
+
+def _hyperparam(x: Any, dtype: Any) -> Hyperparam:
+    """A stored hyperparameter from a Python float (with residual) or an array (without)."""
+    if isinstance(x, float):
+        value = jnp.asarray(x, dtype)
+        residual = jnp.asarray(np.float64(x) - np.float64(np.asarray(x, dtype)), dtype)
+    else:
+        value = jnp.asarray(x).astype(dtype)
+        residual = jnp.zeros_like(value)
+    return Hyperparam(value, residual, jnp.zeros(value.shape, bool))
+
+
+def _naming(owner: str, errors: tuple[type[Exception], ...], fn: Callable, *args, **kwargs):
+    """``fn(*args, **kwargs)``, its ``errors`` prefixed with the name of the transformation the
+    user called (then the piece's own name, if it gave one)."""
+    try:
+        return fn(*args, **kwargs)
+    except errors as err:
+        if str(err).startswith(f"{owner}:"):
+            raise
+        raise type(err)(f"{owner}: {err}") from None
+
+
+def live(
+    owner: str,
+    build: Callable[..., GradientTransformation],
+    /,
+    *,
+    optional: tuple[str, ...] = (),
+    **hyper: Any,
+):
+    """A transformation whose numeric hyperparameters live in its state.
+
+    Args:
+      owner: the public name, used in error messages (``"adam"``).
+      build: ``build(**values) -> GradientTransformation``; each value is a :class:`Live` at run
+        time. It must build the same state structure whatever the values.
+      optional: the names that may be ``None`` (the feature is off, e.g. ``momentum``); ``None``
+        is passed on to ``build`` as is. Any other ``None`` is a TypeError.
+      **hyper: each hyperparameter by name: a float, a scalar array, or a schedule.
+
+    Returns:
+      A :class:`GradientTransformation` with :class:`HyperState` state.
+    """
+    for k, v in hyper.items():
+        if v is None and k not in optional:
+            raise TypeError(
+                f"{owner}: {k} must be a float or a schedule (a function of the step count), "
+                f"got None"
+            )
+    fixed = {k: v for k, v in hyper.items() if v is None}
+    given = {k: check_hyperparam(owner, k, v) for k, v in hyper.items() if v is not None}
+    schedules = {k: v for k, v in given.items() if callable(v)}
+    names = sorted(given)
+
+    def values(stored: Mapping[str, Hyperparam]) -> dict[str, Any]:
+        return {k: Live(h.value, h.residual) for k, h in stored.items()} | fixed
+
+    def init(params):
+        _tree.check_leaves(owner, params, "params")
+        dtype = _float_dtype()
+        stored = {
+            k: _hyperparam(v(_tree.zero_count()) if k in schedules else v, dtype)
+            for k, v in given.items()
+        }
+        inner = _naming(owner, (TypeError, ValueError), build(**values(stored)).init, params)
+        return HyperState(count=_tree.zero_count(), hyperparams=stored, inner_state=inner)
+
+    def update(updates, state, params=None, **extra):
+        if not isinstance(state, HyperState) or sorted(state.hyperparams) != names:
+            found = sorted(state.hyperparams) if isinstance(state, HyperState) else type(state)
+            raise ValueError(
+                f"{owner}: the state was not made by this transformation's init "
+                f"(expected hyperparameters {names}, got {found})"
+            )
+        _tree.check_leaves(owner, updates, "updates")
+        tx = build(**values(state.hyperparams))
+        updates, inner = _naming(
+            owner, (ValueError,), tx.update, updates, state.inner_state, params, **extra
+        )
+        count = _tree.saturating_increment(state.count)
+        stored = dict(state.hyperparams)
+        for k, schedule in schedules.items():
+            h = stored[k]
+            scheduled = jnp.asarray(schedule(count)).astype(h.value.dtype)
+            stored[k] = Hyperparam(
+                value=jnp.where(h.manual, h.value, scheduled),
+                residual=jnp.where(h.manual, h.residual, jnp.zeros_like(h.residual)),
+                manual=h.manual,
+            )
+        return updates, HyperState(count=count, hyperparams=stored, inner_state=inner)
+
+    return GradientTransformation(init, update)
+
+
+def _is_hyper_state(x: Any) -> bool:
+    return isinstance(x, HyperState)
+
+
+def _prefix(path: tuple[Any, ...]) -> str:
+    return "" if not path else _tree.path_str(path) + "/"
+
+
+def _map_hyper_states(state: PyTree, fn: Callable[[str, HyperState], HyperState], at: str = ""):
+    """Applies ``fn(prefix, hyper_state)`` to every HyperState in ``state``, nested ones first."""
+
+    def visit(path, node):
+        if not isinstance(node, HyperState):
+            return node
+        prefix = at + _prefix(path)
+        inner = _map_hyper_states(node.inner_state, fn, prefix)
+        return fn(prefix, node._replace(inner_state=inner))
+
+    return jax.tree_util.tree_map_with_path(visit, state, is_leaf=_is_hyper_state)
+
+
+def _catalogue(state: PyTree) -> dict[str, str]:
+    """Maps each hyperparameter's qualified name (path/name) to its plain name."""
+    found: dict[str, str] = {}
+
+    def collect(prefix, node):
+        for name in node.hyperparams:
+            found[prefix + name] = name
+        return node
+
+    _map_hyper_states(state, collect)
+    return found
+
+
+def _public_names(catalogue: dict[str, str]) -> dict[str, str]:
+    """Qualified name -> the key users see: the plain name where it is unique."""
+    counts: dict[str, int] = {}
+    for name in catalogue.values():
+        counts[name] = counts.get(name, 0) + 1
+    return {q: (n if counts[n] == 1 else q) for q, n in catalogue.items()}
+
+
+def hyperparams(state: PyTree) -> dict[str, jax.Array]:
+    """The current hyperparameters of an optimizer state, as a flat dict.
+
+    The values are those the next update will use (for a schedule: its value at the current
+    step count). Keys are the argument names (``"learning_rate"``, ``"b1"``, ...); where two
+    transformations of a chain share a name, their keys are qualified by the position in the
+    chain or the ``named_chain`` name (``"0/decay"``, ``"clip/max_norm"``). Works inside ``jit``.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> state = gradtx.adam(1e-3).init({"w": jnp.zeros(3)})
+      >>> float(gradtx.hyperparams(state)["learning_rate"])
+      0.0010000000474974513
+    """
+    public = _public_names(_catalogue(state))
+    out: dict[str, jax.Array] = {}
+
+    def collect(prefix, node):
+        for name, h in node.hyperparams.items():
+            out[public[prefix + name]] = h.value
+        return node
+
+    _map_hyper_states(state, collect)
+    return out
+
+
+def _new_value(name: str, x: Any, old: Hyperparam) -> Hyperparam:
+    owner = "set_hyperparams"
+    if callable(x) and not isinstance(x, (jax.Array, np.ndarray)):
+        raise TypeError(
+            f"{owner}: {name} must be a number or an array; a schedule is fixed when the "
+            f"optimizer is built"
+        )
+    concrete = _concrete_float(owner, name, x) if np.ndim(x) == 0 else None
+    if np.shape(x) != old.value.shape:
+        raise ValueError(f"{owner}: {name} must have shape {old.value.shape}, got {np.shape(x)}")
+    if concrete is not None:
+        check_number(owner, name, concrete, dtype=old.value.dtype)
+    stored = _hyperparam(concrete if _is_real_number(x) else x, old.value.dtype)
+    return stored._replace(manual=jnp.ones(old.manual.shape, bool))
+
+
+def set_hyperparams(state: PyTree, **new_values: Any) -> PyTree:
+    """Returns ``state`` with hyperparameters replaced, used from the next update on.
+
+    Keys are as in :func:`hyperparams`. Values are numbers or scalar arrays (traced ones too, so
+    a ``vmap`` over learning rates works). A value set here also replaces a schedule: that
+    hyperparameter keeps the new value from then on. Nothing is recompiled.
+
+    Raises:
+      ValueError: for an unknown or ambiguous name, or a value out of the argument's range.
+      TypeError: for a value that is not a real number or array.
+    """
+    catalogue = _catalogue(state)
+    public = _public_names(catalogue)
+    by_key = {key: q for q, key in public.items()}
+    targets: dict[str, Any] = {}
+    for key, x in new_values.items():
+        if key in by_key:
+            targets[by_key[key]] = x
+        elif key in catalogue:
+            targets[key] = x
+        else:
+            shared = sorted(q for q, n in catalogue.items() if n == key)
+            if shared:
+                raise ValueError(
+                    f"set_hyperparams: {key!r} names several hyperparameters; use one of {shared}"
+                )
+            raise ValueError(
+                f"set_hyperparams: no hyperparameter named {key!r}; this state has {sorted(by_key)}"
+            )
+
+    def replace(prefix, node):
+        stored = dict(node.hyperparams)
+        for name in stored:
+            if prefix + name in targets:
+                stored[name] = _new_value(name, targets[prefix + name], stored[name])
+        return node._replace(hyperparams=stored)
+
+    return _map_hyper_states(state, replace)
+
+
+def sweep(state: PyTree, **values: Any) -> PyTree:
+    """N copies of ``state`` stacked on a new leading axis, copy *i* using ``values[name][i]``.
+
+    This is the way to train N models with different hyperparameters in one compiled program:
+    hyperparameters are data in the state, so ``jax.vmap`` of an ordinary training step over
+    the stacked states (and stacked params) runs all N at once.
+
+    Example:
+      >>> import gradtx, jax, jax.numpy as jnp
+      >>> tx = gradtx.adam(1e-3)
+      >>> params = {"w": jnp.ones(3)}
+      >>> rates = jnp.array([1e-3, 1e-2, 1e-1])
+      >>> states = gradtx.sweep(tx.init(params), learning_rate=rates)
+      >>> stacked = jax.tree.map(lambda p: jnp.stack([p] * 3), params)
+      >>> def step(params, state):
+      ...     updates, state = tx.update(jax.tree.map(jnp.ones_like, params), state, params)
+      ...     return gradtx.apply_updates(params, updates), state
+      >>> stacked, states = jax.jit(jax.vmap(step))(stacked, states)
+      >>> [round(w, 4) for w in stacked["w"][:, 0].tolist()]  # one Adam step of each rate
+      [0.999, 0.99, 0.9]
+
+    Args:
+      state: an optimizer state (as from ``tx.init``).
+      **values: 1-D arrays or sequences of equal length N, keyed as in :func:`set_hyperparams`.
+
+    Returns:
+      The stacked state: every leaf gains a leading axis of size N.
+    """
+    if not values:
+        raise ValueError("sweep: give at least one hyperparameter to sweep")
+    columns = {}
+    for name, column in values.items():
+        if isinstance(column, jax.core.Tracer):
+            raise ValueError(f"sweep: {name} must be concrete values, not traced")
+        column = np.asarray(column)
+        if not (
+            np.issubdtype(column.dtype, np.floating) or np.issubdtype(column.dtype, np.integer)
+        ):
+            raise TypeError(f"sweep: {name} must be real numbers, got dtype {column.dtype}")
+        if column.ndim != 1 or column.size == 0:
+            raise ValueError(
+                f"sweep: {name} must be a non-empty 1-D sequence, got shape {column.shape}"
+            )
+        columns[name] = column
+    sizes = {name: column.size for name, column in columns.items()}
+    if len(set(sizes.values())) != 1:
+        raise ValueError(f"sweep: the swept values must have one length, got {sizes}")
+    copies = []
+    for i in range(next(iter(sizes.values()))):
+        try:
+            copies.append(
+                set_hyperparams(
+                    state, **{name: column[i].item() for name, column in columns.items()}
+                )
+            )
+        except (TypeError, ValueError) as err:  # name the call the user made, and the copy
+            raise type(err)(f"sweep: copy {i}: {err}") from None
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *copies)

@@ -1,0 +1,232 @@
+"""Clipping: by value, by each tensor's norm, by the global norm, and adaptively (unit-wise)."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradtx._core import tree as _tree
+from gradtx._core.base import GradientTransformation, stateless
+from gradtx._core.hyper import ScalarOrSchedule, Value, live, value_as
+
+
+def _clip(max_delta: Value) -> GradientTransformation:
+    def clip_leaf(g):
+        c = value_as(max_delta, g.real.dtype)
+        if jnp.iscomplexobj(g):  # the real and imaginary parts, as the equivalent real problem
+            return jax.lax.complex(jnp.clip(g.real, -c, c), jnp.clip(g.imag, -c, c))
+        return jnp.clip(g, -c, c)
+
+    return stateless(lambda updates, params: jax.tree.map(clip_leaf, updates))
+
+
+def clip(max_delta: ScalarOrSchedule) -> GradientTransformation:
+    """Clips every update element to ``[-max_delta, max_delta]``.
+
+    A complex element has its real and imaginary parts clipped each (as the equivalent real
+    problem on the (real, imaginary) pairs would).
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.clip(1.0)
+      >>> g = {"w": jnp.array([-3.0, 0.5, 2.0])}
+      >>> tx.update(g, tx.init(g))[0]["w"]
+      Array([-1. ,  0.5,  1. ], dtype=float32)
+    """
+    return live("clip", _clip, max_delta=max_delta)
+
+
+def shrink(norm: jax.Array, max_norm: Value) -> jax.Array:
+    """The factor ``min(1, max_norm / norm)``; exactly 1 when ``norm <= max_norm`` (even 0)."""
+    c = value_as(max_norm, norm.dtype)
+    return c / jnp.maximum(norm, c)
+
+
+def _clip_by_norm(max_norm: Value, *, axes) -> GradientTransformation:
+    def clip_all(updates, params):
+        leaves, treedef = jax.tree.flatten(updates)
+        norms = _tree.norms(leaves, axes)
+        clipped = [g * shrink(n, max_norm).astype(g.dtype) for g, n in zip(leaves, norms)]
+        return treedef.unflatten(clipped)
+
+    return stateless(clip_all)
+
+
+def clip_by_norm(max_norm: ScalarOrSchedule, *, axis_name=None) -> GradientTransformation:
+    r"""Rescales each tensor whose norm exceeds ``max_norm`` down to that norm.
+
+    .. math:: g_l \leftarrow g_l \cdot \min(1, c / \|g_l\|) \quad \text{for every leaf } l
+
+    Args:
+      max_norm: *c*, a float or a schedule.
+      axis_name: inside ``shard_map``/``pmap``, the axis (or axes) the leaves are split along;
+        see :func:`clip_by_global_norm`.
+    """
+    build = functools.partial(_clip_by_norm, axes=_tree.axis_names("clip_by_norm", axis_name))
+    return live("clip_by_norm", build, max_norm=max_norm)
+
+
+def _clip_by_global_norm(max_norm: Value, *, axes) -> GradientTransformation:
+    def clip_all(updates, params):
+        factor = shrink(_tree.global_norm(updates, axes), max_norm)
+        return jax.tree.map(lambda g: g * factor.astype(g.dtype), updates)
+
+    return stateless(clip_all)
+
+
+def clip_by_global_norm(max_norm: ScalarOrSchedule, *, axis_name=None) -> GradientTransformation:
+    r"""Rescales all updates together when their global norm exceeds ``max_norm``.
+
+    .. math:: g \leftarrow g \cdot \min(1, c / \|g\|_2), \quad
+       \|g\|_2 = \sqrt{\textstyle\sum_l \|g_l\|^2}
+
+    The direction is kept, which is why it is usually preferred to clipping by value.
+
+    Args:
+      max_norm: *c*, a float or a schedule.
+      axis_name: inside ``shard_map`` or ``pmap``, the mesh axis (or tuple of axes) along which
+        the leaves are split into shards: the sums of squares are added across the shards
+        (one ``psum`` of a scalar), so the norm is that of the whole arrays. A leaf that
+        ``shard_map`` knows to be replicated along an axis is not summed over it; under
+        ``pmap`` every leaf counts as a shard. Leave it ``None`` under ``jit`` with
+        shardings, where XLA computes global values itself, and for replicated gradients
+        (after a ``pmean``).
+
+    Example: parameters split along ``"model"`` inside ``shard_map``; one ``psum`` of a scalar.
+
+      >>> import gradtx, jax, jax.numpy as jnp
+      >>> from jax.sharding import PartitionSpec as P
+      >>> mesh = jax.make_mesh((1,), ("model",))
+      >>> tx = gradtx.clip_by_global_norm(1.0, axis_name="model")
+      >>> def clipped(g):
+      ...     return tx.update(g, tx.init(g))[0]
+      >>> g = jax.device_put(jnp.array([3.0, 4.0]), jax.NamedSharding(mesh, P("model")))
+      >>> jax.shard_map(clipped, mesh=mesh, in_specs=P("model"), out_specs=P("model"))(g)
+      Array([0.6, 0.8], dtype=float32)
+
+    References:
+      Pascanu, Mikolov and Bengio, *On the difficulty of training recurrent neural networks*,
+      2013.
+    """
+    axes = _tree.axis_names("clip_by_global_norm", axis_name)
+    build = functools.partial(_clip_by_global_norm, axes=axes)
+    return live("clip_by_global_norm", build, max_norm=max_norm)
+
+
+# ---- adaptive clipping -----------------------------------------------------------------------
+
+
+def unit_axes(shape: tuple[int, ...], axis: int | tuple[int, ...] | None, path: str = ""):
+    """The axes a unit-wise norm sums over (None: the whole leaf).
+
+    By default: scalars and vectors (once size-1 axes are dropped) as a whole; ``(in, out)``
+    and ``(in, heads, out)`` kernels over axis 0; ``HWIO`` convolutions over ``(0, 1, 2)``;
+    ``DHWIO`` over ``(0, 1, 2, 3)``, as in the NFNets code and optax.
+    """
+    if axis is not None:
+        axes = (axis,) if isinstance(axis, int) else axis
+        for a in axes:
+            if not -len(shape) <= a < len(shape):
+                raise ValueError(
+                    f"adaptive_grad_clip: axis {a} is out of range for the leaf {path!r} of "
+                    f"shape {shape}"
+                )
+        return axes
+    if sum(d != 1 for d in shape) <= 1:
+        return None
+    by_rank = {2: (0,), 3: (0,), 4: (0, 1, 2), 5: (0, 1, 2, 3)}
+    if len(shape) not in by_rank:
+        raise ValueError(
+            f"adaptive_grad_clip: no default unit-wise norm for the leaf {path!r} of shape "
+            f"{shape} (ndim {len(shape)}); give axis, the axes each unit's norm runs over"
+        )
+    return by_rank[len(shape)]
+
+
+def adaptive_clip_leaf(g, g_norm, p_norm, clipping: Value, eps: Value):
+    """``g``'s units rescaled to norm ``clipping * max(||p unit||, eps)`` where they exceed it,
+    given the units' norms (as :func:`gradtx._core.tree.unit_norms` gives them)."""
+    dtype = g_norm.dtype
+    max_norm = value_as(clipping, dtype) * jnp.maximum(p_norm, value_as(eps, dtype))
+    over = g_norm > max_norm
+    # the inner where keeps the division (and its gradient) finite where nothing is clipped
+    factor = jnp.where(over, max_norm / jnp.where(over, g_norm, jnp.ones_like(g_norm)), 1)
+    return _tree.times(g.astype(_tree.wider(g.dtype, dtype)), factor).astype(g.dtype)
+
+
+def _adaptive_grad_clip(clipping: Value, eps: Value, *, axis) -> GradientTransformation:
+    def clip_all(updates, params):
+        if params is None:
+            raise ValueError(
+                "adaptive_grad_clip: update needs params (the clipping threshold is relative "
+                "to their norms)"
+            )
+        _tree.check_match("adaptive_grad_clip", (updates, params), ("updates", "params"))
+        paths, treedef = jax.tree_util.tree_flatten_with_path(updates)
+        grads, params = [g for _, g in paths], jax.tree.leaves(params)
+        axes = [unit_axes(g.shape, axis, _tree.path_str(path)) for path, g in paths]
+        norms = _tree.unit_norms(grads + params, axes + axes)
+        g_norms, p_norms = norms[: len(grads)], norms[len(grads) :]
+        clipped = [
+            adaptive_clip_leaf(g, gn, pn, clipping, eps)
+            for g, gn, pn in zip(grads, g_norms, p_norms)
+        ]
+        return treedef.unflatten(clipped)
+
+    return stateless(clip_all)
+
+
+def adaptive_grad_clip(
+    clipping: ScalarOrSchedule,
+    eps: ScalarOrSchedule = 1e-3,
+    axis: int | tuple[int, ...] | None = None,
+) -> GradientTransformation:
+    r"""Adaptive gradient clipping (NFNets): unit-wise, relative to the params' norms.
+
+    .. math::
+      G_i \leftarrow \begin{cases}
+        \lambda \dfrac{\|W_i\|^\star}{\|G_i\|}\, G_i & \text{if } \|G_i\| > \lambda \|W_i\|^\star
+        \\ G_i & \text{otherwise}\end{cases}, \qquad \|W_i\|^\star = \max(\|W_i\|, \epsilon)
+
+    for each unit *i* (an output unit's fan-in: a column of an ``(in, out)`` kernel, a
+    ``(kh, kw, in)`` slice of an ``HWIO`` convolution); scalars and vectors are one unit. ε keeps
+    zero-initialised weights from having their gradients clipped to zero. Norms are taken in at
+    least float32.
+
+    Args:
+      clipping: λ > 0, the largest allowed ratio of a unit's gradient norm to its weight norm
+        (the paper uses 0.01 to 0.16, smaller for larger batches).
+      eps: ε >= 0 (1e-3, the paper's and optax's default).
+      axis: the axes each unit's norm runs over, for every leaf (an int or a tuple). Default
+        by rank: ``(in, out)`` and ``(in, heads, out)`` over axis 0, 4-D over ``(0, 1, 2)``,
+        5-D over ``(0, 1, 2, 3)`` (Flax/Haiku layouts; as optax); other ranks need ``axis``.
+
+    Returns:
+      A stateless :class:`GradientTransformation`; ``update`` needs the params.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.adaptive_grad_clip(0.1)
+      >>> params = {"w": jnp.array([[3.0, 0.1], [4.0, 0.0]])}  # column norms 5 and 0.1
+      >>> grads = {"w": jnp.array([[1.0, 0.003], [0.0, 0.004]])}  # column norms 1 and 0.005
+      >>> tx.update(grads, tx.init(params), params)[0]["w"]  # column 0 rescaled to norm 0.5
+      Array([[0.5  , 0.003],
+             [0.   , 0.004]], dtype=float32)
+
+    References:
+      Brock, De, Smith and Simonyan, *High-Performance Large-Scale Image Recognition Without
+      Normalization*, 2021.
+    """
+    owner = "adaptive_grad_clip"
+    if axis is not None:
+        axes = (axis,) if isinstance(axis, (int, np.integer)) else axis
+        if not isinstance(axes, tuple) or not all(
+            isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in axes
+        ):
+            raise TypeError(f"{owner}: axis must be None, an int or a tuple of ints, got {axis!r}")
+        axis = int(axis) if isinstance(axis, (int, np.integer)) else tuple(int(a) for a in axes)
+    build = functools.partial(_adaptive_grad_clip, axis=axis)
+    return live(owner, build, clipping=clipping, eps=eps)

@@ -1,0 +1,131 @@
+"""Step sizes: a constant factor, the learning rate, and the layer-wise trust ratio (LARS/LAMB)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from gradtx._core import tree as _tree
+from gradtx._core.base import GradientTransformation, identity, stateless
+from gradtx._core.hyper import ScalarOrSchedule, Value, check_flag, live, per_dtype, value_as
+
+
+def _times(factor: Callable[[Any], jax.Array]) -> GradientTransformation:
+    """Multiplies each leaf by ``factor(its dtype)``, formed once per dtype and update."""
+
+    def update(updates, params):
+        as_dtype = per_dtype(factor)
+        return jax.tree.map(lambda g: as_dtype(g.dtype) * g, updates)
+
+    return stateless(update)
+
+
+def _scale(step_size: Value) -> GradientTransformation:
+    return _times(lambda dtype: value_as(step_size, dtype))
+
+
+def scale(step_size: ScalarOrSchedule) -> GradientTransformation:
+    """Multiplies the updates by ``step_size`` (a float or a schedule).
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.scale(0.5)
+      >>> g = {"w": jnp.ones(2)}
+      >>> tx.update(g, tx.init(g))[0]["w"]
+      Array([0.5, 0.5], dtype=float32)
+    """
+    return live("scale", _scale, step_size=step_size)
+
+
+def _scale_by_learning_rate(learning_rate: Value, *, flip_sign: bool = True):
+    if learning_rate is None:
+        return identity()
+    sign = -1 if flip_sign else 1
+    return _times(lambda dtype: sign * value_as(learning_rate, dtype))
+
+
+def scale_by_learning_rate(
+    learning_rate: ScalarOrSchedule | None, *, flip_sign: bool = True
+) -> GradientTransformation:
+    """Multiplies the updates by ``-learning_rate`` (gradient descent), or by ``+learning_rate``.
+
+    Args:
+      learning_rate: η >= 0, a float or a schedule; ``None`` means no scaling (as in optax).
+      flip_sign: multiply by ``-η`` (the default) rather than ``η``.
+    """
+    flip_sign = check_flag("scale_by_learning_rate", "flip_sign", flip_sign)
+    build = functools.partial(_scale_by_learning_rate, flip_sign=flip_sign)
+    return live(
+        "scale_by_learning_rate", build, optional=("learning_rate",), learning_rate=learning_rate
+    )
+
+
+def trust_ratio_leaf(g, p_norm, g_norm, min_norm: Value, trust_coefficient: Value, eps: Value):
+    """``g * c ||p|| / (||g|| + eps)``, norms floored at ``min_norm``; ratio 1 if a norm is 0."""
+    dtype = p_norm.dtype
+    p_norm = jnp.maximum(p_norm, value_as(min_norm, dtype))
+    g_norm = jnp.maximum(g_norm, value_as(min_norm, dtype))
+    ratio = value_as(trust_coefficient, dtype) * p_norm / (g_norm + value_as(eps, dtype))
+    ratio = jnp.where((p_norm == 0) | (g_norm == 0), jnp.ones_like(ratio), ratio)
+    # multiplied in the norms' (>= float32) dtype: a float16 ratio above 65504 would be inf
+    return _tree.times(g.astype(_tree.wider(g.dtype, dtype)), ratio).astype(g.dtype)
+
+
+def _scale_by_trust_ratio(min_norm, trust_coefficient, eps, *, axes=None):
+    def update(updates, state, params=None, **extra):
+        if params is None:
+            raise ValueError(
+                "scale_by_trust_ratio: update needs params (the trust ratio uses them)"
+            )
+        _tree.check_match("scale_by_trust_ratio", (updates, params), ("updates", "params"))
+        grads, treedef = jax.tree.flatten(updates)
+        params = jax.tree.leaves(params)
+        norms = _tree.norms(params + grads, axes)  # one check for under/overflow, not one a leaf
+        scaled = [
+            trust_ratio_leaf(g, pn, gn, min_norm, trust_coefficient, eps)
+            for g, pn, gn in zip(grads, norms[: len(grads)], norms[len(grads) :])
+        ]
+        return treedef.unflatten(scaled), state
+
+    return GradientTransformation(identity().init, update)
+
+
+def scale_by_trust_ratio(
+    min_norm: ScalarOrSchedule = 0.0,
+    trust_coefficient: ScalarOrSchedule = 1.0,
+    eps: ScalarOrSchedule = 0.0,
+    *,
+    axis_name=None,
+) -> GradientTransformation:
+    r"""Scales each tensor's update by its trust ratio (LARS, LAMB).
+
+    .. math::
+      u_l \leftarrow u_l \cdot \frac{c \,\max(\|\theta_l\|, n_0)}{\max(\|u_l\|, n_0) + \epsilon}
+
+    per tensor *l*, with the ratio taken as 1 when either norm is 0 (a zero-initialised layer
+    still moves). Norms are taken in at least float32.
+
+    Args:
+      min_norm: :math:`n_0`, a floor for both norms.
+      trust_coefficient: *c* (LARS uses 0.001, LAMB 1).
+      eps: ε added to the update norm.
+      axis_name: inside ``shard_map``/``pmap``, the axis (or axes) the leaves are split along,
+        so each tensor's norms are those of the whole tensor; see
+        :func:`gradtx.clip_by_global_norm`.
+
+    References:
+      You, Gitman and Ginsburg, *Large Batch Training of Convolutional Networks*, 2017;
+      You et al., *Large Batch Optimization for Deep Learning: Training BERT in 76 minutes*, 2019.
+    """
+    axes = _tree.axis_names("scale_by_trust_ratio", axis_name)
+    return live(
+        "scale_by_trust_ratio",
+        functools.partial(_scale_by_trust_ratio, axes=axes),
+        min_norm=min_norm,
+        trust_coefficient=trust_coefficient,
+        eps=eps,
+    )

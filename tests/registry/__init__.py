@@ -1,0 +1,51 @@
+"""Each optimizer family's rows of the shared test tables.
+
+One module per family of ``gradtx/_optimizers`` (and the elementary transformations it adds).
+A module defines any of these names, which the shared tests add to their tables; the tests
+themselves stay in the shared modules, so a new optimizer is rows, not a new test file:
+
+- ``OPTIMIZERS``, ``ELEMENTARY``: lists of :class:`tests.cases.Case` (the NumPy and optax
+  side-by-side runs, dtypes, complex parameters, numerics, checkpoints);
+- ``REFERENCES``: name -> float64 NumPy reference factory (see ``tests/reference``);
+- ``REAL_ONLY``: ids of cases with no complex form, which must refuse complex params at init;
+- ``COMPLEX_PAIR_IDS``: ids of cases whose complex form is the real problem on (re, im) pairs;
+- ``PROPERTIES``: id -> (factory, the name its errors start with), for the property tests;
+- ``BAD``: id -> :class:`tests.cases.Bad`; ``GOOD``: the edge values that must pass;
+  ``TRANSFORMATIONS``, ``PASS_THROUGH``, ``READS_PARAMS``, ``NEED_PARAMS``: the shape and
+  tree-mismatch tables of ``test_validation``;
+- ``CONVERGENCE``: lists of :class:`tests.cases.Row` and ``CONVERGENCE_NAMES`` (every
+  optimizer name that must have a row per problem);
+- ``HYPERPARAM_KEYS``: name -> (transformation, the names ``hyperparams`` must show).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Any
+
+
+def _families() -> list[Any]:
+    return [
+        importlib.import_module(f"{__name__}.{info.name}")
+        for info in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name)
+    ]
+
+
+def rows(name: str) -> list[Any]:
+    """The concatenation of every family's list (or set) ``name``."""
+    out: list[Any] = []
+    for family in _families():
+        out.extend(getattr(family, name, ()))
+    return out
+
+
+def entries(name: str) -> dict[str, Any]:
+    """The union of every family's dict ``name``; a key defined twice is an error."""
+    out: dict[str, Any] = {}
+    for family in _families():
+        for key, value in getattr(family, name, {}).items():
+            if key in out:
+                raise ValueError(f"tests.registry: {name}[{key!r}] is defined twice")
+            out[key] = value
+    return out
