@@ -111,6 +111,10 @@ from gradtx._wrappers.monitor import MonitorState as MonitorState
 from gradtx._wrappers.monitor import monitor as monitor
 from gradtx._wrappers.monitor import step_stats as step_stats
 
+# zoo I: Adam family
+# zoo I: sign-based, SGD-like and optimistic
+# zoo I: factored and layer-wise
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -201,3 +205,7 @@ __all__ = [
     "warmup_exponential_decay_schedule",
     "warmup_stable_decay_schedule",
 ]
+
+# zoo I: Adam family
+# zoo I: sign-based, SGD-like and optimistic
+# zoo I: factored and layer-wise

@@ -916,6 +916,7 @@ NO_ARGUMENTS = {
         "optimizer state at all) has none, so {} is the answer, not an error"
     ),
 }
+NO_ARGUMENTS.update(registry.entries("NO_ARGUMENTS"))
 
 # Public callables without an argument that has a range: a wrong-type row only.
 NO_RANGE = {
@@ -928,6 +929,7 @@ NO_RANGE = {
     "value_and_grad_from_state": "only a function",
     "centralize": "unit_axis is any int; it is checked against each leaf's rank in update",
 }
+NO_RANGE.update(registry.entries("NO_RANGE"))
 
 # Public callables taking a state or a tree, where any object is a pytree: a wrong one is a
 # ValueError saying what the state or tree lacks; an out-of-range row only.
@@ -937,6 +939,7 @@ NO_WRONG_TYPE = {
     "slow_params": "any object is a pytree: a state without lookahead is a ValueError",
     "step_stats": "any object is a pytree: a state without monitor is a ValueError",
 }
+NO_WRONG_TYPE.update(registry.entries("NO_WRONG_TYPE"))
 
 
 def _public_callables() -> list[str]:

@@ -10,12 +10,16 @@ themselves stay in the shared modules, so a new optimizer is rows, not a new tes
 - ``REAL_ONLY``: ids of cases with no complex form, which must refuse complex params at init;
 - ``COMPLEX_PAIR_IDS``: ids of cases whose complex form is the real problem on (re, im) pairs;
 - ``PROPERTIES``: id -> (factory, the name its errors start with), for the property tests;
+- ``OPTAX_OWN_F32_ERROR``: ids whose float32 comparison with optax allows optax's own error
+  (optax's float32 bias correction; show in the family's rows that gradtx is the closer one);
 - ``BAD``: id -> :class:`tests.cases.Bad`; ``GOOD``: the edge values that must pass;
+  ``NO_ARGUMENTS``, ``NO_RANGE``, ``NO_WRONG_TYPE``: public names exempt from kinds of rows;
   ``TRANSFORMATIONS``, ``PASS_THROUGH``, ``READS_PARAMS``, ``NEED_PARAMS``: the shape and
   tree-mismatch tables of ``test_validation``;
 - ``CONVERGENCE``: lists of :class:`tests.cases.Row` and ``CONVERGENCE_NAMES`` (every
   optimizer name that must have a row per problem);
-- ``HYPERPARAM_KEYS``: name -> (transformation, the names ``hyperparams`` must show).
+- ``HYPERPARAM_KEYS``: name -> (transformation, the names ``hyperparams`` must show);
+- ``TORCH``: id -> :class:`tests.reference.torch_optimizers.TorchRow` (test_torch).
 """
 
 from __future__ import annotations
