@@ -113,6 +113,26 @@ from gradtx._wrappers.monitor import step_stats as step_stats
 
 # zoo I: Adam family
 # zoo I: sign-based, SGD-like and optimistic
+from gradtx._optimizers.optimistic import optimistic_adam as optimistic_adam
+from gradtx._optimizers.optimistic import optimistic_adam_v2 as optimistic_adam_v2
+from gradtx._optimizers.optimistic import (
+    optimistic_gradient_descent as optimistic_gradient_descent,
+)
+from gradtx._optimizers.sgd_like import asgd as asgd
+from gradtx._optimizers.sgd_like import asgd_averaged_params as asgd_averaged_params
+from gradtx._optimizers.sgd_like import noisy_sgd as noisy_sgd
+from gradtx._optimizers.sgd_like import polyak_sgd as polyak_sgd
+from gradtx._optimizers.sign_based import lion as lion
+from gradtx._optimizers.sign_based import rprop as rprop
+from gradtx._optimizers.sign_based import sign_sgd as sign_sgd
+from gradtx._optimizers.sign_based import signum as signum
+from gradtx._transforms.optimistic import (
+    scale_by_optimistic_gradient as scale_by_optimistic_gradient,
+)
+from gradtx._transforms.polyak import scale_by_polyak as scale_by_polyak
+from gradtx._transforms.sign import scale_by_lion as scale_by_lion
+from gradtx._transforms.sign import scale_by_rprop as scale_by_rprop
+from gradtx._transforms.sign import scale_by_sign as scale_by_sign
 # zoo I: factored and layer-wise
 
 __version__ = "0.1.0"
@@ -208,4 +228,22 @@ __all__ = [
 
 # zoo I: Adam family
 # zoo I: sign-based, SGD-like and optimistic
+__all__ += [
+    "asgd",
+    "asgd_averaged_params",
+    "lion",
+    "noisy_sgd",
+    "optimistic_adam",
+    "optimistic_adam_v2",
+    "optimistic_gradient_descent",
+    "polyak_sgd",
+    "rprop",
+    "scale_by_lion",
+    "scale_by_optimistic_gradient",
+    "scale_by_polyak",
+    "scale_by_rprop",
+    "scale_by_sign",
+    "sign_sgd",
+    "signum",
+]
 # zoo I: factored and layer-wise
