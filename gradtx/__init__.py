@@ -112,6 +112,21 @@ from gradtx._wrappers.monitor import monitor as monitor
 from gradtx._wrappers.monitor import step_stats as step_stats
 
 # zoo I: Adam family
+from gradtx._optimizers.adam_like import adamax as adamax
+from gradtx._optimizers.adam_like import adamaxw as adamaxw
+from gradtx._optimizers.adam_like import amsgrad as amsgrad
+from gradtx._optimizers.adam_like import nadam as nadam
+from gradtx._optimizers.adam_like import nadamw as nadamw
+from gradtx._optimizers.adam_variants import adabelief as adabelief
+from gradtx._optimizers.adam_variants import adan as adan
+from gradtx._optimizers.adam_variants import radam as radam
+from gradtx._optimizers.adam_variants import yogi as yogi
+from gradtx._transforms.adam_family import scale_by_adamax as scale_by_adamax
+from gradtx._transforms.adam_family import scale_by_amsgrad as scale_by_amsgrad
+from gradtx._transforms.adam_family import scale_by_radam as scale_by_radam
+from gradtx._transforms.adam_family_moments import scale_by_adan as scale_by_adan
+from gradtx._transforms.adam_family_moments import scale_by_belief as scale_by_belief
+from gradtx._transforms.adam_family_moments import scale_by_yogi as scale_by_yogi
 # zoo I: sign-based, SGD-like and optimistic
 from gradtx._optimizers.optimistic import optimistic_adam as optimistic_adam
 from gradtx._optimizers.optimistic import optimistic_adam_v2 as optimistic_adam_v2
@@ -227,6 +242,23 @@ __all__ = [
 ]
 
 # zoo I: Adam family
+__all__ += [
+    "adabelief",
+    "adamax",
+    "adamaxw",
+    "adan",
+    "amsgrad",
+    "nadam",
+    "nadamw",
+    "radam",
+    "scale_by_adamax",
+    "scale_by_adan",
+    "scale_by_amsgrad",
+    "scale_by_belief",
+    "scale_by_radam",
+    "scale_by_yogi",
+    "yogi",
+]
 # zoo I: sign-based, SGD-like and optimistic
 __all__ += [
     "asgd",
