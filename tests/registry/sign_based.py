@@ -7,7 +7,7 @@ tests' table, whose trees always hold complex leaves.
 from __future__ import annotations
 
 import gradtx
-from tests.cases import Bad, Case, Cosine, Row
+from tests.cases import Bad, Case, Cosine, Row, Sched
 from tests.reference import numpy_sign_sgd
 from tests.reference.torch_optimizers import TorchRow
 
@@ -38,11 +38,17 @@ ELEMENTARY = [
         {"b1": 0.5, "mode": "smooth", "smooth_beta": 2.0},
         optax={"b1": 0.5, "mode": "smooth", "smooth_beta": 2.0},
     ),
-    # a learning rate outside [min, max] is clipped at the first step, as in PyTorch
+    # a learning rate outside [min, max] is clipped at the first step, as in PyTorch; as the
+    # scheduled rate falls, every step size is rescaled with it
     Case(
         "scale_by_rprop",
         "scale_by_rprop",
-        {"learning_rate": 0.5, "eta_minus": 0.3, "eta_plus": 1.5, "max_step_size": 0.4},
+        {
+            "learning_rate": Sched("linear_schedule", (0.5, 0.1, 50)),
+            "eta_minus": 0.3,
+            "eta_plus": 1.5,
+            "max_step_size": 0.4,
+        },
     ),
 ]
 
