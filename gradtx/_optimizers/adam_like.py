@@ -18,7 +18,7 @@ from gradtx._transforms.adam_family import (
     _scale_by_amsgrad,
     check_amsgrad_flags,
     check_range,
-    scale_by_nadam,
+    scale_by_nadam_scheduled,
 )
 from gradtx._transforms.decay import _add_decayed_weights
 from gradtx._transforms.quantized import MIN_8BIT_SIZE
@@ -186,7 +186,7 @@ def adamw(
 def _nadam_core(b1, b2, eps, eps_root, momentum_decay, mu_dtype):
     if momentum_decay is None:
         return _scale_by_adam(b1, b2, eps, eps_root, mu_dtype=mu_dtype, nesterov=True)
-    return scale_by_nadam(b1, b2, eps, eps_root, momentum_decay, mu_dtype=mu_dtype)
+    return scale_by_nadam_scheduled(b1, b2, eps, eps_root, momentum_decay, mu_dtype=mu_dtype)
 
 
 def _check_momentum_decay(owner, momentum_decay):

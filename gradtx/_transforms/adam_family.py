@@ -428,7 +428,7 @@ def scheduled_nesterov_moment(b1: Value, momentum_decay: Value, mu_dtype: Any = 
                 _tree.cast(mu_next / (1 - product * mu_next), d),
             )
         )
-        average = _tree.map(ema_step(b1), updates, state.ema, owner="nadam")
+        average = _tree.map(ema_step(b1), updates, state.ema, owner="momentum schedule")
 
         def out(g, m):
             now, ahead = weights(m.dtype)
@@ -440,7 +440,7 @@ def scheduled_nesterov_moment(b1: Value, momentum_decay: Value, mu_dtype: Any = 
     return GradientTransformation(init, update)
 
 
-def scale_by_nadam(b1, b2, eps, eps_root, momentum_decay, *, mu_dtype=None):
+def scale_by_nadam_scheduled(b1, b2, eps, eps_root, momentum_decay, *, mu_dtype=None):
     """NAdam's preconditioner with PyTorch's momentum schedule (for :func:`gradtx.nadam`)."""
     first = scheduled_nesterov_moment(b1, momentum_decay, mu_dtype)
     first = first if mu_dtype is None else _widened(first)

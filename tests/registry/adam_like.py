@@ -98,21 +98,20 @@ ELEMENTARY = [
     Case("scale_by_adan", "scale_by_adan", {"b2": 0.5}, optax={"b2": 0.5}),
 ]
 
-# Adam's bias corrections: optax forms 1 - b**t from a float32 b (see test_reference)
+# Adam's bias corrections: optax forms 1 - b**t from a float32 b (see test_reference). Measured
+# against the float64 NumPy reference over the optax run's 100 steps, optax / gradtx: nadam
+# 8.9e-6 / 4.1e-7, nadamw 8.3e-6 / 5.1e-7, amsgrad 1.0e-5 / 4.7e-7, adabelief 1.0e-5 / 7.0e-7,
+# yogi 1.0e-5 / 5.2e-7, scale_by_belief_nesterov 9.1e-6 / 6.7e-7, scale_by_yogi 7.2e-6 /
+# 5.9e-7. (Adamax debiases only its first moment, Adan's rows use b2 = 0.5 and RAdam's b2 = 0.75,
+# exact in binary: those agree with optax to 1e-6.)
 OPTAX_OWN_F32_ERROR = [
     "nadam",
     "nadamw",
     "amsgrad",
-    "adamax",
-    "adamaxw",
     "adabelief",
     "yogi",
-    "adan_b2_half",
-    "scale_by_adamax",
-    "scale_by_radam_nesterov",
     "scale_by_belief_nesterov",
     "scale_by_yogi",
-    "scale_by_adan",
 ]
 
 TORCH = {
