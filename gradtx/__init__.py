@@ -149,6 +149,17 @@ from gradtx._transforms.sign import scale_by_lion as scale_by_lion
 from gradtx._transforms.sign import scale_by_rprop as scale_by_rprop
 from gradtx._transforms.sign import scale_by_sign as scale_by_sign
 # zoo I: factored and layer-wise
+from gradtx._optimizers.factored import adafactor as adafactor
+from gradtx._optimizers.factored import sm3 as sm3
+from gradtx._optimizers.layerwise import fromage as fromage
+from gradtx._optimizers.layerwise import novograd as novograd
+from gradtx._transforms.block_norms import clip_by_block_rms as clip_by_block_rms
+from gradtx._transforms.block_norms import normalize_by_update_norm as normalize_by_update_norm
+from gradtx._transforms.block_norms import scale_by_novograd as scale_by_novograd
+from gradtx._transforms.block_norms import scale_by_param_block_norm as scale_by_param_block_norm
+from gradtx._transforms.block_norms import scale_by_param_block_rms as scale_by_param_block_rms
+from gradtx._transforms.factored import scale_by_factored_rms as scale_by_factored_rms
+from gradtx._transforms.factored import scale_by_sm3 as scale_by_sm3
 
 __version__ = "0.1.0"
 
@@ -279,3 +290,16 @@ __all__ += [
     "signum",
 ]
 # zoo I: factored and layer-wise
+__all__ += [
+    "adafactor",
+    "clip_by_block_rms",
+    "fromage",
+    "normalize_by_update_norm",
+    "novograd",
+    "scale_by_factored_rms",
+    "scale_by_novograd",
+    "scale_by_param_block_norm",
+    "scale_by_param_block_rms",
+    "scale_by_sm3",
+    "sm3",
+]

@@ -1380,6 +1380,7 @@ NO_PER_LEAF_STATE = PASS_THROUGH | {
     "masked",
     "freeze",
 }
+NO_PER_LEAF_STATE |= set(registry.rows("NO_PER_LEAF_STATE"))
 
 
 @pytest.mark.parametrize("name", sorted(set(TRANSFORMATIONS) - NO_PER_LEAF_STATE))

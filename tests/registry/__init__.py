@@ -15,7 +15,9 @@ themselves stay in the shared modules, so a new optimizer is rows, not a new tes
 - ``BAD``: id -> :class:`tests.cases.Bad`; ``GOOD``: the edge values that must pass;
   ``NO_ARGUMENTS``, ``NO_RANGE``, ``NO_WRONG_TYPE``: public names exempt from kinds of rows;
   ``TRANSFORMATIONS``, ``PASS_THROUGH``, ``READS_PARAMS``, ``NEED_PARAMS``: the shape and
-  tree-mismatch tables of ``test_validation``;
+  tree-mismatch tables of ``test_validation``; ``NO_PER_LEAF_STATE``: names of
+  ``TRANSFORMATIONS`` that keep no state shaped like a leaf but read the params (so cannot be
+  ``PASS_THROUGH``), exempt from refusing a state made for other shapes;
 - ``CONVERGENCE``: lists of :class:`tests.cases.Row` and ``CONVERGENCE_NAMES`` (every
   optimizer name that must have a row per problem);
 - ``HYPERPARAM_KEYS``: name -> (transformation, the names ``hyperparams`` must show);

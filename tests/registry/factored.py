@@ -1,0 +1,169 @@
+"""Rows of the factored optimizers (gradtx/_optimizers/factored.py: Adafactor, SM3) and of
+their pairs (gradtx/_transforms/factored.py) in the shared test tables."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+import gradtx
+from tests.cases import Bad, Case
+from tests.reference import numpy_factored as ref
+from tests.reference.torch_optimizers import TorchRow
+
+LR = 1e-2
+
+
+def _decay_rate_in_working_precision(step, decay_rate):
+    """optax's schedule 1 - t**-c in the default float dtype: optax's own forms it in float32
+    even under x64 (2e-6 off at t = 100), which no float64 comparison could pass."""
+    t = (jnp.asarray(step) + 1).astype(jnp.result_type(float))
+    return 1.0 - t ** -jnp.asarray(decay_rate).astype(t.dtype)
+
+
+# min_dim_size_to_factor=2 factors the test tree's (4, 3) and (2, 2) leaves (optax's 128 would
+# factor none); the vectors, the scalar and the (0, 3) leaf keep full statistics.
+FACTOR = {"min_dim_size_to_factor": 2}
+OPTIMIZERS = [
+    # optax's float32 decay schedule (see above) keeps a default-schedule row from optax at
+    # float64: this row (decay_rate 0: every step's statistics are its own) is compared with
+    # optax and covers the whole chain; the schedule is checked by scale_by_factored_rms, the
+    # torch variant by scale_by_factored_rms_torch_offset (NumPy) and torch_adafactor (torch).
+    Case(
+        "adafactor_momentum_decay",
+        "adafactor",
+        {
+            "learning_rate": LR,
+            **FACTOR,
+            "decay_rate": 0.0,
+            "momentum": 0.9,
+            "dtype_momentum": None,
+            "weight_decay_rate": 1e-3,
+        },
+        optax={
+            "learning_rate": LR,
+            **FACTOR,
+            "decay_rate": 0.0,
+            "momentum": 0.9,
+            "dtype_momentum": None,
+            "weight_decay_rate": 1e-3,
+        },
+    ),
+    # optax's sm3 fails on scalar leaves (IndexError: it keeps no accumulator for them)
+    Case("sm3", "sm3", {"learning_rate": LR}),
+]
+
+ELEMENTARY = [
+    Case(
+        "scale_by_factored_rms",
+        "scale_by_factored_rms",
+        FACTOR,
+        optax={**FACTOR, "decay_rate_fn": _decay_rate_in_working_precision},
+    ),
+    Case(
+        "scale_by_factored_rms_torch_offset",
+        "scale_by_factored_rms",
+        {"min_dim_size_to_factor": 1, "decay_rate": 0.5, "step_offset": 3, "variant": "torch"},
+    ),
+    # b2 < 1: the averaged accumulators (the default sums are in the sm3 row); no optax row as
+    # for sm3
+    Case("scale_by_sm3", "scale_by_sm3", {"b1": 0.5, "b2": 0.95}),
+]
+
+REFERENCES = {
+    name: getattr(ref, name)
+    for name in ("adafactor", "sm3", "scale_by_factored_rms", "scale_by_sm3")
+}
+
+TORCH = {
+    "torch_adafactor": TorchRow(
+        "Adafactor",
+        {"lr": 0.2, "weight_decay": 0.1, "maximize": True},
+        lambda: gradtx.adafactor(
+            0.2,
+            min_dim_size_to_factor=1,
+            weight_decay_rate=0.1,
+            eps=float(np.finfo(np.float64).eps),
+            relative_step=True,
+            maximize=True,
+            variant="torch",
+        ),
+        shapes=((3,), (4, 5), (2, 3, 4), ()),
+    ),
+}
+
+PROPERTIES = {
+    "adafactor": (lambda: gradtx.adafactor(LR, momentum=0.9, **FACTOR), "adafactor"),
+    "sm3": (lambda: gradtx.sm3(LR), "sm3"),
+}
+
+HYPERPARAM_KEYS = {
+    "adafactor": (
+        gradtx.adafactor(0.1),
+        {"learning_rate", "decay_rate", "decay_offset", "clipping_threshold", "eps", "min_scale"},
+    ),
+    "sm3": (gradtx.sm3(0.1), {"learning_rate", "momentum", "eps"}),
+}
+
+BAD = {
+    "adafactor_factored_string": Bad(
+        gradtx.adafactor, dict(factored="yes"), TypeError, names=("adafactor", "factored")
+    ),
+    "adafactor_decay_rate_negative": Bad(
+        gradtx.adafactor, dict(decay_rate=-0.8), names=("adafactor", "decay_rate")
+    ),
+    "adafactor_clipping_threshold_zero": Bad(
+        gradtx.adafactor, dict(clipping_threshold=0.0), names=("adafactor", "clipping_threshold")
+    ),
+    "adafactor_momentum_one": Bad(
+        gradtx.adafactor, dict(momentum=1.0), names=("adafactor", "momentum")
+    ),
+    "adafactor_variant_unknown": Bad(
+        gradtx.adafactor, dict(variant="keras"), names=("adafactor", "variant")
+    ),
+    "sm3_lr_string": Bad(
+        gradtx.sm3, dict(learning_rate="0.1"), TypeError, names=("sm3", "learning_rate")
+    ),
+    "sm3_momentum_one": Bad(
+        gradtx.sm3, dict(learning_rate=0.1, momentum=1.0), names=("sm3", "momentum")
+    ),
+    "scale_by_factored_rms_min_dim_float": Bad(
+        gradtx.scale_by_factored_rms,
+        dict(min_dim_size_to_factor=2.5),
+        TypeError,
+        names=("scale_by_factored_rms", "min_dim_size_to_factor"),
+    ),
+    "scale_by_factored_rms_epsilon_negative": Bad(
+        gradtx.scale_by_factored_rms,
+        dict(epsilon=-1e-30),
+        names=("scale_by_factored_rms", "epsilon"),
+    ),
+    "scale_by_sm3_b2_string": Bad(
+        gradtx.scale_by_sm3, dict(b2="1"), TypeError, names=("scale_by_sm3", "b2")
+    ),
+    "scale_by_sm3_b2_above_1": Bad(gradtx.scale_by_sm3, dict(b2=1.5), names=("scale_by_sm3", "b2")),
+}
+
+GOOD = {
+    # c = 0: every step's statistics are its own squares
+    "adafactor_decay_rate_zero": (
+        gradtx.adafactor,
+        lambda: dict(learning_rate=0.1, decay_rate=0.0),
+        {"decay_rate": 0.0},
+    ),
+    # b1 = 0: no momentum
+    "sm3_momentum_zero": (
+        gradtx.sm3,
+        lambda: dict(learning_rate=0.1, momentum=0.0),
+        {"momentum": 0.0},
+    ),
+}
+
+TRANSFORMATIONS = {
+    "adafactor": lambda: gradtx.adafactor(0.1, min_dim_size_to_factor=1),
+    "sm3": lambda: gradtx.sm3(0.1),
+    "scale_by_factored_rms": lambda: gradtx.scale_by_factored_rms(min_dim_size_to_factor=1),
+    "scale_by_sm3": lambda: gradtx.scale_by_sm3(),
+}
+READS_PARAMS = {"adafactor"}
+NEED_PARAMS = {"adafactor": lambda: gradtx.adafactor(0.1)}
