@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import gradtx
-from tests.cases import Bad, Case
+from tests.cases import Bad, Case, Cosine, Row
 from tests.reference import numpy_factored as ref
 from tests.reference.torch_optimizers import TorchRow
 
@@ -167,3 +167,30 @@ TRANSFORMATIONS = {
 }
 READS_PARAMS = {"adafactor"}
 NEED_PARAMS = {"adafactor": lambda: gradtx.adafactor(0.1)}
+
+# Tuned as tests/test_convergence.py's rows (its docstring says how; "needs": the first step
+# from which the row's criteria hold for good), each also run at 0.5x, 0.7x, 1.4x and 2x its
+# rate. The problems' params are one vector: Adafactor keeps full statistics there.
+Q, R, TIGHT, NEAR = "quadratic", "rosenbrock", 1e-6, 1e-2
+CONVERGENCE = [
+    # the step is lr * RMS(params) * (clipped g / sqrt(v)): relative, so it shrinks with the
+    # params towards 0; needs 265 (0.5x: 438, 2x: 162)
+    Row("adafactor", Q, gradtx.adafactor, dict(learning_rate=0.3), 800, TIGHT),
+    # without momentum it hovers across the valley (a cosine to 0 over 10000 steps: loss
+    # 1e-6 to 1e-4); momentum 0.9 and a cosine land it; needs 2135 (0.5x: 2871)
+    Row(
+        "adafactor",
+        R,
+        gradtx.adafactor,
+        dict(learning_rate=Cosine(0.1, 5000), momentum=0.9),
+        5000,
+        TIGHT,
+        NEAR,
+    ),
+    # AdaGrad-like (the accumulated squares only grow), at any rate from 0.15 to 2; needs 172
+    Row("sm3", Q, gradtx.sm3, dict(learning_rate=0.3), 500, TIGHT),
+    # the accumulators' growth shrinks the step: only large rates cross the valley in time;
+    # needs 2260 (0.7x: 3136, 2x: 1568; 0.5x runs out of budget)
+    Row("sm3", R, gradtx.sm3, dict(learning_rate=2.0), 4000, TIGHT, NEAR),
+]
+CONVERGENCE_NAMES = ["adafactor", "sm3"]
