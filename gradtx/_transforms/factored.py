@@ -53,8 +53,8 @@ def _stats_dtype(dtype: Any) -> Any:
 def factored_dims(shape, factored: bool, min_dim_size_to_factor: int, variant: str):
     """``(d_col, d_row)``: the axes whose means make the column and row statistics, or None.
 
-    optax's rule (the paper's for matrices): the two largest axes, if the smaller of them has
-    at least ``min_dim_size_to_factor`` elements; PyTorch's: the last two axes.
+    optax's rule (the paper's for matrices): the two largest axes; PyTorch's: the last two;
+    either only if both have at least ``min_dim_size_to_factor`` elements.
     """
     if not factored or len(shape) < 2:
         return None
@@ -63,7 +63,7 @@ def factored_dims(shape, factored: bool, min_dim_size_to_factor: int, variant: s
     else:
         order = np.argsort(shape)  # optax's order of equal sizes
         dims = (int(order[-2]), int(order[-1]))
-    return dims if shape[dims[0]] >= min_dim_size_to_factor else None
+    return dims if min(shape[d] for d in dims) >= min_dim_size_to_factor else None
 
 
 # the statistics a leaf does not use: one element (orbax cannot save zero-size arrays)
@@ -82,7 +82,7 @@ def _decay_weights(decay_rate, step_offset, decay_rate_fn, count):
 
     The paper's schedule is :math:`\\hat\\beta_{2t} = 1 - t^{-c}`; its complement
     :math:`t^{-c}` is formed directly (optax rounds ``1 - t**-c`` in float32 and takes the
-    complement of that, which is 2e-6 off at t = 100 even under x64).
+    complement of that: up to 1e-6 relative off at t = 100, even under x64).
     """
     dtype = scalar(decay_rate).dtype
     step = count.astype(dtype) - scalar(step_offset).astype(dtype)
@@ -236,8 +236,9 @@ def scale_by_factored_rms(
       decay_rate_fn: optional ``(step, decay_rate) -> beta`` replacing the paper's schedule,
         ``step`` counted from 0 (optax's argument; e.g. a capped schedule, Zhai et al. 2021).
       variant: ``"optax"`` (the paper's and optax's rule) or ``"torch"``
-        (``torch.optim.Adafactor``'s: the last two axes of every leaf of rank >= 2 are
-        factored, no epsilon is added to the squares, instead
+        (``torch.optim.Adafactor``'s: the last two axes of a leaf of rank >= 2 are factored,
+        with ``min_dim_size_to_factor=1`` every such leaf; no epsilon is added to the squares,
+        instead
         :math:`\hat V_t = \max(R_t C_t / \max(\mathrm{mean}_c R_t, \epsilon), \epsilon^2)`,
         and full statistics are floored at :math:`\epsilon^2`).
 

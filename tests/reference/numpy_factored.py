@@ -118,7 +118,7 @@ def _factored_dims(shape, factored, min_dim_size_to_factor, variant):
     else:
         order = np.argsort(shape)
         dims = (int(order[-2]), int(order[-1]))
-    return dims if shape[dims[0]] >= min_dim_size_to_factor else None
+    return dims if min(shape[d] for d in dims) >= min_dim_size_to_factor else None
 
 
 def scale_by_factored_rms(
