@@ -248,7 +248,8 @@ def sm3(
       b2: β₂ in [0, 1] of :func:`gradtx.scale_by_sm3` (1: the paper's sums), fixed at
         construction.
       eps: ε >= 0 inside the root. Default 1e-8, optax's.
-      mu_dtype: dtype of the momentum (default: the params').
+      mu_dtype: dtype of the momentum (default: the params'), as in
+        :func:`gradtx.scale_by_sm3`.
 
     Returns:
       A :class:`GradientTransformation`.

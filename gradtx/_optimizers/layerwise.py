@@ -205,7 +205,8 @@ def novograd(
       eps: ε >= 0 outside the root. Default 1e-6, optax's.
       eps_root: ε >= 0 inside the root.
       weight_decay: λ >= 0, added to the normalized gradient.
-      mu_dtype: dtype of the first moment (default: the params').
+      mu_dtype: dtype of the first moment (default: the params'), as in
+        :func:`gradtx.scale_by_novograd`.
 
     Returns:
       A :class:`GradientTransformation`; ``update`` needs ``params``.

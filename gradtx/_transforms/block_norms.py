@@ -275,13 +275,14 @@ def _scale_by_novograd(b1, b2, eps, eps_root, weight_decay, *, mu_dtype=None):
             dtype = _tree.wider(g.dtype, p.dtype, m.dtype, v.dtype)
             step = _tree.times(_tree.cast(g, dtype), inverse.astype(_tree.real_dtype(dtype)))
             step = step + decay_as(dtype) * _tree.cast(p, dtype)
-            return accumulate(step, m).astype(m.dtype), v
+            new = accumulate(step, m)
+            # the update from the unrounded moment, in the gradient's dtype (as low-memory Adam)
+            return new.astype(g.dtype), new.astype(m.dtype), v
 
-        pairs = jax.tree.map(leaf, updates, state.mu, state.nu, params)
-        mu = jax.tree.map(lambda _, pair: pair[0], updates, pairs)
-        nu = jax.tree.map(lambda _, pair: pair[1], updates, pairs)
+        results = jax.tree.map(leaf, updates, state.mu, state.nu, params)
+        pick = lambda i: jax.tree.map(lambda _, r: r[i], updates, results)  # noqa: E731
         count = _tree.saturating_increment(state.count)
-        return mu, ScaleByNovogradState(count=count, mu=mu, nu=nu)
+        return pick(0), ScaleByNovogradState(count=count, mu=pick(1), nu=pick(2))
 
     return GradientTransformation(init, update)
 
@@ -312,7 +313,8 @@ def scale_by_novograd(
       eps: ε >= 0 outside the root. Default 1e-8, optax's.
       eps_root: ε >= 0 inside the root (keeps meta-gradients finite).
       weight_decay: λ >= 0, the decoupled decay added to the normalized gradient.
-      mu_dtype: dtype of the first moment (default: the params').
+      mu_dtype: dtype of the first moment (default: the params'); the updates come from the
+        unrounded moment, in each gradient's dtype.
 
     Returns:
       A :class:`GradientTransformation` (state: a count, one first moment per param and one

@@ -364,19 +364,19 @@ def _scale_by_sm3(b1, eps, *, b2, mu_dtype):
                 positive, jax.lax.rsqrt(jnp.where(positive, nu, 1) + eps_value.astype(dtype)), 0
             )
             scaled = _tree.times(_tree.cast(g, _tree.wider(g.dtype, dtype)), scale)
-            m = momentum(scaled, m).astype(m.dtype)
+            new = momentum(scaled, m)
             if g.ndim < 2:
                 new_mu = [nu]
             else:
                 others = lambda axis: tuple(i for i in range(g.ndim) if i != axis)  # noqa: E731
                 # initial 0 (the accumulators are >= 0): an axis of size 0 has no maximum
                 new_mu = [jnp.max(nu, axis=others(axis), initial=0) for axis in range(g.ndim)]
-            return m, new_mu
+            # the update from the unrounded momentum, in the gradient's dtype
+            return new.astype(g.dtype), new.astype(m.dtype), new_mu
 
         results = jax.tree.map(leaf, updates, state.mu, state.nu)
-        nu = jax.tree.map(lambda _, r: r[0], updates, results)
-        mu = jax.tree.map(lambda _, r: r[1], updates, results)
-        return nu, ScaleBySM3State(mu=mu, nu=nu)
+        pick = lambda i: jax.tree.map(lambda _, r: r[i], updates, results)  # noqa: E731
+        return pick(0), ScaleBySM3State(mu=pick(2), nu=pick(1))
 
     return GradientTransformation(init, update)
 
@@ -420,7 +420,8 @@ def scale_by_sm3(
       b1: β₁ in [0, 1), the momentum of the scaled updates. Default 0.9, optax's.
       b2: β₂ in [0, 1], the decay of the accumulators. Default 1.0 (the paper's sums).
       eps: ε >= 0 inside the root. Default 1e-8, optax's.
-      mu_dtype: dtype of the momentum (default: the params').
+      mu_dtype: dtype of the momentum (default: the params'); the updates come from the
+        unrounded momentum, in each gradient's dtype.
 
     Returns:
       A :class:`GradientTransformation`. Its state keeps, per leaf, the accumulators (as many
