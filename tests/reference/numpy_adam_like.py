@@ -104,11 +104,10 @@ def scale_by_amsgrad(
     eps_root=0.0,
     bias_correction_mu=True,
     bias_correction_nu=True,
-    debias_after_max=False,
 ) -> Ref:
-    """m, v Adam's EMAs; optax: vmax = max(vmax, vhat) (vhat = v / (1 - b2**t) if
-    bias_correction_nu); PyTorch (debias_after_max): vmax = max(vmax, v), used as
-    vmax / (1 - b2**t); out = mhat / (sqrt(vmax' + eps_root) + eps)."""
+    """m, v Adam's EMAs; vmax = max(vmax, vhat) (vhat = v / (1 - b2**t) if
+    bias_correction_nu, else v); out = mhat / (sqrt(vmax + eps_root) + eps).
+    (PyTorch's form, the maximum of v debiased after, is checked against PyTorch itself.)"""
 
     def init(params):
         zeros = [_real_full(p, 0.0) for p in params]
@@ -120,13 +119,9 @@ def scale_by_amsgrad(
         ms = [b1 * m + (1.0 - b1) * g for m, g in zip(ms, gs)]
         vs = [b2 * v + (1.0 - b2) * _abs_sq(g) for v, g in zip(vs, gs)]
         mh = [m / (1.0 - b1**t) if bias_correction_mu else m for m in ms]
-        if debias_after_max:
-            vmax = [np.maximum(a, v) for a, v in zip(vmax, vs)]
-            used = [a / (1.0 - b2**t) for a in vmax]
-        else:
-            vh = [v / (1.0 - b2**t) if bias_correction_nu else v for v in vs]
-            vmax = used = [np.maximum(a, v) for a, v in zip(vmax, vh)]
-        out = [m / (np.sqrt(v + eps_root) + eps) for m, v in zip(mh, used)]
+        vh = [v / (1.0 - b2**t) if bias_correction_nu else v for v in vs]
+        vmax = [np.maximum(a, v) for a, v in zip(vmax, vh)]
+        out = [m / (np.sqrt(v + eps_root) + eps) for m, v in zip(mh, vmax)]
         return out, (t, ms, vs, vmax)
 
     return Ref(init, update)
@@ -140,11 +135,8 @@ def amsgrad(
     eps_root=0.0,
     bias_correction_mu=True,
     bias_correction_nu=True,
-    debias_after_max=False,
 ) -> Ref:
-    core = scale_by_amsgrad(
-        b1, b2, eps, eps_root, bias_correction_mu, bias_correction_nu, debias_after_max
-    )
+    core = scale_by_amsgrad(b1, b2, eps, eps_root, bias_correction_mu, bias_correction_nu)
     return chain(core, scale_by_learning_rate(learning_rate))
 
 
