@@ -30,7 +30,7 @@ from gradtx._transforms.factored import (
     check_factored_arguments,
     check_variant,
     product,
-    relative_step,
+    relative_step_size,
 )
 from gradtx._transforms.momentum import _ema
 from gradtx._transforms.step_size import _scale, _scale_by_learning_rate
@@ -70,7 +70,7 @@ def _adafactor(
     if clipping_threshold is not None:
         links.append(_clip_by_block_rms(clipping_threshold))
     if relative:
-        links.append(relative_step(learning_rate))
+        links.append(relative_step_size(learning_rate))
     elif learning_rate is not None:
         links.append(_scale_by_learning_rate(learning_rate, flip_sign=False))
     if multiply_by_parameter_scale:

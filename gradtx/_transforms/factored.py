@@ -282,7 +282,7 @@ class RelativeStepState(NamedTuple):
     count: jax.Array  # int32 []: updates taken so far
 
 
-def relative_step(learning_rate: Value | None) -> GradientTransformation:
+def relative_step_size(learning_rate: Value | None) -> GradientTransformation:
     """Multiplies by :math:`\\rho_t = \\min(\\eta, 1/\\sqrt t)` (Adafactor's decaying step,
     Shazeer and Stern, 2018, section 8; :math:`1/\\sqrt t` alone without a learning rate)."""
 
