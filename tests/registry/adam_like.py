@@ -325,6 +325,7 @@ CONVERGENCE_NAMES = [
     "amsgrad",
     "adamax",
     "adamaxw",
+    "radam",
     "adabelief",
     "yogi",
     "adan",
