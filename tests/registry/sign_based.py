@@ -31,7 +31,7 @@ OPTIMIZERS = [
 
 ELEMENTARY = [
     Case("scale_by_sign", "scale_by_sign", {}, optax={}),
-    Case("scale_by_lion", "scale_by_lion", {}, optax={}),
+    # the pair with its defaults is lion's first link (the lion row); here another mode
     Case(
         "scale_by_lion_smooth",
         "scale_by_lion",
