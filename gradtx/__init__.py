@@ -45,13 +45,39 @@ from gradtx._curvature.newton import newton_cg as newton_cg
 from gradtx._curvature.newton import scale_by_newton_cg as scale_by_newton_cg
 from gradtx._curvature.zoom import scale_by_zoom_linesearch as scale_by_zoom_linesearch
 from gradtx._optimizers.adam_like import adam as adam
+from gradtx._optimizers.adam_like import adamax as adamax
+from gradtx._optimizers.adam_like import adamaxw as adamaxw
 from gradtx._optimizers.adam_like import adamw as adamw
+from gradtx._optimizers.adam_like import amsgrad as amsgrad
+from gradtx._optimizers.adam_like import nadam as nadam
+from gradtx._optimizers.adam_like import nadamw as nadamw
+from gradtx._optimizers.adam_variants import adabelief as adabelief
+from gradtx._optimizers.adam_variants import adan as adan
+from gradtx._optimizers.adam_variants import radam as radam
+from gradtx._optimizers.adam_variants import yogi as yogi
 from gradtx._optimizers.adaptive import adadelta as adadelta
 from gradtx._optimizers.adaptive import adagrad as adagrad
 from gradtx._optimizers.adaptive import rmsprop as rmsprop
+from gradtx._optimizers.factored import adafactor as adafactor
+from gradtx._optimizers.factored import sm3 as sm3
+from gradtx._optimizers.layerwise import fromage as fromage
 from gradtx._optimizers.layerwise import lamb as lamb
 from gradtx._optimizers.layerwise import lars as lars
+from gradtx._optimizers.layerwise import novograd as novograd
+from gradtx._optimizers.optimistic import optimistic_adam as optimistic_adam
+from gradtx._optimizers.optimistic import optimistic_adam_v2 as optimistic_adam_v2
+from gradtx._optimizers.optimistic import (
+    optimistic_gradient_descent as optimistic_gradient_descent,
+)
+from gradtx._optimizers.sgd_like import asgd as asgd
+from gradtx._optimizers.sgd_like import asgd_averaged_params as asgd_averaged_params
+from gradtx._optimizers.sgd_like import noisy_sgd as noisy_sgd
+from gradtx._optimizers.sgd_like import polyak_sgd as polyak_sgd
 from gradtx._optimizers.sgd_like import sgd as sgd
+from gradtx._optimizers.sign_based import lion as lion
+from gradtx._optimizers.sign_based import rprop as rprop
+from gradtx._optimizers.sign_based import sign_sgd as sign_sgd
+from gradtx._optimizers.sign_based import signum as signum
 from gradtx._schedules.basic import constant_schedule as constant_schedule
 from gradtx._schedules.basic import cosine_decay_schedule as cosine_decay_schedule
 from gradtx._schedules.basic import exponential_decay as exponential_decay
@@ -79,22 +105,42 @@ from gradtx._schedules.cyclic import (
     warmup_stable_decay_schedule as warmup_stable_decay_schedule,
 )
 from gradtx._schedules.plateau import reduce_on_plateau as reduce_on_plateau
+from gradtx._transforms.adam_family import scale_by_adamax as scale_by_adamax
+from gradtx._transforms.adam_family import scale_by_amsgrad as scale_by_amsgrad
+from gradtx._transforms.adam_family import scale_by_radam as scale_by_radam
+from gradtx._transforms.adam_family_moments import scale_by_adan as scale_by_adan
+from gradtx._transforms.adam_family_moments import scale_by_belief as scale_by_belief
+from gradtx._transforms.adam_family_moments import scale_by_yogi as scale_by_yogi
+from gradtx._transforms.block_norms import clip_by_block_rms as clip_by_block_rms
+from gradtx._transforms.block_norms import normalize_by_update_norm as normalize_by_update_norm
+from gradtx._transforms.block_norms import scale_by_novograd as scale_by_novograd
+from gradtx._transforms.block_norms import scale_by_param_block_norm as scale_by_param_block_norm
+from gradtx._transforms.block_norms import scale_by_param_block_rms as scale_by_param_block_rms
 from gradtx._transforms.clipping import adaptive_grad_clip as adaptive_grad_clip
 from gradtx._transforms.clipping import clip as clip
 from gradtx._transforms.clipping import clip_by_global_norm as clip_by_global_norm
 from gradtx._transforms.clipping import clip_by_norm as clip_by_norm
 from gradtx._transforms.decay import add_decayed_weights as add_decayed_weights
+from gradtx._transforms.factored import scale_by_factored_rms as scale_by_factored_rms
+from gradtx._transforms.factored import scale_by_sm3 as scale_by_sm3
 from gradtx._transforms.gradient_processing import add_noise as add_noise
 from gradtx._transforms.gradient_processing import centralize as centralize
 from gradtx._transforms.momentum import bias_correction as bias_correction
 from gradtx._transforms.momentum import ema as ema
 from gradtx._transforms.momentum import trace as trace
+from gradtx._transforms.optimistic import (
+    scale_by_optimistic_gradient as scale_by_optimistic_gradient,
+)
+from gradtx._transforms.polyak import scale_by_polyak as scale_by_polyak
 from gradtx._transforms.quantized import QuantizedArray as QuantizedArray
 from gradtx._transforms.second_moments import scale_by_adadelta as scale_by_adadelta
 from gradtx._transforms.second_moments import scale_by_adam as scale_by_adam
 from gradtx._transforms.second_moments import scale_by_rms as scale_by_rms
 from gradtx._transforms.second_moments import scale_by_rss as scale_by_rss
 from gradtx._transforms.second_moments import scale_by_stddev as scale_by_stddev
+from gradtx._transforms.sign import scale_by_lion as scale_by_lion
+from gradtx._transforms.sign import scale_by_rprop as scale_by_rprop
+from gradtx._transforms.sign import scale_by_sign as scale_by_sign
 from gradtx._transforms.step_size import scale as scale
 from gradtx._transforms.step_size import scale_by_learning_rate as scale_by_learning_rate
 from gradtx._transforms.step_size import scale_by_trust_ratio as scale_by_trust_ratio
@@ -111,56 +157,6 @@ from gradtx._wrappers.monitor import MonitorState as MonitorState
 from gradtx._wrappers.monitor import monitor as monitor
 from gradtx._wrappers.monitor import step_stats as step_stats
 
-# zoo I: Adam family
-from gradtx._optimizers.adam_like import adamax as adamax
-from gradtx._optimizers.adam_like import adamaxw as adamaxw
-from gradtx._optimizers.adam_like import amsgrad as amsgrad
-from gradtx._optimizers.adam_like import nadam as nadam
-from gradtx._optimizers.adam_like import nadamw as nadamw
-from gradtx._optimizers.adam_variants import adabelief as adabelief
-from gradtx._optimizers.adam_variants import adan as adan
-from gradtx._optimizers.adam_variants import radam as radam
-from gradtx._optimizers.adam_variants import yogi as yogi
-from gradtx._transforms.adam_family import scale_by_adamax as scale_by_adamax
-from gradtx._transforms.adam_family import scale_by_amsgrad as scale_by_amsgrad
-from gradtx._transforms.adam_family import scale_by_radam as scale_by_radam
-from gradtx._transforms.adam_family_moments import scale_by_adan as scale_by_adan
-from gradtx._transforms.adam_family_moments import scale_by_belief as scale_by_belief
-from gradtx._transforms.adam_family_moments import scale_by_yogi as scale_by_yogi
-# zoo I: sign-based, SGD-like and optimistic
-from gradtx._optimizers.optimistic import optimistic_adam as optimistic_adam
-from gradtx._optimizers.optimistic import optimistic_adam_v2 as optimistic_adam_v2
-from gradtx._optimizers.optimistic import (
-    optimistic_gradient_descent as optimistic_gradient_descent,
-)
-from gradtx._optimizers.sgd_like import asgd as asgd
-from gradtx._optimizers.sgd_like import asgd_averaged_params as asgd_averaged_params
-from gradtx._optimizers.sgd_like import noisy_sgd as noisy_sgd
-from gradtx._optimizers.sgd_like import polyak_sgd as polyak_sgd
-from gradtx._optimizers.sign_based import lion as lion
-from gradtx._optimizers.sign_based import rprop as rprop
-from gradtx._optimizers.sign_based import sign_sgd as sign_sgd
-from gradtx._optimizers.sign_based import signum as signum
-from gradtx._transforms.optimistic import (
-    scale_by_optimistic_gradient as scale_by_optimistic_gradient,
-)
-from gradtx._transforms.polyak import scale_by_polyak as scale_by_polyak
-from gradtx._transforms.sign import scale_by_lion as scale_by_lion
-from gradtx._transforms.sign import scale_by_rprop as scale_by_rprop
-from gradtx._transforms.sign import scale_by_sign as scale_by_sign
-# zoo I: factored and layer-wise
-from gradtx._optimizers.factored import adafactor as adafactor
-from gradtx._optimizers.factored import sm3 as sm3
-from gradtx._optimizers.layerwise import fromage as fromage
-from gradtx._optimizers.layerwise import novograd as novograd
-from gradtx._transforms.block_norms import clip_by_block_rms as clip_by_block_rms
-from gradtx._transforms.block_norms import normalize_by_update_norm as normalize_by_update_norm
-from gradtx._transforms.block_norms import scale_by_novograd as scale_by_novograd
-from gradtx._transforms.block_norms import scale_by_param_block_norm as scale_by_param_block_norm
-from gradtx._transforms.block_norms import scale_by_param_block_rms as scale_by_param_block_rms
-from gradtx._transforms.factored import scale_by_factored_rms as scale_by_factored_rms
-from gradtx._transforms.factored import scale_by_sm3 as scale_by_sm3
-
 __version__ = "0.1.0"
 
 __all__ = [
@@ -175,13 +171,19 @@ __all__ = [
     "MultiSteps",
     "MultiStepsState",
     "QuantizedArray",
+    "adabelief",
     "adadelta",
+    "adafactor",
     "adagrad",
     "adam",
+    "adamax",
+    "adamaxw",
     "adamw",
+    "adan",
     "adaptive_grad_clip",
     "add_decayed_weights",
     "add_noise",
+    "amsgrad",
     "apply_if_finite",
     "apply_updates",
     "bias_correction",
@@ -190,6 +192,7 @@ __all__ = [
     "check_state",
     "checked",
     "clip",
+    "clip_by_block_rms",
     "clip_by_global_norm",
     "clip_by_norm",
     "conjugate_gradient",
@@ -200,6 +203,7 @@ __all__ = [
     "ema_params",
     "exponential_decay",
     "freeze",
+    "fromage",
     "grouped",
     "hvp",
     "hyperparams",
@@ -213,35 +217,52 @@ __all__ = [
     "lookahead",
     "masked",
     "monitor",
+    "nadam",
+    "nadamw",
     "named_chain",
     "newton_cg",
+    "normalize_by_update_norm",
+    "novograd",
     "one_cycle_momentum_schedule",
     "one_cycle_schedule",
     "partition",
     "piecewise_constant_schedule",
     "polynomial_schedule",
+    "radam",
     "reduce_on_plateau",
     "restore_state",
     "rmsprop",
     "scale",
     "scale_by_adadelta",
     "scale_by_adam",
+    "scale_by_adamax",
+    "scale_by_adan",
+    "scale_by_amsgrad",
     "scale_by_backtracking_linesearch",
+    "scale_by_belief",
+    "scale_by_factored_rms",
     "scale_by_lbfgs",
     "scale_by_learning_rate",
     "scale_by_newton_cg",
+    "scale_by_novograd",
+    "scale_by_param_block_norm",
+    "scale_by_param_block_rms",
+    "scale_by_radam",
     "scale_by_rms",
     "scale_by_rss",
+    "scale_by_sm3",
     "scale_by_stddev",
     "scale_by_trust_ratio",
+    "scale_by_yogi",
     "scale_by_zoom_linesearch",
     "set_hyperparams",
     "set_to_zero",
     "sgd",
     "sgdr_schedule",
     "slow_params",
-    "stateless",
+    "sm3",
     "state_sharding",
+    "stateless",
     "step_stats",
     "sweep",
     "trace",
@@ -250,27 +271,9 @@ __all__ = [
     "warmup_cosine_decay_schedule",
     "warmup_exponential_decay_schedule",
     "warmup_stable_decay_schedule",
-]
-
-# zoo I: Adam family
-__all__ += [
-    "adabelief",
-    "adamax",
-    "adamaxw",
-    "adan",
-    "amsgrad",
-    "nadam",
-    "nadamw",
-    "radam",
-    "scale_by_adamax",
-    "scale_by_adan",
-    "scale_by_amsgrad",
-    "scale_by_belief",
-    "scale_by_radam",
-    "scale_by_yogi",
     "yogi",
 ]
-# zoo I: sign-based, SGD-like and optimistic
+
 __all__ += [
     "asgd",
     "asgd_averaged_params",
@@ -288,18 +291,4 @@ __all__ += [
     "scale_by_sign",
     "sign_sgd",
     "signum",
-]
-# zoo I: factored and layer-wise
-__all__ += [
-    "adafactor",
-    "clip_by_block_rms",
-    "fromage",
-    "normalize_by_update_norm",
-    "novograd",
-    "scale_by_factored_rms",
-    "scale_by_novograd",
-    "scale_by_param_block_norm",
-    "scale_by_param_block_rms",
-    "scale_by_sm3",
-    "sm3",
 ]
