@@ -17,6 +17,8 @@ Options: ``--steps N`` (default 1500), ``--batch-size B`` (128), ``--out PATH``,
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import pathlib
 import sys
 import time
 from collections.abc import Sequence
@@ -73,8 +75,14 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 def optimizers(steps: int) -> dict[str, gradtx.GradientTransformation]:
     """The optimizers compared, with learning rates that suit this problem."""
     warmup = max(1, steps // 10)
+    # the schedule needs a decay phase after the warmup, even for a run of one or two steps
+    decay_steps = max(steps, warmup + 1)
     schedule = gradtx.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=3e-3, warmup_steps=warmup, decay_steps=steps, end_value=3e-5
+        init_value=0.0,
+        peak_value=3e-3,
+        warmup_steps=warmup,
+        decay_steps=decay_steps,
+        end_value=3e-5,
     )
     return {
         "sgd + momentum": gradtx.sgd(0.05, momentum=0.9),
@@ -222,6 +230,7 @@ def parse_args(argv: Sequence[str] | None):
     parser = argparse.ArgumentParser(
         prog="python -m gradtx.demo",
         description="Train a Flax MLP on scikit-learn's digits with several gradtx optimizers.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--steps", type=int, default=STEPS, help="training steps per optimizer")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="examples per step")
@@ -232,14 +241,37 @@ def parse_args(argv: Sequence[str] | None):
         parser.error(f"--steps must be >= 1, got {args.steps}")
     if args.batch_size < 1:
         parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
+    folder = pathlib.Path(args.out).resolve().parent
+    if not folder.is_dir():
+        parser.error(f"--out: the folder {folder} does not exist")
     return args
+
+
+# what the demo imports beyond gradtx's own dependencies: the ``demo`` extra
+DEMO_MODULES = {
+    "flax": "flax",
+    "sklearn": "scikit-learn",
+    "matplotlib": "matplotlib",
+    "tqdm": "tqdm",
+}
+
+
+def check_demo_extra() -> None:
+    """Stops with the command that installs what is missing, before any work is done."""
+    missing = [pkg for mod, pkg in DEMO_MODULES.items() if importlib.util.find_spec(mod) is None]
+    if missing:
+        raise SystemExit(
+            f"python -m gradtx.demo needs {', '.join(missing)}: "
+            "install the demo extra with pip install 'gradtx[demo]'"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> list[Result]:
     """Runs the comparison; returns the results (also printed, and plotted to ``--out``)."""
+    args = parse_args(argv)
+    check_demo_extra()
     from tqdm.auto import tqdm
 
-    args = parse_args(argv)
     data = load_digits(args.seed)
     n_train = len(data[0][0])
     if args.batch_size > n_train:

@@ -55,3 +55,30 @@ def test_batches_are_shuffled_epochs_shared_by_every_optimizer():
     epoch = first[:3].ravel()  # 3 batches of 32 per epoch of 100
     assert len(set(epoch.tolist())) == 96
     np.testing.assert_array_equal(first, demo.batch_indices(100, 7, 32, seed=0))
+
+
+def test_one_step_builds_every_optimizer():
+    # the warmup/cosine schedule once needed decay_steps > warmup_steps: --steps 1 crashed
+    assert set(demo.optimizers(1)) == set(NAMES)
+    assert set(demo.optimizers(2)) == set(NAMES)
+
+
+def test_out_into_a_missing_folder_stops_before_training(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        demo.parse_args(["--out", str(tmp_path / "missing" / "curves.png")])
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_missing_demo_extra_says_what_to_install(monkeypatch):
+    real = demo.importlib.util.find_spec
+    monkeypatch.setattr(
+        demo.importlib.util, "find_spec", lambda name: None if name == "tqdm" else real(name)
+    )
+    with pytest.raises(SystemExit, match=r"tqdm.*gradtx\[demo\]"):
+        demo.check_demo_extra()
+
+
+def test_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        demo.parse_args(["--help"])
+    assert "(default: 1500)" in capsys.readouterr().out
