@@ -1,7 +1,8 @@
 """Every optimizer and elementary pair against the float64 NumPy reference and optax.
 
 100 steps side by side on a tree with nested dicts, lists, tuples, a scalar, empty subtrees, a
-None and a zero-size leaf, eagerly and under jit: 1e-10 relative in float64, 1e-5 in float32.
+None and a zero-size leaf (against NumPy eagerly and under jit, against optax under jit): 1e-10
+relative in float64, 1e-5 in float32.
 """
 
 import jax
@@ -53,7 +54,9 @@ OPTAX_OWN_F32_ERROR = (
 )
 
 
-@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+# Under jit only: gradtx's eager runs are checked against NumPy above, and optax's eager runs
+# (op by op, about 3 s each) cost the suite minutes without checking anything of gradtx's.
+@pytest.mark.parametrize("jit", [True], ids=["jit"])
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("case", OPTAX_CASES, ids=lambda c: c.id)
 def test_matches_optax(case, dtype, jit, request):

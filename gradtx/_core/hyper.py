@@ -151,6 +151,13 @@ _CONSTRAINTS = {
     "clipping": _POSITIVE,
     "eta": _NON_NEGATIVE,
     "gamma": _NON_NEGATIVE,
+    # the zoo: names whose range is the same in every function that has them
+    "b3": _UNIT,
+    "momentum_decay": _NON_NEGATIVE,
+    "lambd": _NON_NEGATIVE,
+    "weight_decay_rate": _NON_NEGATIVE,
+    "min_step_size": _NON_NEGATIVE,
+    "epsilon": _NON_NEGATIVE,
 }
 
 

@@ -1,2 +1,3 @@
-"""The optimizers, one module per family, each optimizer a short chain of elementary
+"""The optimizers, one module per family (SGD-like, adaptive, Adam-like and its variants,
+sign-based, factored, layer-wise, optimistic), each optimizer a short chain of elementary
 transformations."""

@@ -59,6 +59,8 @@ def torch_trajectory(row: TorchRow) -> list[list[np.ndarray]]:
     """The params after every step of ``torch.optim.<row.optimizer>``."""
     import torch
 
+    # one thread: a busy torch thread pool slows the XLA work later in the same process 2x
+    torch.set_num_threads(1)
     params, grads = problem(row)
     tensors = [torch.nn.Parameter(torch.tensor(p, dtype=torch.float64)) for p in params]
     optimizer = getattr(torch.optim, row.optimizer)(tensors, **row.kwargs)
