@@ -252,3 +252,22 @@ def test_interleaved_comparison_runs_every_step_and_the_floor():
     assert grouped_row.split("|")[4].strip() == ""  # no optax adamw_clip in this run
     with pytest.raises(ValueError, match="interleaved: --tree"):
         interleaved._tree("stacked:3:4")
+
+
+def test_zoo_digits_smoke_has_a_row_per_optimizer(tmp_path):
+    """``python -m benchmarks.zoo_digits --smoke``: one row per chosen optimizer, accuracies in
+    [0, 1], and every gradtx optimizer has a learning-rate grid or a reason to be left out."""
+    from benchmarks import zoo_digits
+
+    assert zoo_digits.uncovered() == []
+    out = tmp_path / "zoo.md"
+    with jax.numpy_dtype_promotion("standard"):  # optax promotes weakly typed Python scalars
+        rows = zoo_digits.main(["--smoke", "--out", str(out)], log=lambda *_: None)
+    assert [r.name for r in rows] == list(zoo_digits.SMOKE)
+    for r in rows:
+        assert all(0.0 <= x.val_accuracy <= 1.0 for x in [*r.grid.values(), r.optax])
+    table = [line.split("|")[1:-1] for line in out.read_text().splitlines() if line[:2] == "| "]
+    assert [cells[0].strip() for cells in table[2:]] == list(zoo_digits.SMOKE)
+    for cells in table[2:]:  # val acc and optax val acc, as percentages
+        for cell in (cells[3], cells[6]):
+            assert 0.0 <= float(cell.strip().rstrip("%")) <= 100.0
