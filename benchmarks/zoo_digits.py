@@ -125,6 +125,7 @@ class Row:
     lr: float
     best: demo.Result
     optax: demo.Result | None
+    error: str = ""  # why the row has no numbers: an exception from building or training
 
 
 class _Quiet:
@@ -206,6 +207,9 @@ def markdown(rows: Sequence[Row], header: dict) -> str:
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
+        if row.error:
+            lines.append(f"| {row.name} | failed: {row.error.replace('|', '/')} | | | | | |")
+            continue
         grid = ", ".join(f"{lr:g}: {_pct(r)}" for lr, r in row.grid.items())
         reach = steps_to(row.best)
         lines.append(
@@ -306,7 +310,12 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
         grid = GRIDS[name]
         if args.smoke:
             grid = grid[len(grid) // 2 : len(grid) // 2 + 1]
-        rows.append(run_one(name, grid, data, indices, log))
+        try:
+            rows.append(run_one(name, grid, data, indices, log))
+        except Exception as e:  # one broken optimizer must not lose a long run's other rows
+            error = f"{type(e).__name__}: {e}".splitlines()[0][:200]
+            log(f"{name:28s} failed: {error}")
+            rows.append(Row(name, {}, math.nan, demo.Result(name), None, error))
     argv_shown = sys.argv[1:] if argv is None else list(argv)
     header = {
         "command": shlex.join(["python", "-m", "benchmarks.zoo_digits", *argv_shown]),
