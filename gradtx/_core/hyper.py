@@ -429,6 +429,12 @@ def hyperparams(state: PyTree) -> dict[str, jax.Array]:
     transformations of a chain share a name, their keys are qualified by the position in the
     chain or the ``named_chain`` name (``"0/decay"``, ``"clip/max_norm"``). Works inside ``jit``.
 
+    Args:
+      state: an optimizer state (as from ``tx.init``), or any pytree holding one.
+
+    Returns:
+      A dict from each hyperparameter's key to its current value, a scalar array.
+
     Example:
       >>> import gradtx, jax.numpy as jnp
       >>> state = gradtx.adam(1e-3).init({"w": jnp.zeros(3)})
@@ -470,9 +476,28 @@ def set_hyperparams(state: PyTree, **new_values: Any) -> PyTree:
     a ``vmap`` over learning rates works). A value set here also replaces a schedule: that
     hyperparameter keeps the new value from then on. Nothing is recompiled.
 
+    Args:
+      state: an optimizer state (as from ``tx.init``), or any pytree holding one.
+      **new_values: the new value of each hyperparameter to change, by its key.
+
+    Returns:
+      A state of the same structure, shapes and dtypes: a jitted step takes it without
+      recompiling.
+
     Raises:
       ValueError: for an unknown or ambiguous name, or a value out of the argument's range.
       TypeError: for a value that is not a real number or array.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.adam(gradtx.linear_schedule(1e-3, 0.0, 100))
+      >>> state = gradtx.set_hyperparams(tx.init(jnp.zeros(2)), learning_rate=0.5, b1=0.8)
+      >>> sorted((k, round(float(v), 4)) for k, v in gradtx.hyperparams(state).items())
+      [('b1', 0.8), ('b2', 0.999), ('eps', 0.0), ('eps_root', 0.0), ('learning_rate', 0.5)]
+      >>> gradtx.set_hyperparams(state, b1=1.5)
+      Traceback (most recent call last):
+      ...
+      ValueError: set_hyperparams: b1 must be in [0, 1), got 1.5
     """
     catalogue = _catalogue(state)
     public = _public_names(catalogue)

@@ -165,11 +165,20 @@ def scale_by_lbfgs(
     ``params``. The memory is preallocated: ``2 * memory_size`` copies of the params.
 
     Args:
-      memory_size: the number of pairs kept (>= 1).
-      scale_init_precond: scale the initial approximation by :math:`\gamma_k`.
+      memory_size: the number of pairs kept (>= 1). Default 10 (optax's; Nocedal and Wright
+        suggest 3 to 20).
+      scale_init_precond: scale the initial approximation by :math:`\gamma_k`. Default
+        ``True`` (optax's; Nocedal and Wright's eq. 7.20).
 
     Returns:
       A :class:`GradientTransformation` with :class:`ScaleByLBFGSState`.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx, x = gradtx.scale_by_lbfgs(), jnp.array([1.0, 1.0])
+      >>> updates, state = tx.update(jnp.array([3.0, 4.0]), tx.init(x), x)
+      >>> [round(u, 4) for u in updates.tolist()]  # no pair yet: g / max(1, |g|)
+      [0.6, 0.8]
 
     References:
       Nocedal and Wright, *Numerical Optimization*, 2nd ed., 2006, section 7.2, Algorithm 7.4;

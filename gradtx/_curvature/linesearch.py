@@ -308,7 +308,7 @@ def _find_linesearch_states(state: PyTree) -> list[Any]:
 def value_and_grad_from_state(
     value_fn: Callable[..., jax.Array],
 ) -> Callable[..., tuple[jax.Array, PyTree]]:
-    """:func:`jax.value_and_grad` of ``value_fn`` that reuses what a line search computed.
+    r""":func:`jax.value_and_grad` of ``value_fn`` that reuses what a line search computed.
 
     The returned function, called as ``f(params, *args, state=opt_state, **kwargs)``, returns
     the value and gradient the line search in ``opt_state`` stored for the point it accepted,
@@ -340,6 +340,11 @@ def value_and_grad_from_state(
       >>> value, grad = value_and_grad(x, state=state)  # the line search's, not re-evaluated
       >>> round(float(value), 4), round(float(fn(x)), 4)
       (1.5279, 1.5279)
+
+    References:
+      Nocedal and Wright, *Numerical Optimization*, 2nd ed., 2006, section 3.5: the line
+      search evaluates :math:`f` and :math:`\nabla f` at the step it accepts, which is the next
+      iterate.
     """
     if not callable(value_fn):
         raise TypeError(f"value_and_grad_from_state: value_fn must be callable, got {value_fn!r}")

@@ -228,13 +228,23 @@ def scale_by_newton_cg(
     as :func:`newton_cg` does.
 
     Args:
-      damping: :math:`\lambda \ge 0`, added to the Hessian's diagonal (Levenberg-style).
-      max_cg_steps: the most CG steps per update (>= 1).
-      tol: the relative residual tolerance, or None for the forcing sequence above.
+      damping: :math:`\lambda \ge 0`, added to the Hessian's diagonal (Levenberg-style), a
+        float or a schedule. Default 0 (plain Newton).
+      max_cg_steps: the most CG steps per update (>= 1). Default 50.
+      tol: the relative residual tolerance, or None (the default) for the forcing sequence
+        above.
 
     Returns:
       A :class:`GradientTransformation` whose ``update`` needs ``params`` and ``value_fn``
       (further extra arguments other than ``value`` and ``grad`` are passed to it).
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> fn = lambda x: jnp.sum(jnp.array([1.0, 10.0, 100.0]) * x ** 2)
+      >>> tx, x = gradtx.scale_by_newton_cg(tol=1e-6), jnp.ones(3)
+      >>> updates, _ = tx.update(jax.grad(fn)(x), tx.init(x), x, value_fn=fn)
+      >>> updates.round(5)  # H^-1 g = diag(2, 20, 200)^-1 (2, 20, 200)
+      Array([1., 1., 1.], dtype=float32)
 
     References:
       Nocedal and Wright, *Numerical Optimization*, 2nd ed., 2006, section 7.1, Algorithm 7.1;
@@ -264,11 +274,18 @@ def newton_cg(
     ``scale_by_backtracking_linesearch(...)``; ``update`` then also needs ``value`` and ``grad``.
 
     Args:
-      learning_rate: a float or a schedule scaling the step, or None (1).
-      damping: :math:`\lambda \ge 0`.
-      max_cg_steps: the most CG steps (Hessian-vector products) per update.
-      tol: CG's relative residual tolerance (None: Nocedal and Wright's forcing sequence).
-      linesearch: a line search transformation, or None.
+      learning_rate: a float or a schedule scaling the step, or None (the default: 1, the
+        Newton step).
+      damping: :math:`\lambda \ge 0`. Default 0.
+      max_cg_steps: the most CG steps (Hessian-vector products) per update. Default 50.
+      tol: CG's relative residual tolerance (None, the default: Nocedal and Wright's forcing
+        sequence).
+      linesearch: a line search transformation, or None (the default: unit steps).
+
+    Returns:
+      A :class:`GradientTransformation` whose ``update`` needs ``params`` and ``value_fn``
+      (and ``value`` and ``grad`` with a line search); its state holds the live
+      hyperparameters.
 
     Example:
       >>> import gradtx, jax.numpy as jnp

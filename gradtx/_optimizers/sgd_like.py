@@ -357,14 +357,39 @@ def asgd(
 
 
 def asgd_averaged_params(state: PyTree) -> PyTree:
-    """The averaged iterate of the :func:`asgd` in an optimizer state (for evaluation).
+    r"""The averaged iterate of the :func:`asgd` in an optimizer state (for evaluation).
 
-    ``state`` may be the optimizer's own state or any state holding it (a chain's, the
-    ``opt_state`` of a Flax ``TrainState``). Leaves are in at least float32. Works inside
-    ``jit``.
+    .. math::
+      \bar\theta_{t+1} = \bar\theta_t + \mu_t (\theta_{t+1} - \bar\theta_t), \qquad
+      \mu_t = 1 / \max(1, t - 1 - t_0)
+
+    is kept by :func:`asgd` as it steps; this function only reads it. Works inside ``jit``.
+
+    Args:
+      state: the optimizer's own state or any state holding it (a chain's, the ``opt_state``
+        of a Flax ``TrainState``).
+
+    Returns:
+      :math:`\bar\theta`, a pytree like the params, each leaf in at least float32 (a bf16 or
+      f16 param's average is float32).
 
     Raises:
       ValueError: if ``state`` holds no asgd state, or several.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.asgd(learning_rate=0.5, lambd=0.0, t0=0.0)
+      >>> params = jnp.array([0.0])
+      >>> state = tx.init(params)
+      >>> for _ in range(3):
+      ...     updates, state = tx.update(jnp.array([-1.0]), state, params)
+      ...     params = gradtx.apply_updates(params, updates)
+      >>> params.tolist(), gradtx.asgd_averaged_params(state).tolist()  # mean of 1.0 and 1.5
+      ([1.5], [1.25])
+
+    References:
+      Polyak and Juditsky, *Acceleration of Stochastic Approximation by Averaging*, SIAM J.
+      Control Optim. 1992 (the averaged iterate).
     """
     found = []
 

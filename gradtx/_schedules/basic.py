@@ -157,6 +157,11 @@ def linear_schedule(
       >>> schedule = gradtx.linear_schedule(0.0, 1.0, transition_steps=4)
       >>> [round(float(schedule(t)), 4) for t in range(6)]
       [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+
+    References:
+      Goyal, Dollár, Girshick, Noordhuis, Wesolowski, Kyrola, Tulloch, Jia and He,
+      *Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour*, arXiv:1706.02677, 2017,
+      section 2.2 (gradual warmup): the linear warmup this is most often used for.
     """
     owner = "linear_schedule"
     init_value = _finite(owner, "init_value", init_value)
@@ -199,6 +204,11 @@ def polynomial_schedule(
       >>> schedule = gradtx.polynomial_schedule(1.0, 0.0, power=2, transition_steps=4)
       >>> [round(float(schedule(t)), 4) for t in range(6)]
       [1.0, 0.5625, 0.25, 0.0625, 0.0, 0.0]
+
+    References:
+      Chen, Papandreou, Kokkinos, Murphy and Yuille, *DeepLab: Semantic Image Segmentation with
+      Deep Convolutional Nets, Atrous Convolution, and Fully Connected CRFs*, TPAMI 2018
+      (arXiv:1606.00915, 2016), section 4.1: the "poly" learning-rate policy.
     """
     owner = "polynomial_schedule"
     init_value = _finite(owner, "init_value", init_value)
@@ -242,6 +252,10 @@ def piecewise_constant_schedule(
       >>> schedule = gradtx.piecewise_constant_schedule(1.0, {3: 0.1, 5: 0.5})
       >>> [round(float(schedule(t)), 4) for t in range(7)]
       [1.0, 1.0, 1.0, 0.1, 0.1, 0.05, 0.05]
+
+    References:
+      He, Zhang, Ren and Sun, *Deep Residual Learning for Image Recognition*, CVPR 2016,
+      section 4.2 (the learning rate divided by 10 at fixed iterations).
     """
     owner = "piecewise_constant_schedule"
     init_value = _finite(owner, "init_value", init_value)
@@ -354,6 +368,11 @@ def exponential_decay(
       >>> schedule = gradtx.exponential_decay(1.0, transition_steps=2, decay_rate=0.5)
       >>> [round(float(schedule(t)), 4) for t in range(5)]
       [1.0, 0.7071, 0.5, 0.3536, 0.25]
+
+    References:
+      Szegedy, Liu, Jia, Sermanet, Reed, Anguelov, Erhan, Vanhoucke and Rabinovich, *Going
+      Deeper with Convolutions*, CVPR 2015, section 6 (a staircase exponential decay: the
+      learning rate lowered by 4% every 8 epochs).
     """
     return _exponential(
         "exponential_decay",
@@ -394,7 +413,8 @@ def cosine_decay_schedule(
       [1.0, 0.8682, 0.55, 0.2318, 0.1, 0.1]
 
     References:
-      Loshchilov and Hutter, *SGDR: Stochastic Gradient Descent with Warm Restarts*, 2016.
+      Loshchilov and Hutter, *SGDR: Stochastic Gradient Descent with Warm Restarts*,
+      ICLR 2017, eq. 5 (one period, without restarts).
     """
     owner = "cosine_decay_schedule"
     init_value = _finite(owner, "init_value", init_value)
@@ -500,6 +520,10 @@ def inverse_sqrt_schedule(peak_value: float, warmup_steps: int = 0) -> Schedule:
       >>> schedule = gradtx.inverse_sqrt_schedule(1.0, warmup_steps=4)
       >>> [round(float(schedule(t)), 4) for t in (0, 2, 4, 16, 64)]
       [0.0, 0.5, 1.0, 0.5, 0.25]
+
+    References:
+      Vaswani, Shazeer, Parmar, Uszkoreit, Jones, Gomez, Kaiser and Polosukhin, *Attention Is
+      All You Need*, NeurIPS 2017, section 5.3, eq. 3.
     """
     owner = "inverse_sqrt_schedule"
     peak_value = _finite(owner, "peak_value", peak_value)

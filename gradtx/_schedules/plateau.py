@@ -99,11 +99,18 @@ def reduce_on_plateau(
     ``state.inner_state.scale`` of its state.
 
     Args:
-      factor: the multiplier of each reduction, in (0, 1).
-      patience: the number of losses without improvement tolerated before a reduction.
-      threshold: the relative improvement that counts, >= 0.
-      cooldown: the number of losses ignored after a reduction.
-      min_scale: the scale never drops below this.
+      factor: the multiplier of each reduction, in (0, 1), a float or a schedule. Default 0.1
+        (optax's and PyTorch's).
+      patience: the number of losses without improvement tolerated before a reduction, an
+        int >= 0. Default 10 (optax's and PyTorch's).
+      threshold: the relative improvement that counts, >= 0. Default 1e-4 (PyTorch's
+        ``threshold``, optax's ``rtol``).
+      cooldown: the number of losses ignored after a reduction, an int >= 0. Default 0.
+      min_scale: the scale never drops below this, >= 0. Default 0.
+
+    Returns:
+      A :class:`GradientTransformation` whose ``update`` needs ``loss=``; its state holds the
+      live hyperparameters, the current scale, the best loss and the plateau counters.
 
     Example:
       >>> import gradtx, jax.numpy as jnp
@@ -114,6 +121,10 @@ def reduce_on_plateau(
       ...     updates, state = tx.update(g, state, loss=loss)
       >>> float(state.inner_state.scale)
       0.5
+
+    References:
+      He, Zhang, Ren and Sun, *Deep Residual Learning for Image Recognition*, CVPR 2016,
+      section 3.4 ("the learning rate ... is divided by 10 when the error plateaus").
     """
     owner = "reduce_on_plateau"
     build = functools.partial(

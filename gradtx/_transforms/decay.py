@@ -51,12 +51,27 @@ def add_decayed_weights(weight_decay: ScalarOrSchedule = 0.0, mask=None) -> Grad
       :math:`\lambda\theta` to the gradient, the coupled L2 penalty, which Adam then rescales.
 
     Args:
-      weight_decay: λ >= 0, a float or a schedule.
+      weight_decay: λ >= 0, a float or a schedule. Default 0 (optax's).
       mask: optional tree of bools (or a function of the params giving one) selecting the
-        leaves to decay, e.g. no decay for biases and norm scales.
+        leaves to decay, e.g. no decay for biases and norm scales. Default ``None``: every
+        leaf.
+
+    Returns:
+      A :class:`GradientTransformation` whose ``update`` needs the params; its state holds
+      ``weight_decay``.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.add_decayed_weights(0.1)
+      >>> params = {"w": jnp.array([1.0, -2.0])}
+      >>> g = {"w": jnp.array([0.5, 0.5])}
+      >>> updates, state = tx.update(g, tx.init(params), params)
+      >>> [round(u, 4) for u in updates["w"].tolist()]  # g + 0.1 params
+      [0.6, 0.3]
 
     References:
-      Loshchilov and Hutter, *Decoupled Weight Decay Regularization*, 2017.
+      Loshchilov and Hutter, *Decoupled Weight Decay Regularization*, ICLR 2019
+      (arXiv:1711.05101, 2017).
     """
     tx = live("add_decayed_weights", _add_decayed_weights, weight_decay=weight_decay)
     return tx if mask is None else masked(tx, check_mask("add_decayed_weights", "mask", mask))

@@ -190,9 +190,9 @@ def ema(
     values are biased towards 0.
 
     Args:
-      decay: β in [0, 1): a float or a schedule.
-      debias: divide by :math:`1 - \beta^t`.
-      accumulator_dtype: dtype of the stored average (default: the params' dtype).
+      decay: β in [0, 1): a float or a schedule (no default, as in optax).
+      debias: divide by :math:`1 - \beta^t`. Default ``True`` (optax's).
+      accumulator_dtype: dtype of the stored average (default ``None``: the params' dtype).
 
     Returns:
       A :class:`GradientTransformation` returning the (debiased) average.
@@ -203,6 +203,10 @@ def ema(
       >>> g = {"w": jnp.full(2, 5.0)}
       >>> tx.update(g, tx.init(g))[0]["w"].round(4)  # debiased: the average of one 5 is 5
       Array([5., 5.], dtype=float32)
+
+    References:
+      Kingma and Ba, *Adam: A Method for Stochastic Optimization*, ICLR 2015, section 3 (the
+      bias correction of a zero-started average).
     """
     debias = check_flag("ema", "debias", debias)
     accumulator_dtype = check_dtype("ema", "accumulator_dtype", accumulator_dtype)
@@ -236,8 +240,13 @@ def bias_correction(decay: ScalarOrSchedule) -> GradientTransformation:
     Placed after an ``ema(decay, debias=False)`` it gives the same result as
     ``ema(decay, debias=True)``.
 
+    .. math:: u_t = g_t / (1 - \beta^t), \quad t = 1, 2, \ldots
+
     Args:
-      decay: β in [0, 1) of the average being corrected.
+      decay: β in [0, 1) of the average being corrected, a float or a schedule (no default).
+
+    Returns:
+      A :class:`GradientTransformation` whose state holds ``decay`` and the step count.
 
     Example:
       >>> import gradtx, jax.numpy as jnp

@@ -94,15 +94,31 @@ def scale_by_rms(
 
     with :math:`\hat s_t = s_t / (1 - \gamma^t)` if ``bias_correction`` else :math:`s_t`.
 
+    Complex updates: :math:`|g_t|^2` (real) in place of :math:`g_t^2`.
+
     Args:
-      decay: γ in [0, 1).
-      eps: ε >= 0.
-      initial_scale: starting value of :math:`s` (TensorFlow uses 1, PyTorch and optax 0).
+      decay: γ in [0, 1), a float or a schedule. Default 0.9 (optax's and Hinton's lecture).
+      eps: ε >= 0. Default 1e-8 (optax's and PyTorch's).
+      initial_scale: :math:`s_0 >= 0`, fixed when the state is built. Default 0 (optax's and
+        PyTorch's; TensorFlow uses 1).
       eps_in_sqrt: ε inside the root (optax's default) or outside (PyTorch, ``False``).
-      bias_correction: debias :math:`s` as Adam does.
+      bias_correction: debias :math:`s` as Adam does. Default ``False`` (optax's).
+
+    Returns:
+      A :class:`GradientTransformation` whose state holds the live hyperparameters and
+      :math:`s` (like the params' real parts).
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.scale_by_rms()
+      >>> g = jnp.array([1.0, -2.0])
+      >>> updates, state = tx.update(g, tx.init(g))
+      >>> [round(u, 4) for u in updates.tolist()]  # g / sqrt(0.1 g**2) = sign(g) sqrt(10)
+      [3.1623, -3.1623]
 
     References:
-      Tieleman and Hinton, *Lecture 6.5 - RMSProp*, COURSERA: Neural Networks, 2012.
+      Tieleman and Hinton, *Lecture 6.5 - RMSProp*, COURSERA: Neural Networks for Machine
+      Learning, 2012.
     """
     owner = "scale_by_rms"
     build = functools.partial(
@@ -141,7 +157,29 @@ def scale_by_stddev(
       s_t = \gamma s_{t-1} + (1 - \gamma) g_t^2, \qquad
       u_t = g_t / \sqrt{\hat s_t - \hat m_t^2 + \epsilon}
 
-    (or with ε outside the root). Arguments as :func:`scale_by_rms`.
+    (or with ε outside the root), with :math:`\hat m, \hat s` debiased when
+    ``bias_correction``. Complex updates: :math:`|g_t|^2` and :math:`|m_t|^2`.
+
+    Args:
+      decay: γ in [0, 1), the decay of both averages, a float or a schedule. Default 0.9
+        (optax's).
+      eps: ε >= 0. Default 1e-8 (optax's and PyTorch's).
+      initial_scale: :math:`s_0 >= 0`, fixed when the state is built. Default 0 (optax's and
+        PyTorch's).
+      eps_in_sqrt: ε inside the root (optax's default) or outside (PyTorch, ``False``).
+      bias_correction: debias :math:`m` and :math:`s` as Adam does. Default ``False``.
+
+    Returns:
+      A :class:`GradientTransformation` whose state holds the live hyperparameters, :math:`m`
+      (like the params) and :math:`s` (like their real parts).
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.scale_by_stddev()
+      >>> g = jnp.array([1.0, -2.0])
+      >>> updates, state = tx.update(g, tx.init(g))
+      >>> [round(u, 4) for u in updates.tolist()]  # g / sqrt(0.1 g**2 - 0.01 g**2)
+      [3.3333, -3.3333]
 
     References:
       Graves, *Generating Sequences With Recurrent Neural Networks*, 2013, eq. 38-45.
@@ -194,10 +232,27 @@ def scale_by_rss(
       s_t = s_{t-1} + g_t^2, \qquad u_t = g_t / \sqrt{s_t + \epsilon}
       \;\text{or}\; g_t / (\sqrt{s_t} + \epsilon)
 
+    An element whose :math:`s_t` is 0 (a zero gradient so far, no initial value) gets 0.
+    Complex updates: :math:`|g_t|^2` (real) in place of :math:`g_t^2`.
+
     Args:
-      initial_accumulator_value: :math:`s_0` (optax 0.1, PyTorch 0).
-      eps: ε >= 0 (optax 1e-7 inside the root; PyTorch 1e-10 outside).
+      initial_accumulator_value: :math:`s_0 >= 0`, fixed when the state is built. Default 0.1
+        (optax's; PyTorch's is 0).
+      eps: ε >= 0, a float or a schedule. Default 1e-7 (optax's, inside the root; PyTorch's is
+        1e-10, outside).
       eps_in_sqrt: ε inside the root (optax) or outside (PyTorch, ``False``).
+
+    Returns:
+      A :class:`GradientTransformation` whose state holds ``eps`` and :math:`s` (like the
+      params' real parts).
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.scale_by_rss()
+      >>> g = jnp.array([1.0, -2.0])
+      >>> updates, state = tx.update(g, tx.init(g))
+      >>> [round(u, 4) for u in updates.tolist()]  # g / sqrt(0.1 + g**2)
+      [0.9535, -0.9877]
 
     References:
       Duchi, Hazan and Singer, *Adaptive Subgradient Methods for Online Learning and
@@ -265,11 +320,25 @@ def scale_by_adadelta(rho: ScalarOrSchedule = 0.9, eps: ScalarOrSchedule = 1e-6)
     Returns :math:`+\Delta x` (a descent direction once scaled by ``-learning_rate``).
 
     Args:
-      rho: ρ in [0, 1), the decay of both averages.
-      eps: ε >= 0.
+      rho: ρ in [0, 1), the decay of both averages, a float or a schedule. Default 0.9
+        (optax's and PyTorch's; the paper uses 0.95).
+      eps: ε >= 0. Default 1e-6 (optax's, PyTorch's and the paper's).
+
+    Returns:
+      A :class:`GradientTransformation` whose state holds the live hyperparameters and the two
+      averages (like the params).
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.scale_by_adadelta()
+      >>> g = jnp.array([1.0, -2.0])
+      >>> updates, state = tx.update(g, tx.init(g))
+      >>> [round(u, 5) for u in updates.tolist()]  # sqrt(eps) / sqrt(0.1 g**2) * g
+      [0.00316, -0.00316]
 
     References:
-      Zeiler, *ADADELTA: An Adaptive Learning Rate Method*, 2012.
+      Zeiler, *ADADELTA: An Adaptive Learning Rate Method*, arXiv:1212.5701, 2012,
+      Algorithm 1.
     """
     return live("scale_by_adadelta", _scale_by_adadelta, rho=rho, eps=eps)
 

@@ -72,6 +72,9 @@ def scale_by_sign() -> GradientTransformation:
 
     Real params only: ``init`` refuses complex ones.
 
+    Args:
+      None: the sign has no hyperparameter (as optax's ``scale_by_sign()``).
+
     Returns:
       A stateless :class:`GradientTransformation`.
 
