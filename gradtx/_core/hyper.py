@@ -183,6 +183,36 @@ def check_number(owner: str, name: str, value: float, where: str = "", dtype: An
         raise ValueError(f"{owner}: {name} must be {constraint[0]}, got {value!r}{where}")
 
 
+def check_range(owner: str, name: str, value: Any, text: str, test: Callable[[float], Any]) -> None:
+    """Raises ValueError unless ``test(value)`` holds; ``text`` says the range (``"> 0"``).
+
+    For a live hyperparameter whose range is particular to one function, so not in the shared
+    table (:func:`constraint`): rprop's ``learning_rate`` > 0 where the shared one is >= 0.
+    Call it in the factory before :func:`live`; set_hyperparams does not know these ranges.
+
+    What is checked: a concrete real number (a Python or NumPy scalar, a concrete 0-d array),
+    or a schedule's value at step 0. What passes unchecked, for :func:`live` to handle: a traced
+    value (a factory called inside ``jit``/``vmap``), a non-finite value (live raises the
+    finiteness error), and anything that is not a real scalar, ``None`` and bools included
+    (live raises the TypeError naming the argument, or allows an optional ``None``).
+    """
+    where = ""
+    if callable(value) and not isinstance(value, (jax.Array, np.ndarray)):
+        value, where = value(_tree.zero_count()), " (the schedule's value at step 0)"
+    if isinstance(value, (bool, np.bool_, jax.core.Tracer)):
+        return
+    if not isinstance(value, (numbers.Real, np.ndarray, np.generic, jax.Array)):
+        return
+    if np.ndim(value) != 0 or not (
+        jnp.issubdtype(jnp.result_type(value), jnp.floating)
+        or jnp.issubdtype(jnp.result_type(value), jnp.integer)
+    ):
+        return
+    number = float(value)
+    if math.isfinite(number) and not test(number):
+        raise ValueError(f"{owner}: {name} must be {text}, got {number!r}{where}")
+
+
 def check_flag(owner: str, name: str, value: Any) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{owner}: {name} must be a bool, got {value!r}")

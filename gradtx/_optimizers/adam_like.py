@@ -12,12 +12,11 @@ from typing import Any
 
 from gradtx._core.base import GradientTransformation
 from gradtx._core.combine import chain, check_mask
-from gradtx._core.hyper import ScalarOrSchedule, check_dtype, check_flag, live
+from gradtx._core.hyper import ScalarOrSchedule, check_dtype, check_flag, check_range, live
 from gradtx._transforms.adam_family import (
     _scale_by_adamax,
     _scale_by_amsgrad,
     check_amsgrad_flags,
-    check_range,
     scale_by_nadam_scheduled,
 )
 from gradtx._transforms.decay import _add_decayed_weights

@@ -10,9 +10,9 @@ from typing import Any
 
 from gradtx._core.base import GradientTransformation
 from gradtx._core.combine import check_mask
-from gradtx._core.hyper import ScalarOrSchedule, check_dtype, check_flag, live
+from gradtx._core.hyper import ScalarOrSchedule, check_dtype, check_flag, check_range, live
 from gradtx._optimizers.adam_like import with_weight_decay
-from gradtx._transforms.adam_family import _scale_by_radam, check_range
+from gradtx._transforms.adam_family import _scale_by_radam
 from gradtx._transforms.adam_family_moments import _scale_by_adan, _scale_by_belief, _scale_by_yogi
 
 

@@ -16,12 +16,8 @@ import jax.numpy as jnp
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation
 from gradtx._core.combine import chain, check_mask
-from gradtx._core.hyper import ScalarOrSchedule, check_dtype, check_flag, live
-from gradtx._transforms.block_norms import (
-    _clip_by_block_rms,
-    _scale_by_param_block_rms,
-    check_range,
-)
+from gradtx._core.hyper import ScalarOrSchedule, check_dtype, check_flag, check_range, live
+from gradtx._transforms.block_norms import _clip_by_block_rms, _scale_by_param_block_rms
 from gradtx._transforms.decay import _add_decayed_weights
 from gradtx._transforms.factored import (
     _scale_by_factored_rms,
@@ -192,8 +188,8 @@ def adafactor(
     arguments = check_factored_arguments(
         owner, decay_rate, ("eps", eps), min_dim_size_to_factor, factored
     )
-    check_range(owner, "clipping_threshold", clipping_threshold, lambda v: v > 0, "> 0")
-    check_range(owner, "weight_decay_rate", weight_decay_rate, lambda v: v >= 0, ">= 0")
+    check_range(owner, "clipping_threshold", clipping_threshold, "> 0", lambda v: v > 0)
+    check_range(owner, "weight_decay_rate", weight_decay_rate, ">= 0", lambda v: v >= 0)
     check_mask(owner, "weight_decay_mask", weight_decay_mask)
     build = functools.partial(
         _adafactor,

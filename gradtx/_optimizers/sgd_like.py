@@ -23,6 +23,7 @@ from gradtx._core.hyper import (
     Value,
     check_dtype,
     check_flag,
+    check_range,
     live,
     per_dtype,
     scalar,
@@ -32,7 +33,6 @@ from gradtx._transforms.decay import _add_decayed_weights
 from gradtx._transforms.gradient_processing import _add_noise, _key_data
 from gradtx._transforms.momentum import _trace
 from gradtx._transforms.polyak import _scale_by_polyak, check_variant
-from gradtx._transforms.sign import check_range
 from gradtx._transforms.step_size import _scale_by_learning_rate
 
 

@@ -11,14 +11,13 @@ from typing import Any
 
 from gradtx._core.base import GradientTransformation
 from gradtx._core.combine import chain, check_mask
-from gradtx._core.hyper import ScalarOrSchedule, check_dtype, live
+from gradtx._core.hyper import ScalarOrSchedule, check_dtype, check_range, live
 from gradtx._transforms.decay import _add_decayed_weights
 from gradtx._transforms.momentum import _ema
 from gradtx._transforms.sign import (
     _scale_by_lion,
     _scale_by_rprop,
     _scale_by_sign,
-    check_range,
     check_rprop,
 )
 from gradtx._transforms.step_size import _scale, _scale_by_learning_rate

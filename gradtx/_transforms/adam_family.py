@@ -30,6 +30,9 @@ from gradtx._core.hyper import (
     scalar,
     value_as,
 )
+
+# re-exported: adam_family_moments imports check_range from here
+from gradtx._core.hyper import check_range as check_range
 from gradtx._transforms.momentum import EmaState, _bias_correction, _ema, ema_step
 from gradtx._transforms.second_moments import (
     _computed_dtype,
@@ -51,21 +54,6 @@ def first_moment(b1: Value, mu_dtype: Any, **kwargs: Any) -> GradientTransformat
 def in_gradient_dtypes(tx: GradientTransformation, mu_dtype: Any) -> GradientTransformation:
     """With a ``mu_dtype``, the update rounded once to each gradient's dtype, as Adam does."""
     return tx if mu_dtype is None else _in_gradient_dtypes(tx)
-
-
-def check_range(owner: str, name: str, value: Any, text: str, test) -> None:
-    """A range check for a live argument whose name the shared table does not know (``b3``,
-    ``momentum_decay``): a concrete number, or a schedule's value at step 0."""
-    if callable(value) and not isinstance(value, jax.Array):
-        value = value(_tree.zero_count())
-    if isinstance(value, jax.core.Tracer) or isinstance(value, bool):
-        return
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return  # not a number: live() raises the TypeError naming the argument
-    if math.isfinite(number) and not test(number):
-        raise ValueError(f"{owner}: {name} must be {text}, got {value!r}")
 
 
 def _divide_step(m: jax.Array, u: jax.Array) -> jax.Array:

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation, stateless
@@ -24,33 +21,12 @@ from gradtx._core.hyper import (
     ScalarOrSchedule,
     Value,
     check_dtype,
+    check_range,
     live,
     per_dtype,
     value_as,
 )
 from gradtx._transforms.momentum import ema_step, trace_step
-
-# ---- checks of ranges the shared table does not know --------------------------------------
-
-
-def check_range(owner: str, name: str, value: Any, ok: Callable[[float], bool], text: str) -> None:
-    """Raises ValueError unless a concrete ``value`` satisfies ``ok`` (``text`` says how).
-
-    For hyperparameters whose range is particular to this transformation; ``live`` checks the
-    type and finiteness. Schedules are checked at step 0, traced values not at all.
-    """
-    if callable(value) and not isinstance(value, (jax.Array, np.ndarray)):
-        value = value(_tree.zero_count())
-    if isinstance(value, jax.core.Tracer) or isinstance(value, bool):
-        return
-    if isinstance(value, (numbers.Real, np.ndarray, np.generic, jax.Array)) and np.ndim(value) == 0:
-        try:
-            concrete = float(value)
-        except TypeError:
-            return
-        if math.isfinite(concrete) and not ok(concrete):
-            raise ValueError(f"{owner}: {name} must be {text}, got {value!r}")
-
 
 # ---- per-leaf factors --------------------------------------------------------------------
 
@@ -183,7 +159,7 @@ def clip_by_block_rms(threshold: ScalarOrSchedule) -> GradientTransformation:
       Shazeer and Stern, *Adafactor: Adaptive Learning Rates with Sublinear Memory Cost*,
       2018, section 6.
     """
-    check_range("clip_by_block_rms", "threshold", threshold, lambda v: v > 0, "> 0")
+    check_range("clip_by_block_rms", "threshold", threshold, "> 0", lambda v: v > 0)
     return live("clip_by_block_rms", _clip_by_block_rms, threshold=threshold)
 
 

@@ -25,10 +25,10 @@ from gradtx._core.hyper import (
     check_count,
     check_dtype,
     check_flag,
+    check_range,
     live,
     scalar,
 )
-from gradtx._transforms.block_norms import check_range
 from gradtx._transforms.momentum import ema_step
 
 VARIANTS = ("optax", "torch")
@@ -184,9 +184,9 @@ def _scale_by_factored_rms(
 
 def check_factored_arguments(owner, decay_rate, epsilon, min_dim_size_to_factor, factored):
     """Checks the arguments of the factored second moment; returns the fixed ones."""
-    check_range(owner, "decay_rate", decay_rate, lambda v: v >= 0, ">= 0")
+    check_range(owner, "decay_rate", decay_rate, ">= 0", lambda v: v >= 0)
     name, value = epsilon
-    check_range(owner, name, value, lambda v: v >= 0, ">= 0")
+    check_range(owner, name, value, ">= 0", lambda v: v >= 0)
     return dict(
         factored=check_flag(owner, "factored", factored),
         min_dim_size_to_factor=check_count(

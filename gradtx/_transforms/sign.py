@@ -19,7 +19,7 @@ from gradtx._core.hyper import (
     ScalarOrSchedule,
     Value,
     check_dtype,
-    check_hyperparam,
+    check_range,
     live,
     per_dtype,
     scalar,
@@ -34,20 +34,6 @@ def refuse_complex(owner: str, params: Any) -> None:
     """The check every sign method makes at ``init``: real floating leaves only."""
     _tree.check_leaves(owner, params, "params")
     _tree.check_real_leaves(owner, params, _NO_COMPLEX)
-
-
-def check_range(owner: str, name: str, value: Any, text: str, test) -> None:
-    """Range checks for the names that :func:`gradtx._core.hyper.constraint` has no entry for,
-    on a concrete value (a schedule's value at step 0); traced values pass, as in ``live``."""
-    value = check_hyperparam(owner, name, value)
-    if callable(value):
-        value = value(_tree.zero_count())
-        if isinstance(value, jax.core.Tracer):
-            return
-    if isinstance(value, jax.core.Tracer):
-        return
-    if not bool(test(float(value))):
-        raise ValueError(f"{owner}: {name} must be {text}, got {float(value)!r}")
 
 
 # ---- scale_by_sign -------------------------------------------------------------------------
