@@ -225,3 +225,41 @@ def test_a_schedule_through_1000_steps_compiles_once():
         params, state = step(params, state)
     assert len(traces) == 1 and step._cache_size() == 1
     assert float(gradtx.hyperparams(state)["learning_rate"]) == pytest.approx(1e-4, rel=1e-4)
+
+
+# Ranges that set_hyperparams checks as the factory does: each row is (factory, its other
+# arguments, the key, an edge value the range includes, a value just outside it).
+LIVE_RANGES = {
+    "rprop_eta_minus": (gradtx.rprop, dict(learning_rate=1e-2), "eta_minus", 1.0, 0.0),
+    "rprop_eta_plus": (gradtx.rprop, dict(learning_rate=1e-2), "eta_plus", 1.0, 0.99),
+    "rprop_min_step_size": (gradtx.rprop, dict(learning_rate=1e-2), "min_step_size", 0.0, -1e-6),
+    "scale_by_rprop_max_step_size": (
+        gradtx.scale_by_rprop,
+        dict(learning_rate=1e-2),
+        "max_step_size",
+        1e-6,
+        0.0,
+    ),
+    "scale_by_lion_smooth_beta": (
+        gradtx.scale_by_lion,
+        dict(mode="smooth"),
+        "smooth_beta",
+        1e-3,
+        0.0,
+    ),
+    "adafactor_clipping_threshold": (gradtx.adafactor, {}, "clipping_threshold", 1e-3, 0.0),
+    "adafactor_decay_rate": (gradtx.adafactor, {}, "decay_rate", 0.0, -0.1),
+    "scale_by_factored_rms_decay_rate": (gradtx.scale_by_factored_rms, {}, "decay_rate", 0.0, -0.1),
+}
+
+
+@pytest.mark.parametrize("case", LIVE_RANGES)
+def test_set_hyperparams_checks_the_range_the_factory_checks(case):
+    factory, kwargs, key, edge, outside = LIVE_RANGES[case]
+    with pytest.raises(ValueError, match=rf"^{factory.__name__}: {key} must be "):
+        factory(**kwargs, **{key: outside})
+    state = factory(**kwargs, **{key: edge}).init(PARAMS)
+    state = gradtx.set_hyperparams(state, **{key: edge})
+    assert float(gradtx.hyperparams(state)[key]) == np.float32(edge)
+    with pytest.raises(ValueError, match=rf"^set_hyperparams: {key} must be "):
+        gradtx.set_hyperparams(state, **{key: outside})

@@ -116,6 +116,8 @@ _UNIT = ("in [0, 1)", lambda v: (v >= 0) & (v < 1))
 _OPEN_UNIT = ("in (0, 1)", lambda v: (v > 0) & (v < 1))
 _NON_NEGATIVE = (">= 0", lambda v: v >= 0)
 _POSITIVE = ("> 0", lambda v: v > 0)
+_AT_MOST_ONE = ("in (0, 1]", lambda v: (v > 0) & (v <= 1))
+_AT_LEAST_ONE = (">= 1", lambda v: v >= 1)
 _CONSTRAINTS = {
     "learning_rate": _NON_NEGATIVE,
     "b1": _UNIT,
@@ -139,7 +141,7 @@ _CONSTRAINTS = {
     "slope_rtol": _OPEN_UNIT,
     "curv_rtol": _OPEN_UNIT,
     "decrease_factor": _OPEN_UNIT,
-    "increase_factor": (">= 1", lambda v: v >= 1),
+    "increase_factor": _AT_LEAST_ONE,
     "max_learning_rate": _POSITIVE,
     "tol": _NON_NEGATIVE,
     "atol": _NON_NEGATIVE,
@@ -147,7 +149,7 @@ _CONSTRAINTS = {
     "stepsize_precision": _NON_NEGATIVE,
     "approx_dec_rtol": _NON_NEGATIVE,
     "damping": _NON_NEGATIVE,
-    "slow_step_size": ("in (0, 1]", lambda v: (v > 0) & (v <= 1)),
+    "slow_step_size": _AT_MOST_ONE,
     "clipping": _POSITIVE,
     "eta": _NON_NEGATIVE,
     "gamma": _NON_NEGATIVE,
@@ -158,6 +160,15 @@ _CONSTRAINTS = {
     "weight_decay_rate": _NON_NEGATIVE,
     "min_step_size": _NON_NEGATIVE,
     "epsilon": _NON_NEGATIVE,
+    # Rprop's step-size factors and bound, Lion's smooth sign, Adafactor's update clipping and
+    # the exponent c of its decay 1 - t^-c (a schedule's decay_rate, a factor r > 0, is not
+    # live and is checked by the schedule)
+    "eta_minus": _AT_MOST_ONE,
+    "eta_plus": _AT_LEAST_ONE,
+    "max_step_size": _POSITIVE,
+    "smooth_beta": _POSITIVE,
+    "clipping_threshold": _POSITIVE,
+    "decay_rate": _NON_NEGATIVE,
 }
 
 

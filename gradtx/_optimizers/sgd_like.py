@@ -335,7 +335,6 @@ def asgd(
       (the step-size schedule).
     """
     owner = "asgd"
-    check_range(owner, "lambd", lambd, ">= 0", lambda v: v >= 0)
     check_range(owner, "alpha", alpha, ">= 0", lambda v: v >= 0)
     check_range(owner, "t0", t0, ">= 0", lambda v: v >= 0)
 

@@ -27,10 +27,12 @@ def _finite(owner: str, name: str, value) -> float:
 
 
 def _positive(owner: str, name: str, value) -> float:
-    value = _finite(owner, name, value)
-    if value <= 0:
-        raise ValueError(f"{owner}: {name} must be > 0, got {value!r}")
-    return value
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        # before _finite: a name in the live table (decay_rate, Adafactor's exponent >= 0) may
+        # mean another thing there than here (a factor > 0)
+        if math.isfinite(value) and value <= 0:
+            raise ValueError(f"{owner}: {name} must be > 0, got {float(value)!r}")
+    return _finite(owner, name, value)
 
 
 def _steps(owner: str, name: str, value, minimum: int) -> int:

@@ -174,7 +174,6 @@ def scale_by_lion(
     owner = "scale_by_lion"
     mu_dtype = check_dtype(owner, "mu_dtype", mu_dtype)
     mode = check_mode(owner, mode)
-    check_range(owner, "smooth_beta", smooth_beta, "> 0", lambda v: v > 0)
     build = functools.partial(_scale_by_lion, mu_dtype=mu_dtype, mode=mode, owner=owner)
     return live(owner, build, b1=b1, b2=b2, smooth_beta=smooth_beta)
 
