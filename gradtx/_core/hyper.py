@@ -197,15 +197,11 @@ def check_number(owner: str, name: str, value: float, where: str = "", dtype: An
 def check_range(owner: str, name: str, value: Any, text: str, test: Callable[[float], Any]) -> None:
     """Raises ValueError unless ``test(value)`` holds; ``text`` says the range (``"> 0"``).
 
-    For a live hyperparameter whose range is particular to one function, so not in the shared
-    table (:func:`constraint`): rprop's ``learning_rate`` > 0 where the shared one is >= 0.
-    Call it in the factory before :func:`live`; set_hyperparams does not know these ranges.
-
-    What is checked: a concrete real number (a Python or NumPy scalar, a concrete 0-d array),
-    or a schedule's value at step 0. What passes unchecked, for :func:`live` to handle: a traced
-    value (a factory called inside ``jit``/``vmap``), a non-finite value (live raises the
-    finiteness error), and anything that is not a real scalar, ``None`` and bools included
-    (live raises the TypeError naming the argument, or allows an optional ``None``).
+    For a range particular to one function, not in the shared table (:func:`constraint`), e.g.
+    rprop's ``learning_rate`` > 0; call it before :func:`live` (set_hyperparams cannot check
+    it). A concrete real scalar, or a schedule's value at step 0, is checked; a traced value, a
+    non-finite one and anything not a real scalar (``None``, bools) pass, for :func:`live` to
+    raise the error that names the argument (or to allow an optional ``None``).
     """
     where = ""
     if callable(value) and not isinstance(value, (jax.Array, np.ndarray)):

@@ -159,9 +159,8 @@ def linear_schedule(
       [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
 
     References:
-      Goyal, Dollár, Girshick, Noordhuis, Wesolowski, Kyrola, Tulloch, Jia and He,
-      *Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour*, arXiv:1706.02677, 2017,
-      section 2.2 (gradual warmup): the linear warmup this is most often used for.
+      Goyal et al., *Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour*,
+      arXiv:1706.02677, 2017, section 2.2: the linear warmup this is most often used for.
     """
     owner = "linear_schedule"
     init_value = _finite(owner, "init_value", init_value)

@@ -63,9 +63,8 @@ def warmup_constant_schedule(init_value: float, peak_value: float, warmup_steps:
       [0.0, 0.5, 1.0, 1.0]
 
     References:
-      Goyal, Dollár, Girshick, Noordhuis, Wesolowski, Kyrola, Tulloch, Jia and He,
-      *Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour*, arXiv:1706.02677, 2017,
-      section 2.2 (gradual warmup).
+      Goyal et al., *Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour*,
+      arXiv:1706.02677, 2017, section 2.2 (gradual warmup).
     """
     owner = "warmup_constant_schedule"
     init_value = _finite(owner, "init_value", init_value)
@@ -128,9 +127,8 @@ def warmup_cosine_decay_schedule(
       [0.0, 0.5, 1.0, 0.8682, 0.55, 0.2318, 0.1, 0.1]
 
     References:
-      Goyal, Dollár, Girshick, Noordhuis, Wesolowski, Kyrola, Tulloch, Jia and He,
-      *Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour*, arXiv:1706.02677, 2017,
-      section 2.2 (gradual warmup);
+      Goyal et al., *Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour*,
+      arXiv:1706.02677, 2017, section 2.2 (gradual warmup);
       Loshchilov and Hutter, *SGDR: Stochastic Gradient Descent with Warm Restarts*,
       ICLR 2017, eq. 5 (the cosine decay).
     """
@@ -196,9 +194,8 @@ def warmup_exponential_decay_schedule(
       [0.0, 0.5, 1.0, 0.5, 0.25, 0.125]
 
     References:
-      Goyal, Dollár, Girshick, Noordhuis, Wesolowski, Kyrola, Tulloch, Jia and He,
-      *Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour*, arXiv:1706.02677, 2017,
-      section 2.2 (gradual warmup); Szegedy et al., *Going Deeper with
+      Goyal et al., *Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour*,
+      arXiv:1706.02677, 2017, section 2.2 (gradual warmup); Szegedy et al., *Going Deeper with
       Convolutions*, CVPR 2015, section 6 (exponential decay).
     """
     owner = "warmup_exponential_decay_schedule"
