@@ -174,9 +174,10 @@ def scale_by_lbfgs(
       A :class:`GradientTransformation` with :class:`ScaleByLBFGSState`.
 
     Example:
-      >>> import gradtx, jax.numpy as jnp
+      >>> import gradtx, jax, jax.numpy as jnp
       >>> tx, x = gradtx.scale_by_lbfgs(), jnp.array([1.0, 1.0])
-      >>> updates, state = tx.update(jnp.array([3.0, 4.0]), tx.init(x), x)
+      >>> update = jax.jit(tx.update)  # eagerly, each loop would be compiled anew
+      >>> updates, state = update(jnp.array([3.0, 4.0]), tx.init(x), x)
       >>> [round(u, 4) for u in updates.tolist()]  # no pair yet: g / max(1, |g|)
       [0.6, 0.8]
 
