@@ -95,6 +95,49 @@ def test_the_slow_path_is_differentiable_with_zero_slope_at_zero():
     np.testing.assert_allclose(float(jax.grad(f)(1.0)), 1e30, rtol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.complex64])
+def test_norms_under_vmap_are_exact_for_every_batch_element(dtype):
+    """Under vmap each leaf picks the fast or the rescaled sum by itself (a predicate shared by
+    every leaf made XLA's compile time grow with the square of the leaf count); leaves that
+    are not batched still share one branch."""
+    batched = jnp.asarray([MAGNITUDES["huge"], MAGNITUDES["ordinary"], MAGNITUDES["tiny"]], dtype)
+    other = jnp.asarray([MAGNITUDES["ordinary"]] * 3, dtype)
+    fixed = jnp.asarray(MAGNITUDES["mixed"], dtype)
+    rows = jnp.stack([batched, batched * 2]).transpose(1, 0, 2)  # (batch, 2, 3)
+
+    def f(a, b, c, d):
+        return _tree.norms([a, b, c]), _tree.unit_norms([d, c], [(0,), None])
+
+    (norms, units) = jax.jit(jax.vmap(f, in_axes=(0, 0, None, 0)))(batched, other, fixed, rows)
+    for i in range(3):
+        _assert_norm(float(norms[0][i]), _norm64([batched[i]]))
+        _assert_norm(float(norms[1][i]), _norm64([other[i]]))
+        _assert_norm(float(norms[2][i]), _norm64([fixed]))
+        for j in range(3):
+            _assert_norm(float(units[0][i, 0, j]), _norm64([rows[i, :, j]]))
+    assert units[1].shape == (3,)
+
+
+def test_norms_differentiate_in_both_modes_and_under_vmap():
+    """d||x|| = x / ||x|| (0 at 0) on the fast and the rescaled paths, and the second derivative
+    (I - u u^T) / ||x|| of ordinary values, by jit, vmap, grad, jacfwd and their compositions."""
+    x = jnp.asarray([[3.0, -4.0, 12.0], [3e30, -4e30, 12e30], [0.0, 0.0, 0.0]], jnp.float32)
+    slope = [[3 / 13, -4 / 13, 12 / 13]] * 2 + [[0.0] * 3]
+
+    def norm(v):
+        return _tree.norms([v])[0]
+
+    for grad in (jax.grad(norm), jax.jacfwd(norm)):
+        np.testing.assert_allclose(jax.jit(jax.vmap(grad))(x), slope, rtol=1e-6)
+        np.testing.assert_allclose([grad(row) for row in x], slope, rtol=1e-6)
+    total = jax.grad(lambda v: jnp.sum(jax.vmap(norm)(v)))(x)
+    np.testing.assert_allclose(total, slope, rtol=1e-6)
+    u = np.asarray(slope[0])
+    hessian = jax.jit(jax.vmap(jax.hessian(norm)))(x[:1] * jnp.asarray([[1.0], [2.0]]))
+    np.testing.assert_allclose(hessian[0], (np.eye(3) - np.outer(u, u)) / 13, atol=1e-7)
+    np.testing.assert_allclose(hessian[1], (np.eye(3) - np.outer(u, u)) / 26, atol=1e-7)
+
+
 @pytest.mark.parametrize("name", ["clip_by_global_norm", "clip_by_norm"])
 @pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
 def test_clipping_a_1e30_gradient_keeps_its_direction(name, jit):

@@ -39,18 +39,21 @@ def clip(max_delta: ScalarOrSchedule) -> GradientTransformation:
     return live("clip", _clip, max_delta=max_delta)
 
 
-def shrink(norm: jax.Array, max_norm: Value) -> jax.Array:
-    """The factor ``min(1, max_norm / norm)``; exactly 1 when ``norm <= max_norm`` (even 0)."""
-    c = value_as(max_norm, norm.dtype)
-    return c / jnp.maximum(norm, c)
+def clip_leaf(g: jax.Array, max_norm: Value, root: jax.Array, e: jax.Array) -> jax.Array:
+    """``g * min(1, c / ||g||)`` for the norm ``root * 2**e``: ``g`` itself where the norm is at
+    most ``c`` (even 0), else ``c g / ||g||`` exact to rounding however small ``c / ||g||`` is
+    (a factor below the dtype's normal range would lose digits or be flushed to 0, and a norm
+    beyond float32's largest value is inf); NaN where the norm is NaN."""
+    c = value_as(max_norm, root.dtype)
+    within = _tree.from_scaled(root, e) <= c
+    return jnp.where(within, g, _tree.times_ratio(g, c, root, e))
 
 
 def _clip_by_norm(max_norm: Value, *, axes) -> GradientTransformation:
     def clip_all(updates, params):
         leaves, treedef = jax.tree.flatten(updates)
-        norms = _tree.norms(leaves, axes)
-        clipped = [g * shrink(n, max_norm).astype(g.dtype) for g, n in zip(leaves, norms)]
-        return treedef.unflatten(clipped)
+        norms = _tree.scaled_norms(leaves, axes)
+        return treedef.unflatten([clip_leaf(g, max_norm, *n) for g, n in zip(leaves, norms)])
 
     return stateless(clip_all)
 
@@ -71,8 +74,8 @@ def clip_by_norm(max_norm: ScalarOrSchedule, *, axis_name=None) -> GradientTrans
 
 def _clip_by_global_norm(max_norm: Value, *, axes) -> GradientTransformation:
     def clip_all(updates, params):
-        factor = shrink(_tree.global_norm(updates, axes), max_norm)
-        return jax.tree.map(lambda g: g * factor.astype(g.dtype), updates)
+        norm = _tree.scaled_global_norm(updates, axes)
+        return jax.tree.map(lambda g: clip_leaf(g, max_norm, *norm), updates)
 
     return stateless(clip_all)
 

@@ -64,15 +64,29 @@ def scale_by_learning_rate(
     )
 
 
+def _floored(root: jax.Array, e: jax.Array, floor: jax.Array):
+    """``max(root 2**e, floor)`` as a ``(root, e)`` pair."""
+    below = _tree.from_scaled(root, e) < floor
+    return jnp.where(below, floor, root), jnp.where(below, jnp.zeros_like(e), e)
+
+
 def trust_ratio_leaf(g, p_norm, g_norm, min_norm: Value, trust_coefficient: Value, eps: Value):
-    """``g * c ||p|| / (||g|| + eps)``, norms floored at ``min_norm``; ratio 1 if a norm is 0."""
-    dtype = p_norm.dtype
-    p_norm = jnp.maximum(p_norm, value_as(min_norm, dtype))
-    g_norm = jnp.maximum(g_norm, value_as(min_norm, dtype))
-    ratio = value_as(trust_coefficient, dtype) * p_norm / (g_norm + value_as(eps, dtype))
-    ratio = jnp.where((p_norm == 0) | (g_norm == 0), jnp.ones_like(ratio), ratio)
-    # multiplied in the norms' (>= float32) dtype: a float16 ratio above 65504 would be inf
-    return _tree.times(g.astype(_tree.wider(g.dtype, dtype)), ratio).astype(g.dtype)
+    """``g * c ||p|| / (||g|| + eps)``, norms floored at ``min_norm``; ratio 1 if a norm is 0.
+
+    The norms come as ``(root, e)`` pairs (``root * 2**e``, see
+    :func:`gradtx._core.tree.scaled_norms`) and the ratio is applied without being formed: a
+    ratio of 1e60 or 1e-60, or of two norms beyond float32's largest value, is no float32, but
+    the update ``g c ||p|| / ||g||`` (of norm ``c ||p||``) is."""
+    dtype = p_norm[0].dtype
+    floor = value_as(min_norm, dtype)
+    (p_root, p_e), (g_root, g_e) = _floored(*p_norm, floor), _floored(*g_norm, floor)
+    keep = (p_root == 0) | (g_root == 0)
+    eps = value_as(eps, dtype)
+    plus_eps = _tree.from_scaled(g_root, g_e) + eps  # only eps > 0 changes the pair
+    take = (eps > 0) & jnp.isfinite(plus_eps)
+    g_root, g_e = jnp.where(take, plus_eps, g_root), jnp.where(take, jnp.zeros_like(g_e), g_e)
+    numerator = value_as(trust_coefficient, dtype) * p_root
+    return jnp.where(keep, g, _tree.times_ratio(g, numerator, g_root, g_e - p_e))
 
 
 def _scale_by_trust_ratio(min_norm, trust_coefficient, eps, *, axes=None):
@@ -84,7 +98,7 @@ def _scale_by_trust_ratio(min_norm, trust_coefficient, eps, *, axes=None):
         _tree.check_match("scale_by_trust_ratio", (updates, params), ("updates", "params"))
         grads, treedef = jax.tree.flatten(updates)
         params = jax.tree.leaves(params)
-        norms = _tree.norms(params + grads, axes)  # one check for under/overflow, not one a leaf
+        norms = _tree.scaled_norms(params + grads, axes)
         scaled = [
             trust_ratio_leaf(g, pn, gn, min_norm, trust_coefficient, eps)
             for g, pn, gn in zip(grads, norms[: len(grads)], norms[len(grads) :])
