@@ -42,9 +42,8 @@ its largest (float32: 1.2e-38 to 3.4e38), and 0.
 
 Findings, each a deterministic test at the end: F1 (float16 second moments, a limitation), F2
 to F4 (fixed, regression tests), and from (d) and (e) F5 (clipping factors below the leaf
-dtype's normal range) and F6 (trust ratios outside float32's range), fixed, regression tests;
-F7 (str leaves in MultiSteps, apply_if_finite and monitor), not fixed: the properties leave
-out exactly its cases, which its strict xfails pin.
+dtype's normal range), F6 (trust ratios outside float32's range) and F7 (str leaves in
+MultiSteps, apply_if_finite and monitor), fixed since, regression tests.
 """
 
 from __future__ import annotations
@@ -113,9 +112,9 @@ OPTIMIZERS = {
 
 # The name an error of each optimizer starts with: that of the transformation whose init or
 # update checks the leaves first. A factory built on live hyperparameters names itself; chain
-# names its first link; MultiSteps, apply_if_finite and monitor hand params and updates to
-# their inner optimizer unchecked, which names itself (a str leaf breaks them first: F7);
-# lookahead and grouped check first.
+# names its first link; MultiSteps, apply_if_finite and monitor check the leaves they touch
+# (MultiSteps: params and updates; the others: updates) and hand the rest to their inner
+# optimizer, which names itself; lookahead and grouped check first.
 OWNER = {
     "sgd": "sgd",
     "sgd_momentum": "sgd",
@@ -150,6 +149,20 @@ _FAMILIES = registry.entries("PROPERTIES")
 OPTIMIZERS.update({name: factory for name, (factory, _) in _FAMILIES.items()})
 OWNER.update({name: owner for name, (_, owner) in _FAMILIES.items()})
 NAMES = list(OPTIMIZERS)
+
+# Where a wrapper checks the leaves it touches before its inner optimizer sees them (F7).
+CHECKED_BY_WRAPPER = {
+    ("multisteps_adam", "params"): "MultiSteps",
+    ("multisteps_adam", "updates"): "MultiSteps",
+    ("apply_if_finite_adam", "updates"): "apply_if_finite",
+    ("monitor_adam", "updates"): "monitor",
+}
+
+
+def owner(name: str, where: str) -> str:
+    """The name an error about a ``where`` ("params" or "updates") leaf starts with."""
+    return CHECKED_BY_WRAPPER.get((name, where), OWNER[name])
+
 
 # Low-memory Adam computes its update in at least float32 from the stored moments and rounds it
 # once to each gradient's dtype (F2 below, fixed).
@@ -536,7 +549,7 @@ def test_integer_and_boolean_params_are_refused_at_init_naming_the_first(name, d
     skeleton = data.draw(non_float_skeletons)
     keys, (_, dtype) = next((k, s) for k, s in _specs(skeleton) if s[1] in NON_FLOAT)
     params = _values(data.draw, skeleton)
-    start = f"{OWNER[name]}: params leaf {_path(keys)!r} has dtype {dtype.name}: "
+    start = f"{owner(name, 'params')}: params leaf {_path(keys)!r} has dtype {dtype.name}: "
     message = assert_type_error(lambda: optimizer(name).init(params), start)
     assert "gradtx.freeze(" in message  # the remedy
 
@@ -545,9 +558,8 @@ def test_integer_and_boolean_params_are_refused_at_init_naming_the_first(name, d
 @settings(max_examples=REFUSAL_EXAMPLES, **SETTINGS)
 @given(data=st.data())
 def test_integer_and_boolean_gradients_are_refused_at_update_naming_the_first(name, data):
-    # Without complex params: 8-bit Adam refuses large ones already at init; MultiSteps casts
-    # its complex accumulator to the gradient's integer dtype before Adam sees it (F7).
-    exclude = (C64,) if name in {"adam_8bit", "multisteps_adam"} else ()
+    # Without complex params, 8-bit Adam refuses large ones already at init.
+    exclude = (C64,) if name == "adam_8bit" else ()
     skeleton = _excluding(data.draw(skeletons.filter(_specs)), exclude)  # a leaf to change
     specs, treedef = jax.tree.flatten(skeleton, is_leaf=_is_spec)
     kinds = data.draw(
@@ -564,7 +576,9 @@ def test_integer_and_boolean_gradients_are_refused_at_update_naming_the_first(na
     params = _values(data.draw, skeleton)
     tx = optimizer(name)
     state = tx.init(params)
-    start = f"{OWNER[name]}: updates leaf {_path(keys)!r} has dtype {kinds[first].name}: "
+    start = (
+        f"{owner(name, 'updates')}: updates leaf {_path(keys)!r} has dtype {kinds[first].name}: "
+    )
     assert_type_error(lambda: tx.update(grads, state, params), start)
 
 
@@ -877,32 +891,17 @@ def test_trust_ratio_of_far_apart_norms_follows_the_formula(case):
     np.testing.assert_allclose(_components(got), expected, rtol=1e-6, atol=0)
 
 
-# F7 (found writing (d), not fixed): MultiSteps, apply_if_finite and monitor handle leaves
-# before anything checks them. A str leaf gets a ValueError about shapes (MultiSteps, update),
-# an AttributeError (MultiSteps, init) or JAX's own TypeError without the path
-# (apply_if_finite, monitor; update), not the TypeError naming the leaf that every other
-# optimizer gives; an integer gradient of a complex param is cast by MultiSteps first (below).
-# Either the wrapper's name or its inner optimizer's may start the message.
-WRAPPER = {
-    "multisteps_adam": "MultiSteps",
-    "apply_if_finite_adam": "apply_if_finite",
-    "monitor_adam": "monitor",
-}
-F7_STRINGS = {("multisteps_adam", "params"), *((n, "updates") for n in WRAPPER)}
-F7 = pytest.mark.xfail(
-    strict=True,
-    reason="known limitation (F7), not fixed: the wrapper touches the leaf before its inner "
-    "optimizer checks it",
-)
+# F7 (found writing (d), fixed: each wrapper checks the leaves it touches first, see
+# CHECKED_BY_WRAPPER): MultiSteps, apply_if_finite and monitor handled leaves before anything
+# checked them. A str leaf got a ValueError about shapes (MultiSteps, update), an
+# AttributeError (MultiSteps, init) or JAX's own TypeError without the path (apply_if_finite,
+# monitor; update), not the TypeError naming the leaf that every other optimizer gives; an
+# integer gradient of a complex param was cast by MultiSteps first (below).
 
 
 @pytest.mark.parametrize(
     "name, where",
-    [
-        pytest.param(n, w, marks=F7) if (n, w) in F7_STRINGS else (n, w)
-        for n in NAMES
-        for w in ("params", "updates")
-    ],
+    [(n, w) for n in NAMES for w in ("params", "updates")],
 )
 def test_string_leaves_are_refused_naming_the_leaf(name, where):
     floats = {"a": jnp.ones(2), "b": [jnp.ones(3), jnp.ones(3)]}
@@ -913,19 +912,15 @@ def test_string_leaves_are_refused_naming_the_leaf(name, where):
     else:
         state = tx.init(floats)
         call = lambda: tx.update(strings, state, floats)
-    owners = (OWNER[name], WRAPPER.get(name, OWNER[name]))
-    assert_type_error(
-        call, tuple(f"{o}: {where} leaf 'b/1' is a str, not an array" for o in owners)
-    )
+    assert_type_error(call, f"{owner(name, where)}: {where} leaf 'b/1' is a str, not an array")
 
 
-@F7
 def test_multisteps_refuses_an_integer_gradient_of_a_complex_param_before_casting_it():
-    # MultiSteps adds the int32 gradient to its complex64 accumulator and casts the mean back to
-    # int32 for Adam, which refuses it: JAX deprecates that complex-to-integer cast (a
+    # MultiSteps added the int32 gradient to its complex64 accumulator and cast the mean back to
+    # int32 for Adam, which refused it: JAX deprecates that complex-to-integer cast (a
     # DeprecationWarning, an error in this suite; JAX announces a ValueError)
     tx = optimizer("multisteps_adam")
     params = {"w": jnp.ones(3, jnp.complex64)}
     state = tx.init(params)
-    start = ("adam: updates leaf 'w' has dtype int32", "MultiSteps: updates leaf 'w' has dtype")
+    start = "MultiSteps: updates leaf 'w' has dtype int32"
     assert_type_error(lambda: tx.update({"w": jnp.ones(3, jnp.int32)}, state, params), start)

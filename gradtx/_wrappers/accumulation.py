@@ -196,6 +196,7 @@ class MultiSteps:
 
     def init(self, params: Params) -> MultiStepsState:
         """The accumulator (zeros like ``params``), the counters, and the inner state."""
+        _tree.check_leaves("MultiSteps", params, "params")  # before the accumulator reads them
         acc = jax.tree.map(
             lambda p: jnp.zeros(jnp.shape(p), _tree.wider(p.dtype, self._accumulator_dtype)),
             params,
@@ -220,6 +221,7 @@ class MultiSteps:
                 f"MultiSteps: the state must be the MultiStepsState that init made, "
                 f"got {type(state).__name__}"
             )
+        _tree.check_leaves("MultiSteps", updates, "updates")  # before they are summed and cast
         _tree.check_match("MultiSteps", (state.acc_grads, updates), ("params", "updates"))
         k = jnp.maximum(jnp.asarray(self._every_k(state.gradient_step)).astype(jnp.int32), 1)
         if self._should_skip is None:
@@ -343,6 +345,7 @@ def apply_if_finite(
                 f"{owner}: the state must be the ApplyIfFiniteState that init made, "
                 f"got {type(state).__name__}"
             )
+        _tree.check_leaves(owner, updates, "updates")  # before the finiteness check reads them
         finite = all_finite(updates, axes)
         count = jnp.where(
             finite, _tree.zero_count(), _tree.saturating_increment(state.notfinite_count)

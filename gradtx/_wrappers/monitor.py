@@ -106,6 +106,7 @@ def monitor(tx: GradientTransformation, *, axis_name: Any = None) -> GradientTra
                 f"monitor: the state must be the MonitorState that init made, "
                 f"got {type(state).__name__}"
             )
+        _tree.check_leaves("monitor", updates, "updates")  # before their norm is taken
         rates = _learning_rates(state.inner_state)
         grad_norm = _tree.global_norm(updates, axes)
         out, inner_state = inner.update(updates, state.inner_state, params, **extra)
