@@ -143,6 +143,7 @@ from gradtx._transforms.sign import scale_by_rprop as scale_by_rprop
 from gradtx._transforms.sign import scale_by_sign as scale_by_sign
 from gradtx._transforms.step_size import scale as scale
 from gradtx._transforms.step_size import scale_by_learning_rate as scale_by_learning_rate
+from gradtx._transforms.step_size import scale_by_schedule as scale_by_schedule
 from gradtx._transforms.step_size import scale_by_trust_ratio as scale_by_trust_ratio
 from gradtx._wrappers.accumulation import ApplyIfFiniteState as ApplyIfFiniteState
 from gradtx._wrappers.accumulation import MultiSteps as MultiSteps
@@ -250,6 +251,7 @@ __all__ = [
     "scale_by_radam",
     "scale_by_rms",
     "scale_by_rss",
+    "scale_by_schedule",
     "scale_by_sm3",
     "scale_by_stddev",
     "scale_by_trust_ratio",

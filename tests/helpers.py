@@ -96,11 +96,23 @@ OPTIMIZERS = [
     Case("sgd_warmup", "sgd", {"learning_rate": WARMUP, "momentum": 0.9}),
 ]
 
+
+def _optax_warmup(count):
+    """WARMUP for optax, in the default float dtype (float64 under x64, as gradtx's)."""
+    return 0.1 * jnp.clip((jnp.asarray(count, float) - 5) / 30, 0, 1)
+
+
 ELEMENTARY = [
     Case("identity", "identity", {}, optax={}),
     Case("set_to_zero", "set_to_zero", {}, optax={}),
     Case("scale", "scale", {"step_size": -0.3}, optax={"step_size": -0.3}),
     Case("scale_scheduled", "scale", {"step_size": WARMUP}),
+    Case(
+        "scale_by_schedule",
+        "scale_by_schedule",
+        {"step_size_fn": WARMUP},
+        optax={"step_size_fn": _optax_warmup},
+    ),
     Case(
         "scale_by_learning_rate",
         "scale_by_learning_rate",

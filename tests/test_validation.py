@@ -159,6 +159,12 @@ BAD = {
         gradtx.bias_correction, args=(1.0,), names=("bias_correction", "decay")
     ),
     "scale_inf": Bad(gradtx.scale, args=(INF,), names=("scale", "step_size")),
+    "scale_by_schedule_float": Bad(
+        gradtx.scale_by_schedule,
+        args=(0.1,),
+        error=TypeError,
+        names=("scale_by_schedule", "step_size_fn"),
+    ),
     "scale_by_learning_rate_negative": Bad(
         gradtx.scale_by_learning_rate,
         args=(-1.0,),

@@ -41,6 +41,47 @@ def scale(step_size: ScalarOrSchedule) -> GradientTransformation:
     return live("scale", _scale, step_size=step_size)
 
 
+def _scale_by_schedule(step_size_fn: Value) -> GradientTransformation:
+    return _scale(step_size_fn)
+
+
+def scale_by_schedule(step_size_fn: Callable[[jax.Array], Any]) -> GradientTransformation:
+    r"""Multiplies the updates by a schedule's value at the step count.
+
+    .. math:: u_t \leftarrow s(t) \, g_t, \qquad t = 0, 1, 2, \dots
+
+    the count of updates before this one, as every schedule in gradtx is read. The same as
+    :func:`scale` given a schedule; kept under optax's name, which only takes a schedule. No
+    sign is flipped: :func:`scale_by_learning_rate` is the descent step.
+
+    Args:
+      step_size_fn: the schedule *s*, a callable from the step count to a number (any of
+        ``gradtx``'s schedules, or your own function of a JAX integer). Live: it shows in
+        :func:`gradtx.hyperparams` as ``step_size_fn`` and :func:`gradtx.set_hyperparams` can
+        replace its value.
+
+    Returns:
+      A :class:`gradtx.GradientTransformation`; its state holds the step count and the live
+      value.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.scale_by_schedule(gradtx.linear_schedule(1.0, 0.0, 4))
+      >>> g = {"w": jnp.ones(2)}
+      >>> state = tx.init(g)
+      >>> for _ in range(2):
+      ...     u, state = tx.update(g, state)
+      >>> u["w"]  # s(1) = 0.75
+      Array([0.75, 0.75], dtype=float32)
+    """
+    if not callable(step_size_fn) or isinstance(step_size_fn, jax.Array):
+        raise TypeError(
+            "scale_by_schedule: step_size_fn must be a schedule (a callable of the step count), "
+            f"got {type(step_size_fn).__name__}; for a constant factor use gradtx.scale"
+        )
+    return live("scale_by_schedule", _scale_by_schedule, step_size_fn=step_size_fn)
+
+
 def _scale_by_learning_rate(learning_rate: Value, *, flip_sign: bool = True):
     if learning_rate is None:
         return identity()

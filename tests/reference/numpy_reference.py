@@ -144,6 +144,11 @@ def scale(step_size) -> Ref:
     return _counted(lambda gs, ps, c: [_value(step_size, c) * g for g in gs])
 
 
+def scale_by_schedule(step_size_fn) -> Ref:
+    """out = step_size_fn(count) * g."""
+    return scale(step_size_fn)
+
+
 def scale_by_learning_rate(learning_rate, flip_sign: bool = True) -> Ref:
     """out = -lr * g if flip_sign else lr * g   (lr schedulable)."""
     sign = -1.0 if flip_sign else 1.0
@@ -481,6 +486,7 @@ REFERENCES: dict[str, Callable[..., Ref]] = {
         identity,
         set_to_zero,
         scale,
+        scale_by_schedule,
         scale_by_learning_rate,
         trace,
         ema,

@@ -23,6 +23,7 @@ def test_registry_names():
         "identity",
         "set_to_zero",
         "scale",
+        "scale_by_schedule",
         "scale_by_learning_rate",
         "trace",
         "ema",
@@ -263,6 +264,7 @@ def test_schedules_at_boundaries():
 # Positional arguments for the references that need some; the others take their defaults.
 ARGS = {
     "scale": (0.5,),
+    "scale_by_schedule": (lambda count: 0.5 / (1 + count),),
     "scale_by_learning_rate": (0.1,),
     "trace": (0.9,),
     "ema": (0.9,),
