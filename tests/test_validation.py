@@ -165,6 +165,11 @@ BAD = {
         error=TypeError,
         names=("scale_by_schedule", "step_size_fn"),
     ),
+    "scale_by_schedule_inf": Bad(
+        gradtx.scale_by_schedule,
+        args=(lambda count: float("inf"),),
+        names=("scale_by_schedule", "step_size_fn"),
+    ),
     "scale_by_learning_rate_negative": Bad(
         gradtx.scale_by_learning_rate,
         args=(-1.0,),
