@@ -21,28 +21,6 @@ def _params(dtype, seed=0):
     return helpers.sample_tree(np.random.default_rng(seed), dtype)
 
 
-@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
-@pytest.mark.parametrize("case", helpers.ALL_CASES, ids=lambda c: c.id)
-def test_matches_numpy_reference_float32(case, jit):
-    params = _params(jnp.float32)
-    grads = helpers.gradient_sequence(params, STEPS, seed=1)
-    got = helpers.run_gradtx(case.gradtx(), params, grads, jit=jit)
-    want = helpers.run_reference(case.reference(), params, grads)
-    assert helpers.deviation(got, want) < TOLERANCE[jnp.float32]
-
-
-@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
-@pytest.mark.parametrize("case", helpers.ALL_CASES, ids=lambda c: c.id)
-def test_matches_numpy_reference_float64(case, jit, x64):
-    params = _params(jnp.float64)
-    grads = helpers.gradient_sequence(params, STEPS, seed=1)
-    got = helpers.run_gradtx(case.gradtx(), params, grads, jit=jit)
-    want = helpers.run_reference(case.reference(), params, grads)
-    assert helpers.deviation(got, want) < TOLERANCE[jnp.float64]
-
-
-OPTAX_CASES = [c for c in helpers.ALL_CASES if c.optax is not None]
-
 # optax forms bias corrections 1 - b**t from a float32 b (0.999 becomes 0.99900001), which
 # cancels: for b2 = 0.999 at t = 1 it is 1.3e-5 off, and optax's float32 Adam trajectory is 1e-5
 # off the exact formula where gradtx's is 5e-7 (test_adam_bias_correction_more_exact_than_optax);
@@ -54,21 +32,33 @@ OPTAX_OWN_F32_ERROR = (
 )
 
 
-# Under jit only: gradtx's eager runs are checked against NumPy above, and optax's eager runs
-# (op by op, about 3 s each) cost the suite minutes without checking anything of gradtx's.
-@pytest.mark.parametrize("jit", [True], ids=["jit"])
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("case", OPTAX_CASES, ids=lambda c: c.id)
-def test_matches_optax(case, dtype, jit, request):
-    if dtype == jnp.float64:
+@pytest.fixture(params=[jnp.float32, jnp.float64], ids=["f32", "f64"])
+def dtype(request):
+    if request.param == jnp.float64:
         request.getfixturevalue("x64")
+    return request.param
+
+
+# One test per case and dtype: the same gradients through gradtx eagerly and under jit, the
+# NumPy reference and (where the row names its arguments) optax under jit, so that each program
+# is compiled and each reference run once. optax runs under jit only: gradtx's eager run is
+# checked against NumPy, and optax's eager runs (op by op, about 3 s each) check nothing of
+# gradtx's.
+@pytest.mark.parametrize("case", helpers.ALL_CASES, ids=lambda c: c.id)
+def test_matches_numpy_reference_and_optax(case, dtype):
     params = _params(dtype)
-    grads = helpers.gradient_sequence(params, STEPS, seed=2)
-    got = helpers.run_gradtx(case.gradtx(), params, grads, jit=jit)
+    grads = helpers.gradient_sequence(params, STEPS, seed=1)
+    want = helpers.run_reference(case.reference(), params, grads)
+    jitted = helpers.run_gradtx(case.gradtx(), params, grads, jit=True)
+    eager = helpers.run_gradtx(case.gradtx(), params, grads, jit=False)
+    assert helpers.deviation(jitted, want) < TOLERANCE[dtype], "jit"
+    assert helpers.deviation(eager, want) < TOLERANCE[dtype], "eager"
+    if case.optax is None:
+        return
     with jax.numpy_dtype_promotion("standard"):  # optax relies on implicit promotion
-        want = helpers.run_optax(getattr(optax, case.name)(**case.optax), params, grads, jit=jit)
+        theirs = helpers.run_optax(getattr(optax, case.name)(**case.optax), params, grads, jit=True)
     own_error = dtype == jnp.float32 and case.id in OPTAX_OWN_F32_ERROR
-    assert helpers.deviation(got, want) < (2e-5 if own_error else TOLERANCE[dtype])
+    assert helpers.deviation(jitted, theirs) < (2e-5 if own_error else TOLERANCE[dtype]), "optax"
 
 
 @pytest.mark.parametrize("name", sorted(ADAM_BIAS_CORRECTION))
