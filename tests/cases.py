@@ -55,6 +55,12 @@ class Case:
     def reference(self):
         return references()[self.name](**_resolve(self.kwargs, "for_numpy"))
 
+    def optax_transformation(self):
+        """optax's same-named factory called with ``optax``'s kwargs."""
+        import optax
+
+        return getattr(optax, self.name)(**self.optax)
+
 
 def _resolve(kwargs: dict, how: str) -> dict:
     return {k: getattr(v, how)() if isinstance(v, Sched) else v for k, v in kwargs.items()}

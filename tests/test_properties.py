@@ -149,6 +149,8 @@ _FAMILIES = registry.entries("PROPERTIES")
 OPTIMIZERS.update({name: factory for name, (factory, _) in _FAMILIES.items()})
 OWNER.update({name: owner for name, (_, owner) in _FAMILIES.items()})
 NAMES = list(OPTIMIZERS)
+# No complex form (sign methods): they draw trees without complex leaves and must refuse one.
+REAL_ONLY = set(registry.rows("PROPERTIES_REAL_ONLY"))
 
 # Where a wrapper checks the leaves it touches before its inner optimizer sees them (F7).
 CHECKED_BY_WRAPPER = {
@@ -339,8 +341,15 @@ def refusal(name, params):
     message starts with ``start`` and holds ``part``), or None where it runs.
 
     8-bit Adam quantizes real moments only: it refuses the first complex leaf (in flatten order)
-    of at least MIN_8BIT_SIZE elements; smaller ones it keeps in float32, as real ones.
+    of at least MIN_8BIT_SIZE elements; smaller ones it keeps in float32, as real ones. The
+    REAL_ONLY methods refuse the first complex leaf of any size.
     """
+    if name in REAL_ONLY:
+        for keys, x in jax.tree_util.tree_flatten_with_path(params)[0]:
+            if x.dtype == C64:
+                start = f"{OWNER[name]}: a sign method has no complex form"
+                return start, f"the leaf {_path(keys)!r} is complex64"
+        return None
     if name != "adam_8bit":
         return None
     for keys, x in jax.tree_util.tree_flatten_with_path(params)[0]:
@@ -362,15 +371,20 @@ def assert_type_error(call, start, part=""):
 # ---- (a) structure and dtypes ------------------------------------------------------------------
 
 
+def _exclude(name):
+    """The dtypes a name's drawn trees leave out (made float32 instead)."""
+    return (C64,) if name in REAL_ONLY else ()
+
+
 @pytest.mark.parametrize("name", NAMES)
 @settings(max_examples=EXAMPLES, **SETTINGS)
-@given(problem=problems())
-@example(problem=EMPTY[0])
-@example(problem=EMPTY[1])
-@example(problem=EMPTY[2])
-@example(problem=COMPLEX)
-def test_updates_and_state_keep_their_structure_and_dtypes(name, problem):
-    params, grads = problem
+@given(data=st.data())
+@example(data=EMPTY[0])
+@example(data=EMPTY[1])
+@example(data=EMPTY[2])
+@example(data=COMPLEX)
+def test_updates_and_state_keep_their_structure_and_dtypes(name, data):
+    params, grads = data if isinstance(data, tuple) else data.draw(problems(exclude=_exclude(name)))
     if (refused := refusal(name, params)) is not None:
         assert_type_error(lambda: optimizer(name).init(params), *refused)
         return
@@ -399,6 +413,7 @@ def test_updates_and_state_keep_their_structure_and_dtypes(name, problem):
 @example(data=EMPTY[2])
 def test_finite_params_and_gradients_give_finite_updates_and_state(name, data):
     exclude = (F16,) if name in F16_KNOWN_NON_FINITE else ()
+    exclude += _exclude(name)
     params, grads = data if isinstance(data, tuple) else data.draw(problems(exclude=exclude))
     assert all_finite((params, grads))
     if (refused := refusal(name, params)) is not None:
@@ -512,6 +527,7 @@ def _tolerance(name, dtype, scale):
 @given(data=st.data())
 def test_jit_and_eager_agree(name, data):
     exclude = (F16,) if name in {*F16_KNOWN_NON_FINITE, *F16_SUBNORMAL_STATE} else ()
+    exclude += _exclude(name)
     params, grads = data.draw(problems(skeleton=FIXED, exclude=exclude))
     _, eager, eager_params = run_eager(name, params, grads)
     update = jitted_update(name)
@@ -558,8 +574,8 @@ def test_integer_and_boolean_params_are_refused_at_init_naming_the_first(name, d
 @settings(max_examples=REFUSAL_EXAMPLES, **SETTINGS)
 @given(data=st.data())
 def test_integer_and_boolean_gradients_are_refused_at_update_naming_the_first(name, data):
-    # Without complex params, 8-bit Adam refuses large ones already at init.
-    exclude = (C64,) if name == "adam_8bit" else ()
+    # Without complex params: 8-bit Adam refuses large ones already at init, REAL_ONLY any.
+    exclude = (C64,) if name == "adam_8bit" else _exclude(name)
     skeleton = _excluding(data.draw(skeletons.filter(_specs)), exclude)  # a leaf to change
     specs, treedef = jax.tree.flatten(skeleton, is_leaf=_is_spec)
     kinds = data.draw(

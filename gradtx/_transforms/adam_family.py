@@ -30,9 +30,6 @@ from gradtx._core.hyper import (
     scalar,
     value_as,
 )
-
-# re-exported: adam_family_moments imports check_range from here
-from gradtx._core.hyper import check_range as check_range
 from gradtx._transforms.momentum import EmaState, _bias_correction, _ema, ema_step
 from gradtx._transforms.second_moments import (
     _computed_dtype,

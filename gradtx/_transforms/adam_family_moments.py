@@ -23,12 +23,13 @@ from gradtx._core.hyper import (
     check_constant,
     check_dtype,
     check_flag,
+    check_range,
     live,
     one_minus,
     per_dtype,
     value_as,
 )
-from gradtx._transforms.adam_family import check_range, first_moment, in_gradient_dtypes
+from gradtx._transforms.adam_family import first_moment, in_gradient_dtypes
 from gradtx._transforms.momentum import EmaState, debias_step, ema_step
 from gradtx._transforms.second_moments import root_scale_step
 

@@ -10,6 +10,7 @@ themselves stay in the shared modules, so a new optimizer is rows, not a new tes
 - ``REAL_ONLY``: ids of cases with no complex form, which must refuse complex params at init;
 - ``COMPLEX_PAIR_IDS``: ids of cases whose complex form is the real problem on (re, im) pairs;
 - ``PROPERTIES``: id -> (factory, the name its errors start with), for the property tests;
+- ``PROPERTIES_REAL_ONLY``: ids of ``PROPERTIES`` that refuse complex leaves at init;
 - ``OPTAX_OWN_F32_ERROR``: ids whose float32 comparison with optax allows optax's own error
   (optax's float32 bias correction; show in the family's rows that gradtx is the closer one);
 - ``BAD``: id -> :class:`tests.cases.Bad`; ``GOOD``: the edge values that must pass;

@@ -3,9 +3,8 @@
 Polyak's step size needs the loss at the params (``update(..., value=loss)``), which the shared
 runners do not pass: its rows wrap the transformation in :func:`given_loss`, whose ``update``
 passes ``value=`` computed from the params it is given (in the tables: ½‖θ‖², the same in the
-NumPy reference; in the convergence rows: the problem's own loss). optax's ``polyak_sgd`` gives
-the same numbers with the same values (checked by hand: 0 deviation in float32 and float64),
-but the shared optax runner passes no ``value``, so the rows have no ``optax=``.
+NumPy reference and, wrapped the same way, for optax's ``polyak_sgd``; in the convergence rows:
+the problem's own loss).
 """
 
 from __future__ import annotations
@@ -57,6 +56,9 @@ class PolyakCase(Case):
     def reference(self):
         return numpy_sign_sgd.REFERENCES[self.name](**self.kwargs, value=_numpy_half_square)
 
+    def optax_transformation(self):
+        return given_loss(super().optax_transformation())
+
 
 def _polyak_on(problem: str):
     """A convergence row's factory: polyak_sgd given the problem's loss."""
@@ -70,7 +72,7 @@ REFERENCES = {
 }
 
 OPTIMIZERS = [
-    PolyakCase("polyak_sgd", "polyak_sgd", {}),
+    PolyakCase("polyak_sgd", "polyak_sgd", {}, optax={}),
     # Without noise: the chain and its learning rate against NumPy. The noise is add_noise's,
     # whose draws equal optax's for the same key (test_gradient_processing); noisy_sgd(0.1,
     # key=0) equals optax.noisy_sgd(0.1, key=0) to 0 in float32 and float64 (checked by hand;
@@ -84,13 +86,21 @@ OPTIMIZERS = [
     ),
 ]
 
+_SPS_PLUS = {"max_learning_rate": 0.3, "scaling": 0.5, "f_min": 2.0, "eps": 0.1, "variant": "sps+"}
+
 ELEMENTARY = [
-    PolyakCase("scale_by_polyak", "scale_by_polyak", {"max_learning_rate": 0.2}),
+    PolyakCase(
+        "scale_by_polyak",
+        "scale_by_polyak",
+        {"max_learning_rate": 0.2},
+        optax={"max_learning_rate": 0.2},
+    ),
     # a variant of the optimizer, in this list to skip the per-optimizer dtype and state tests
     PolyakCase(
         "polyak_sgd_plus",
         "polyak_sgd",
-        {"max_learning_rate": 0.3, "scaling": 0.5, "f_min": 2.0, "eps": 0.1, "variant": "sps+"},
+        _SPS_PLUS,
+        optax=_SPS_PLUS,
     ),
 ]
 

@@ -1,7 +1,8 @@
 """Rows of the sign-based family (gradtx/_optimizers/sign_based.py, gradtx/_transforms/sign.py).
 
-None of these has a complex form: every case is in REAL_ONLY, and none is in the property
-tests' table, whose trees always hold complex leaves.
+None of these has a complex form: every case is in REAL_ONLY, and the property tests draw
+their trees without complex leaves (PROPERTIES_REAL_ONLY) and check that a complex leaf is
+refused at init.
 """
 
 from __future__ import annotations
@@ -53,6 +54,14 @@ ELEMENTARY = [
 ]
 
 REAL_ONLY = [case.id for case in OPTIMIZERS + ELEMENTARY]
+
+PROPERTIES = {
+    "sign_sgd": (lambda: gradtx.sign_sgd(0.01), "sign_sgd"),
+    "signum": (lambda: gradtx.signum(0.01), "signum"),
+    "lion": (lambda: gradtx.lion(1e-3, weight_decay=0.01), "lion"),
+    "rprop": (lambda: gradtx.rprop(0.01), "rprop"),
+}
+PROPERTIES_REAL_ONLY = list(PROPERTIES)
 
 TORCH = {
     "torch_rprop": TorchRow(
