@@ -102,7 +102,9 @@ def _empty_init(params: Params) -> EmptyState:
 
 
 def stateless(fn: Callable[[Updates, Params | None], Updates]) -> GradientTransformation:
-    """A transformation without state: ``update`` returns ``fn(updates, params)``.
+    r"""A transformation without state: ``update`` returns ``fn(updates, params)``.
+
+    .. math:: u \leftarrow f(g, \theta)
 
     Args:
       fn: a function of the updates tree and the params (``None`` when not given).
@@ -110,8 +112,11 @@ def stateless(fn: Callable[[Updates, Params | None], Updates]) -> GradientTransf
     Returns:
       A :class:`GradientTransformation` whose state is :class:`EmptyState`.
 
+    Raises:
+      TypeError: if ``fn`` is not callable.
+
     Example:
-      >>> import gradtx, jax.numpy as jnp
+      >>> import gradtx, jax, jax.numpy as jnp
       >>> double = gradtx.stateless(lambda u, p: jax.tree.map(lambda x: 2 * x, u))
       >>> double.update({"w": jnp.ones(2)}, double.init(None))[0]["w"]
       Array([2., 2.], dtype=float32)
@@ -127,22 +132,76 @@ def stateless(fn: Callable[[Updates, Params | None], Updates]) -> GradientTransf
 
 
 def identity() -> GradientTransformation:
-    """Passes updates through unchanged."""
+    r"""Passes updates through unchanged.
+
+    .. math:: u \leftarrow g
+
+    A placeholder where a transformation is expected: the link of a group that needs no
+    processing, or the default of an optional step.
+
+    Returns:
+      A stateless :class:`GradientTransformation` (its state is :class:`EmptyState`).
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.identity()
+      >>> g = {"w": jnp.array([1.0, -2.0])}
+      >>> tx.update(g, tx.init(g))[0]["w"]
+      Array([ 1., -2.], dtype=float32)
+    """
     return stateless(lambda updates, params: updates)
 
 
 def set_to_zero() -> GradientTransformation:
-    """Replaces every update by zeros of the same shape and dtype (for frozen parameters)."""
+    r"""Replaces every update by zeros of the same shape and dtype (for frozen parameters).
+
+    .. math:: u \leftarrow 0
+
+    Inside :func:`partition` it freezes a group of params; :func:`freeze` does the same from a
+    mask and keeps the frozen leaves out of the optimizer's state as well.
+
+    Returns:
+      A stateless :class:`GradientTransformation` (its state is :class:`EmptyState`).
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.set_to_zero()
+      >>> g = {"w": jnp.array([1.0, -2.0]), "b": jnp.array([3], jnp.bfloat16)}
+      >>> updates, _ = tx.update(g, tx.init(g))
+      >>> updates["w"], updates["b"]
+      (Array([0., 0.], dtype=float32), Array([0], dtype=bfloat16))
+    """
     return stateless(lambda updates, params: jax.tree.map(jnp.zeros_like, updates))
 
 
 def apply_updates(params: Params, updates: Updates) -> Params:
-    """Returns ``params + updates``, leaf by leaf, each result in its param's dtype.
+    r"""Returns ``params + updates``, leaf by leaf, each result in its param's dtype.
+
+    .. math:: \theta_i \leftarrow \operatorname{cast}_{\theta_i}(\theta_i + u_i)
 
     The sum is formed in the wider of the two dtypes (so a bf16 param gets an f32 update added
     at f32 precision) and then cast back to the param's dtype. ``None`` leaves stay ``None``,
     and a ``float0`` update (the gradient of an integer leaf, from ``jax.grad(...,
     allow_int=True)``, passed through :func:`gradtx.freeze`) leaves its param unchanged.
+
+    Args:
+      params: the tree of params.
+      updates: a tree of the params' structure and shapes, as a transformation's ``update``
+        returns it (the learning rate and the descent sign already applied).
+
+    Returns:
+      The new params, a tree of the params' structure with each leaf in its param's dtype.
+
+    Raises:
+      TypeError: for an update leaf that is not numeric, naming its path.
+      ValueError: when the two trees' structures or leaf shapes differ, naming the paths.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> params = {"w": jnp.array([1.0, 2.0], jnp.bfloat16)}
+      >>> updates = {"w": jnp.array([0.5, -0.5])}  # float32
+      >>> gradtx.apply_updates(params, updates)["w"]  # added in float32, stored as bfloat16
+      Array([1.5, 1.5], dtype=bfloat16)
     """
 
     for path, u in jax.tree_util.tree_flatten_with_path(updates)[0]:

@@ -104,6 +104,10 @@ def check_state(expected: OptState, saved: PyTree) -> None:
       saved: the checkpoint's tree: arrays, or anything with ``shape`` and ``dtype`` (Orbax's
         array metadata from ``checkpointer.metadata(path)``, ``jax.ShapeDtypeStruct``).
 
+    Returns:
+      None, when the checkpoint fits: every leaf of ``expected`` has a leaf of the same shape
+      and dtype at the same path in ``saved``, and ``saved`` has no other.
+
     Raises:
       ValueError: ``check_state: the checkpoint does not fit the optimizer's state: ...`` with
         the paths missing from the checkpoint, the paths it has in excess, and the leaves whose

@@ -37,10 +37,24 @@ def _check_state(owner: str, state: Any, expected: int) -> None:
 
 
 def chain(*transforms: GradientTransformation) -> GradientTransformation:
-    """Applies transformations one after the other; the state is the tuple of their states.
+    r"""Applies transformations one after the other; the state is the tuple of their states.
 
-    Extra keyword arguments given to ``update`` reach every link (links from libraries whose
-    ``update`` takes none, like optax's plain transformations, are called without them).
+    .. math:: u \leftarrow T_n(\cdots T_2(T_1(g)))
+
+    Each link gets the updates the previous one returned, and the same params. Extra keyword
+    arguments given to ``update`` reach every link (links from libraries whose ``update`` takes
+    none, like optax's plain transformations, are called without them).
+
+    Args:
+      *transforms: the links :math:`T_1, \dots, T_n`, applied in the order given (gradtx's or
+        optax's transformations). Without any, the updates pass unchanged.
+
+    Returns:
+      A :class:`GradientTransformation` whose state is the tuple of the links' states, in
+      order.
+
+    Raises:
+      TypeError: for a link that is not a transformation, naming its position.
 
     Example:
       >>> import gradtx, jax.numpy as jnp
@@ -69,11 +83,32 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
 def named_chain(*named: tuple[str, GradientTransformation]) -> GradientTransformation:
     """:func:`chain` whose state is a dict keyed by the links' names.
 
-    Names show in :func:`gradtx.hyperparams` keys when two links share a hyperparameter name.
+    The updates go through the links in the order given, as in :func:`chain`. Names show in
+    :func:`gradtx.hyperparams` keys when two links share a hyperparameter name.
+
+    Args:
+      *named: ``(name, transformation)`` pairs, in the order the links are applied; the names
+        are unique strings.
+
+    Returns:
+      A :class:`GradientTransformation` whose state is ``{name: link state}``.
+
+    Raises:
+      TypeError: for an argument that is not a ``(str, transformation)`` pair.
+      ValueError: for a name given twice.
 
     Example:
-      >>> import gradtx
+      >>> import gradtx, jax.numpy as jnp
       >>> tx = gradtx.named_chain(("clip", gradtx.clip(1.0)), ("sgd", gradtx.sgd(0.1)))
+      >>> params = {"w": jnp.array([3.0, -0.5])}
+      >>> state = tx.init(params)
+      >>> list(state)
+      ['clip', 'sgd']
+      >>> tx.update(params, state, params)[0]["w"]  # clipped to [1, -0.5], times -0.1
+      Array([-0.1 ,  0.05], dtype=float32)
+      >>> two = gradtx.named_chain(("a", gradtx.sgd(0.1)), ("b", gradtx.sgd(0.2)))
+      >>> sorted(gradtx.hyperparams(two.init(params)))  # a shared name, qualified
+      ['a/learning_rate', 'b/learning_rate']
     """
     for i, pair in enumerate(named):
         if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str)):
@@ -324,7 +359,7 @@ def masked(
         still describes the whole params tree (the leaves left out by the outer wrapper are
         ``None`` there).
       mask_compatible_extra_args: also restrict extra arguments of ``update`` whose tree
-        structure is the updates' to the selected leaves.
+        structure is the updates' to the selected leaves. Default False, optax's.
 
     Returns:
       A :class:`GradientTransformation` whose state is ``inner``'s state for the selected

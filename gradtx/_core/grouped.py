@@ -258,7 +258,7 @@ def grouped(
         ``"leaf:<path>"`` (default 65536, 256 KiB of float32: on a 1000-leaf transformer-shaped
         tree it keeps the embeddings and the head out of the copies; grouping them too made
         the step several times slower on the 2-core CPU machine, for no compile-time gain).
-      check: probe ``tx`` for leaf independence when called (keyword-only).
+      check: probe ``tx`` for leaf independence when called (keyword-only). Default True.
 
     Returns:
       A :class:`GradientTransformation` with :class:`GroupedState` state.

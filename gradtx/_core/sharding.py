@@ -135,12 +135,17 @@ def state_sharding(tx: Any, params: PyTree, *, zero_axis: str | None = None) -> 
       tx: the :class:`GradientTransformation`.
       params: the params as placed ``jax.Array``\ s, or ``jax.ShapeDtypeStruct``\ s with
         ``sharding=``, all on one mesh.
-      zero_axis: a mesh axis name to shard the state over (ZeRO-1), or ``None``.
+      zero_axis: a mesh axis name to shard the state over (ZeRO-1), or ``None`` (the
+        default: every state leaf is laid out like its param, or replicated).
 
     Returns:
       A tree of :class:`jax.sharding.NamedSharding`, structured like ``tx.init(params)``.
 
-    Example: a replicated model whose Adam moments are split over 1 "data" device.
+    Raises:
+      TypeError: if ``tx`` is not a transformation.
+
+    Example:
+      A replicated model whose Adam moments are split over 1 "data" device:
 
       >>> import gradtx, jax, jax.numpy as jnp
       >>> from jax.sharding import NamedSharding, PartitionSpec as P
@@ -151,6 +156,11 @@ def state_sharding(tx: Any, params: PyTree, *, zero_axis: str | None = None) -> 
       >>> state = jax.jit(tx.init, out_shardings=shardings)(params)
       >>> state.inner_state[0][0].ema["w"].sharding.spec
       P('data',)
+
+    References:
+      Rajbhandari, Rasley, Ruwase and He, *ZeRO: Memory Optimizations Toward Training Trillion
+      Parameter Models*, SC 2020 (stage 1: the optimizer state partitioned over data-parallel
+      devices).
     """
     if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
         raise TypeError(

@@ -103,8 +103,10 @@ def optimistic_adam(
       learning_rate: η >= 0.
       optimism: *o*, the weight of the change of direction; None (optax's default) uses the
         learning rate, as the paper does.
-      b1: β₁ in [0, 1) (0.9). b2: β₂ in [0, 1) (0.999). eps: ε >= 0 (1e-8).
-      eps_root: :math:`\bar\epsilon` >= 0 inside the root (0).
+      b1: β₁ in [0, 1). Default 0.9, optax's.
+      b2: β₂ in [0, 1). Default 0.999, optax's.
+      eps: ε >= 0. Default 1e-8, optax's.
+      eps_root: :math:`\bar\epsilon` >= 0 inside the root. Default 0, optax's.
       mu_dtype: dtype of Adam's first moment (default: the params' dtype).
       nesterov: use NAdam's first moment (optax's default True here).
 
@@ -174,8 +176,10 @@ def optimistic_adam_v2(
       learning_rate: η >= 0, a float or a schedule.
       alpha: α, the weight of the current direction (optax's 1).
       beta: β, the weight of its last change (optax's 1).
-      b1: β₁ in [0, 1) (0.9). b2: β₂ in [0, 1) (0.999). eps: ε >= 0 (1e-8).
-      eps_root: :math:`\bar\epsilon` >= 0 inside the root (0).
+      b1: β₁ in [0, 1). Default 0.9, optax's.
+      b2: β₂ in [0, 1). Default 0.999, optax's.
+      eps: ε >= 0. Default 1e-8, optax's.
+      eps_root: :math:`\bar\epsilon` >= 0 inside the root. Default 0, optax's.
       mu_dtype: dtype of Adam's first moment (default: the params' dtype).
       nesterov: use NAdam's first moment (optax's default True).
 

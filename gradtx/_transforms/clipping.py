@@ -24,10 +24,21 @@ def _clip(max_delta: Value) -> GradientTransformation:
 
 
 def clip(max_delta: ScalarOrSchedule) -> GradientTransformation:
-    """Clips every update element to ``[-max_delta, max_delta]``.
+    r"""Clips every update element to ``[-max_delta, max_delta]``.
+
+    .. math:: u_i \leftarrow \max(-c, \min(g_i, c))
 
     A complex element has its real and imaginary parts clipped each (as the equivalent real
-    problem on the (real, imaginary) pairs would).
+    problem on the (real, imaginary) pairs would). Each element is clipped on its own, so the
+    direction of the update can change; :func:`clip_by_global_norm` keeps it.
+
+    Args:
+      max_delta: *c* > 0, the largest magnitude an element keeps; a float or a schedule. No
+        default, as in optax.
+
+    Returns:
+      A :class:`GradientTransformation` whose state holds only the step count and the live
+      ``max_delta`` (no statistics of the updates).
 
     Example:
       >>> import gradtx, jax.numpy as jnp
@@ -35,6 +46,11 @@ def clip(max_delta: ScalarOrSchedule) -> GradientTransformation:
       >>> g = {"w": jnp.array([-3.0, 0.5, 2.0])}
       >>> tx.update(g, tx.init(g))[0]["w"]
       Array([-1. ,  0.5,  1. ], dtype=float32)
+
+    References:
+      Mikolov, *Statistical Language Models Based on Neural Networks*, PhD thesis, 2012
+      (element-wise clipping); Pascanu, Mikolov and Bengio, *On the difficulty of training
+      recurrent neural networks*, 2013.
     """
     return live("clip", _clip, max_delta=max_delta)
 
@@ -63,10 +79,30 @@ def clip_by_norm(max_norm: ScalarOrSchedule, *, axis_name=None) -> GradientTrans
 
     .. math:: g_l \leftarrow g_l \cdot \min(1, c / \|g_l\|) \quad \text{for every leaf } l
 
+    Each leaf is clipped on its own, by its own L2 norm (taken in at least float32): a leaf
+    within the bound is left as it is, whatever the others' norms. :func:`clip_by_global_norm`
+    clips all leaves together instead.
+
     Args:
-      max_norm: *c*, a float or a schedule.
+      max_norm: *c* > 0, a float or a schedule. No default.
       axis_name: inside ``shard_map``/``pmap``, the axis (or axes) the leaves are split along;
-        see :func:`clip_by_global_norm`.
+        see :func:`clip_by_global_norm`. Default ``None``: each leaf is a whole array.
+
+    Returns:
+      A :class:`GradientTransformation` whose state holds only the step count and the live
+      ``max_norm`` (no statistics of the updates).
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.clip_by_norm(1.0)
+      >>> g = {"a": jnp.array([3.0, 4.0]), "b": jnp.array([0.3, 0.4])}  # norms 5 and 0.5
+      >>> updates, _ = tx.update(g, tx.init(g))
+      >>> updates["a"], updates["b"]  # only "a" is rescaled, to norm 1
+      (Array([0.6, 0.8], dtype=float32), Array([0.3, 0.4], dtype=float32))
+
+    References:
+      Pascanu, Mikolov and Bengio, *On the difficulty of training recurrent neural networks*,
+      2013 (norm clipping, here applied to each tensor).
     """
     build = functools.partial(_clip_by_norm, axes=_tree.axis_names("clip_by_norm", axis_name))
     return live("clip_by_norm", build, max_norm=max_norm)
@@ -86,21 +122,35 @@ def clip_by_global_norm(max_norm: ScalarOrSchedule, *, axis_name=None) -> Gradie
     .. math:: g \leftarrow g \cdot \min(1, c / \|g\|_2), \quad
        \|g\|_2 = \sqrt{\textstyle\sum_l \|g_l\|^2}
 
-    The direction is kept, which is why it is usually preferred to clipping by value.
+    The direction is kept, which is why it is usually preferred to clipping by value. The norm
+    is taken in at least float32.
 
     Args:
-      max_norm: *c*, a float or a schedule.
+      max_norm: *c* > 0, a float or a schedule. No default, as in optax.
       axis_name: inside ``shard_map`` or ``pmap``, the mesh axis (or tuple of axes) along which
         the leaves are split into shards: the sums of squares are added across the shards
         (one ``psum`` of a scalar), so the norm is that of the whole arrays. A leaf that
         ``shard_map`` knows to be replicated along an axis is not summed over it; under
         ``pmap`` every leaf counts as a shard. Leave it ``None`` under ``jit`` with
         shardings, where XLA computes global values itself, and for replicated gradients
-        (after a ``pmean``).
+        (after a ``pmean``). Default ``None`` (optax's function has no such argument).
 
-    Example: parameters split along ``"model"`` inside ``shard_map``; one ``psum`` of a scalar.
+    Returns:
+      A :class:`GradientTransformation` whose state holds only the step count and the live
+      ``max_norm`` (no statistics of the updates).
+
+    Example:
+      Two leaves of norms 3 and 4 are clipped together, by their global norm 5:
 
       >>> import gradtx, jax, jax.numpy as jnp
+      >>> tx = gradtx.clip_by_global_norm(1.0)
+      >>> g = {"a": jnp.array([3.0, 0.0]), "b": jnp.array([0.0, 4.0])}
+      >>> updates, _ = tx.update(g, tx.init(g))
+      >>> updates["a"], updates["b"]
+      (Array([0.6, 0. ], dtype=float32), Array([0. , 0.8], dtype=float32))
+
+      Parameters split along ``"model"`` inside ``shard_map``; one ``psum`` of a scalar:
+
       >>> from jax.sharding import PartitionSpec as P
       >>> mesh = jax.make_mesh((1,), ("model",))
       >>> tx = gradtx.clip_by_global_norm(1.0, axis_name="model")

@@ -56,10 +56,8 @@ def scale_by_sign() -> GradientTransformation:
 
     .. math:: u_t = \operatorname{sign}(g_t) \in \{-1, 0, 1\}
 
-    Real params only: ``init`` refuses complex ones.
-
-    Args:
-      None: the sign has no hyperparameter (as optax's ``scale_by_sign()``).
+    Real params only: ``init`` refuses complex ones. The sign has no hyperparameter, so the
+    factory takes no argument (as optax's ``scale_by_sign()``).
 
     Returns:
       A stateless :class:`GradientTransformation`.

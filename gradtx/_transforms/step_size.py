@@ -29,7 +29,20 @@ def _scale(step_size: Value) -> GradientTransformation:
 
 
 def scale(step_size: ScalarOrSchedule) -> GradientTransformation:
-    """Multiplies the updates by ``step_size`` (a float or a schedule).
+    r"""Multiplies the updates by ``step_size`` (a float or a schedule).
+
+    .. math:: u \leftarrow s \, g
+
+    No sign is flipped and any sign is allowed: ``scale(-lr)`` is a descent step, as is
+    :func:`scale_by_learning_rate` ``(lr)``, which also checks that ``lr`` >= 0.
+
+    Args:
+      step_size: the factor *s*, a float or a schedule of the step count. No default, as in
+        optax.
+
+    Returns:
+      A :class:`GradientTransformation` whose state holds only the step count and the live
+      ``step_size``.
 
     Example:
       >>> import gradtx, jax.numpy as jnp
@@ -92,11 +105,31 @@ def _scale_by_learning_rate(learning_rate: Value, *, flip_sign: bool = True):
 def scale_by_learning_rate(
     learning_rate: ScalarOrSchedule | None, *, flip_sign: bool = True
 ) -> GradientTransformation:
-    """Multiplies the updates by ``-learning_rate`` (gradient descent), or by ``+learning_rate``.
+    r"""Multiplies the updates by ``-learning_rate`` (gradient descent), or by ``+learning_rate``.
+
+    .. math:: u \leftarrow -\eta \, g \quad (\text{or } {+\eta} \, g \text{ without the flip})
+
+    The last link of most optimizers: the links before it form a direction, this one turns it
+    into a descent step of size η.
 
     Args:
       learning_rate: η >= 0, a float or a schedule; ``None`` means no scaling (as in optax).
-      flip_sign: multiply by ``-η`` (the default) rather than ``η``.
+        Required here: optax's defaults to ``None``.
+      flip_sign: multiply by ``-η`` (the default, optax's) rather than ``η``; keyword-only.
+
+    Returns:
+      A :class:`GradientTransformation` whose state holds only the step count and the live
+      ``learning_rate`` (the identity when it is ``None``).
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> g = {"w": jnp.array([1.0, -2.0])}
+      >>> tx = gradtx.scale_by_learning_rate(0.1)
+      >>> tx.update(g, tx.init(g))[0]["w"]  # against the gradient
+      Array([-0.1,  0.2], dtype=float32)
+      >>> tx = gradtx.scale_by_learning_rate(0.1, flip_sign=False)
+      >>> tx.update(g, tx.init(g))[0]["w"]
+      Array([ 0.1, -0.2], dtype=float32)
     """
     flip_sign = check_flag("scale_by_learning_rate", "flip_sign", flip_sign)
     build = functools.partial(_scale_by_learning_rate, flip_sign=flip_sign)
@@ -165,16 +198,32 @@ def scale_by_trust_ratio(
     still moves). Norms are taken in at least float32.
 
     Args:
-      min_norm: :math:`n_0`, a floor for both norms.
-      trust_coefficient: *c* (LARS uses 0.001, LAMB 1).
-      eps: ε added to the update norm.
+      min_norm: :math:`n_0` >= 0, a floor for both norms. Default 0, optax's.
+      trust_coefficient: *c* > 0 (LARS uses 0.001, LAMB 1). Default 1, optax's.
+      eps: ε >= 0 added to the update norm. Default 0, optax's.
       axis_name: inside ``shard_map``/``pmap``, the axis (or axes) the leaves are split along,
         so each tensor's norms are those of the whole tensor; see
-        :func:`gradtx.clip_by_global_norm`.
+        :func:`gradtx.clip_by_global_norm`. Default ``None`` (optax has no such argument).
+
+    Returns:
+      A :class:`GradientTransformation` whose state holds only the step count and the live
+      hyperparameters; its ``update`` needs the params.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.scale_by_trust_ratio()
+      >>> params = {"w": jnp.array([3.0, 4.0]), "b": jnp.zeros(2)}
+      >>> grads = {"w": jnp.array([0.6, 0.8]), "b": jnp.array([0.5, 0.5])}
+      >>> updates, _ = tx.update(grads, tx.init(params), params)
+      >>> updates["w"]  # norms 5 (params) and 1 (update): scaled by 5
+      Array([3., 4.], dtype=float32)
+      >>> updates["b"]  # zero params: ratio 1
+      Array([0.5, 0.5], dtype=float32)
 
     References:
       You, Gitman and Ginsburg, *Large Batch Training of Convolutional Networks*, 2017;
-      You et al., *Large Batch Optimization for Deep Learning: Training BERT in 76 minutes*, 2019.
+      You et al., *Large Batch Optimization for Deep Learning: Training BERT in 76 minutes*,
+      ICLR 2020 (arXiv 2019).
     """
     axes = _tree.axis_names("scale_by_trust_ratio", axis_name)
     return live(

@@ -223,13 +223,41 @@ def lookahead(
 
 
 def slow_params(state: PyTree) -> Params:
-    """The slow weights of the :func:`lookahead` in an optimizer state (for evaluation).
+    r"""The slow weights of the :func:`lookahead` in an optimizer state (for evaluation).
+
+    These are the :math:`\phi` of :func:`lookahead`'s rule, moved towards the fast weights once
+    every ``sync_period`` steps:
+    :math:`\phi_t = \phi_{t-1} + \alpha\, (\theta_{t,k} - \phi_{t-1})`.
 
     ``state`` may be the lookahead's own state or any state holding it (a chain's, the
     ``opt_state`` of a Flax ``TrainState``). Works inside ``jit``.
 
+    Args:
+      state: an optimizer state holding exactly one lookahead state, initialised with plain
+        params (with a :class:`LookaheadParams` pair, the slow weights are ``params.slow``).
+
+    Returns:
+      The slow weights, a tree of the params' structure and dtypes (the state's own arrays,
+      not a copy).
+
     Raises:
       ValueError: if ``state`` holds no lookahead with plain params, or several.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.lookahead(gradtx.sgd(1.0), sync_period=2, slow_step_size=0.5)
+      >>> params = jnp.array([4.0])
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update(jnp.array([1.0]), state, params)  # fast step: 4 -> 3
+      >>> params = gradtx.apply_updates(params, updates)
+      >>> params, gradtx.slow_params(state)  # the slow weights wait for the second step
+      (Array([3.], dtype=float32), Array([4.], dtype=float32))
+      >>> updates, state = tx.update(jnp.array([1.0]), state, params)  # 3 -> 2, then sync
+      >>> gradtx.slow_params(state)  # halfway from 4 to 2
+      Array([3.], dtype=float32)
+
+    References:
+      Zhang, Lucas, Hinton and Ba, *Lookahead Optimizer: k steps forward, 1 step back*, 2019.
     """
     found = []
 

@@ -69,6 +69,7 @@ def monitor(tx: GradientTransformation, *, axis_name: Any = None) -> GradientTra
       tx: the optimizer to monitor.
       axis_name: inside ``shard_map``/``pmap``, the axis (or axes) the leaves are split along,
         so the norms are those of the whole arrays (see :func:`gradtx.clip_by_global_norm`).
+        Default ``None``: the leaves are whole arrays.
 
     Returns:
       A :class:`GradientTransformation` with :class:`MonitorState` state; its updates are
@@ -141,23 +142,36 @@ def _find(state: PyTree, cls: type) -> list[tuple[str, Any]]:
 
 
 def step_stats(state: OptState) -> dict[str, jax.Array]:
-    """The numbers to log for the last step, from an optimizer state with a :func:`monitor`.
+    r"""The numbers to log for the last step, from an optimizer state with a :func:`monitor`.
 
-    Returns a dict of scalar arrays (works inside ``jit``, ``lax.scan`` and ``vmap``):
+    The norms are those :func:`monitor` recorded during the last update,
+    :math:`\|g\|_2 = \sqrt{\textstyle\sum_l \|g_l\|^2}` over all leaves of the gradients it
+    received and likewise for the updates it returned; nothing is recomputed here. Works inside
+    ``jit``, ``lax.scan`` and ``vmap``.
 
-    * ``"grad_norm"``, ``"update_norm"``: the global norms recorded by :func:`monitor`;
-    * ``"learning_rate"``: the learning rate the last update used, when the optimizer has one
-      (several learning rates keep their :func:`gradtx.hyperparams` keys, e.g.
-      ``"opt/learning_rate"``);
-    * ``"skipped_steps"``: the steps with non-finite gradients so far, when the optimizer has
-      an :func:`apply_if_finite`: its ``total_notfinite`` (summed over several, e.g. one per
-      group of params). Steps let through after ``max_consecutive_errors`` bad ones in a row
-      are counted too: they were not skipped, but their gradients were not finite either.
+    Args:
+      state: an optimizer state holding exactly one :class:`MonitorState` (the state of a
+        :func:`monitor`-wrapped optimizer, or any state containing it, such as the
+        ``opt_state`` of a Flax ``TrainState``).
+
+    Returns:
+      A dict of scalar arrays:
+
+      * ``"grad_norm"``, ``"update_norm"``: the global norms recorded by :func:`monitor`;
+      * ``"learning_rate"``: the learning rate the last update used, when the optimizer has
+        one (several learning rates keep their :func:`gradtx.hyperparams` keys, e.g.
+        ``"opt/learning_rate"``);
+      * ``"skipped_steps"``: the steps with non-finite gradients so far, when the optimizer
+        has an :func:`apply_if_finite`: its ``total_notfinite`` (summed over several, e.g. one
+        per group of params). Steps let through after ``max_consecutive_errors`` bad ones in
+        a row are counted too: they were not skipped, but their gradients were not finite
+        either.
 
     Raises:
       ValueError: if ``state`` holds no :func:`monitor` state, or more than one.
 
-    Example: a jitted training step returning its statistics for logging.
+    Example:
+      A jitted training step returning its statistics for logging:
 
       >>> import gradtx, jax, jax.numpy as jnp
       >>> tx = gradtx.monitor(gradtx.chain(
