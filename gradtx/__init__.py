@@ -94,17 +94,17 @@ from gradtx._schedules.cyclic import (
 )
 from gradtx._schedules.cyclic import one_cycle_schedule as one_cycle_schedule
 from gradtx._schedules.cyclic import sgdr_schedule as sgdr_schedule
-from gradtx._schedules.cyclic import warmup_constant_schedule as warmup_constant_schedule
-from gradtx._schedules.cyclic import (
+from gradtx._schedules.plateau import reduce_on_plateau as reduce_on_plateau
+from gradtx._schedules.warmup import warmup_constant_schedule as warmup_constant_schedule
+from gradtx._schedules.warmup import (
     warmup_cosine_decay_schedule as warmup_cosine_decay_schedule,
 )
-from gradtx._schedules.cyclic import (
+from gradtx._schedules.warmup import (
     warmup_exponential_decay_schedule as warmup_exponential_decay_schedule,
 )
-from gradtx._schedules.cyclic import (
+from gradtx._schedules.warmup import (
     warmup_stable_decay_schedule as warmup_stable_decay_schedule,
 )
-from gradtx._schedules.plateau import reduce_on_plateau as reduce_on_plateau
 from gradtx._transforms.adam_family import scale_by_adamax as scale_by_adamax
 from gradtx._transforms.adam_family import scale_by_amsgrad as scale_by_amsgrad
 from gradtx._transforms.adam_family import scale_by_radam as scale_by_radam

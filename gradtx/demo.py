@@ -132,8 +132,13 @@ def train(
     *,
     seed: int,
     progress,
+    pass_value: bool = False,
 ) -> Result:
-    """Trains a fresh model with ``tx`` on the mini-batches ``indices``; returns its record."""
+    """Trains a fresh model with ``tx`` on the mini-batches ``indices``; returns its record.
+
+    ``pass_value``: give ``tx.update`` the mini-batch's loss as ``value=`` (Polyak's step size
+    needs it).
+    """
     from flax import nnx
 
     (x_train, y_train), (x_val, y_val) = data
@@ -152,7 +157,7 @@ def train(
         def step(state, idx):
             model, optimizer = nnx.merge(graphdef, state)
             loss, grads = nnx.value_and_grad(loss_fn)(model, x_train[idx], y_train[idx])
-            optimizer.update(model, grads)
+            optimizer.update(model, grads, **({"value": loss} if pass_value else {}))
             return nnx.state((model, optimizer)), loss
 
         state, losses = jax.lax.scan(step, state, chunk_indices)

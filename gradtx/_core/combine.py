@@ -12,7 +12,7 @@ import numpy as np
 
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation, PyTree, identity, with_extra_args
-from gradtx._core.hyper import check_flag
+from gradtx._core.checks import check_flag
 
 
 def _check_links(owner: str, transforms: tuple[Any, ...]) -> tuple[GradientTransformation, ...]:

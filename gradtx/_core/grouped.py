@@ -18,7 +18,7 @@ import numpy as np
 
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation, Params, PyTree, Updates, with_extra_args
-from gradtx._core.hyper import check_flag
+from gradtx._core.checks import check_flag
 
 _SHOWN = 5  # leaves listed per buffer in an error message
 

@@ -9,8 +9,9 @@ import jax.numpy as jnp
 
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation
+from gradtx._core.checks import check_count, check_flag
 from gradtx._core.combine import chain
-from gradtx._core.hyper import ScalarOrSchedule, check_count, check_flag, live
+from gradtx._core.hyper import ScalarOrSchedule, live
 from gradtx._curvature.linesearch import scalar_dtype
 from gradtx._curvature.zoom import scale_by_zoom_linesearch
 from gradtx._transforms.step_size import _scale, _scale_by_learning_rate

@@ -11,15 +11,9 @@ import jax.numpy as jnp
 
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation, PyTree
+from gradtx._core.checks import check_count, check_hyperparam
 from gradtx._core.combine import chain
-from gradtx._core.hyper import (
-    ScalarOrSchedule,
-    Value,
-    check_count,
-    check_hyperparam,
-    live,
-    value_as,
-)
+from gradtx._core.hyper import ScalarOrSchedule, Value, live, value_as
 from gradtx._curvature.linesearch import _RESERVED, scalar_dtype, value_fn_of
 from gradtx._transforms.step_size import _scale, _scale_by_learning_rate
 

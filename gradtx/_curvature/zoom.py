@@ -14,7 +14,8 @@ import jax.numpy as jnp
 
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation
-from gradtx._core.hyper import ScalarOrSchedule, Value, check_count, check_flag, live, value_as
+from gradtx._core.checks import check_count, check_flag
+from gradtx._core.hyper import ScalarOrSchedule, Value, live, value_as
 from gradtx._curvature.linesearch import (
     LinesearchInfo,
     ZoomLinesearchState,

@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from gradtx._core.base import GradientTransformation
+from gradtx._core.checks import check_dtype, check_flag, check_range
 from gradtx._core.combine import chain, check_mask
-from gradtx._core.hyper import ScalarOrSchedule, check_dtype, check_flag, check_range, live
+from gradtx._core.hyper import ScalarOrSchedule, live
 from gradtx._transforms.adam_family import (
     _scale_by_adamax,
     _scale_by_amsgrad,

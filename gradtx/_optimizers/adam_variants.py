@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from gradtx._core.base import GradientTransformation
+from gradtx._core.checks import check_dtype, check_flag, check_range
 from gradtx._core.combine import check_mask
-from gradtx._core.hyper import ScalarOrSchedule, check_dtype, check_flag, check_range, live
+from gradtx._core.hyper import ScalarOrSchedule, live
 from gradtx._optimizers.adam_like import with_weight_decay
 from gradtx._transforms.adam_family import _scale_by_radam
 from gradtx._transforms.adam_family_moments import _scale_by_adan, _scale_by_belief, _scale_by_yogi

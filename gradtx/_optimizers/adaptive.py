@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from gradtx._core.base import GradientTransformation, identity
+from gradtx._core.checks import check_constant, check_flag
 from gradtx._core.combine import chain, check_mask
-from gradtx._core.hyper import ScalarOrSchedule, check_constant, check_flag, live
+from gradtx._core.hyper import ScalarOrSchedule, live
 from gradtx._transforms.decay import _add_decayed_weights
 from gradtx._transforms.momentum import _trace
 from gradtx._transforms.second_moments import (

@@ -15,8 +15,9 @@ import jax.numpy as jnp
 
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation
+from gradtx._core.checks import check_dtype, check_flag, check_range
 from gradtx._core.combine import chain, check_mask
-from gradtx._core.hyper import ScalarOrSchedule, check_dtype, check_flag, check_range, live
+from gradtx._core.hyper import ScalarOrSchedule, live
 from gradtx._transforms.block_norms import _clip_by_block_rms, _scale_by_param_block_rms
 from gradtx._transforms.decay import _add_decayed_weights
 from gradtx._transforms.factored import (

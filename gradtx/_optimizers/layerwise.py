@@ -14,8 +14,9 @@ import jax.numpy as jnp
 
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation
+from gradtx._core.checks import check_dtype, check_flag
 from gradtx._core.combine import chain, check_mask, masked
-from gradtx._core.hyper import Live, ScalarOrSchedule, check_dtype, check_flag, live, scalar
+from gradtx._core.hyper import Live, ScalarOrSchedule, live, scalar
 from gradtx._transforms.block_norms import _scale_by_novograd
 from gradtx._transforms.decay import _add_decayed_weights
 from gradtx._transforms.momentum import _trace

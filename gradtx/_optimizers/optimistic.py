@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from gradtx._core.base import GradientTransformation
+from gradtx._core.checks import check_dtype, check_flag
 from gradtx._core.combine import chain
-from gradtx._core.hyper import ScalarOrSchedule, check_dtype, check_flag, live
+from gradtx._core.hyper import ScalarOrSchedule, live
 from gradtx._transforms.optimistic import _scale_by_optimistic_gradient
 from gradtx._transforms.second_moments import _scale_by_adam
 from gradtx._transforms.step_size import _scale, _scale_by_learning_rate

@@ -17,18 +17,9 @@ import numpy as np
 
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation, PyTree, identity
+from gradtx._core.checks import check_dtype, check_flag, check_range
 from gradtx._core.combine import chain
-from gradtx._core.hyper import (
-    ScalarOrSchedule,
-    Value,
-    check_dtype,
-    check_flag,
-    check_range,
-    live,
-    per_dtype,
-    scalar,
-    value_as,
-)
+from gradtx._core.hyper import ScalarOrSchedule, Value, live, per_dtype, scalar, value_as
 from gradtx._transforms.decay import _add_decayed_weights
 from gradtx._transforms.gradient_processing import _add_noise, _key_data
 from gradtx._transforms.momentum import _trace

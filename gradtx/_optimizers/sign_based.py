@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from gradtx._core.base import GradientTransformation
+from gradtx._core.checks import check_dtype, check_range
 from gradtx._core.combine import chain, check_mask
-from gradtx._core.hyper import ScalarOrSchedule, check_dtype, check_range, live
+from gradtx._core.hyper import ScalarOrSchedule, live
 from gradtx._transforms.decay import _add_decayed_weights
 from gradtx._transforms.momentum import _ema
 from gradtx._transforms.sign import (

@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 import jax
 import jax.numpy as jnp
 
-from gradtx._core.hyper import _float_dtype, check_flag
+from gradtx._core.checks import _float_dtype, check_flag
 from gradtx._schedules.steps import (
     _count,
     _finite,

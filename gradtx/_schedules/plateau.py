@@ -9,15 +9,8 @@ import jax
 import jax.numpy as jnp
 
 from gradtx._core.base import GradientTransformation
-from gradtx._core.hyper import (
-    ScalarOrSchedule,
-    Value,
-    _float_dtype,
-    check_count,
-    live,
-    one_minus,
-    value_as,
-)
+from gradtx._core.checks import _float_dtype, check_count
+from gradtx._core.hyper import ScalarOrSchedule, Value, live, one_minus, value_as
 
 _NEGLIGIBLE = 1e-8
 

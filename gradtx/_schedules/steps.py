@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradtx._core.hyper import _float_dtype, check_number
+from gradtx._core.checks import _float_dtype, check_number
 
 # Validation: on concrete Python values, when the schedule is built.
 

@@ -18,18 +18,9 @@ import jax.numpy as jnp
 
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation
+from gradtx._core.checks import check_dtype, check_flag
 from gradtx._core.combine import chain, join
-from gradtx._core.hyper import (
-    ScalarOrSchedule,
-    Value,
-    check_dtype,
-    check_flag,
-    live,
-    one_minus,
-    per_dtype,
-    scalar,
-    value_as,
-)
+from gradtx._core.hyper import ScalarOrSchedule, Value, live, one_minus, per_dtype, scalar, value_as
 from gradtx._transforms.momentum import EmaState, _bias_correction, _ema, ema_step
 from gradtx._transforms.second_moments import (
     _computed_dtype,

@@ -16,19 +16,9 @@ import jax.numpy as jnp
 
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation
+from gradtx._core.checks import check_constant, check_dtype, check_flag, check_range
 from gradtx._core.combine import join
-from gradtx._core.hyper import (
-    ScalarOrSchedule,
-    Value,
-    check_constant,
-    check_dtype,
-    check_flag,
-    check_range,
-    live,
-    one_minus,
-    per_dtype,
-    value_as,
-)
+from gradtx._core.hyper import ScalarOrSchedule, Value, live, one_minus, per_dtype, value_as
 from gradtx._transforms.adam_family import first_moment, in_gradient_dtypes
 from gradtx._transforms.momentum import EmaState, debias_step, ema_step
 from gradtx._transforms.second_moments import root_scale_step

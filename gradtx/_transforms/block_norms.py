@@ -17,15 +17,8 @@ import jax.numpy as jnp
 
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation, stateless
-from gradtx._core.hyper import (
-    ScalarOrSchedule,
-    Value,
-    check_dtype,
-    check_range,
-    live,
-    per_dtype,
-    value_as,
-)
+from gradtx._core.checks import check_dtype, check_range
+from gradtx._core.hyper import ScalarOrSchedule, Value, live, per_dtype, value_as
 from gradtx._transforms.momentum import ema_step, trace_step
 
 # ---- per-leaf factors --------------------------------------------------------------------

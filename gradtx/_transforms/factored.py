@@ -18,17 +18,8 @@ import numpy as np
 
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation
-from gradtx._core.hyper import (
-    Live,
-    ScalarOrSchedule,
-    Value,
-    check_count,
-    check_dtype,
-    check_flag,
-    check_range,
-    live,
-    scalar,
-)
+from gradtx._core.checks import check_count, check_dtype, check_flag, check_range
+from gradtx._core.hyper import Live, ScalarOrSchedule, Value, live, scalar
 from gradtx._transforms.momentum import ema_step
 
 VARIANTS = ("optax", "torch")

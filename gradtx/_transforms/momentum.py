@@ -10,11 +10,10 @@ import jax
 
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation
+from gradtx._core.checks import check_dtype, check_flag
 from gradtx._core.hyper import (
     ScalarOrSchedule,
     Value,
-    check_dtype,
-    check_flag,
     live,
     one_minus,
     one_minus_power,

@@ -15,16 +15,8 @@ import jax.numpy as jnp
 
 from gradtx._core import tree as _tree
 from gradtx._core.base import EmptyState, GradientTransformation
-from gradtx._core.hyper import (
-    ScalarOrSchedule,
-    Value,
-    check_dtype,
-    check_range,
-    live,
-    per_dtype,
-    scalar,
-    value_as,
-)
+from gradtx._core.checks import check_dtype, check_range
+from gradtx._core.hyper import ScalarOrSchedule, Value, live, per_dtype, scalar, value_as
 from gradtx._transforms.momentum import ema_step
 
 _NO_COMPLEX = "a sign method has no complex form (the sign of each real part would be a guess)"

@@ -11,7 +11,8 @@ import jax.numpy as jnp
 
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation, identity, stateless
-from gradtx._core.hyper import ScalarOrSchedule, Value, check_flag, live, per_dtype, value_as
+from gradtx._core.checks import check_flag
+from gradtx._core.hyper import ScalarOrSchedule, Value, live, per_dtype, value_as
 
 
 def _times(factor: Callable[[Any], jax.Array]) -> GradientTransformation:

@@ -24,7 +24,7 @@ from gradtx._core.base import (
     Updates,
     with_extra_args,
 )
-from gradtx._core.hyper import check_count, check_dtype, check_flag
+from gradtx._core.checks import check_count, check_dtype, check_flag
 
 ShouldSkipUpdateFn = Callable[[Updates, jax.Array, Params | None], tuple[jax.Array, PyTree]]
 

@@ -10,17 +10,8 @@ import jax.numpy as jnp
 
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation, OptState, Params, PyTree, with_extra_args
-from gradtx._core.hyper import (
-    HyperState,
-    ScalarOrSchedule,
-    Value,
-    check_count,
-    check_dtype,
-    check_flag,
-    live,
-    one_minus,
-    value_as,
-)
+from gradtx._core.checks import check_count, check_dtype, check_flag
+from gradtx._core.hyper import HyperState, ScalarOrSchedule, Value, live, one_minus, value_as
 from gradtx._transforms.momentum import debias_step, ema_step
 
 # ---- lookahead: the math, for one array ----------------------------------------------------

@@ -13,7 +13,8 @@ import jax.numpy as jnp
 from jax.experimental import checkify
 
 from gradtx._core.base import GradientTransformation, with_extra_args
-from gradtx._core.hyper import _catalogue, _public_names, constraint, hyperparams
+from gradtx._core.checks import constraint
+from gradtx._core.hyper import _catalogue, _public_names, hyperparams
 
 
 def _check_values(state) -> None:
