@@ -117,10 +117,10 @@ def test_active_global_clipping_matches_to_summation_order():
     assert helpers.max_relative_deviation(got, reference) <= 6e-7
     # the norms themselves: per leaf vs per dtype buffer
     g = grads[0]
-    per_leaf = float(gradtx._core.tree.global_norm(g))
+    per_leaf = float(gradtx._core.norms.global_norm(g))
     layout = gradtx._core.grouped._layout(g, 1 << 20)
     buffers = gradtx._core.grouped._concat(layout, jax.tree.leaves(g), "updates")
-    assert float(gradtx._core.tree.global_norm(buffers)) == pytest.approx(per_leaf, rel=3e-7)
+    assert float(gradtx._core.norms.global_norm(buffers)) == pytest.approx(per_leaf, rel=3e-7)
 
 
 def test_against_float64_reference_and_optax_flatten():

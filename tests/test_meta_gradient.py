@@ -163,7 +163,7 @@ STATIONARY = {
         0.05, initial_accumulator_value=0.0, eps=1e-10, eps_in_sqrt=False
     ),
 }
-# gradtx._core.tree.sqrt has derivative 0 at 0 (the true slope is infinite): 0 * inf is NaN
+# gradtx._core.norms.sqrt has derivative 0 at 0 (the true slope is infinite): 0 * inf is NaN
 CONTROLS = {
     "sgd_momentum": lambda: gradtx.sgd(0.05, momentum=0.9),
     "rmsprop": lambda: gradtx.rmsprop(0.05),  # eps inside the root: rsqrt(v + eps) at v = 0

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import gradtx
-from gradtx._core import tree as _tree
+from gradtx._core import norms as _norms
 from tests import helpers
 
 F32_MAX = float(np.finfo(np.float32).max)
@@ -53,8 +53,8 @@ MAGNITUDES = {
 def test_norms_are_exact_over_the_float32_range(case, jit):
     x = jnp.asarray(MAGNITUDES[case], jnp.float32)
     leaves = [x, x[:2] * 0.5, jnp.zeros((0,), jnp.float32)]
-    norms = jax.jit(_tree.norms) if jit else _tree.norms
-    global_norm = jax.jit(_tree.global_norm) if jit else _tree.global_norm
+    norms = jax.jit(_norms.norms) if jit else _norms.norms
+    global_norm = jax.jit(_norms.global_norm) if jit else _norms.global_norm
     for leaf, got in zip(leaves, norms(leaves)):
         _assert_norm(float(got), _norm64([leaf]))
     _assert_norm(float(global_norm(leaves)), _norm64(leaves))
@@ -69,20 +69,20 @@ def _assert_norm(got, expected):
 
 def test_norms_of_ordinary_values_are_the_plain_formula_bit_for_bit():
     x = jnp.asarray(np.random.default_rng(0).normal(size=(50,)), jnp.float32)
-    assert float(_tree.global_norm([x])) == float(jnp.sqrt(jnp.sum(x * x)))
+    assert float(_norms.global_norm([x])) == float(jnp.sqrt(jnp.sum(x * x)))
 
 
 def test_norms_propagate_inf_and_nan():
-    assert float(_tree.global_norm([jnp.asarray([1.0, jnp.inf])])) == np.inf
-    assert np.isnan(float(_tree.global_norm([jnp.asarray([1e30, jnp.nan])])))
-    assert np.isnan(float(_tree.norms([jnp.asarray([jnp.nan, 1e-30])])[0]))
+    assert float(_norms.global_norm([jnp.asarray([1.0, jnp.inf])])) == np.inf
+    assert np.isnan(float(_norms.global_norm([jnp.asarray([1e30, jnp.nan])])))
+    assert np.isnan(float(_norms.norms([jnp.asarray([jnp.nan, 1e-30])])[0]))
 
 
 @pytest.mark.parametrize("dtype", [jnp.complex64, jnp.float32])
 def test_unit_norms_are_exact_over_the_float32_range(dtype):
     values = np.array([[1e30, 1e-30, 3.0], [1e30, 2e-30, 4.0]])
     x = jnp.asarray(values, dtype)
-    (got,) = _tree.unit_norms([x], [(0,)])
+    (got,) = _norms.unit_norms([x], [(0,)])
     expected = [_norm64([values[:, i]]) for i in range(3)]
     np.testing.assert_allclose(np.asarray(got)[0], expected, rtol=2e-7)
 
@@ -90,7 +90,7 @@ def test_unit_norms_are_exact_over_the_float32_range(dtype):
 def test_the_slow_path_is_differentiable_with_zero_slope_at_zero():
     def f(scale):
         x = jnp.asarray([1e30, 0.0]) * scale
-        return _tree.global_norm([x]) + _tree.norms([jnp.zeros(2) * scale])[0]
+        return _norms.global_norm([x]) + _norms.norms([jnp.zeros(2) * scale])[0]
 
     np.testing.assert_allclose(float(jax.grad(f)(1.0)), 1e30, rtol=1e-6)
 
@@ -106,7 +106,7 @@ def test_norms_under_vmap_are_exact_for_every_batch_element(dtype):
     rows = jnp.stack([batched, batched * 2]).transpose(1, 0, 2)  # (batch, 2, 3)
 
     def f(a, b, c, d):
-        return _tree.norms([a, b, c]), _tree.unit_norms([d, c], [(0,), None])
+        return _norms.norms([a, b, c]), _norms.unit_norms([d, c], [(0,), None])
 
     (norms, units) = jax.jit(jax.vmap(f, in_axes=(0, 0, None, 0)))(batched, other, fixed, rows)
     for i in range(3):
@@ -125,7 +125,7 @@ def test_norms_differentiate_in_both_modes_and_under_vmap():
     slope = [[3 / 13, -4 / 13, 12 / 13]] * 2 + [[0.0] * 3]
 
     def norm(v):
-        return _tree.norms([v])[0]
+        return _norms.norms([v])[0]
 
     for grad in (jax.grad(norm), jax.jacfwd(norm)):
         np.testing.assert_allclose(jax.jit(jax.vmap(grad))(x), slope, rtol=1e-6)

@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gradtx._core import norms as _norms
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation
 from gradtx._core.checks import check_count, check_flag
@@ -115,7 +116,7 @@ def _lbfgs_direction(*, memory_size: int, scale_init_precond: bool) -> GradientT
             y_new = _slot(y_mem, newest)
             yy_new = _tree.vdot(y_new, y_new).astype(dtype)
             have_pair = rho[newest] > 0
-            gnorm = _tree.global_norm(updates).astype(dtype)
+            gnorm = _norms.global_norm(updates).astype(dtype)
             gamma = jnp.where(
                 have_pair,
                 1 / (rho[newest] * jnp.where(have_pair, yy_new, 1)),

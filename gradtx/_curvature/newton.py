@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gradtx._core import norms as _norms
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation, PyTree
 from gradtx._core.checks import check_count, check_hyperparam
@@ -186,7 +187,7 @@ def _newton_direction(damping: Value, tol: Value | None, *, max_cg_steps: int):
             return jax.tree.map(lambda a, x: a + (lam.astype(x.dtype) * x).astype(a.dtype), hv, v)
 
         if tol is None:  # Nocedal and Wright's forcing sequence: superlinear near the minimum
-            gnorm = _tree.global_norm(updates).astype(dtype)
+            gnorm = _norms.global_norm(updates).astype(dtype)
             rel = jnp.minimum(jnp.asarray(0.5, dtype), jnp.sqrt(gnorm))
         else:
             rel = value_as(tol, dtype)

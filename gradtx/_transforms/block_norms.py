@@ -3,7 +3,7 @@
 NovoGrad's layer-wise second moment, scaling by the params' norm or RMS (Adafactor's relative
 step, Fromage), clipping by an update's RMS (Adafactor's update clipping), and normalizing by
 the updates' global norm. Norms are taken in at least float32 and are overflow-safe
-(:func:`gradtx._core.tree.norms`); complex leaves by ``|x|``.
+(:func:`gradtx._core.norms.norms`); complex leaves by ``|x|``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gradtx._core import norms as _norms
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation, stateless
 from gradtx._core.checks import check_dtype, check_range
@@ -26,7 +27,7 @@ from gradtx._transforms.momentum import ema_step, trace_step
 
 def block_rms(leaves: list[jax.Array]) -> list[jax.Array]:
     """``sqrt(mean |x|**2)`` of each leaf, in at least float32 (0 for an empty leaf)."""
-    return [n / math.sqrt(max(x.size, 1)) for x, n in zip(leaves, _tree.norms(leaves))]
+    return [n / math.sqrt(max(x.size, 1)) for x, n in zip(leaves, _norms.norms(leaves))]
 
 
 def _scaled(g: jax.Array, factor: jax.Array) -> jax.Array:
@@ -50,7 +51,7 @@ def _by_param_block(owner: str, measure, min_scale: Value) -> GradientTransforma
 
 
 def _scale_by_param_block_norm(min_scale: Value) -> GradientTransformation:
-    return _by_param_block("scale_by_param_block_norm", _tree.norms, min_scale)
+    return _by_param_block("scale_by_param_block_norm", _norms.norms, min_scale)
 
 
 def scale_by_param_block_norm(min_scale: ScalarOrSchedule = 1e-3) -> GradientTransformation:
@@ -158,7 +159,7 @@ def clip_by_block_rms(threshold: ScalarOrSchedule) -> GradientTransformation:
 
 def _normalize_by_update_norm(scale_factor: Value, eps: Value) -> GradientTransformation:
     def update(updates, params):
-        norm = _tree.global_norm(updates)
+        norm = _norms.global_norm(updates)
         divisor = norm + value_as(eps, norm.dtype)
         # 0 where the divisor is: only all-zero updates with eps = 0, which stay 0 (not 0/0)
         safe = jnp.where(divisor > 0, divisor, jnp.ones_like(divisor))

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradtx._core import norms as _norms
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation, stateless
 from gradtx._core.hyper import ScalarOrSchedule, Value, live, value_as
@@ -61,14 +62,14 @@ def clip_leaf(g: jax.Array, max_norm: Value, root: jax.Array, e: jax.Array) -> j
     (a factor below the dtype's normal range would lose digits or be flushed to 0, and a norm
     beyond float32's largest value is inf); NaN where the norm is NaN."""
     c = value_as(max_norm, root.dtype)
-    within = _tree.from_scaled(root, e) <= c
-    return jnp.where(within, g, _tree.times_ratio(g, c, root, e))
+    within = _norms.from_scaled(root, e) <= c
+    return jnp.where(within, g, _norms.times_ratio(g, c, root, e))
 
 
 def _clip_by_norm(max_norm: Value, *, axes) -> GradientTransformation:
     def clip_all(updates, params):
         leaves, treedef = jax.tree.flatten(updates)
-        norms = _tree.scaled_norms(leaves, axes)
+        norms = _norms.scaled_norms(leaves, axes)
         return treedef.unflatten([clip_leaf(g, max_norm, *n) for g, n in zip(leaves, norms)])
 
     return stateless(clip_all)
@@ -110,7 +111,7 @@ def clip_by_norm(max_norm: ScalarOrSchedule, *, axis_name=None) -> GradientTrans
 
 def _clip_by_global_norm(max_norm: Value, *, axes) -> GradientTransformation:
     def clip_all(updates, params):
-        norm = _tree.scaled_global_norm(updates, axes)
+        norm = _norms.scaled_global_norm(updates, axes)
         return jax.tree.map(lambda g: clip_leaf(g, max_norm, *norm), updates)
 
     return stateless(clip_all)
@@ -201,7 +202,7 @@ def unit_axes(shape: tuple[int, ...], axis: int | tuple[int, ...] | None, path: 
 
 def adaptive_clip_leaf(g, g_norm, p_norm, clipping: Value, eps: Value):
     """``g``'s units rescaled to norm ``clipping * max(||p unit||, eps)`` where they exceed it,
-    given the units' norms (as :func:`gradtx._core.tree.unit_norms` gives them)."""
+    given the units' norms (as :func:`gradtx._core.norms.unit_norms` gives them)."""
     dtype = g_norm.dtype
     max_norm = value_as(clipping, dtype) * jnp.maximum(p_norm, value_as(eps, dtype))
     over = g_norm > max_norm
@@ -221,7 +222,7 @@ def _adaptive_grad_clip(clipping: Value, eps: Value, *, axis) -> GradientTransfo
         paths, treedef = jax.tree_util.tree_flatten_with_path(updates)
         grads, params = [g for _, g in paths], jax.tree.leaves(params)
         axes = [unit_axes(g.shape, axis, _tree.path_str(path)) for path, g in paths]
-        norms = _tree.unit_norms(grads + params, axes + axes)
+        norms = _norms.unit_norms(grads + params, axes + axes)
         g_norms, p_norms = norms[: len(grads)], norms[len(grads) :]
         clipped = [
             adaptive_clip_leaf(g, gn, pn, clipping, eps)

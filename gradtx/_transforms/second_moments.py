@@ -14,7 +14,8 @@ from gradtx._core.base import GradientTransformation, identity, stateless
 from gradtx._core.checks import check_constant, check_dtype, check_flag
 from gradtx._core.combine import chain, join
 from gradtx._core.hyper import ScalarOrSchedule, Value, live, per_dtype, value_as
-from gradtx._core.tree import abs_sq, sqrt
+from gradtx._core.norms import sqrt
+from gradtx._core.tree import abs_sq
 from gradtx._transforms import quantized as _quantized
 from gradtx._transforms.momentum import _ema, ema_step
 

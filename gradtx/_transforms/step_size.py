@@ -9,6 +9,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from gradtx._core import norms as _norms
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation, identity, stateless
 from gradtx._core.checks import check_flag
@@ -141,7 +142,7 @@ def scale_by_learning_rate(
 
 def _floored(root: jax.Array, e: jax.Array, floor: jax.Array):
     """``max(root 2**e, floor)`` as a ``(root, e)`` pair."""
-    below = _tree.from_scaled(root, e) < floor
+    below = _norms.from_scaled(root, e) < floor
     return jnp.where(below, floor, root), jnp.where(below, jnp.zeros_like(e), e)
 
 
@@ -149,7 +150,7 @@ def trust_ratio_leaf(g, p_norm, g_norm, min_norm: Value, trust_coefficient: Valu
     """``g * c ||p|| / (||g|| + eps)``, norms floored at ``min_norm``; ratio 1 if a norm is 0.
 
     The norms come as ``(root, e)`` pairs (``root * 2**e``, see
-    :func:`gradtx._core.tree.scaled_norms`) and the ratio is applied without being formed: a
+    :func:`gradtx._core.norms.scaled_norms`) and the ratio is applied without being formed: a
     ratio of 1e60 or 1e-60, or of two norms beyond float32's largest value, is no float32, but
     the update ``g c ||p|| / ||g||`` (of norm ``c ||p||``) is."""
     dtype = p_norm[0].dtype
@@ -157,11 +158,11 @@ def trust_ratio_leaf(g, p_norm, g_norm, min_norm: Value, trust_coefficient: Valu
     (p_root, p_e), (g_root, g_e) = _floored(*p_norm, floor), _floored(*g_norm, floor)
     keep = (p_root == 0) | (g_root == 0)
     eps = value_as(eps, dtype)
-    plus_eps = _tree.from_scaled(g_root, g_e) + eps  # only eps > 0 changes the pair
+    plus_eps = _norms.from_scaled(g_root, g_e) + eps  # only eps > 0 changes the pair
     take = (eps > 0) & jnp.isfinite(plus_eps)
     g_root, g_e = jnp.where(take, plus_eps, g_root), jnp.where(take, jnp.zeros_like(g_e), g_e)
     numerator = value_as(trust_coefficient, dtype) * p_root
-    return jnp.where(keep, g, _tree.times_ratio(g, numerator, g_root, g_e - p_e))
+    return jnp.where(keep, g, _norms.times_ratio(g, numerator, g_root, g_e - p_e))
 
 
 def _scale_by_trust_ratio(min_norm, trust_coefficient, eps, *, axes=None):
@@ -173,7 +174,7 @@ def _scale_by_trust_ratio(min_norm, trust_coefficient, eps, *, axes=None):
         _tree.check_match("scale_by_trust_ratio", (updates, params), ("updates", "params"))
         grads, treedef = jax.tree.flatten(updates)
         params = jax.tree.leaves(params)
-        norms = _tree.scaled_norms(params + grads, axes)
+        norms = _norms.scaled_norms(params + grads, axes)
         scaled = [
             trust_ratio_leaf(g, pn, gn, min_norm, trust_coefficient, eps)
             for g, pn, gn in zip(grads, norms[: len(grads)], norms[len(grads) :])

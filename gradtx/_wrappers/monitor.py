@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gradtx._core import norms as _norms
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation, OptState, PyTree, with_extra_args
 from gradtx._core.hyper import _catalogue, _public_names, hyperparams
@@ -109,11 +110,11 @@ def monitor(tx: GradientTransformation, *, axis_name: Any = None) -> GradientTra
             )
         _tree.check_leaves("monitor", updates, "updates")  # before their norm is taken
         rates = _learning_rates(state.inner_state)
-        grad_norm = _tree.global_norm(updates, axes)
+        grad_norm = _norms.global_norm(updates, axes)
         out, inner_state = inner.update(updates, state.inner_state, params, **extra)
         new_state = MonitorState(
             grad_norm=grad_norm.astype(state.grad_norm.dtype),
-            update_norm=_tree.global_norm(out, axes).astype(state.update_norm.dtype),
+            update_norm=_norms.global_norm(out, axes).astype(state.update_norm.dtype),
             learning_rate=_tree.cast_like(rates, state.learning_rate),
             inner_state=inner_state,
         )

@@ -1,0 +1,299 @@
+"""Norms that neither overflow nor underflow, over leaves, trees and shards.
+
+A fast sum of squares, checked, and a sum rescaled by a power of two only where the fast one
+under- or overflows; clipping factors and trust ratios applied as (root, exponent) pairs.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradtx._core import tree as _tree
+
+# ---- why and how ------------------------------------------------
+#
+# ``sqrt(sum x**2)`` in float32 overflows for |x| above ~1.8e19 (the norm of [1e30, 1e30] comes
+# out inf, and a clipping factor of 0) and loses everything below ~1e-19 (the squares of 1e-25
+# are 0, and a zero norm). Such sums are detected after the fact (not finite, or below the root
+# of the smallest normal number, which also catches an exact 0) and only then computed again,
+# scaled by a power of two taken from the largest magnitude: ``|x| * 2**-e <= 1``. Powers of two
+# scale exactly, so the slow path agrees with the fast one wherever the fast one is exact, and
+# the common case costs one comparison and one branch per norm computation, not a second pass.
+
+
+def _pow2(k: jax.Array, dtype: Any) -> jax.Array:
+    """``2.0**k`` exactly, for integer ``k`` within the normal exponents of ``dtype``."""
+    info = jnp.finfo(dtype)
+    bits = jnp.int32 if info.bits == 32 else jnp.int64
+    return jax.lax.bitcast_convert_type(
+        (k.astype(bits) + (info.maxexp - 1)) << info.nmant, info.dtype
+    )
+
+
+def _scaled_by(x: jax.Array, e: jax.Array) -> jax.Array:
+    """``x * 2**e`` in two exact factors (``2**e`` alone may not be a normal number); beyond
+    what two factors reach (|e| > 252) the product is 0 or inf anyway, and ``e`` is clamped."""
+    info = jnp.finfo(x.real.dtype)
+    e = jnp.clip(e, 2 * (info.minexp + 1), 2 * (info.maxexp - 1))  # two normal factors
+    half = e // 2
+    factor = _pow2(half, x.real.dtype), _pow2(e - half, x.real.dtype)
+    if jnp.iscomplexobj(x):
+        return jax.lax.complex(x.real * factor[0] * factor[1], x.imag * factor[0] * factor[1])
+    return x * factor[0] * factor[1]
+
+
+def _wide(x: jax.Array) -> jax.Array:
+    x = jnp.asarray(x)
+    return x.astype(_tree.accumulation_dtype(x.dtype))
+
+
+def _largest(wide: jax.Array, axis=None) -> jax.Array:
+    """``max |x|`` over ``axis`` (kept), over real and imaginary parts; 0 for an empty leaf."""
+    parts = (wide.real, wide.imag) if jnp.iscomplexobj(wide) else (wide,)
+    keep = axis is not None
+    peaks = [jnp.max(jnp.abs(p), axis=axis, keepdims=keep, initial=0) for p in parts]
+    return functools.reduce(jnp.maximum, peaks)
+
+
+def _exponent(largest: jax.Array) -> jax.Array:
+    """``e`` with ``largest * 2**-e`` in [0.5, 1); 0 for 0, inf and NaN."""
+    e = jnp.frexp(largest)[1]
+    return jnp.where((largest > 0) & jnp.isfinite(largest), e, jnp.zeros_like(e))
+
+
+def _scaled_squares(wide: jax.Array, e: jax.Array, axis=None) -> jax.Array:
+    return jnp.sum(_tree.abs_sq(_scaled_by(wide, -e)), axis=axis, keepdims=axis is not None)
+
+
+def _rescued(largest: jax.Array, squares: jax.Array, e: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The norm as ``(root, e)``, ``root * 2**e``, from the sum of squares of ``x * 2**-e``;
+    ``(largest, 0)`` where ``largest`` is inf or NaN."""
+    finite = jnp.isfinite(largest)
+    root = jnp.where(finite, sqrt(squares), largest.astype(squares.dtype))
+    return root, jnp.where(finite, e, jnp.zeros_like(e))
+
+
+def _unscaled(root: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return root, jnp.zeros_like(root, jnp.int32)  # like root's: shard_map's varying axes too
+
+
+def from_scaled(root: jax.Array, e: jax.Array) -> jax.Array:
+    """``root * 2**e`` (inf beyond the dtype's largest value)."""
+    return _scaled_by(root, e)
+
+
+def times_ratio(g: jax.Array, numerator: jax.Array, root: jax.Array, e: jax.Array) -> jax.Array:
+    """``g * numerator / (root * 2**e)`` in at least float32, cast back to ``g``'s dtype, exact
+    to rounding wherever the result is a normal number, even where the factor
+    ``numerator / (root * 2**e)`` itself is not one (a clipping factor of 1e-40, a trust ratio
+    of 1e60): ``root = m 2**k`` with ``m`` in [0.5, 1), and ``g * 2**-(e + k)`` times
+    ``numerator / m``."""
+    dtype = _tree.wider(g.dtype, root.dtype)
+    k = jax.lax.stop_gradient(jnp.frexp(root)[1])
+    mantissa = _scaled_by(root, -k)  # exact, and differentiable unlike frexp's
+    shifted = _scaled_by(g.astype(dtype), -(e + k).astype(jnp.int32))
+    return _tree.times(shifted, (numerator / mantissa).astype(shifted.real.dtype)).astype(g.dtype)
+
+
+def _fast_path_holds(squares: jax.Array) -> jax.Array:
+    """Whether sums of squares are exact to rounding: finite and not near underflow (an exact
+    0 included: the squares of tiny values may have rounded to it)."""
+    return jnp.all(jnp.isfinite(squares) & (squares >= np.sqrt(jnp.finfo(squares.dtype).tiny)))
+
+
+def _choose(fast_ok: jax.Array, fast: Callable[[], Any], slow: Callable[[], Any]) -> Any:
+    """``fast()`` if ``fast_ok`` else ``slow()``: a Python branch on concrete values, else a
+    ``lax.cond`` (under ``vmap``, a select: both are computed)."""
+    if not isinstance(fast_ok, jax.core.Tracer):
+        return fast() if bool(fast_ok) else slow()
+    return jax.lax.cond(fast_ok, fast, slow)
+
+
+def _all_hold(squares: Sequence[jax.Array], leaves: Sequence[jax.Array]) -> jax.Array | None:
+    """Whether the fast sums hold for every non-empty leaf; None if there is none."""
+    checked = [_fast_path_holds(s) for s, x in zip(squares, leaves) if x.size]
+    return functools.reduce(jnp.logical_and, checked) if checked else None
+
+
+@jax.custom_jvp
+def sqrt(x: jax.Array) -> jax.Array:
+    """``jnp.sqrt`` whose derivative at 0 is 0 rather than infinite.
+
+    A norm or a second moment is 0 only where every value under it is 0, so its tangent there
+    is 0 too: with the true slope, ``0 * inf`` would put NaN into gradients taken through
+    ``update`` (meta-learning a learning rate, say). The value is ``jnp.sqrt``'s, bit for bit.
+    """
+    return jnp.sqrt(x)
+
+
+@sqrt.defjvp
+def _sqrt_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    y = jnp.sqrt(x)
+    positive = x > 0
+    return y, jnp.where(positive, dx / (2 * jnp.where(positive, y, 1)), jnp.zeros_like(dx))
+
+
+def norms(leaves: Sequence[jax.Array], axes: tuple[str, ...] | None = None) -> list[jax.Array]:
+    """The Euclidean (Frobenius) norm of each leaf, in at least float32, over its shards along
+    ``axes``; exact to rounding for every finite float, complex leaves by ``|x|``, slope 0 at 0."""
+    return [from_scaled(r, e) for r, e in scaled_norms(leaves, axes)]
+
+
+def scaled_norms(
+    leaves: Sequence[jax.Array], axes: tuple[str, ...] | None = None
+) -> list[tuple[jax.Array, jax.Array]]:
+    """:func:`norms` as ``(root, e)`` pairs, the norm ``root * 2**e``: finite even where the
+    norm is beyond the dtype's largest value (see :func:`times_ratio`)."""
+    leaves = [jnp.asarray(x) for x in leaves]
+    if axes is None:
+        return scaled_unit_norms(leaves, [None] * len(leaves))
+    squares = [_tree.shard_sum([_tree.sum_of_squares(x)], [x], axes) for x in leaves]
+    ok = _all_hold(squares, leaves)
+    if ok is None:
+        return [_unscaled(sqrt(s)) for s in squares]
+
+    def slow():
+        out = []
+        for x in leaves:
+            wide = _wide(x)
+            largest = _tree.shard_max([_largest(wide)], [x], axes)
+            e = _exponent(largest)
+            out.append(_rescued(largest, _tree.shard_sum([_scaled_squares(wide, e)], [x], axes), e))
+        return out
+
+    return _choose(ok, lambda: [_unscaled(sqrt(s)) for s in squares], slow)
+
+
+def unit_norms(leaves: Sequence[jax.Array], unit_axes: Sequence[Any]) -> list[jax.Array]:
+    """The norm of each unit of each leaf: over ``unit_axes[i]`` of ``leaves[i]`` (None: the
+    whole leaf), dims kept; as :func:`norms` (one branch for all leaves), with slope 0 at 0."""
+    return [from_scaled(r, e) for r, e in scaled_unit_norms(leaves, unit_axes)]
+
+
+def scaled_unit_norms(
+    leaves: Sequence[jax.Array], unit_axes: Sequence[Any]
+) -> list[tuple[jax.Array, jax.Array]]:
+    """:func:`unit_norms` as ``(root, e)`` pairs (see :func:`scaled_norms`)."""
+    leaves = [jnp.asarray(x) for x in leaves]
+    unit_axes = tuple(tuple(a) if isinstance(a, list) else a for a in unit_axes)
+    if not leaves or not any(isinstance(x, jax.core.Tracer) for x in leaves):
+        return _unit_norms_one_branch(leaves, unit_axes)
+    return _traced_unit_norms(unit_axes)(leaves)
+
+
+# Under ``vmap`` the one branch shared by all leaves becomes a select per leaf on one predicate
+# that depends on every leaf, and XLA's compile time grows with the square of the leaf count
+# (100 leaves: 0.5 s with a predicate per leaf, 30 s with the shared one). The batched program
+# therefore gives each leaf its own predicate (``custom_vmap``); unbatched leaves keep the one
+# branch. The derivative is written out (``custom_jvp``: reverse mode cannot go through
+# ``custom_vmap``): d||x|| = Re<x / ||x||, dx>, 0 where the norm is 0; for ``root = ||x|| 2**-e``
+# that is Re<u, dx> 2**-e with the unit vector u = x 2**-e / root.
+
+
+def _unit_norms_one_branch(leaves: Sequence[jax.Array], unit_axes: Sequence[Any]) -> list:
+    wides = [_wide(x) for x in leaves]
+    squares = [
+        jnp.sum(_tree.abs_sq(w), axis=a, keepdims=a is not None) for w, a in zip(wides, unit_axes)
+    ]
+    ok = _all_hold(squares, leaves)
+    if ok is None:
+        return [_unscaled(sqrt(s)) for s in squares]
+
+    def slow():
+        out = []
+        for w, a in zip(wides, unit_axes):
+            largest = _largest(w, a)
+            e = _exponent(largest)
+            out.append(_rescued(largest, _scaled_squares(w, e, a), e))
+        return out
+
+    return _choose(ok, lambda: [_unscaled(sqrt(s)) for s in squares], slow)
+
+
+def _unit_norm_own_branch(x: jax.Array, axis: Any) -> tuple[jax.Array, jax.Array]:
+    return _unit_norms_one_branch([x], [axis])[0]
+
+
+@functools.cache
+def _traced_unit_norms(unit_axes: tuple[Any, ...]) -> Callable[[list], list]:
+    @jax.custom_batching.custom_vmap
+    def one_branch(leaves):
+        return _unit_norms_one_branch(leaves, unit_axes)
+
+    @one_branch.def_vmap
+    def own_branches(axis_size, in_batched, leaves):
+        del axis_size
+        (batched,) = in_batched
+        fixed = [i for i, b in enumerate(batched) if not b]
+        out = {}
+        if fixed:
+            shared = _traced_unit_norms(tuple(unit_axes[i] for i in fixed))
+            out.update(zip(fixed, shared([leaves[i] for i in fixed])))
+        for i, b in enumerate(batched):
+            if b:
+                own = functools.partial(_unit_norm_own_branch, axis=unit_axes[i])
+                out[i] = jax.vmap(own)(leaves[i])
+        return [out[i] for i in range(len(leaves))], [(b, b) for b in batched]
+
+    @jax.custom_jvp
+    def scaled_unit_norms(leaves):
+        return one_branch(leaves)
+
+    @scaled_unit_norms.defjvp
+    def _jvp(primals, tangents):
+        (leaves,), (dleaves,) = primals, tangents
+        out = scaled_unit_norms(leaves)
+        slopes = []
+        for x, dx, (root, e), a in zip(leaves, dleaves, out, unit_axes):
+            positive = (root > 0) & jnp.isfinite(root)
+            unit = _tree.divide(
+                _scaled_by(_wide(x), -e), jnp.where(positive, root, jnp.ones_like(root))
+            )
+            dx = _wide(dx)
+            inner = (
+                unit.real * dx.real + unit.imag * dx.imag if jnp.iscomplexobj(unit) else unit * dx
+            )
+            slope = _scaled_by(jnp.sum(inner, axis=a, keepdims=a is not None), -e)
+            slope = jnp.where(positive, slope, jnp.zeros_like(slope))
+            slopes.append((slope, np.zeros(e.shape, jax.dtypes.float0)))
+        return out, slopes
+
+    return scaled_unit_norms
+
+
+def norm(x: jax.Array, axes: tuple[str, ...] | None = None) -> jax.Array:
+    """The Euclidean (Frobenius) norm of one leaf; see :func:`norms`."""
+    return norms([x], axes)[0]
+
+
+def global_norm(tree: _tree.PyTree, axes: tuple[str, ...] | None = None) -> jax.Array:
+    """The Euclidean norm of all leaves together, as one vector, in at least float32 (over
+    their shards along ``axes``, inside ``shard_map``/``pmap``); exact to rounding for every
+    finite float, complex leaves by ``|x|``."""
+    return from_scaled(*scaled_global_norm(tree, axes))
+
+
+def scaled_global_norm(
+    tree: _tree.PyTree, axes: tuple[str, ...] | None = None
+) -> tuple[jax.Array, jax.Array]:
+    """:func:`global_norm` as a ``(root, e)`` pair (see :func:`scaled_norms`)."""
+    leaves = [jnp.asarray(x) for x in jax.tree.leaves(tree)]
+    squares = _tree.shard_sum([_tree.sum_of_squares(x) for x in leaves], leaves, axes)
+    if not any(x.size for x in leaves):
+        return _unscaled(jnp.sqrt(squares))
+
+    def slow():
+        wides = [_wide(x) for x in leaves]
+        largest = _tree.shard_max([_largest(w) for w in wides], leaves, axes)
+        e = _exponent(largest)
+        parts = [_scaled_squares(w, e) for w in wides]
+        return _rescued(largest, _tree.shard_sum(parts, leaves, axes), e)
+
+    return _choose(_fast_path_holds(squares), lambda: _unscaled(jnp.sqrt(squares)), slow)
