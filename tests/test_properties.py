@@ -345,16 +345,14 @@ def refusal(name, params):
     REAL_ONLY methods refuse the first complex leaf of any size.
     """
     if name in REAL_ONLY:
-        for keys, x in jax.tree_util.tree_flatten_with_path(params)[0]:
-            if x.dtype == C64:
-                start = f"{OWNER[name]}: a sign method has no complex form"
-                return start, f"the leaf {_path(keys)!r} is complex64"
-        return None
-    if name != "adam_8bit":
+        start, min_size = f"{OWNER[name]}: a sign method has no complex form", 0
+    elif name == "adam_8bit":
+        start, min_size = "adam: optim_bits=8", MIN_8BIT_SIZE
+    else:
         return None
     for keys, x in jax.tree_util.tree_flatten_with_path(params)[0]:
-        if x.dtype == C64 and x.size >= MIN_8BIT_SIZE:
-            return "adam: optim_bits=8", f"the leaf {_path(keys)!r} is complex64"
+        if x.dtype == C64 and x.size >= min_size:
+            return start, f"the leaf {_path(keys)!r} is complex64"
     return None
 
 
