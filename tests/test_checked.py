@@ -105,3 +105,14 @@ def test_without_checkify_a_jitted_step_says_what_to_do():
     tx = gradtx.checked(gradtx.sgd(0.1))
     with pytest.raises(ValueError, match="checkify"):
         jax.jit(tx.update)(PARAMS, tx.init(PARAMS), PARAMS)
+
+
+def test_a_range_particular_to_one_transformation_is_that_ones():
+    """SM3's b2 is in [0, 1] (1: the paper's sums) where Adam's is in [0, 1)."""
+    b2 = lambda count: jnp.where(count < 1, 1.0, 1.5)
+    errors = _run(gradtx.checked(gradtx.sm3(0.1, b2=b2)), steps=2)
+    assert errors[0] is None
+    assert errors[1].startswith("checked: b2 must be in [0, 1], got 1.5"), errors[1]
+    adam_b2 = lambda count: jnp.where(count < 1, 0.999, 1.0)
+    errors = _run(gradtx.checked(gradtx.adam(0.1, b2=adam_b2)), steps=2)
+    assert errors[1].startswith("checked: b2 must be in [0, 1), got 1.0"), errors[1]

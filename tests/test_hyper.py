@@ -250,6 +250,10 @@ LIVE_RANGES = {
     "adafactor_clipping_threshold": (gradtx.adafactor, {}, "clipping_threshold", 1e-3, 0.0),
     "adafactor_decay_rate": (gradtx.adafactor, {}, "decay_rate", 0.0, -0.1),
     "scale_by_factored_rms_decay_rate": (gradtx.scale_by_factored_rms, {}, "decay_rate", 0.0, -0.1),
+    # SM3's b2 includes 1 (the paper's sums), which Adam's excludes
+    "sm3_b2": (gradtx.sm3, dict(learning_rate=0.1), "b2", 1.0, 1.001),
+    "scale_by_sm3_b2": (gradtx.scale_by_sm3, {}, "b2", 1.0, -0.1),
+    "adam_b2": (gradtx.adam, dict(learning_rate=0.1), "b2", 0.0, 1.0),
 }
 
 

@@ -26,6 +26,9 @@ _NON_NEGATIVE = (">= 0", lambda v: v >= 0)
 _POSITIVE = ("> 0", lambda v: v > 0)
 _AT_MOST_ONE = ("in (0, 1]", lambda v: (v > 0) & (v <= 1))
 _AT_LEAST_ONE = (">= 1", lambda v: v >= 1)
+# for a transformation whose argument allows 1 where the shared range does not (SM3's b2: 1 is
+# the paper's running sum); such a transformation's state type lists it in ``live_ranges``
+CLOSED_UNIT = ("in [0, 1]", lambda v: (v >= 0) & (v <= 1))
 _CONSTRAINTS = {
     "learning_rate": _NON_NEGATIVE,
     "b1": _UNIT,
@@ -85,9 +88,16 @@ def constraint(name: str) -> tuple[str, Callable[[Any], Any]] | None:
     return _CONSTRAINTS.get(name)
 
 
-def check_number(owner: str, name: str, value: float, where: str = "", dtype: Any = None) -> None:
+def check_number(
+    owner: str,
+    name: str,
+    value: float,
+    where: str = "",
+    dtype: Any = None,
+    rule: tuple[str, Callable[[Any], Any]] | None = None,
+) -> None:
     """Raises ValueError unless ``value`` is finite in ``dtype`` (the default float dtype, where
-    live hyperparameters are stored) and meets ``name``'s constraint."""
+    live hyperparameters are stored) and meets ``rule`` (default: ``name``'s shared range)."""
     if not math.isfinite(value):
         raise ValueError(f"{owner}: {name} must be finite, got {value!r}{where}")
     largest = float(jnp.finfo(dtype or _float_dtype()).max)
@@ -97,7 +107,7 @@ def check_number(owner: str, name: str, value: float, where: str = "", dtype: An
             f"{owner}: {name} must be finite in {stored} (|x| <= {largest:.7g}), "
             f"got {value!r}{where}"
         )
-    constraint = _CONSTRAINTS.get(name)
+    constraint = rule or _CONSTRAINTS.get(name)
     if constraint is not None and not constraint[1](value):
         raise ValueError(f"{owner}: {name} must be {constraint[0]}, got {value!r}{where}")
 
@@ -194,8 +204,11 @@ def _concrete_float(owner: str, name: str, x: Any) -> float | None:
     )
 
 
-def check_hyperparam(owner: str, name: str, x: Any) -> Any:
+def check_hyperparam(
+    owner: str, name: str, x: Any, rule: tuple[str, Callable[[Any], Any]] | None = None
+) -> Any:
     """Validates a hyperparameter given to a factory; returns it (floats as Python floats).
+    ``rule`` replaces ``name``'s shared range (:func:`constraint`) where given.
 
     A traced value (a factory called inside ``jit``/``vmap``) cannot be checked here, nor a
     schedule's values after step 0: :func:`gradtx.checked` checks them at run time.
@@ -216,10 +229,10 @@ def check_hyperparam(owner: str, name: str, x: Any) -> Any:
                 f"got shape {np.shape(first)} at step 0"
             )
         if not isinstance(first, jax.core.Tracer):
-            check_number(owner, name, float(first), " (the schedule's value at step 0)")
+            check_number(owner, name, float(first), " (the schedule's value at step 0)", rule=rule)
         return x
     concrete = _concrete_float(owner, name, x)
     if concrete is None:
         return x  # traced (a factory called under jit or vmap): checked by the caller's program
-    check_number(owner, name, concrete)
+    check_number(owner, name, concrete, rule=rule)
     return concrete if _is_real_number(x) or isinstance(x, (np.ndarray, np.generic)) else x

@@ -37,6 +37,7 @@ from gradtx._core.checks import (
     _is_real_number,
     check_hyperparam,
     check_number,
+    constraint,
 )
 
 Schedule = Callable[[jax.Array], jax.typing.ArrayLike]
@@ -147,6 +148,7 @@ def live(
     /,
     *,
     optional: tuple[str, ...] = (),
+    ranges: Mapping[str, tuple[str, Callable[[Any], Any]]] | None = None,
     **hyper: Any,
 ):
     """A transformation whose numeric hyperparameters live in its state.
@@ -157,6 +159,9 @@ def live(
         time. It must build the same state structure whatever the values.
       optional: the names that may be ``None`` (the feature is off, e.g. ``momentum``); ``None``
         is passed on to ``build`` as is. Any other ``None`` is a TypeError.
+      ranges: ranges that replace the shared ones of :func:`gradtx._core.checks.constraint` for
+        this transformation, ``{name: (text, test)}``. The type of the state ``build`` makes
+        must list them too, as its ``live_ranges``, for set_hyperparams and checked.
       **hyper: each hyperparameter by name: a float, a scalar array, or a schedule.
 
     Returns:
@@ -169,7 +174,10 @@ def live(
                 f"got None"
             )
     fixed = {k: v for k, v in hyper.items() if v is None}
-    given = {k: check_hyperparam(owner, k, v) for k, v in hyper.items() if v is not None}
+    ranges = dict(ranges or {})
+    given = {
+        k: check_hyperparam(owner, k, v, ranges.get(k)) for k, v in hyper.items() if v is not None
+    }
     schedules = {k: v for k, v in given.items() if callable(v)}
     names = sorted(given)
 
@@ -234,6 +242,35 @@ def _map_hyper_states(state: PyTree, fn: Callable[[str, HyperState], HyperState]
     return jax.tree_util.tree_map_with_path(visit, state, is_leaf=_is_hyper_state)
 
 
+def _own_ranges(node: HyperState) -> dict[str, Any]:
+    """The ranges particular to ``node``'s transformation: the ``live_ranges`` of the state
+    types inside its inner state (not inside a nested HyperState, which has its own)."""
+    found: dict[str, Any] = {}
+
+    def stop(x):
+        declared = getattr(type(x), "live_ranges", None)
+        if declared is not None:
+            found.update(declared)
+        return isinstance(x, HyperState) or declared is not None
+
+    jax.tree_util.tree_leaves(node.inner_state, is_leaf=stop)
+    return found
+
+
+def _rules(state: PyTree) -> dict[str, Any]:
+    """Maps each hyperparameter's qualified name to its range ``(text, test)``, or None."""
+    found: dict[str, Any] = {}
+
+    def collect(prefix, node):
+        own = _own_ranges(node)
+        for name in node.hyperparams:
+            found[prefix + name] = own.get(name) or constraint(name)
+        return node
+
+    _map_hyper_states(state, collect)
+    return found
+
+
 def _catalogue(state: PyTree) -> dict[str, str]:
     """Maps each hyperparameter's qualified name (path/name) to its plain name."""
     found: dict[str, str] = {}
@@ -287,7 +324,7 @@ def hyperparams(state: PyTree) -> dict[str, jax.Array]:
     return out
 
 
-def _new_value(name: str, x: Any, old: Hyperparam) -> Hyperparam:
+def _new_value(name: str, x: Any, old: Hyperparam, rule: Any) -> Hyperparam:
     owner = "set_hyperparams"
     if callable(x) and not isinstance(x, (jax.Array, np.ndarray)):
         raise TypeError(
@@ -298,7 +335,7 @@ def _new_value(name: str, x: Any, old: Hyperparam) -> Hyperparam:
     if np.shape(x) != old.value.shape:
         raise ValueError(f"{owner}: {name} must have shape {old.value.shape}, got {np.shape(x)}")
     if concrete is not None:
-        check_number(owner, name, concrete, dtype=old.value.dtype)
+        check_number(owner, name, concrete, dtype=old.value.dtype, rule=rule)
     stored = _hyperparam(concrete if _is_real_number(x) else x, old.value.dtype)
     return stored._replace(manual=jnp.ones(old.manual.shape, bool))
 
@@ -354,9 +391,10 @@ def set_hyperparams(state: PyTree, **new_values: Any) -> PyTree:
 
     def replace(prefix, node):
         stored = dict(node.hyperparams)
+        own = _own_ranges(node)
         for name in stored:
             if prefix + name in targets:
-                stored[name] = _new_value(name, targets[prefix + name], stored[name])
+                stored[name] = _new_value(name, targets[prefix + name], stored[name], own.get(name))
         return node._replace(hyperparams=stored)
 
     return _map_hyper_states(state, replace)

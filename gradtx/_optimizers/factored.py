@@ -21,9 +21,9 @@ from gradtx._core.hyper import ScalarOrSchedule, live
 from gradtx._transforms.block_norms import _clip_by_block_rms, _scale_by_param_block_rms
 from gradtx._transforms.decay import _add_decayed_weights
 from gradtx._transforms.factored import (
+    ScaleBySM3State,
     _scale_by_factored_rms,
     _scale_by_sm3,
-    check_b2,
     check_factored_arguments,
     check_variant,
     product,
@@ -223,7 +223,7 @@ def sm3(
     learning_rate: ScalarOrSchedule,
     momentum: ScalarOrSchedule = 0.9,
     *,
-    b2: float = 1.0,
+    b2: ScalarOrSchedule = 1.0,
     eps: ScalarOrSchedule = 1e-8,
     mu_dtype: Any = None,
 ) -> GradientTransformation:
@@ -242,8 +242,7 @@ def sm3(
     Args:
       learning_rate: η >= 0.
       momentum: β₁ in [0, 1). Default 0.9, optax's.
-      b2: β₂ in [0, 1] of :func:`gradtx.scale_by_sm3` (1: the paper's sums), fixed at
-        construction.
+      b2: β₂ in [0, 1] of :func:`gradtx.scale_by_sm3` (1, the default: the paper's sums).
       eps: ε >= 0 inside the root. Default 1e-8, optax's.
       mu_dtype: dtype of the momentum (default: the params'), as in
         :func:`gradtx.scale_by_sm3`.
@@ -264,9 +263,20 @@ def sm3(
       Anil, Gupta, Koren and Singer, *Memory-Efficient Adaptive Optimization*, NeurIPS 2019.
     """
     owner = "sm3"
-    fixed = dict(b2=check_b2(owner, b2), mu_dtype=check_dtype(owner, "mu_dtype", mu_dtype))
+    mu_dtype = check_dtype(owner, "mu_dtype", mu_dtype)
 
-    def build(learning_rate, momentum, eps):
-        return chain(_scale_by_sm3(momentum, eps, **fixed), _scale_by_learning_rate(learning_rate))
+    def build(learning_rate, momentum, b2, eps):
+        return chain(
+            _scale_by_sm3(momentum, b2, eps, mu_dtype=mu_dtype),
+            _scale_by_learning_rate(learning_rate),
+        )
 
-    return live(owner, build, learning_rate=learning_rate, momentum=momentum, eps=eps)
+    return live(
+        owner,
+        build,
+        ranges=ScaleBySM3State.live_ranges,
+        learning_rate=learning_rate,
+        momentum=momentum,
+        b2=b2,
+        eps=eps,
+    )

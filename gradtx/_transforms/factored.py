@@ -18,8 +18,8 @@ import numpy as np
 
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation
-from gradtx._core.checks import check_count, check_dtype, check_flag, check_range
-from gradtx._core.hyper import Live, ScalarOrSchedule, Value, live, scalar
+from gradtx._core.checks import CLOSED_UNIT, check_count, check_dtype, check_flag, check_range
+from gradtx._core.hyper import Live, ScalarOrSchedule, Value, live, one_minus, scalar
 from gradtx._transforms.momentum import ema_step
 
 VARIANTS = ("optax", "torch")
@@ -310,6 +310,9 @@ class ScaleBySM3State(NamedTuple):
     #          rank <= 1; real, at least float32
     nu: Any  # like the params (mu_dtype if given): the momentum of the scaled updates
 
+    # b2 = 1, the default, is the paper's running sum; the shared b2 range [0, 1) excludes it
+    live_ranges = {"b2": CLOSED_UNIT}
+
 
 def _covers(shape) -> list[tuple[int, ...]]:
     """The shapes of a leaf's accumulators: one per axis, or the leaf's own for rank <= 1."""
@@ -318,10 +321,8 @@ def _covers(shape) -> list[tuple[int, ...]]:
     return [(n,) for n in shape]
 
 
-def _scale_by_sm3(b1, eps, *, b2, mu_dtype):
+def _scale_by_sm3(b1, b2, eps, *, mu_dtype):
     owner = "scale_by_sm3"
-    # the paper's sum (b2 = 1) adds the whole square; an average adds (1 - b2) of it
-    new_weight = 1.0 if b2 == 1.0 else 1.0 - b2
 
     def init(params):
         def accumulators(p):
@@ -336,6 +337,9 @@ def _scale_by_sm3(b1, eps, *, b2, mu_dtype):
         _tree.check_match(owner, (state.nu, updates), ("state", "updates"))
         momentum = ema_step(b1)
         eps_value = scalar(eps)
+        # the paper's sum (b2 = 1) adds the whole square; an average adds (1 - b2) of it
+        decay = scalar(b2)
+        new_weight = jnp.where(decay == 1, jnp.ones_like(decay), one_minus(b2, decay.dtype))
 
         def leaf(g, mu, m):
             dtype = _stats_dtype(g.dtype)
@@ -348,7 +352,7 @@ def _scale_by_sm3(b1, eps, *, b2, mu_dtype):
                 ]
                 smallest = functools.reduce(jnp.minimum, shaped)
             square = _tree.abs_sq(_tree.cast(g, _tree.wider(g.dtype, dtype)))
-            nu = jnp.asarray(new_weight, dtype) * square + jnp.asarray(b2, dtype) * smallest
+            nu = new_weight.astype(dtype) * square + decay.astype(dtype) * smallest
             # 0 where nothing was accumulated (then g is 0 too): the paper's 0/0 = 0
             positive = nu > 0
             scale = jnp.where(
@@ -372,17 +376,9 @@ def _scale_by_sm3(b1, eps, *, b2, mu_dtype):
     return GradientTransformation(init, update)
 
 
-def check_b2(owner: str, b2: Any) -> float:
-    if isinstance(b2, bool) or not isinstance(b2, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{owner}: b2 must be a real number in [0, 1], got {b2!r}")
-    if not 0 <= float(b2) <= 1:
-        raise ValueError(f"{owner}: b2 must be in [0, 1], got {b2!r}")
-    return float(b2)
-
-
 def scale_by_sm3(
     b1: ScalarOrSchedule = 0.9,
-    b2: float = 1.0,
+    b2: ScalarOrSchedule = 1.0,
     eps: ScalarOrSchedule = 1e-8,
     *,
     mu_dtype: Any = None,
@@ -404,8 +400,8 @@ def scale_by_sm3(
     Leaves of rank <= 1 keep one accumulator per element (AdaGrad). Complex leaves:
     :math:`|g|^2`.
 
-    ``b2`` is fixed when the transformation is built (not a live hyperparameter): its range
-    [0, 1] includes 1, the default, which the shared ``b2`` range [0, 1) excludes.
+    ``b2``'s range [0, 1] includes 1, the default, which the ``b2`` of Adam and the rest
+    excludes; set_hyperparams and :func:`gradtx.checked` use SM3's.
 
     Args:
       b1: β₁ in [0, 1), the momentum of the scaled updates. Default 0.9, optax's.
@@ -434,7 +430,5 @@ def scale_by_sm3(
       Algorithm 3 (SM3-II).
     """
     owner = "scale_by_sm3"
-    build = functools.partial(
-        _scale_by_sm3, b2=check_b2(owner, b2), mu_dtype=check_dtype(owner, "mu_dtype", mu_dtype)
-    )
-    return live(owner, build, b1=b1, eps=eps)
+    build = functools.partial(_scale_by_sm3, mu_dtype=check_dtype(owner, "mu_dtype", mu_dtype))
+    return live(owner, build, ranges=ScaleBySM3State.live_ranges, b1=b1, b2=b2, eps=eps)

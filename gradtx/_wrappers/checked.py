@@ -13,20 +13,18 @@ import jax.numpy as jnp
 from jax.experimental import checkify
 
 from gradtx._core.base import GradientTransformation, with_extra_args
-from gradtx._core.checks import constraint
-from gradtx._core.hyper import _catalogue, _public_names, hyperparams
+from gradtx._core.hyper import _catalogue, _public_names, _rules, hyperparams
 
 
 def _check_values(state) -> None:
-    names = _catalogue(state)
-    public = _public_names(names)
-    plain = {public[q]: name for q, name in names.items()}
+    public = _public_names(_catalogue(state))
+    rules = {public[q]: rule for q, rule in _rules(state).items()}
     for key, value in hyperparams(state).items():
         finite = jnp.isfinite(value)
         checkify.check(
             jnp.all(finite), f"checked: {key} must be finite, got {{value}}", value=value
         )
-        rule = constraint(plain[key])
+        rule = rules[key]
         if rule is not None:
             text, test = rule
             # a non-finite value is reported by the check above, not twice

@@ -103,7 +103,7 @@ HYPERPARAM_KEYS = {
         gradtx.adafactor(0.1),
         {"learning_rate", "decay_rate", "decay_offset", "clipping_threshold", "eps", "min_scale"},
     ),
-    "sm3": (gradtx.sm3(0.1), {"learning_rate", "momentum", "eps"}),
+    "sm3": (gradtx.sm3(0.1), {"learning_rate", "momentum", "b2", "eps"}),
 }
 
 BAD = {
