@@ -1,11 +1,19 @@
-"""Test configuration: 8 simulated CPU devices, strict dtype promotion everywhere.
+"""Test configuration: 8 simulated CPU devices, strict dtype promotion everywhere, and one
+compilation cache for the run.
 
 The sharding tests (tests/test_sharding.py) need several devices; XLA's host platform makes
 them from the CPU when this flag is set before the first array is made. Everything else runs
 on the default device, as before.
+
+The suite's time is mostly XLA compiling: every eager op once per shape and dtype in each
+process, and programs that several tests build alike. The pytest-xdist workers of a run share
+JAX's persistent compilation cache, in a temporary folder that the run removes when it ends,
+so that a worker loads what another compiled. Nothing outside the run reads or keeps it.
 """
 
 import os
+import shutil
+import tempfile
 
 DEVICE_COUNT = 8
 os.environ["XLA_FLAGS"] = " ".join(
@@ -21,6 +29,21 @@ import jax  # noqa: E402  (after XLA_FLAGS)
 import pytest  # noqa: E402
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+# Named by the controlling process, which sets it before it starts the workers they inherit it.
+_CACHE = os.environ.setdefault(
+    "GRADTX_TESTS_JAX_CACHE",
+    os.path.join(tempfile.gettempdir(), f"gradtx-tests-{os.getpid()}-jax-cache"),
+)
+jax.config.update("jax_compilation_cache_dir", _CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def pytest_sessionfinish(session):
+    """The run's controller (xdist's, or the only process) removes the cache folder."""
+    if not hasattr(session.config, "workerinput"):
+        shutil.rmtree(_CACHE, ignore_errors=True)
 
 
 @pytest.fixture

@@ -236,14 +236,26 @@ def gradient_sequence(params: Any, steps: int, seed: int) -> list[Any]:
     ]
 
 
+def types(tree) -> Any:
+    """Each leaf's shape, dtype and weak type: what lax.scan and lax.cond require a step to keep."""
+    return jax.tree.map(jax.typeof, tree)
+
+
 def run_gradtx(tx, params, grads, *, jit: bool):
-    """Params after every step and the updates of every step, as lists of leaf lists."""
+    """Params after every step and the updates of every step, as lists of leaf lists.
+
+    Jitted, the first step must return params and state of the types it was given, as a step
+    run by lax.scan or lax.cond must (the same types in, the same program and types out after).
+    """
     update = jax.jit(tx.update) if jit else tx.update
     state = tx.init(params)
     trajectory, all_updates = [], []
     for g in grads:
+        before = types((params, state)) if jit and not trajectory else None
         updates, state = update(g, state, params)
         params = gradtx.apply_updates(params, updates)
+        if before is not None:
+            assert types((params, state)) == before, "a step changed the types of its carry"
         trajectory.append([np.asarray(x, np.float64) for x in jax.tree.leaves(params)])
         all_updates.append([np.asarray(x, np.float64) for x in jax.tree.leaves(updates)])
     return trajectory, all_updates
