@@ -87,3 +87,17 @@ def test_random_trees_match_reference(name, seed):
     got = helpers.run_gradtx(case.gradtx(), params, grads, jit=True)
     want = helpers.run_reference(case.reference(), params, grads)
     assert helpers.deviation(got, want) < TOLERANCE[jnp.float32]
+
+
+def test_a_step_that_changes_its_state_types_is_caught():
+    """The check test_matches_numpy_reference_and_optax makes of every case's first jitted step:
+    a state that comes back weakly typed (as a Python-float constant would make it) fails."""
+    import gradtx
+
+    def update(updates, state, params=None):
+        return updates, jnp.asarray(1.0)  # float32 in, a weakly typed float32 out
+
+    tx = gradtx.GradientTransformation(lambda params: jnp.zeros((), jnp.float32), update)
+    params = _params(jnp.float32)
+    with pytest.raises(AssertionError, match="changed the types of its carry"):
+        helpers.run_gradtx(tx, params, helpers.gradient_sequence(params, 2, seed=0), jit=True)
