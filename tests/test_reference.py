@@ -1,8 +1,8 @@
 """Every optimizer and elementary pair against the float64 NumPy reference and optax.
 
 100 steps side by side on a tree with nested dicts, lists, tuples, a scalar, empty subtrees, a
-None and a zero-size leaf (against NumPy under jit and, in float32, eagerly; against optax under
-jit): 1e-10 relative in float64, 1e-5 in float32.
+None and a zero-size leaf (against NumPy eagerly and under jit, against optax under jit): 1e-10
+relative in float64, 1e-5 in float32.
 """
 
 import jax
@@ -38,24 +38,20 @@ def dtype(request):
     return request.param
 
 
-# One test per case and dtype: the same gradients through gradtx under jit (whose first step
-# must keep the types of its params and state, as lax.scan and lax.cond require: the float32
-# and float64 half of tests/test_dtypes.py, for every case), in float32 eagerly too, the NumPy
-# reference and (where the row names its arguments) optax under jit, so that each program is
-# compiled and each reference run once. Eager runs cost a compile per op, shape and dtype: in
-# float64 they would check only what the jitted run checks against NumPy and what
-# tests/test_properties.py's test_jit_and_eager_agree checks of eager against jit (in float16
-# to float64 and complex). optax runs under jit only: its eager runs check nothing of gradtx's.
+# One test per case and dtype: the same gradients through gradtx eagerly and under jit (whose
+# first step must keep the types of its params and state, as lax.scan and lax.cond require: the
+# float32 and float64 half of tests/test_dtypes.py, for every case), the NumPy reference and
+# (where the row names its arguments) optax under jit, so that each program is compiled and
+# each reference run once. optax runs under jit only: its eager runs check nothing of gradtx's.
 @pytest.mark.parametrize("case", helpers.ALL_CASES, ids=lambda c: c.id)
 def test_matches_numpy_reference_and_optax(case, dtype):
     params = _params(dtype)
     grads = helpers.gradient_sequence(params, STEPS, seed=1)
     want = helpers.run_reference(case.reference(), params, grads)
     jitted = helpers.run_gradtx(case.gradtx(), params, grads, jit=True)
+    eager = helpers.run_gradtx(case.gradtx(), params, grads, jit=False)
     assert helpers.deviation(jitted, want) < TOLERANCE[dtype], "jit"
-    if dtype == jnp.float32:
-        eager = helpers.run_gradtx(case.gradtx(), params, grads, jit=False)
-        assert helpers.deviation(eager, want) < TOLERANCE[dtype], "eager"
+    assert helpers.deviation(eager, want) < TOLERANCE[dtype], "eager"
     if case.optax is None:
         return
     with jax.numpy_dtype_promotion("standard"):  # optax relies on implicit promotion
