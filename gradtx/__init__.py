@@ -44,6 +44,13 @@ from gradtx._curvature.newton import hvp as hvp
 from gradtx._curvature.newton import newton_cg as newton_cg
 from gradtx._curvature.newton import scale_by_newton_cg as scale_by_newton_cg
 from gradtx._curvature.zoom import scale_by_zoom_linesearch as scale_by_zoom_linesearch
+from gradtx._linalg.newton_schulz import (
+    orthogonalize_via_newton_schulz as orthogonalize_via_newton_schulz,
+)
+from gradtx._linalg.view import MatrixDimensionNumbers as MatrixDimensionNumbers
+from gradtx._linalg.view import MuonDimensionNumbers as MuonDimensionNumbers
+from gradtx._linalg.view import as_matrices as as_matrices
+from gradtx._linalg.view import matrix_shape as matrix_shape
 from gradtx._optimizers.adam_like import adam as adam
 from gradtx._optimizers.adam_like import adamax as adamax
 from gradtx._optimizers.adam_like import adamaxw as adamaxw
@@ -64,6 +71,9 @@ from gradtx._optimizers.layerwise import fromage as fromage
 from gradtx._optimizers.layerwise import lamb as lamb
 from gradtx._optimizers.layerwise import lars as lars
 from gradtx._optimizers.layerwise import novograd as novograd
+from gradtx._optimizers.matrix import EMBEDDING_OR_HEAD as EMBEDDING_OR_HEAD
+from gradtx._optimizers.matrix import muon as muon
+from gradtx._optimizers.matrix import muon_dimension_numbers as muon_dimension_numbers
 from gradtx._optimizers.optimistic import optimistic_adam as optimistic_adam
 from gradtx._optimizers.optimistic import optimistic_adam_v2 as optimistic_adam_v2
 from gradtx._optimizers.optimistic import (
@@ -131,6 +141,8 @@ from gradtx._transforms.momentum import trace as trace
 from gradtx._transforms.optimistic import (
     scale_by_optimistic_gradient as scale_by_optimistic_gradient,
 )
+from gradtx._transforms.orthogonal import scale_by_muon as scale_by_muon
+from gradtx._transforms.orthogonal import scale_by_shape as scale_by_shape
 from gradtx._transforms.polyak import scale_by_polyak as scale_by_polyak
 from gradtx._transforms.quantized import QuantizedArray as QuantizedArray
 from gradtx._transforms.second_moments import scale_by_adadelta as scale_by_adadelta
@@ -293,4 +305,18 @@ __all__ += [
     "scale_by_sign",
     "sign_sgd",
     "signum",
+]
+
+# zoo II: the matrix-aware optimizers and their pieces
+__all__ += [
+    "EMBEDDING_OR_HEAD",
+    "MatrixDimensionNumbers",
+    "MuonDimensionNumbers",
+    "as_matrices",
+    "matrix_shape",
+    "muon",
+    "muon_dimension_numbers",
+    "orthogonalize_via_newton_schulz",
+    "scale_by_muon",
+    "scale_by_shape",
 ]

@@ -29,6 +29,7 @@ _AT_LEAST_ONE = (">= 1", lambda v: v >= 1)
 # for a transformation whose argument allows 1 where the shared range does not (SM3's b2: 1 is
 # the paper's running sum); such a transformation's state type lists it in ``live_ranges``
 CLOSED_UNIT = ("in [0, 1]", lambda v: (v >= 0) & (v <= 1))
+UNIT = _UNIT
 _CONSTRAINTS = {
     "learning_rate": _NON_NEGATIVE,
     "b1": _UNIT,
@@ -80,6 +81,13 @@ _CONSTRAINTS = {
     "smooth_beta": _POSITIVE,
     "clipping_threshold": _POSITIVE,
     "decay_rate": _NON_NEGATIVE,
+    # the matrix optimizers: muon's AdamW for the leaves that are not matrices, its RMS match
+    "adam_b1": _UNIT,
+    "adam_b2": _UNIT,
+    "adam_eps_root": _NON_NEGATIVE,
+    "adam_weight_decay": _NON_NEGATIVE,
+    "adam_learning_rate": _NON_NEGATIVE,
+    "consistent_rms": _NON_NEGATIVE,
 }
 
 

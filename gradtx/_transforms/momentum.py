@@ -153,9 +153,12 @@ def _ema(
         average = _tree.map(ema_step(decay), updates, state.ema, owner="ema")
         count = _tree.saturating_increment(state.count)
         if nesterov:
-            # Nesterov (Dozat, 2016): the average one step ahead plus this step's gradient.
+            # Nesterov (Dozat, 2016): the average one step ahead plus this step's gradient;
+            # without debiasing, PyTorch's Muon's b m_t + (1 - b) g_t
             ahead = _tree.saturating_increment(count)
-            debias_ahead, debias_now = debias_step(decay, ahead), debias_step(decay, count)
+            identity = lambda x: x  # noqa: E731
+            debias_ahead = debias_step(decay, ahead) if debias else identity
+            debias_now = debias_step(decay, count) if debias else identity
             weights = per_dtype(lambda dtype: (value_as(decay, dtype), one_minus(decay, dtype)))
 
             def out_leaf(m, g):

@@ -1,0 +1,2 @@
+"""Matrix functions shared by the matrix-aware optimizers: viewing any leaf as a batch of
+matrices, Newton–Schulz orthogonalization, inverse p-th roots and power iteration."""

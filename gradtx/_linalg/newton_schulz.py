@@ -1,0 +1,159 @@
+"""Newton–Schulz orthogonalization: the polar factor of a matrix, approximately, by matmuls.
+
+For ``X = U S V^H`` (its SVD), an odd polynomial ``p`` applied as
+``p(X) = a X + b (X X^H) X + c (X X^H)^2 X = U p(S) V^H`` acts on the singular values alone.
+Iterating it from ``X / ||X||_F`` (singular values in (0, 1]) pushes every singular value
+towards 1, i.e. ``X`` towards ``U V^H``. Muon's coefficients (a, b, c) = (3.4445, -4.7750,
+2.0315) maximise the slope at 0 at the price of not converging exactly: after 5 steps the
+singular values of a full-rank matrix lie in about [0.68, 1.13] instead of at 1 (Jordan et al.,
+2024), which does not hurt Muon's updates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradtx._core import norms as _norms
+from gradtx._core import tree as _tree
+from gradtx._core.checks import check_count, check_dtype
+from gradtx._linalg.view import MatrixDimensionNumbers, as_matrices
+
+MUON_COEFFS = (3.4445, -4.7750, 2.0315)
+_PRECONDITIONINGS = ("frobenius", "spectral")
+
+
+def check_coefficients(owner: str, ns_coeffs: Any, ns_steps: Any) -> np.ndarray:
+    """The coefficients as a float64 (steps, 3) array: one row repeated ``ns_steps`` times, or
+    the last ``ns_steps`` rows of a per-step table."""
+    steps = check_count(owner, "ns_steps", ns_steps, minimum=0)
+    try:
+        table = np.asarray(ns_coeffs, np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"{owner}: ns_coeffs must be 3 numbers (a, b, c) or a table of them, one row per "
+            f"step, got {ns_coeffs!r}"
+        ) from None
+    if table.ndim not in (1, 2) or table.shape[-1] != 3:
+        raise ValueError(
+            f"{owner}: ns_coeffs must have shape (3,) or (steps, 3), got {table.shape}"
+        )
+    if not np.all(np.isfinite(table)):
+        raise ValueError(f"{owner}: ns_coeffs must be finite, got {ns_coeffs!r}")
+    if table.ndim == 1:
+        return np.tile(table, (steps, 1))
+    if table.shape[0] < steps:
+        raise ValueError(
+            f"{owner}: ns_coeffs has {table.shape[0]} rows, fewer than ns_steps = {steps}"
+        )
+    return table[table.shape[0] - steps :]
+
+
+def check_preconditioning(owner: str, preconditioning: Any) -> str:
+    if preconditioning not in _PRECONDITIONINGS:
+        raise ValueError(
+            f"{owner}: preconditioning must be one of {_PRECONDITIONINGS}, got {preconditioning!r}"
+        )
+    return preconditioning
+
+
+def compute_dtype(dtype: Any, requested: Any = None) -> Any:
+    """The dtype the iteration runs in: ``requested``, else at least float32 (bfloat16 and
+    float16 matrices are orthogonalized in float32), complex for complex matrices."""
+    if requested is None:
+        return _tree.wider(dtype, jnp.float32)
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        return _tree.wider(requested, jnp.complex64)
+    return jnp.dtype(requested)
+
+
+def newton_schulz(
+    matrices: jax.Array,
+    table: np.ndarray,
+    preconditioning: str,
+    eps: Any,
+) -> jax.Array:
+    """The iteration on a (batch, rows, columns) array, in its dtype; ``table`` as from
+    :func:`check_coefficients`, ``eps`` a scalar added to each matrix's norm."""
+    rows, cols = matrices.shape[-2:]
+    x = jnp.swapaxes(matrices, -1, -2) if rows > cols else matrices  # X X^H the smaller
+    if preconditioning == "frobenius":
+        norm = _norms.unit_norms([x], [(1, 2)])[0]
+    else:
+        norm = jnp.linalg.norm(x, ord=2, axis=(1, 2), keepdims=True)
+    x = _tree.divide(x, norm.astype(x.real.dtype) + jnp.asarray(eps, x.real.dtype))
+    for row in table:
+        a, b, c = (jnp.asarray(k, x.dtype) for k in row)
+        gram = x @ jnp.swapaxes(x, -1, -2).conj()
+        x = a * x + (b * gram + c * (gram @ gram)) @ x
+    return jnp.swapaxes(x, -1, -2) if rows > cols else x
+
+
+def orthogonalize_via_newton_schulz(
+    x: jax.Array,
+    ns_coeffs: Sequence[float] | Sequence[Sequence[float]] = MUON_COEFFS,
+    ns_steps: int = 5,
+    preconditioning: str = "frobenius",
+    eps: float = 1e-8,
+    dimension_numbers: MatrixDimensionNumbers | None = None,
+    *,
+    dtype: Any = None,
+) -> jax.Array:
+    r"""Newton–Schulz orthogonalization: each matrix of ``x`` pushed towards its polar factor.
+
+    With :math:`X_0 = X / (\|X\| + \epsilon)` (Frobenius norm, or the spectral norm with
+    ``preconditioning="spectral"``) and, for :math:`k = 1, \dots, K`,
+
+    .. math::
+      A_k = X_{k-1} X_{k-1}^H, \qquad
+      X_k = a_k X_{k-1} + (b_k A_k + c_k A_k^2)\, X_{k-1},
+
+    the result is :math:`X_K = U\, p_K(\dots p_1(S / \|X\|))\, V^H` for :math:`X = U S V^H`.
+    A matrix with more rows than columns is iterated transposed (the same result, a smaller
+    :math:`A`). Complex matrices use the conjugate transpose. The work is three matrix
+    products per step.
+
+    Args:
+      x: a matrix, or any array with ``dimension_numbers`` saying which axes are rows and
+        columns (every other axis is a batch of independent matrices).
+      ns_coeffs: (a, b, c) for every step (default Muon's (3.4445, -4.7750, 2.0315)), or a
+        table of them, one row per step (its last ``ns_steps`` rows are used).
+      ns_steps: the number of steps K >= 0. Default 5.
+      preconditioning: ``"frobenius"`` (default) or ``"spectral"``: the norm ``X`` is divided
+        by first. The spectral norm puts the largest singular value at 1 (an SVD per matrix).
+      eps: ε >= 0 added to the norm (a zero matrix stays zero). Default 1e-8, optax's;
+        PyTorch's Muon divides by ``max(||X||, 1e-7)`` instead, which differs only for norms
+        near ε.
+      dimension_numbers: a :class:`MatrixDimensionNumbers`; None for a rank-2 ``x``.
+      dtype: the dtype the iteration runs in. Default: ``x``'s, at least float32 (bfloat16
+        and float16 matrices are orthogonalized in float32, then rounded back once).
+
+    Returns:
+      An array of ``x``'s shape and dtype.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> x = jnp.array([[3.0, 0.0], [0.0, 0.5]])
+      >>> q = gradtx.orthogonalize_via_newton_schulz(x)
+      >>> jnp.linalg.svd(q, compute_uv=False).round(2)  # both singular values near 1
+      Array([1.04, 0.71], dtype=float32)
+
+    References:
+      Jordan, Jin, Boza, You, Cesista, Newhouse and Bernstein, *Muon: An optimizer for hidden
+      layers in neural networks*, 2024 (kellerjordan.github.io/posts/muon); Bernstein and
+      Newhouse, *Old Optimizer, New Norm: An Anthology*, 2024.
+    """
+    owner = "orthogonalize_via_newton_schulz"
+    table = check_coefficients(owner, ns_coeffs, ns_steps)
+    preconditioning = check_preconditioning(owner, preconditioning)
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        raise TypeError(f"{owner}: x must be a float or complex array, got dtype {x.dtype}")
+    inner = compute_dtype(x.dtype, check_dtype(owner, "dtype", dtype))
+    matrices, restore = as_matrices(x, dimension_numbers)
+    out = newton_schulz(matrices.astype(inner), table, preconditioning, eps)
+    return restore(out).astype(x.dtype)
