@@ -43,6 +43,11 @@ from gradtx._curvature.newton import conjugate_gradient as conjugate_gradient
 from gradtx._curvature.newton import hvp as hvp
 from gradtx._curvature.newton import newton_cg as newton_cg
 from gradtx._curvature.newton import scale_by_newton_cg as scale_by_newton_cg
+from gradtx._curvature.sophia import (
+    hutchinson_estimator_diag_hessian as hutchinson_estimator_diag_hessian,
+)
+from gradtx._curvature.sophia import scale_by_sophia as scale_by_sophia
+from gradtx._curvature.sophia import sophia as sophia
 from gradtx._curvature.zoom import scale_by_zoom_linesearch as scale_by_zoom_linesearch
 from gradtx._linalg.newton_schulz import (
     orthogonalize_via_newton_schulz as orthogonalize_via_newton_schulz,
@@ -169,6 +174,9 @@ from gradtx._wrappers.checked import checked as checked
 from gradtx._wrappers.monitor import MonitorState as MonitorState
 from gradtx._wrappers.monitor import monitor as monitor
 from gradtx._wrappers.monitor import step_stats as step_stats
+from gradtx._wrappers.sam import SAMState as SAMState
+from gradtx._wrappers.sam import adaptive_normalize as adaptive_normalize
+from gradtx._wrappers.sam import sam as sam
 
 __version__ = "0.1.0"
 
@@ -320,3 +328,9 @@ __all__ += [
     "scale_by_muon",
     "scale_by_shape",
 ]
+
+# sharpness-aware minimization (issue 14, item 8)
+__all__ += ["SAMState", "adaptive_normalize", "sam"]
+
+# Sophia (issue 14, item 6)
+__all__ += ["hutchinson_estimator_diag_hessian", "scale_by_sophia", "sophia"]
