@@ -195,6 +195,8 @@ def as_pairs(steps, axis: int = 0):
 
 
 REAL_ONLY = set(registry.rows("REAL_ONLY"))
+# as in tests/test_reference.py: iterative matrix functions meet 1e-4 in complex64
+ITERATIVE = set(registry.rows("ITERATIVE"))
 
 
 @pytest.mark.parametrize(
@@ -205,7 +207,8 @@ def test_registry_matches_complex_numpy_reference(case, dtype):
     grads = complex_gradients(params, REFERENCE_STEPS, seed=1)
     ((trajectory, updates, _),) = run(case.gradtx(), (params, grads))
     want = run_reference(case.reference(), params, grads)
-    assert helpers.deviation((trajectory, updates), want) < REFERENCE_TOLERANCE[dtype]
+    bound = 1e-4 if dtype == jnp.complex64 and case.id in ITERATIVE else REFERENCE_TOLERANCE[dtype]
+    assert helpers.deviation((trajectory, updates), want) < bound
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,16 @@ OPTAX_OWN_F32_ERROR = (
 )
 
 
+# Iterative matrix functions (Newton-Schulz's five matrix polynomials, inverse roots) amplify
+# float32 roundings in the small singular values: their rows meet 1e-4 in float32 (the issue's
+# bound for them), their float64 rows the same 1e-10 as every other.
+ITERATIVE = set(registry.rows("ITERATIVE"))
+
+
+def tolerance(case, dtype) -> float:
+    return 1e-4 if dtype == jnp.float32 and case.id in ITERATIVE else TOLERANCE[dtype]
+
+
 @pytest.fixture(params=[jnp.float32, jnp.float64], ids=["f32", "f64"])
 def dtype(request):
     if request.param == jnp.float64:
@@ -50,14 +60,15 @@ def test_matches_numpy_reference_and_optax(case, dtype):
     want = helpers.run_reference(case.reference(), params, grads)
     jitted = helpers.run_gradtx(case.gradtx(), params, grads, jit=True)
     eager = helpers.run_gradtx(case.gradtx(), params, grads, jit=False)
-    assert helpers.deviation(jitted, want) < TOLERANCE[dtype], "jit"
-    assert helpers.deviation(eager, want) < TOLERANCE[dtype], "eager"
+    assert helpers.deviation(jitted, want) < tolerance(case, dtype), "jit"
+    assert helpers.deviation(eager, want) < tolerance(case, dtype), "eager"
     if case.optax is None:
         return
     with jax.numpy_dtype_promotion("standard"):  # optax relies on implicit promotion
         theirs = helpers.run_optax(case.optax_transformation(), params, grads, jit=True)
     own_error = dtype == jnp.float32 and case.id in OPTAX_OWN_F32_ERROR
-    assert helpers.deviation(jitted, theirs) < (2e-5 if own_error else TOLERANCE[dtype]), "optax"
+    bound = 2e-5 if own_error else tolerance(case, dtype)
+    assert helpers.deviation(jitted, theirs) < bound, "optax"
 
 
 @pytest.mark.parametrize("name", sorted(ADAM_BIAS_CORRECTION))

@@ -41,7 +41,12 @@ MuonDimensionNumbers = MatrixDimensionNumbers
 
 
 def _axes(owner: str, name: str, value: Any, ndim: int) -> tuple[int, ...]:
-    axes = (value,) if isinstance(value, (int, np.integer)) else tuple(value)
+    if isinstance(value, (int, np.integer)):
+        axes = (value,)
+    elif isinstance(value, (tuple, list)):
+        axes = tuple(value)
+    else:
+        raise TypeError(f"{owner}: {name} must be an int or a sequence of ints, got {value!r}")
     out = []
     for axis in axes:
         if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):

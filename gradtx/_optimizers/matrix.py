@@ -64,7 +64,15 @@ def muon_dimension_numbers(params: Any, exclude: str | None = EMBEDDING_OR_HEAD)
       >>> dims["dense"]["kernel"], dims["dense"]["bias"], dims["embed"], dims["lm_head"]
       (MatrixDimensionNumbers(reduction_axis=0, output_axis=1), None, None, None)
     """
-    pattern = None if exclude is None else re.compile(exclude)
+    owner = "muon_dimension_numbers"
+    if exclude is not None and not isinstance(exclude, str):
+        raise TypeError(
+            f"{owner}: exclude must be a regular expression (str) or None, got {exclude!r}"
+        )
+    try:
+        pattern = None if exclude is None else re.compile(exclude)
+    except re.error as err:
+        raise ValueError(f"{owner}: exclude is not a valid regular expression: {err}") from None
 
     def spec(path, x):
         if x is None or len(getattr(x, "shape", ())) != 2:

@@ -13,6 +13,8 @@ themselves stay in the shared modules, so a new optimizer is rows, not a new tes
 - ``PROPERTIES_REAL_ONLY``: ids of ``PROPERTIES`` that refuse complex leaves at init;
 - ``OPTAX_OWN_F32_ERROR``: ids whose float32 comparison with optax allows optax's own error
   (optax's float32 bias correction; show in the family's rows that gradtx is the closer one);
+- ``ITERATIVE``: ids of cases built on iterative matrix functions, compared in float32 (and
+  complex64) to 1e-4 instead of 1e-5;
 - ``BAD``: id -> :class:`tests.cases.Bad`; ``GOOD``: the edge values that must pass;
   ``NO_ARGUMENTS``, ``NO_RANGE``, ``NO_WRONG_TYPE``: public names exempt from kinds of rows;
   ``TRANSFORMATIONS``, ``PASS_THROUGH``, ``READS_PARAMS``, ``NEED_PARAMS``: the shape and

@@ -1,0 +1,227 @@
+"""Rows of the matrix-aware optimizers (gradtx/_optimizers/matrix.py: Muon) and of their pieces
+(gradtx/_transforms/orthogonal.py, gradtx/_linalg) in the shared test tables.
+
+On the shared test tree Muon orthogonalizes the (4, 3), (2, 2) and (0, 3) leaves and gives the
+vectors and the scalar to AdamW; the pairs ``scale_by_muon`` and ``scale_by_shape`` refuse
+leaves that are not matrices, so their rows are the optimizer's (every link is in each
+trajectory) and their own checks are in tests/test_linalg.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+import gradtx
+from tests.cases import Bad, Case, Cosine, Row, Sched
+from tests.reference import numpy_matrix
+
+LR = 0.02
+
+REFERENCES = dict(numpy_matrix.REFERENCES)
+
+
+def _optax_matrices(params):
+    """optax's default (every rank-2 leaf), less zero-size ones: optax divides by their zero
+    fan-in (ZeroDivisionError) where gradtx scales by 1; their updates are empty either way."""
+    import jax
+    import optax.contrib
+
+    def spec(x):
+        return optax.contrib.MuonDimensionNumbers() if x.ndim == 2 and x.size else None
+
+    return jax.tree.map(spec, params)
+
+
+@dataclasses.dataclass(frozen=True)
+class ContribCase(Case):
+    """A :class:`Case` whose optax counterpart is ``optax.contrib.<name>``."""
+
+    def optax_transformation(self):
+        import optax.contrib
+
+        extra = {"muon_weight_dimension_numbers": _optax_matrices} if self.name == "muon" else {}
+        return getattr(optax.contrib, self.name)(**self.optax, **extra)
+
+
+DION = ((4.0848, -6.8946, 2.9270), (3.9505, -6.3029, 2.6377), (3.7418, -5.5913, 2.3037))
+DION += ((2.8769, -3.1427, 1.2046), (2.8366, -3.0525, 1.2012))
+
+OPTIMIZERS = [
+    ContribCase("muon", "muon", {"learning_rate": LR}, optax={"learning_rate": LR}),
+    ContribCase(
+        "muon_adaptive_rms_decay",
+        "muon",
+        {
+            "learning_rate": LR,
+            "adaptive": True,
+            "consistent_rms": 0.2,
+            "weight_decay": 0.1,
+            "adam_learning_rate": 0.005,
+            "adam_weight_decay": 0.01,
+            "nesterov": False,
+        },
+        optax={
+            "learning_rate": LR,
+            "adaptive": True,
+            "consistent_rms": 0.2,
+            "weight_decay": 0.1,
+            "adam_learning_rate": 0.005,
+            "adam_weight_decay": 0.01,
+            "nesterov": False,
+        },
+    ),
+    # a table of per-step coefficients (Dion's, Ahn et al., 2025) and the spectral norm
+    ContribCase(
+        "muon_spectral_table",
+        "muon",
+        {"learning_rate": LR, "ns_coeffs": DION, "preconditioning": "spectral", "beta": 0.9},
+        optax={"learning_rate": LR, "ns_coeffs": DION, "preconditioning": "spectral", "beta": 0.9},
+    ),
+    # PyTorch's choices: no debiasing, eps 0 (its max(||u||, 1e-7)), decoupled decay; scheduled
+    Case(
+        "muon_torch_scheduled",
+        "muon",
+        {
+            "learning_rate": Sched("linear_schedule", (0.05, 0.01, 60)),
+            "beta": Sched("linear_schedule", (0.8, 0.95, 40)),
+            "eps": 0.0,
+            "weight_decay": 0.1,
+            "bias_correction": False,
+        },
+    ),
+]
+
+ITERATIVE = [case.id for case in OPTIMIZERS]
+
+PROPERTIES = {
+    "muon": (lambda: gradtx.muon(LR), "muon"),
+}
+
+HYPERPARAM_KEYS = {
+    "muon": (
+        gradtx.muon(0.1),
+        {
+            "learning_rate",
+            "beta",
+            "eps",
+            "weight_decay",
+            "adam_b1",
+            "adam_b2",
+            "adam_eps_root",
+            "adam_weight_decay",
+        },
+    ),
+    "muon_rms": (
+        gradtx.muon(0.1, adam_learning_rate=0.01, consistent_rms=0.2),
+        {
+            "learning_rate",
+            "beta",
+            "eps",
+            "weight_decay",
+            "adam_b1",
+            "adam_b2",
+            "adam_eps_root",
+            "adam_weight_decay",
+            "adam_learning_rate",
+            "consistent_rms",
+        },
+    ),
+}
+
+_RANK3 = np.zeros((2, 3, 4), np.float32)
+MDN = gradtx.MatrixDimensionNumbers
+
+BAD = {
+    "muon_lr_string": Bad(
+        gradtx.muon, dict(learning_rate="0.1"), TypeError, ("muon", "learning_rate")
+    ),
+    "muon_adam_b2_one": Bad(
+        gradtx.muon, dict(learning_rate=0.1, adam_b2=1.0), names=("muon", "adam_b2")
+    ),
+    "muon_beta_one": Bad(gradtx.muon, dict(learning_rate=0.1, beta=1.0), names=("muon", "beta")),
+    "muon_preconditioning_unknown": Bad(
+        gradtx.muon,
+        dict(learning_rate=0.1, preconditioning="aol"),
+        names=("muon", "preconditioning"),
+    ),
+    "muon_ns_coeffs_shape": Bad(
+        gradtx.muon, dict(learning_rate=0.1, ns_coeffs=(1.0, 2.0)), names=("muon", "ns_coeffs")
+    ),
+    "muon_nesterov_string": Bad(
+        gradtx.muon, dict(learning_rate=0.1, nesterov="yes"), TypeError, ("muon", "nesterov")
+    ),
+    "muon_rows_short": Bad(
+        gradtx.muon,
+        dict(learning_rate=0.1, ns_coeffs=DION, ns_steps=6),
+        names=("muon", "ns_coeffs"),
+    ),
+    "scale_by_muon_beta_string": Bad(
+        gradtx.scale_by_muon, dict(beta="0.9"), TypeError, ("scale_by_muon", "beta")
+    ),
+    "scale_by_muon_eps_negative": Bad(
+        gradtx.scale_by_muon, dict(eps=-1.0), names=("scale_by_muon", "eps")
+    ),
+    "scale_by_muon_ns_steps_float": Bad(
+        gradtx.scale_by_muon, dict(ns_steps=5.0), TypeError, ("scale_by_muon", "ns_steps")
+    ),
+    "scale_by_shape_rms_string": Bad(
+        gradtx.scale_by_shape,
+        dict(consistent_rms="0.2"),
+        TypeError,
+        ("scale_by_shape", "consistent_rms"),
+    ),
+    "scale_by_shape_rms_negative": Bad(
+        gradtx.scale_by_shape, dict(consistent_rms=-0.2), names=("scale_by_shape", "consistent_rms")
+    ),
+    "orthogonalize_int_matrix": Bad(
+        gradtx.orthogonalize_via_newton_schulz,
+        args=(np.ones((2, 2), np.int32),),
+        error=TypeError,
+        names=("orthogonalize_via_newton_schulz", "x"),
+    ),
+    "orthogonalize_negative_steps": Bad(
+        gradtx.orthogonalize_via_newton_schulz,
+        dict(ns_steps=-1),
+        args=(np.ones((2, 2), np.float32),),
+        names=("orthogonalize_via_newton_schulz", "ns_steps"),
+    ),
+    "as_matrices_rank3_without_numbers": Bad(
+        gradtx.as_matrices, args=(_RANK3,), names=("as_matrices", "dimension_numbers")
+    ),
+    "as_matrices_numbers_tuple": Bad(
+        gradtx.as_matrices,
+        args=(_RANK3, (0, 1)),
+        error=TypeError,
+        names=("as_matrices", "dimension_numbers"),
+    ),
+    "matrix_shape_axis_out_of_range": Bad(
+        gradtx.matrix_shape, args=((2, 3), MDN(0, 2)), names=("matrix_shape", "output_axis")
+    ),
+    "matrix_shape_axis_float": Bad(
+        gradtx.matrix_shape,
+        args=((2, 3), MDN(0.0, 1)),
+        error=TypeError,
+        names=("matrix_shape", "reduction_axis"),
+    ),
+    "muon_dimension_numbers_exclude_int": Bad(
+        gradtx.muon_dimension_numbers,
+        dict(exclude=5),
+        args=({"w": _RANK3},),
+        error=TypeError,
+        names=("muon_dimension_numbers", "exclude"),
+    ),
+    "muon_dimension_numbers_exclude_invalid": Bad(
+        gradtx.muon_dimension_numbers,
+        dict(exclude="(embed"),
+        args=({"w": _RANK3},),
+        names=("muon_dimension_numbers", "exclude"),
+    ),
+}
+
+TRANSFORMATIONS = {
+    "muon": lambda: gradtx.muon(0.1),
+}
+
+Q, R, TIGHT, NEAR = "quadratic", "rosenbrock", 1e-6, 1e-2
