@@ -50,7 +50,7 @@ def sam_perturbation(rho):
 def asam_perturbation(rho, eta):
     def perturb(g, w):
         t = [np.abs(x) + eta for x in w]
-        norm = np.sqrt(sum(np.sum((ti * x) ** 2) for ti, x in zip(t, g)))
+        norm = np.sqrt(sum(np.sum(np.abs(ti * x) ** 2) for ti, x in zip(t, g)))
         return [rho * ti**2 * x / norm for ti, x in zip(t, g)]
 
     return perturb
@@ -213,6 +213,15 @@ def test_adaptive_normalize_is_the_asam_formula(x64):
     w, g = (list(map(np.asarray, jax.tree.leaves(t))) for t in (params, grads))
     expected = asam_perturbation(rho, eta)(g, w)  # ε = ρ T² g / ‖T g‖, T = |w| + η
     for u, e in zip(jax.tree.leaves(updates), expected):
+        np.testing.assert_allclose(-np.asarray(u), e, rtol=1e-14, atol=0)
+    # complex leaves: T = |w| + η from the modulus, the norm of (re, im) pairs
+    w_c = jnp.array([1 + 2j, -0.5j]), jnp.array([0.3, -2.0])
+    g_c = jnp.array([0.2 - 1j, 3 + 0j]), jnp.array([1.0, 0.5])
+    got = jax.jit(tx.update)(g_c, tx.init(w_c), w_c)[0]
+    expected = asam_perturbation(rho, eta)(
+        [np.asarray(x) for x in g_c], [np.asarray(x) for x in w_c]
+    )
+    for u, e in zip(got, expected):
         np.testing.assert_allclose(-np.asarray(u), e, rtol=1e-14, atol=0)
     # a zero weight with eta = 0, or no gradient at all: no perturbation, not 0/0
     zero = gradtx.adaptive_normalize(0.0)

@@ -1,2 +1,3 @@
 """Wrappers around any transformation: gradient accumulation and skipping non-finite steps,
-parameter averaging (lookahead, EMA), monitoring, checkify-checked runs."""
+parameter averaging (lookahead, EMA), sharpness-aware minimization (SAM, ASAM), monitoring,
+checkify-checked runs."""

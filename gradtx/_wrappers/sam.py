@@ -50,17 +50,21 @@ def _adaptive_normalize(eta: Value) -> GradientTransformation:
             return wide + value_as(eta, wide.dtype)
 
         scales = jax.tree.map(scale, params)
-        scaled = jax.tree.map(
-            lambda g, t: _tree.times(g.astype(_tree.wider(g.dtype, t.dtype)), t), updates, scales
-        )
+
+        def times_scale(g, t):  # T_w g in the wider of the two dtypes (f64 grads, f32 params)
+            dtype = _tree.wider(g.dtype, t.dtype)
+            return _tree.times(g.astype(dtype), t.astype(_tree.real_dtype(dtype)))
+
+        scaled = jax.tree.map(times_scale, updates, scales)
         norm = _norms.global_norm(scaled)
         # all-zero T_w g (no gradient, or eta = 0 at w = 0) gives no perturbation, not 0/0
         safe = jnp.where(norm > 0, norm, jnp.ones_like(norm))
 
         def leaf(g, tg, t):
             dtype = _tree.wider(tg.dtype, norm.dtype)
-            unit = _tree.divide(tg.astype(dtype), safe.astype(dtype))
-            out = _tree.times(unit, t.astype(_tree.real_dtype(dtype)))
+            real = _tree.real_dtype(dtype)
+            unit = _tree.divide(tg.astype(dtype), safe.astype(real))
+            out = _tree.times(unit, t.astype(real))
             return jnp.where(norm > 0, out, jnp.zeros_like(out)).astype(g.dtype)
 
         return jax.tree.map(leaf, updates, scaled, scales)
