@@ -52,6 +52,8 @@ from gradtx._curvature.zoom import scale_by_zoom_linesearch as scale_by_zoom_lin
 from gradtx._linalg.newton_schulz import (
     orthogonalize_via_newton_schulz as orthogonalize_via_newton_schulz,
 )
+from gradtx._linalg.roots import matrix_inverse_pth_root as matrix_inverse_pth_root
+from gradtx._linalg.roots import power_iteration as power_iteration
 from gradtx._linalg.view import MatrixDimensionNumbers as MatrixDimensionNumbers
 from gradtx._linalg.view import MuonDimensionNumbers as MuonDimensionNumbers
 from gradtx._linalg.view import as_matrices as as_matrices
@@ -334,3 +336,6 @@ __all__ += ["SAMState", "adaptive_normalize", "sam"]
 
 # Sophia (issue 14, item 6)
 __all__ += ["hutchinson_estimator_diag_hessian", "scale_by_sophia", "sophia"]
+
+# Shampoo's matrix roots (issue 14, item 1)
+__all__ += ["matrix_inverse_pth_root", "power_iteration"]
