@@ -775,3 +775,13 @@ def test_flax_nnx_optimizer_with_parameter_groups():
     assert losses[-1] < losses[0]
     np.testing.assert_array_equal(model.body.kernel[...], body_before)
     assert not np.array_equal(model.head.kernel[...], head_before)
+
+
+def test_a_group_without_leaves_needs_no_params():
+    """A one-leaf tree labelled for sgd leaves AdamW's group empty: its weight decay has nothing
+    to decay and must not ask for the params it is given as None (the tree's only leaf is a
+    hole)."""
+    tx = gradtx.partition({"a": gradtx.adamw(0.1), "b": gradtx.sgd(0.1)}, "b")
+    params = jnp.ones(3)
+    updates, _ = tx.update(params, tx.init(params), params)
+    assert np.allclose(updates, -0.1)

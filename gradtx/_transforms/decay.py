@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import jax
+
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation, stateless
 from gradtx._core.combine import check_mask, masked
@@ -21,6 +23,8 @@ def decay_step(weight_decay: Value):
 
 def _add_decayed_weights(weight_decay: Value, mask=None) -> GradientTransformation:
     def add(updates, params):
+        if params is None and not jax.tree.leaves(updates):
+            return updates  # nothing to decay (a parameter group without leaves)
         if params is None:
             raise ValueError("add_decayed_weights: update needs params (the decay is λ·params)")
         return _tree.map(

@@ -15,6 +15,8 @@ themselves stay in the shared modules, so a new optimizer is rows, not a new tes
   (optax's float32 bias correction; show in the family's rows that gradtx is the closer one);
 - ``ITERATIVE``: ids of cases built on iterative matrix functions, compared in float32 (and
   complex64) to 1e-4 instead of 1e-5;
+- ``AMPLIFICATION``: ``PROPERTIES`` name -> the factor by which its iterative matrix functions
+  can multiply a rounding difference (test_jit_and_eager_agree's budget is multiplied by it);
 - ``BAD``: id -> :class:`tests.cases.Bad`; ``GOOD``: the edge values that must pass;
   ``NO_ARGUMENTS``, ``NO_RANGE``, ``NO_WRONG_TYPE``: public names exempt from kinds of rows;
   ``TRANSFORMATIONS``, ``PASS_THROUGH``, ``READS_PARAMS``, ``NEED_PARAMS``: the shape and

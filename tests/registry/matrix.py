@@ -99,6 +99,9 @@ PROPERTIES = {
     "muon": (lambda: gradtx.muon(LR), "muon"),
 }
 
+# Newton-Schulz's slope at 0 is a = 3.4445 per step: five steps multiply by up to a^5
+AMPLIFICATION = {"muon": 3.4445**5}
+
 HYPERPARAM_KEYS = {
     "muon": (
         gradtx.muon(0.1),
