@@ -14,7 +14,7 @@ import dataclasses
 import numpy as np
 
 import gradtx
-from tests.cases import Bad, Case, Cosine, Row, Sched
+from tests.cases import Bad, Case, Sched
 from tests.reference import numpy_matrix
 
 LR = 0.02
