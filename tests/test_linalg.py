@@ -1,0 +1,244 @@
+"""The matrix pieces: viewing leaves as matrices, Newton–Schulz, and Muon's pairs on their own.
+
+Newton–Schulz's band: Muon's quintic (3.4445, -4.7750, 2.0315) maps a singular value s of
+X / ||X||_F through p(s) = a s + b s^3 + c s^5 five times; computed on a grid of s in
+[0.002, 1] in float64, the result lies in [0.6818, 1.2024] (below 0.002 the five steps cannot
+lift it: s = 0.001 ends at 0.47). The tests check the singular values of orthogonalized random
+matrices against that band, and the scalar map against the matrix iteration.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gradtx
+from tests.reference import numpy_matrix
+
+MDN = gradtx.MatrixDimensionNumbers
+BAND = (0.68, 1.21)  # singular values of NS(X) for s_i / ||X||_F >= 0.002 (module docstring)
+TABLE = numpy_matrix.coefficient_table(numpy_matrix.MUON_COEFFS, 5)
+
+
+def _quintic_band(lowest: float) -> tuple[float, float]:
+    s = np.geomspace(lowest, 1.0, 100_001)
+    for a, b, c in TABLE:
+        s = a * s + b * s**3 + c * s**5
+    return float(s.min()), float(s.max())
+
+
+def test_the_documented_band_is_the_quintic_map_on_its_domain():
+    low, high = _quintic_band(0.002)
+    assert BAND[0] <= low < 0.69 and 1.20 < high <= BAND[1]
+    assert _quintic_band(0.001)[0] < 0.5  # below the domain the band does not hold
+
+
+# Gaussian rectangular matrices have no tiny singular value; a square one has, so it is made
+# from its SVD with singular values log-spaced over [0.01, 1].
+def _matrix(shape, complex_, rng):
+    if shape[0] != shape[1]:
+        x = rng.normal(size=shape)
+        return x + 1j * rng.normal(size=shape) if complex_ else x
+    u, _ = np.linalg.qr(rng.normal(size=shape) + (1j * rng.normal(size=shape) if complex_ else 0))
+    v, _ = np.linalg.qr(rng.normal(size=shape))
+    return (u * np.geomspace(0.01, 1.0, shape[0])) @ v.T
+
+
+@pytest.mark.parametrize("shape", [(50, 30), (30, 50), (32, 32), (200, 10), (1, 7)])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.complex64], ids=str)
+def test_singular_values_lie_in_the_band(shape, dtype):
+    x = _matrix(shape, dtype == jnp.complex64, np.random.default_rng(sum(shape)))
+    s_in = np.linalg.svd(x, compute_uv=False)
+    assert s_in.min() / np.linalg.norm(x) >= 0.002  # inside the band's domain
+    out = gradtx.orthogonalize_via_newton_schulz(jnp.asarray(x, dtype))
+    assert out.dtype == dtype
+    s = np.linalg.svd(
+        np.asarray(out.astype(jnp.complex64 if dtype == jnp.complex64 else jnp.float32)),
+        compute_uv=False,
+    )
+    slack = 0.01 if dtype == jnp.bfloat16 else 1e-4  # the output's rounding
+    assert BAND[0] - slack <= s.min() and s.max() <= BAND[1] + slack, (s.min(), s.max())
+
+
+def test_matrix_iteration_equals_the_scalar_map_on_the_singular_values(x64):
+    rng = np.random.default_rng(0)
+    u, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    v, _ = np.linalg.qr(rng.normal(size=(4, 4)))
+    s = np.array([1.0, 0.5, 0.1, 0.01])
+    x = u[:, :4] * s @ v.T
+    got = np.linalg.svd(
+        np.asarray(gradtx.orthogonalize_via_newton_schulz(jnp.asarray(x), eps=0.0)),
+        compute_uv=False,
+    )
+    want = s / np.linalg.norm(s)
+    for a, b, c in TABLE:
+        want = a * want + b * want**3 + c * want**5
+    np.testing.assert_allclose(np.sort(got), np.sort(want), rtol=1e-12)
+
+
+def test_matches_the_numpy_reference_and_optax_in_float64(x64):
+    import optax.contrib
+
+    rng = np.random.default_rng(1)
+    for shape in [(5, 3), (3, 5), (4, 4)]:
+        x = rng.normal(size=shape)
+        want = numpy_matrix.newton_schulz(x, TABLE)
+        got = gradtx.orthogonalize_via_newton_schulz(jnp.asarray(x))
+        theirs = optax.contrib._muon.orthogonalize_via_newton_schulz(
+            jnp.asarray(x), jnp.asarray(numpy_matrix.MUON_COEFFS)
+        )
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-13)
+        np.testing.assert_allclose(got, theirs, rtol=0, atol=1e-13)
+
+
+def test_zero_and_empty_matrices_stay_zero():
+    assert not gradtx.orthogonalize_via_newton_schulz(jnp.zeros((3, 2))).any()
+    assert gradtx.orthogonalize_via_newton_schulz(jnp.zeros((0, 3))).shape == (0, 3)
+
+
+def test_zero_steps_is_the_normalised_matrix():
+    x = jnp.array([[3.0, 0.0], [0.0, 4.0]])
+    np.testing.assert_allclose(
+        gradtx.orthogonalize_via_newton_schulz(x, ns_steps=0, eps=0.0), x / 5.0
+    )
+
+
+# ---- any leaf as a batch of matrices ---------------------------------------------------------
+
+
+VIEWS = {
+    # stacked layers (nnx.scan): (layers, d_in, d_out)
+    "stacked": ((3, 4, 5), MDN(1, 2), [(slice(i, i + 1),) for i in range(3)]),
+    # attention kernel (d_model, heads, head_dim): one d_model x heads*head_dim matrix
+    "attention_out_heads": ((6, 2, 3), MDN(0, (1, 2)), None),
+    # attention output kernel (heads, head_dim, d_model): heads*head_dim x d_model
+    "attention_in_heads": ((2, 3, 6), MDN((0, 1), 2), None),
+    # convolution kernel (h, w, c_in, c_out): h*w*c_in x c_out
+    "conv": ((3, 3, 2, 4), MDN((0, 1, 2), 3), None),
+    # per-head matrices: (d_model, heads, head_dim) as heads matrices d_model x head_dim
+    "per_head": ((6, 2, 3), MDN(0, 2), None),
+}
+
+
+@pytest.mark.parametrize("name", VIEWS)
+def test_views_round_trip_and_orthogonalize_each_matrix(name, x64):
+    shape, spec, _ = VIEWS[name]
+    x = jnp.asarray(np.random.default_rng(2).normal(size=shape))
+    m, restore = gradtx.as_matrices(x, spec)
+    assert m.shape == gradtx.matrix_shape(shape, spec)
+    np.testing.assert_array_equal(restore(m), x)
+    got = gradtx.orthogonalize_via_newton_schulz(x, dimension_numbers=spec)
+    want = np.stack([numpy_matrix.newton_schulz(np.asarray(mi), TABLE) for mi in m])
+    np.testing.assert_allclose(gradtx.as_matrices(got, spec)[0], want, rtol=0, atol=1e-13)
+
+
+def test_stacked_layers_are_the_separate_layers(x64):
+    x = jnp.asarray(np.random.default_rng(3).normal(size=(3, 4, 5)))
+    got = gradtx.orthogonalize_via_newton_schulz(x, dimension_numbers=MDN(1, 2))
+    for i in range(3):
+        np.testing.assert_allclose(got[i], gradtx.orthogonalize_via_newton_schulz(x[i]), atol=1e-14)
+
+
+def test_rows_are_the_reduction_axes_in_the_order_given():
+    x = jnp.arange(24.0).reshape(2, 3, 4)
+    m, _ = gradtx.as_matrices(x, MDN((1, 0), 2))
+    np.testing.assert_array_equal(m[0], x.transpose(1, 0, 2).reshape(6, 4))
+
+
+# ---- Muon's pairs on their own ---------------------------------------------------------------
+
+
+def test_scale_by_shape_formulas():
+    u = {"tall": jnp.ones((8, 2)), "wide": jnp.ones((2, 8)), "stack": jnp.ones((3, 2, 8))}
+    dims = {"tall": MDN(), "wide": MDN(), "stack": MDN(1, 2)}
+    tx = gradtx.scale_by_shape(dims)
+    out, _ = tx.update(u, tx.init(u))
+    assert float(out["tall"][0, 0]) == 1.0  # fan-out 2 < fan-in 8: max(1, 2/8)
+    assert float(out["wide"][0, 0]) == 2.0 and float(out["stack"][0, 0, 0]) == 2.0
+    tx = gradtx.scale_by_shape(dims, consistent_rms=0.2)
+    state = tx.init(u)
+    out, _ = tx.update(u, state)
+    np.testing.assert_allclose(out["tall"], 0.2 * np.sqrt(8), rtol=1e-6)
+    state = gradtx.set_hyperparams(state, consistent_rms=0.5)
+    out, _ = tx.update(u, state)
+    np.testing.assert_allclose(out["wide"], 0.5 * np.sqrt(8), rtol=1e-6)
+
+
+def test_scale_by_muon_on_stacked_layers_is_each_layer_alone():
+    g = jnp.asarray(np.random.default_rng(4).normal(size=(3, 4, 5)), jnp.float32)
+    stacked = gradtx.scale_by_muon(weight_dimension_numbers=MDN(1, 2))
+    out, _ = stacked.update(g, stacked.init(g))
+    single = gradtx.scale_by_muon()
+    for i in range(3):
+        want, _ = single.update(g[i], single.init(g[i]))
+        np.testing.assert_allclose(out[i], want, atol=1e-6)
+
+
+def test_scale_by_muon_refuses_a_leaf_that_is_not_a_matrix_naming_it():
+    tx = gradtx.scale_by_muon()
+    with pytest.raises(
+        ValueError, match=r"^scale_by_muon: the leaf 'b' of shape \(3,\) is not a matrix"
+    ):
+        tx.init({"w": jnp.zeros((2, 2)), "b": jnp.zeros(3)})
+
+
+def test_scale_by_muon_beta_is_live_with_its_range():
+    g = jnp.ones((2, 3))
+    state = gradtx.scale_by_muon().init(g)
+    state = gradtx.set_hyperparams(state, beta=0.5)
+    assert float(gradtx.hyperparams(state)["beta"]) == 0.5
+    with pytest.raises(ValueError, match=r"^set_hyperparams: beta must be in \[0, 1\)"):
+        gradtx.set_hyperparams(state, beta=1.0)
+
+
+# ---- muon's split of a model -----------------------------------------------------------------
+
+
+def _model():
+    return {
+        "embed": {"embedding": jnp.zeros((10, 4))},
+        "block": {"attn": {"kernel": jnp.zeros((4, 4))}, "norm": {"scale": jnp.ones(4)}},
+        "mlp": [{"kernel": jnp.zeros((4, 8)), "bias": jnp.zeros(8)}],
+        "lm_head": {"kernel": jnp.zeros((4, 10))},
+        "stacked": jnp.zeros((2, 4, 4)),
+    }
+
+
+def test_default_split_sends_embeddings_heads_and_non_matrices_to_adamw():
+    dims = gradtx.muon_dimension_numbers(_model())
+    matrices = {
+        gradtx._core.tree.path_str(p)
+        for p, d in jax.tree_util.tree_flatten_with_path(
+            dims, is_leaf=lambda x: isinstance(x, MDN)
+        )[0]
+        if d is not None
+    }
+    assert matrices == {"block/attn/kernel", "mlp/0/kernel"}
+    optax_default = gradtx.muon_dimension_numbers(_model(), exclude=None)
+    assert optax_default["lm_head"]["kernel"] == MDN() and optax_default["stacked"] is None
+
+
+def test_muon_groups_follow_the_split_and_can_be_changed():
+    params = _model()
+    grads = jax.tree.map(lambda p: jnp.ones_like(p) * 0.5, params)
+    tx = gradtx.muon(0.1, nesterov=False)
+    state = tx.init(params)
+    updates, _ = tx.update(grads, state, params)
+    # AdamW's first step without Nesterov: -lr sign(g)
+    np.testing.assert_allclose(updates["embed"]["embedding"], -0.1, rtol=1e-5)
+    np.testing.assert_allclose(updates["stacked"], -0.1, rtol=1e-5)
+    # a rank-one gradient orthogonalized: all singular values but one are 0
+    s = np.linalg.svd(np.asarray(updates["block"]["attn"]["kernel"]), compute_uv=False)
+    assert s[1] < 1e-5 < s[0]
+
+    def with_stacked(p):
+        dims = gradtx.muon_dimension_numbers(p)
+        dims["stacked"] = MDN(1, 2)
+        return dims
+
+    tx = gradtx.muon(0.1, nesterov=False, muon_weight_dimension_numbers=with_stacked)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    s = np.linalg.svd(np.asarray(updates["stacked"][0]), compute_uv=False)
+    assert s[1] < 1e-5 < s[0]
