@@ -12,9 +12,11 @@ Each row runs ``steps`` updates in float64 from fixed params, feeding a fixed gr
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import pathlib
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +38,9 @@ class TorchRow:
       seed: seeds the params and the gradients.
       tolerance: the largest relative deviation allowed (the issue's 1e-6 unless a comment
         says why a row needs another).
+      float64_newton_schulz: torch.optim.Muon rounds Newton-Schulz's input to bfloat16
+        (hard-coded); with this flag the row is recorded with that rounding removed (the
+        iteration in float64, gradtx's ``dtype=jnp.float64``), the rest of torch unchanged.
     """
 
     optimizer: str
@@ -45,6 +50,7 @@ class TorchRow:
     steps: int = 50
     seed: int = 0
     tolerance: float = 1e-6
+    float64_newton_schulz: bool = False
 
 
 def problem(row: TorchRow) -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
@@ -53,6 +59,22 @@ def problem(row: TorchRow) -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
     params = [rng.normal(size=shape) for shape in row.shapes]
     grads = [[rng.normal(size=shape) for shape in row.shapes] for _ in range(row.steps)]
     return params, grads
+
+
+@contextlib.contextmanager
+def _newton_schulz_unrounded():
+    """While it runs, ``Tensor.bfloat16()`` returns a copy of the tensor, unrounded: the one
+    call in torch.optim.Muon's step is the rounding of Newton-Schulz's input, which the
+    iteration then changes in place (so a copy, as the conversion makes: without Nesterov the
+    input is the momentum buffer itself)."""
+    import torch
+
+    original = torch.Tensor.bfloat16
+    torch.Tensor.bfloat16 = lambda self, *args, **kwargs: self.clone()
+    try:
+        yield
+    finally:
+        torch.Tensor.bfloat16 = original
 
 
 def torch_trajectory(row: TorchRow) -> list[list[np.ndarray]]:
@@ -68,7 +90,8 @@ def torch_trajectory(row: TorchRow) -> list[list[np.ndarray]]:
     for step_grads in grads:
         for t, g in zip(tensors, step_grads):
             t.grad = torch.tensor(g, dtype=torch.float64)
-        optimizer.step()
+        with _newton_schulz_unrounded() if row.float64_newton_schulz else contextlib.nullcontext():
+            optimizer.step()
         trajectory.append([t.detach().numpy().copy() for t in tensors])
     return trajectory
 
@@ -79,11 +102,16 @@ def rows() -> dict[str, TorchRow]:
     return registry.entries("TORCH")
 
 
-def record() -> dict[str, Any]:
+def record(names: list[str] | None = None) -> dict[str, Any]:
+    """Every row's trajectory; with ``names``, those rows' only, the others kept as recorded."""
     import torch
 
     out = {"torch": torch.__version__, "rows": {}}
+    if names:
+        out = {**json.loads(FIXTURE.read_text()), "torch": torch.__version__}
     for name, row in rows().items():
+        if names and name not in names:
+            continue
         out["rows"][name] = {
             "optimizer": row.optimizer,
             "kwargs": row.kwargs,
@@ -93,5 +121,6 @@ def record() -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    FIXTURE.write_text(json.dumps(record()) + "\n")
+    # python -m tests.reference.torch_optimizers [row ...]: all rows, or the named ones
+    FIXTURE.write_text(json.dumps(record(sys.argv[1:])) + "\n")
     print(f"wrote {FIXTURE}")

@@ -16,8 +16,10 @@ import numpy as np
 import gradtx
 from tests.cases import Bad, Case, Sched
 from tests.reference import numpy_matrix
+from tests.reference.torch_optimizers import TorchRow
 
 LR = 0.02
+MDN = gradtx.MatrixDimensionNumbers
 
 REFERENCES = dict(numpy_matrix.REFERENCES)
 
@@ -99,6 +101,39 @@ PROPERTIES = {
     "muon": (lambda: gradtx.muon(LR), "muon"),
 }
 
+# torch.optim.Muon on weights laid out (out, in): its reduction axis is 1, which its scale
+# sqrt(max(1, out / in)) assumes; its momentum is not debiased and it divides by max(||u||, eps)
+# (gradtx: eps = 0 adds nothing; the norms here are far above torch's 1e-7); the iteration in
+# float64 on both sides (see TorchRow.float64_newton_schulz)
+_TORCH_MUON = dict(
+    eps=0.0,
+    bias_correction=False,
+    muon_weight_dimension_numbers=MDN(reduction_axis=1, output_axis=0),
+    dtype="float64",
+)
+TORCH = {
+    "torch_muon": TorchRow(
+        "Muon",
+        {"lr": 0.02, "weight_decay": 0.1, "momentum": 0.95},
+        lambda: gradtx.muon(0.02, beta=0.95, weight_decay=0.1, **_TORCH_MUON),
+        shapes=((4, 5), (6, 3), (3, 3)),
+        float64_newton_schulz=True,
+    ),
+    "torch_muon_rms_no_nesterov": TorchRow(
+        "Muon",
+        {
+            "lr": 0.01,
+            "weight_decay": 0.0,
+            "momentum": 0.9,
+            "nesterov": False,
+            "adjust_lr_fn": "match_rms_adamw",
+        },
+        lambda: gradtx.muon(0.01, beta=0.9, nesterov=False, consistent_rms=0.2, **_TORCH_MUON),
+        shapes=((4, 5), (6, 3), (3, 3)),
+        float64_newton_schulz=True,
+    ),
+}
+
 # Newton-Schulz's slope at 0 is a = 3.4445 per step: five steps multiply by up to a^5
 AMPLIFICATION = {"muon": 3.4445**5}
 
@@ -134,7 +169,6 @@ HYPERPARAM_KEYS = {
 }
 
 _RANK3 = np.zeros((2, 3, 4), np.float32)
-MDN = gradtx.MatrixDimensionNumbers
 
 BAD = {
     "muon_lr_string": Bad(
