@@ -144,10 +144,34 @@ def as_matrices(
     inverse = tuple(int(i) for i in np.argsort(order))
     flat = matrix_shape(shape, dimension_numbers)
 
-    def restore(m: jax.Array) -> jax.Array:
-        return m.reshape(moved_shape).transpose(inverse)
+    explicit = _explicit_sharding(x)
+    if explicit is None:
 
-    return x.transpose(order).reshape(flat), restore
+        def restore(m: jax.Array) -> jax.Array:
+            return m.reshape(moved_shape).transpose(inverse)
+
+        return x.transpose(order).reshape(flat), restore
+
+    # Explicit sharding: a reshape that merges a sharded axis has no sharding of its own; the
+    # matrices are gathered (replicated) and the result resharded as ``x`` was.
+    replicated = jax.sharding.PartitionSpec()
+
+    def restore_explicit(m: jax.Array) -> jax.Array:
+        out = jax.lax.reshape(m, moved_shape, out_sharding=replicated).transpose(inverse)
+        return jax.sharding.reshard(out, explicit)
+
+    moved = jax.sharding.reshard(x.transpose(order), replicated)
+    return jax.lax.reshape(moved, flat, out_sharding=replicated), restore_explicit
+
+
+def _explicit_sharding(x: Any) -> Any:
+    """The PartitionSpec of ``x`` if it is sharded over explicit mesh axes, else None."""
+    sharding = getattr(jax.typeof(x), "sharding", None)
+    spec, mesh = getattr(sharding, "spec", None), getattr(sharding, "mesh", None)
+    if spec is None or mesh is None or not any(p is not None for p in spec):
+        return None
+    explicit = jax.sharding.AxisType.Explicit
+    return spec if any(t == explicit for t in getattr(mesh, "axis_types", ())) else None
 
 
 def _is_spec(x: Any) -> bool:
