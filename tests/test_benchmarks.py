@@ -271,3 +271,21 @@ def test_zoo_digits_smoke_has_a_row_per_optimizer(tmp_path):
     for cells in table[2:]:  # val acc and optax val acc, as percentages
         for cell in (cells[3], cells[6]):
             assert 0.0 <= float(cell.strip().rstrip("%")) <= 100.0
+
+
+def test_zoo_matrix_smoke_has_a_row_per_optimizer_and_tree():
+    """``python -m benchmarks.zoo_matrix --smoke``: a convergence row per optimizer and a cost
+    row per optimizer and tree, AdamW's ratio 1."""
+    from benchmarks import zoo_matrix
+
+    text = zoo_matrix.main(["--smoke"])
+    rows = [line.split("|")[1:-1] for line in text.splitlines() if line.startswith("| ")]
+    names = list(zoo_matrix.ENTRIES)
+    convergence = [r for r in rows if len(r) == 5 and r[0].strip() in names]
+    assert [r[0].strip() for r in convergence] == names
+    costs = [r for r in rows if len(r) == 6 and r[1].strip() in names]
+    assert len(costs) == 2 * len(names)
+    for r in costs:
+        assert float(r[2]) > 0 and float(r[5]) > 0
+        if r[1].strip() == "adamw":
+            assert float(r[3]) == 1.0
