@@ -88,11 +88,13 @@ GRIDS: dict[str, tuple[float, ...]] = {
     # the step is (f - f*) / ||g||^2 capped by max_learning_rate (f* = 0, the cross-entropy's
     # infimum): the grid is of the cap; the paper's SPS_max uses caps of this order
     "polyak_sgd": (0.1, 0.3, 1.0),
+    # the hidden matrices' rate (Muon's 0.02); the biases' AdamW fixed at 3e-3 (EXTRA)
+    "muon": (0.01, 0.02, 0.05),
 }
 # updates that need the loss value at the params (``update(..., value=loss)``)
 PASS_VALUE = {"polyak_sgd"}
 # arguments beyond the learning rate, the same for gradtx and optax
-EXTRA: dict[str, dict] = {"noisy_sgd": {"key": SEED}}
+EXTRA: dict[str, dict] = {"noisy_sgd": {"key": SEED}, "muon": {"adam_learning_rate": 3e-3}}
 LEFT_OUT = {
     "lbfgs": "needs the loss value, and a function of the params for its line search",
     "newton_cg": "needs Hessian-vector products of the loss",
@@ -191,7 +193,8 @@ FLAT_STATE = {"sm3"}
 
 
 def _tx(module, name: str, lr: float):
-    fn = getattr(module, name, None)
+    # optax keeps some (muon) in optax.contrib
+    fn = getattr(module, name, None) or getattr(getattr(module, "contrib", None), name, None)
     if fn is None:
         return None
     tx = fn(lr, **EXTRA.get(name, {}))
