@@ -242,3 +242,21 @@ def test_muon_groups_follow_the_split_and_can_be_changed():
     updates, _ = tx.update(grads, tx.init(params), params)
     s = np.linalg.svd(np.asarray(updates["stacked"][0]), compute_uv=False)
     assert s[1] < 1e-5 < s[0]
+
+
+def test_muon_init_on_shape_dtype_structs_and_a_vmapped_sweep():
+    params = {"w": jnp.ones((4, 3)), "b": jnp.zeros(3)}
+    tx = gradtx.muon(0.02)
+    abstract = tx.init(jax.tree.map(lambda p: jax.ShapeDtypeStruct(p.shape, p.dtype), params))
+    real = tx.init(params)
+    assert jax.tree.structure(abstract) == jax.tree.structure(real)
+    assert [(a.shape, a.dtype) for a in jax.tree.leaves(abstract)] == [
+        (r.shape, r.dtype) for r in jax.tree.leaves(real)
+    ]
+    grads = {"w": jnp.arange(12.0).reshape(4, 3), "b": jnp.ones(3)}
+    rates = jnp.array([0.01, 0.02])
+    states = gradtx.sweep(real, learning_rate=rates)
+    updates, _ = jax.vmap(lambda s: tx.update(grads, s, params))(states)
+    one, _ = tx.update(grads, gradtx.set_hyperparams(real, learning_rate=0.02), params)
+    np.testing.assert_allclose(updates["w"][1], one["w"], rtol=1e-6)
+    np.testing.assert_allclose(updates["w"][0], one["w"] / 2, rtol=1e-6)
