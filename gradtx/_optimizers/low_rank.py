@@ -71,11 +71,11 @@ def galore(
       >>> state = tx.init(params)
       >>> grads = {"w": jnp.array([[2.0, 0.0], [0.0, 1.0], [0.0, 0.0]]), "b": jnp.ones(2)}
       >>> updates, state = tx.update(grads, state, params)
-      >>> updates["w"]  # Adam's first step on the leading direction only
+      >>> updates["w"].round(3)  # Adam's first step on the leading direction only
       Array([[-0.1, -0. ],
              [-0. , -0. ],
              [-0. , -0. ]], dtype=float32)
-      >>> updates["b"]  # not a matrix: a whole Adam step
+      >>> updates["b"].round(3)  # not a matrix: a whole Adam step
       Array([-0.1, -0.1], dtype=float32)
 
     References:

@@ -1,0 +1,70 @@
+"""GaLore beyond the shared tables (tests/registry/low_rank.py): another inner optimizer
+against optax, a stacked leaf against its matrices as separate leaves, abstract init, bfloat16
+params and one compilation across refreshing and ordinary steps."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import gradtx
+from tests import helpers
+
+
+def _tree(rng, dtype=jnp.float32):
+    arr = lambda *s: jnp.asarray(rng.normal(size=s), dtype)  # noqa: E731
+    return {"w": arr(3, 5), "v": arr(6, 4), "b": arr(4)}
+
+
+def test_lion_inside_matches_optax():
+    import optax
+    import optax.contrib
+
+    params = _tree(np.random.default_rng(0))
+    grads = helpers.gradient_sequence(params, 12, seed=1)
+    ours = gradtx.galore(0.05, rank=2, update_proj_gap=4, base_optimizer=gradtx.scale_by_lion())
+    theirs = optax.contrib.galore(
+        0.05, rank=2, update_proj_gap=4, base_optimizer=optax.scale_by_lion()
+    )
+    got = helpers.run_gradtx(ours, params, grads, jit=True)
+    with jax.numpy_dtype_promotion("standard"):
+        want = helpers.run_optax(theirs, params, grads, jit=True)
+    assert helpers.deviation(got, want) < 1e-6
+
+
+def test_a_stack_of_matrices_is_its_matrices():
+    rng = np.random.default_rng(2)
+    stack = jnp.asarray(rng.normal(size=(2, 5, 3)), jnp.float32)
+    grads = [jnp.asarray(rng.normal(size=(2, 5, 3)), jnp.float32) for _ in range(6)]
+    kwargs = dict(learning_rate=0.1, rank=2, update_proj_gap=3, align_signs=True)
+    stacked = gradtx.galore(**kwargs, weight_dimension_numbers=gradtx.MatrixDimensionNumbers(1, 2))
+    apart = gradtx.galore(**kwargs)
+    got = helpers.run_gradtx(stacked, stack, grads, jit=True)
+    want = helpers.run_gradtx(apart, list(stack), [list(g) for g in grads], jit=True)
+    for step_got, step_want in zip(got[1], want[1]):
+        np.testing.assert_allclose(step_got[0], np.stack(step_want), atol=1e-6)
+
+
+def test_abstract_init_bfloat16_and_one_compile():
+    params = _tree(np.random.default_rng(3), jnp.bfloat16)
+    tx = gradtx.galore(0.01, rank=2, update_proj_gap=2)
+    abstract = tx.init(jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params))
+    state = tx.init(params)
+    assert jax.tree.map(jax.typeof, abstract) == jax.tree.map(jax.typeof, state)
+    inner = state.inner_state[0]
+    assert inner.projector["w"].shape == (5, 2) and inner.projector["w"].dtype == jnp.float32
+    assert inner.projector["v"].shape == (6, 2) and inner.projector["b"].shape == (0,)
+    traces = []
+
+    @jax.jit
+    def step(params, state, grads):
+        traces.append(1)
+        updates, state = tx.update(grads, state, params)
+        return gradtx.apply_updates(params, updates), state
+
+    for g in helpers.gradient_sequence(params, 5, seed=4):  # refreshes at steps 0, 2, 4
+        params, state = step(params, state, g)
+    assert len(traces) == 1
+    assert all(x.dtype == jnp.bfloat16 for x in jax.tree.leaves(params))
+    assert all(bool(jnp.isfinite(x.astype(jnp.float32)).all()) for x in jax.tree.leaves(params))
