@@ -71,16 +71,8 @@ def compute_dtype(dtype: Any, requested: Any = None) -> Any:
     return jnp.dtype(requested)
 
 
-def newton_schulz(
-    matrices: jax.Array,
-    table: np.ndarray,
-    preconditioning: str,
-    eps: Any,
-) -> jax.Array:
-    """The iteration on a (batch, rows, columns) array, in its dtype; ``table`` as from
-    :func:`check_coefficients`, ``eps`` a scalar added to each matrix's norm."""
-    rows, cols = matrices.shape[-2:]
-    x = jnp.swapaxes(matrices, -1, -2) if rows > cols else matrices  # X X^H the smaller
+def _iterate(x: jax.Array, table: np.ndarray, preconditioning: str, eps: Any) -> jax.Array:
+    """The iteration on a (batch, rows, columns) array with rows <= columns, in its dtype."""
     if preconditioning == "frobenius":
         norm = _norms.unit_norms([x], [(1, 2)])[0]
     else:
@@ -90,7 +82,41 @@ def newton_schulz(
         a, b, c = (jnp.asarray(k, x.dtype) for k in row)
         gram = x @ jnp.swapaxes(x, -1, -2).conj()
         x = a * x + (b * gram + c * (gram @ gram)) @ x
-    return jnp.swapaxes(x, -1, -2) if rows > cols else x
+    return x
+
+
+def newton_schulz(
+    matrices: jax.Array,
+    table: np.ndarray,
+    preconditioning: str,
+    eps: Any,
+) -> jax.Array:
+    """The iteration on a (batch, rows, columns) array, in its dtype; ``table`` as from
+    :func:`check_coefficients`, ``eps`` a scalar added to each matrix's norm."""
+    return newton_schulz_many([matrices], table, preconditioning, eps)[0]
+
+
+def newton_schulz_many(
+    batches: list[jax.Array], table: np.ndarray, preconditioning: str, eps: Any
+) -> list[jax.Array]:
+    """:func:`newton_schulz` of each (batch, rows, columns) array, the arrays of one shape
+    (after turning each wide: X X^H the smaller) and dtype iterated as one batch: a model's
+    hundreds of same-shaped matrices are a few batched matrix products, not hundreds."""
+    wide = [jnp.swapaxes(m, -1, -2) if m.shape[-2] > m.shape[-1] else m for m in batches]
+    groups: dict[Any, list[int]] = {}
+    for i, m in enumerate(wide):
+        groups.setdefault((m.shape[1:], m.dtype), []).append(i)
+    out: list[Any] = [None] * len(batches)
+    for members in groups.values():
+        stacked = [wide[i] for i in members]
+        joined = stacked[0] if len(stacked) == 1 else jnp.concatenate(stacked)
+        result = _iterate(joined, table, preconditioning, eps)
+        offsets = np.cumsum([0] + [m.shape[0] for m in stacked])
+        for i, start, stop in zip(members, offsets[:-1], offsets[1:]):
+            part = result if len(stacked) == 1 else result[start:stop]
+            tall = batches[i].shape[-2] > batches[i].shape[-1]
+            out[i] = jnp.swapaxes(part, -1, -2) if tall else part
+    return out
 
 
 def orthogonalize_via_newton_schulz(

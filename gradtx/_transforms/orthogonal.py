@@ -24,7 +24,7 @@ from gradtx._linalg.newton_schulz import (
     check_coefficients,
     check_preconditioning,
     compute_dtype,
-    newton_schulz,
+    newton_schulz_many,
 )
 from gradtx._linalg.view import (
     MatrixDimensionNumbers,
@@ -104,20 +104,23 @@ def _scale_by_muon(
         else:
             directions = jax.tree.map(debias_now, mu)
         eps_value = scalar(eps)
-
-        def orthogonal(u, g, spec):
-            inner = compute_dtype(u.dtype, dtype)
-            matrices, restore = as_matrices(_tree.cast(u, inner), spec)
-            out = newton_schulz(matrices, table, preconditioning, eps_value)
-            if adaptive:
-                # scaled by the dual norm <u, O>: Re sum conj(u) O over each matrix
-                dual = jnp.sum((matrices.conj() * out).real, axis=(1, 2), keepdims=True)
-                out = _tree.times(out, dual)
-            return restore(out).astype(g.dtype)
-
         flat_u, treedef = jax.tree.flatten(directions)
         flat_g = treedef.flatten_up_to(updates)
-        out = treedef.unflatten([orthogonal(u, g, s) for u, g, s in zip(flat_u, flat_g, specs)])
+        views = [
+            as_matrices(_tree.cast(u, compute_dtype(u.dtype, dtype)), spec)
+            for u, spec in zip(flat_u, specs)
+        ]
+        matrices = [m for m, _ in views]
+        orthogonal = newton_schulz_many(matrices, table, preconditioning, eps_value)
+        if adaptive:
+            # each scaled by its dual norm <u, O>: Re sum conj(u) O over each matrix
+            orthogonal = [
+                _tree.times(o, jnp.sum((m.conj() * o).real, axis=(1, 2), keepdims=True))
+                for m, o in zip(matrices, orthogonal)
+            ]
+        out = treedef.unflatten(
+            [restore(o).astype(g.dtype) for (_, restore), o, g in zip(views, orthogonal, flat_g)]
+        )
         return out, ScaleByMuonState(count, _tree.cast_like(mu, state.mu))
 
     return GradientTransformation(init, update)
