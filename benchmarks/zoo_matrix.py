@@ -55,9 +55,9 @@ class Entry:
 
 
 ENTRIES: dict[str, Entry] = {
-    "adamw": Entry(lambda lr: gradtx.adamw(lr, weight_decay=0.0), (1e-3, 3e-3, 1e-2)),
+    "adamw": Entry(lambda lr: gradtx.adamw(lr, weight_decay=0.0), (3e-3, 1e-2, 3e-2)),
     # every matrix to Muon (the head too: this problem has one matrix)
-    "muon": Entry(lambda lr: gradtx.muon(lr, adam_learning_rate=3e-3), (3e-3, 1e-2, 3e-2)),
+    "muon": Entry(lambda lr: gradtx.muon(lr, adam_learning_rate=3e-3), (1e-2, 3e-2, 0.1)),
 }
 
 
