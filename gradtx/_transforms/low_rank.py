@@ -24,16 +24,11 @@ from gradtx._core.base import GradientTransformation
 from gradtx._core.checks import check_count, check_dtype, check_flag
 from gradtx._core.hyper import ScalarOrSchedule, Value, live, value_as
 from gradtx._linalg.view import MatrixDimensionNumbers, leaf_dimension_numbers, matrix_axes
+from gradtx._transforms.second_moments import scale_by_adam
 
 GaLoreDimensionNumbers = MatrixDimensionNumbers
 
 _NON_NEGATIVE = (">= 0", lambda v: v >= 0)
-
-
-def _inner_default() -> GradientTransformation:
-    from gradtx._transforms.second_moments import scale_by_adam
-
-    return scale_by_adam()
 
 
 def galore_leaf_specs(owner: str, spec: Any, tree: Any) -> list[Any]:
@@ -143,7 +138,7 @@ def _scale_by_galore(
     align_signs: bool,
     owner: str,
 ) -> GradientTransformation:
-    inner = _inner_default() if base_optimizer is None else base_optimizer
+    inner = scale_by_adam() if base_optimizer is None else base_optimizer
 
     def plan(tree):
         specs = galore_leaf_specs(owner, dimension_numbers, tree)
@@ -318,7 +313,7 @@ def scale_by_galore(
       rank: the rank r >= 1 of each projection (capped at min(m, n)). Default 128, optax's.
         Fixed when built (it sets the state's shapes), as is ``update_proj_gap``.
       update_proj_gap: T >= 1, the steps between refreshes of the projector. Default 200,
-        optax's (the paper's T ranges 50–1000).
+        optax's and the paper's for pre-training (where it takes α = 0.25).
       scale: α >= 0, the factor on the projected-back updates. Default 1.0. Live.
       base_optimizer: the inner optimizer ρ, a transformation that needs no params (its
         hyperparameters stay live in the nested state). Default :func:`gradtx.scale_by_adam`.
