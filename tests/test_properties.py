@@ -151,6 +151,8 @@ OWNER.update({name: owner for name, (_, owner) in _FAMILIES.items()})
 NAMES = list(OPTIMIZERS)
 # No complex form (sign methods): they draw trees without complex leaves and must refuse one.
 REAL_ONLY = set(registry.rows("PROPERTIES_REAL_ONLY"))
+# What a REAL_ONLY method's refusal says after its name, where it is not a sign method.
+NO_COMPLEX_FORM = registry.entries("PROPERTIES_NO_COMPLEX_FORM")
 
 # Where a wrapper checks the leaves it touches before its inner optimizer sees them (F7).
 CHECKED_BY_WRAPPER = {
@@ -345,7 +347,8 @@ def refusal(name, params):
     REAL_ONLY methods refuse the first complex leaf of any size.
     """
     if name in REAL_ONLY:
-        start, min_size = f"{OWNER[name]}: a sign method has no complex form", 0
+        reason = NO_COMPLEX_FORM.get(name, "a sign method has no complex form")
+        start, min_size = f"{OWNER[name]}: {reason}", 0
     elif name == "adam_8bit":
         start, min_size = "adam: optim_bits=8", MIN_8BIT_SIZE
     else:

@@ -11,6 +11,8 @@ themselves stay in the shared modules, so a new optimizer is rows, not a new tes
 - ``COMPLEX_PAIR_IDS``: ids of cases whose complex form is the real problem on (re, im) pairs;
 - ``PROPERTIES``: id -> (factory, the name its errors start with), for the property tests;
 - ``PROPERTIES_REAL_ONLY``: ids of ``PROPERTIES`` that refuse complex leaves at init;
+  ``PROPERTIES_NO_COMPLEX_FORM``: id -> what that refusal says after the name, where it is not
+  a sign method's;
 - ``OPTAX_OWN_F32_ERROR``: ids whose float32 comparison with optax allows optax's own error
   (optax's float32 bias correction; show in the family's rows that gradtx is the closer one);
 - ``ITERATIVE``: ids of cases built on iterative matrix functions, compared in float32 (and

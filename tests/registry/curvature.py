@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import gradtx
+from gradtx._core import tree as _tree
 from tests.cases import Bad, Case, Sched
 from tests.reference import numpy_curvature
 from tests.reference.numpy_reference import chain, scale
@@ -30,10 +31,12 @@ COUPLING = 0.05
 def coupled_cosine(params):
     """Σ (θ² + cos θ) + 0.05 (Σ θ)² over every element of every leaf."""
     leaves = jax.tree.leaves(params)
-    if not leaves:
-        return jnp.zeros([], jnp.float32)
-    total = sum(jnp.sum(x) for x in leaves)
-    return sum(jnp.sum(x * x + jnp.cos(x)) for x in leaves) + COUPLING * total * total
+    # in the widest of the leaves' dtypes, at least float32 (mixed trees, strict promotion)
+    dtype = _tree.wider(jnp.float32, *(x.dtype for x in leaves))
+    zero = jnp.zeros([], dtype)
+    total = sum((jnp.sum(x).astype(dtype) for x in leaves), zero)
+    terms = sum((jnp.sum(x * x + jnp.cos(x)).astype(dtype) for x in leaves), zero)
+    return terms + COUPLING * total * total
 
 
 def _numpy_hvp(ps, vs):
@@ -136,6 +139,7 @@ PROPERTIES = {
     "sophia": (lambda: given_objective(gradtx.sophia(1e-3, update_interval=2)), "sophia"),
 }
 PROPERTIES_REAL_ONLY = list(PROPERTIES)
+PROPERTIES_NO_COMPLEX_FORM = {"sophia": "Sophia has no complex form"}
 
 BAD = {
     "sophia_lr_string": Bad(
@@ -217,7 +221,7 @@ NEED_PARAMS = dict(TRANSFORMATIONS)
 
 HYPERPARAM_KEYS = {
     "sophia": (
-        gradtx.sophia(0.1),
+        given_objective(gradtx.sophia(0.1)),
         {
             "learning_rate",
             "b1",
