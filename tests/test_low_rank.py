@@ -68,3 +68,26 @@ def test_abstract_init_bfloat16_and_one_compile():
     assert len(traces) == 1
     assert all(x.dtype == jnp.bfloat16 for x in jax.tree.leaves(params))
     assert all(bool(jnp.isfinite(x.astype(jnp.float32)).all()) for x in jax.tree.leaves(params))
+
+
+def test_aligned_signs_make_the_svds_sign_choices_irrelevant(monkeypatch):
+    """The reference's SVD flips random singular vectors (u_j and v_j together, still an SVD):
+    with align_signs gradtx still follows it; without, the flips change the trajectory."""
+    from tests.reference import numpy_low_rank
+
+    decompose = numpy_low_rank._decompose
+    rng = np.random.default_rng(5)
+
+    def flipped(x, svd_dtype):
+        u, s, vh = decompose(x, svd_dtype)
+        signs = rng.choice([-1.0, 1.0], size=s.shape)
+        return u * signs, s, vh * signs[:, None]
+
+    monkeypatch.setattr(numpy_low_rank, "_decompose", flipped)
+    params = _tree(np.random.default_rng(6))
+    grads = helpers.gradient_sequence(params, 30, seed=7)
+    for align in (True, False):
+        kwargs = dict(learning_rate=0.01, rank=2, update_proj_gap=3, align_signs=align)
+        want = helpers.run_reference(numpy_low_rank.galore(**kwargs), params, grads)
+        got = helpers.run_gradtx(gradtx.galore(**kwargs), params, grads, jit=True)
+        assert (helpers.deviation(got, want) < 1e-5) == align
