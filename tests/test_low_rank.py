@@ -1,6 +1,7 @@
 """GaLore beyond the shared tables (tests/registry/low_rank.py): another inner optimizer
 against optax, a stacked leaf against its matrices as separate leaves, abstract init, bfloat16
-params and one compilation across refreshing and ordinary steps."""
+params, one compilation across refreshing and ordinary steps, and align_signs against a
+reference whose SVD flips random singular vectors."""
 
 from __future__ import annotations
 
