@@ -55,7 +55,7 @@ def test_abstract_init_bfloat16_and_one_compile():
     assert jax.tree.map(jax.typeof, abstract) == jax.tree.map(jax.typeof, state)
     inner = state.inner_state[0]
     assert inner.projector["w"].shape == (5, 2) and inner.projector["w"].dtype == jnp.float32
-    assert inner.projector["v"].shape == (6, 2) and inner.projector["b"].shape == (0,)
+    assert inner.projector["v"].shape == (6, 2) and inner.projector["b"] is None
     traces = []
 
     @jax.jit

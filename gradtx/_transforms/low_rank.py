@@ -121,7 +121,8 @@ class ScaleByGaloreState(NamedTuple):
     count: jax.Array  # int32 []: updates so far; a refresh when count % update_proj_gap == 0
     base_optimizer_state: Any  # the inner optimizer's, over the projected gradients
     projector: Any  # like the params: (batch..., rows or cols, r) per projected leaf, in the
-    # compute dtype (at least float32); a (0,) array of the leaf's dtype for the others
+    # compute dtype (at least float32); None for the others (no zero-size placeholder, which
+    # checkpointers such as orbax refuse)
 
     # GaLore's scale alpha: >= 0 (it is not a decay, as "scale" may be elsewhere)
     live_ranges = {"scale": _NON_NEGATIVE}
@@ -154,7 +155,7 @@ def _scale_by_galore(
         for x, lay in zip(flat, layouts):
             dtype = jnp.result_type(x)
             if lay is None:
-                projectors.append(jnp.zeros((0,), dtype))
+                projectors.append(None)
                 proxies.append(x)
             else:
                 projectors.append(jnp.zeros(lay.projector_shape, _tree.wider(dtype, jnp.float32)))
@@ -168,10 +169,12 @@ def _scale_by_galore(
     def update(updates, state, params=None, **extra):
         flat, treedef = jax.tree.flatten(updates)
         layouts = plan(updates)
-        expected = [(0,) if lay is None else lay.projector_shape for lay in layouts]
+        expected = [
+            None if lay is None else np.empty(lay.projector_shape, np.int8) for lay in layouts
+        ]
         _tree.check_match(
             owner,
-            (treedef.unflatten([np.empty(s, np.int8) for s in expected]), state.projector),
+            (treedef.unflatten(expected), state.projector),
             ("projectors for these updates", "state"),
         )
         old = treedef.flatten_up_to(state.projector)
