@@ -90,14 +90,21 @@ GRIDS: dict[str, tuple[float, ...]] = {
     "polyak_sgd": (0.1, 0.3, 1.0),
     # the hidden matrices' rate (Muon's 0.02); the biases' AdamW fixed at 3e-3 (EXTRA)
     "muon": (0.01, 0.02, 0.05),
+    # Adam on rank-32 projections of the three weight matrices, refreshed every 200 steps
+    "galore": _ADAM,
 }
 # updates that need the loss value at the params (``update(..., value=loss)``)
 PASS_VALUE = {"polyak_sgd"}
 # arguments beyond the learning rate, the same for gradtx and optax
-EXTRA: dict[str, dict] = {"noisy_sgd": {"key": SEED}, "muon": {"adam_learning_rate": 3e-3}}
+EXTRA: dict[str, dict] = {
+    "noisy_sgd": {"key": SEED},
+    "muon": {"adam_learning_rate": 3e-3},
+    "galore": {"rank": 32},
+}
 LEFT_OUT = {
     "lbfgs": "needs the loss value, and a function of the params for its line search",
     "newton_cg": "needs Hessian-vector products of the loss",
+    "sophia": "needs the objective as a function of the params (obj_fn) for its Hessian estimate",
 }
 # where gradtx's optimizer and optax's of the same name differ by design (their docstrings)
 DIFFERENCES = {
