@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import json
 import pathlib
 import sys
@@ -30,7 +31,7 @@ class TorchRow:
     """A ``torch.optim`` optimizer and the gradtx transformation that must match it.
 
     Attributes:
-      optimizer: the class name in ``torch.optim`` (``"NAdam"``).
+      optimizer: the class name in ``module`` (``"NAdam"``).
       kwargs: its arguments (``lr`` included).
       gradtx: builds the gradtx transformation.
       shapes: the params' shapes (one tensor per shape).
@@ -41,6 +42,8 @@ class TorchRow:
       float64_newton_schulz: torch.optim.Muon rounds Newton-Schulz's input to bfloat16
         (hard-coded); with this flag the row is recorded with that rounding removed (the
         iteration in float64, gradtx's ``dtype=jnp.float64``), the rest of torch unchanged.
+      module: the module that has the class: ``torch.optim``, or a package of PyTorch
+        optimizers that is not in torch (``"pytorch_optimizer"``).
     """
 
     optimizer: str
@@ -51,6 +54,7 @@ class TorchRow:
     seed: int = 0
     tolerance: float = 1e-6
     float64_newton_schulz: bool = False
+    module: str = "torch.optim"
 
 
 def problem(row: TorchRow) -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
@@ -85,7 +89,7 @@ def torch_trajectory(row: TorchRow) -> list[list[np.ndarray]]:
     torch.set_num_threads(1)
     params, grads = problem(row)
     tensors = [torch.nn.Parameter(torch.tensor(p, dtype=torch.float64)) for p in params]
-    optimizer = getattr(torch.optim, row.optimizer)(tensors, **row.kwargs)
+    optimizer = getattr(importlib.import_module(row.module), row.optimizer)(tensors, **row.kwargs)
     trajectory = []
     for step_grads in grads:
         for t, g in zip(tensors, step_grads):
