@@ -1,17 +1,18 @@
-"""SOAP's piece: Adam run in the eigenbasis of Shampoo's factor statistics.
+r"""SOAP's piece: Adam run in the eigenbasis of Shampoo's factor statistics.
 
 Each leaf is viewed as a batch of matrices (:mod:`gradtx._linalg.view`). For a matrix gradient
-:math:`G` (rows × columns) two statistics are averaged, :math:`L \\approx E[G G^T]` and
-:math:`R \\approx E[G^T G]` (Shampoo's Kronecker factors); their eigenvectors :math:`Q_L, Q_R`
+:math:`G` (rows × columns) two statistics are averaged, :math:`L \approx E[G G^T]` and
+:math:`R \approx E[G^T G]` (Shampoo's Kronecker factors); their eigenvectors :math:`Q_L, Q_R`
 rotate the gradient to :math:`Q_L^T G Q_R`, a basis in which Adam's diagonal second moment
 captures what Shampoo's full factors do. The bases are found once by an eigendecomposition and
 then followed by one step of power iteration with a QR every ``precondition_frequency`` steps,
-inside a ``lax.cond`` so that a step compiles once.
+chosen by a ``lax.switch`` inside the step, so that a step compiles once.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, NamedTuple
 
 import jax
@@ -20,8 +21,16 @@ import jax.numpy as jnp
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation
 from gradtx._core.checks import UNIT, check_count, check_dtype, check_flag
-from gradtx._core.hyper import ScalarOrSchedule, Value, live, one_minus, one_minus_power, value_as
-from gradtx._linalg.view import as_matrices, leaf_dimension_numbers
+from gradtx._core.hyper import (
+    ScalarOrSchedule,
+    Value,
+    live,
+    one_minus,
+    one_minus_power,
+    per_dtype,
+    value_as,
+)
+from gradtx._linalg.view import as_matrices, leaf_dimension_numbers, matrix_shape
 
 _NO_COMPLEX = (
     "SOAP is implemented for real params only (its reference, the authors' SOAP, refuses "
@@ -81,9 +90,11 @@ def _layouts(
                 f"weight_dimension_numbers (MatrixDimensionNumbers) to say which axes are its "
                 f"matrices' rows and columns"
             )
-        abstract = jax.ShapeDtypeStruct(shape, x.dtype)
-        batch, rows, cols = jax.eval_shape(lambda a, s=s: _view(a, s)[0], abstract).shape
         vector = s is None and len(shape) < 2
+        if vector:
+            batch, rows, cols = 1, 1, math.prod(shape)
+        else:
+            batch, rows, cols = matrix_shape(shape, s)
         # a side of size 1 has the trivial eigenbasis; one above max_precond_dim keeps the
         # identity (SOAP's one-sided preconditioning); a vector's one side only if asked
         fits = lambda n: 1 < n <= max_precond_dim  # noqa: E731
@@ -244,24 +255,14 @@ def _scale_by_soap(
                 out.update(d1=debias1.astype(dtype), d2=debias2.astype(dtype))
             return out
 
-        cache: dict[Any, Any] = {}
+        at = per_dtype(scalars)
 
-        def at(dtype):
-            if dtype not in cache:
-                cache[dtype] = scalars(dtype)
-            return cache[dtype]
+        def average(factor, gram, h):
+            if factor is None:
+                return None
+            return h["decay"] * factor.stats + h["complement"] * gram
 
-        directions, mus, nus, stats_l, stats_r, bases_l, bases_r, undo = (
-            [],
-            [],
-            [],
-            [],
-            [],
-            [],
-            [],
-            [],
-        )
-        for g, mu, nu, lay, fl, fr in zip(flat_g, flat_mu, flat_nu, lays, state.left, state.right):
+        def leaf_step(g, mu, nu, lay, fl, fr):
             dtype = _tree.accumulation_dtype(g.dtype)
             h = at(dtype)
             gm, restore = _view(_tree.cast(g, dtype), lay.spec)
@@ -274,24 +275,23 @@ def _scale_by_soap(
                 step = (m * h["d1"]) / (jnp.sqrt(v * h["d2"]) + h["eps"])
             else:
                 step = m / (jnp.sqrt(v) + h["eps"])
-            directions.append(_rotate_back(step, ql, qr))
-            mus.append(m)
-            nus.append(v)
-            stats_l.append(
-                None
-                if fl is None
-                else h["decay"] * fl.stats
-                + h["complement"] * jnp.matmul(gm, jnp.swapaxes(gm, -1, -2))
+            gt = jnp.swapaxes(gm, -1, -2)
+            return (
+                _rotate_back(step, ql, qr),
+                m,
+                v,
+                average(fl, jnp.matmul(gm, gt), h),
+                average(fr, jnp.matmul(gt, gm), h),
+                restore,
             )
-            stats_r.append(
-                None
-                if fr is None
-                else h["decay"] * fr.stats
-                + h["complement"] * jnp.matmul(jnp.swapaxes(gm, -1, -2), gm)
-            )
-            bases_l.append(ql)
-            bases_r.append(qr)
-            undo.append(restore)
+
+        leaves = zip(flat_g, flat_mu, flat_nu, lays, state.left, state.right)
+        steps = [leaf_step(*leaf) for leaf in leaves]
+        directions, mus, nus, stats_l, stats_r, undo = (
+            [step[i] for step in steps] for i in range(6)
+        )
+        bases_l = [None if f is None else f.basis for f in state.left]
+        bases_r = [None if f is None else f.basis for f in state.right]
 
         # the reference's schedule: the eigendecomposition at the first update, then a power
         # step after Adam's steps 0 (mod precondition_frequency)

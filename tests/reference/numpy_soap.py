@@ -138,4 +138,4 @@ def soap(
     return Ref(lambda params: (0, inner.init(params)), update)
 
 
-REFERENCES = {"scale_by_soap": scale_by_soap, "soap": soap}
+REFERENCES = {"soap": soap}
