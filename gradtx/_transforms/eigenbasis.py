@@ -373,7 +373,7 @@ def scale_by_soap(
     then :math:`L, R` take :math:`G_t`, and when :math:`s` is a multiple of
     ``precondition_frequency`` each basis takes one power step,
     :math:`Q \leftarrow \mathrm{QR}(S\, Q P)` with :math:`P` ordering the columns by decreasing
-    :math:`q_i^T S q_i` (:func:`power_step`); :math:`V'` follows :math:`P` and :math:`M'` is
+    :math:`q_i^T S q_i` (the eigenvalue estimates); :math:`V'` follows :math:`P` and :math:`M'` is
     rotated into the new basis (the paper keeps :math:`M` in the gradients' basis and rotates it
     every step: the same numbers). This is the authors' schedule (the statistics of a step are
     gathered after its update).
