@@ -242,6 +242,31 @@ BAD = {
         error=TypeError,
         names=("matrix_shape", "reduction_axis"),
     ),
+    "matrix_inverse_pth_root_p_zero": Bad(
+        gradtx.matrix_inverse_pth_root,
+        args=(np.eye(2, dtype=np.float32), 0),
+        names=("matrix_inverse_pth_root", "p"),
+    ),
+    "matrix_inverse_pth_root_num_iters_float": Bad(
+        gradtx.matrix_inverse_pth_root,
+        dict(num_iters=1.5),
+        args=(np.eye(2, dtype=np.float32), 2),
+        error=TypeError,
+        names=("matrix_inverse_pth_root", "num_iters"),
+    ),
+    "power_iteration_num_iters_negative": Bad(
+        gradtx.power_iteration,
+        dict(num_iters=-1),
+        args=(np.eye(2, dtype=np.float32),),
+        names=("power_iteration", "num_iters"),
+    ),
+    "power_iteration_num_iters_float": Bad(
+        gradtx.power_iteration,
+        dict(num_iters=1.5),
+        args=(np.eye(2, dtype=np.float32),),
+        error=TypeError,
+        names=("power_iteration", "num_iters"),
+    ),
     "muon_dimension_numbers_exclude_int": Bad(
         gradtx.muon_dimension_numbers,
         dict(exclude=5),
