@@ -92,6 +92,11 @@ GRIDS: dict[str, tuple[float, ...]] = {
     "muon": (0.01, 0.02, 0.05),
     # Adam on rank-32 projections of the three weight matrices, refreshed every 200 steps
     "galore": _ADAM,
+    # Adam-like steps in a preconditioned basis: Adam's grid (SOAP's paper: 3e-3; PSGD Kron's
+    # default 1e-3; Shampoo grafted onto Adam's step norm)
+    "soap": _ADAM,
+    "kron": _ADAM,
+    "shampoo": _ADAM,
 }
 # updates that need the loss value at the params (``update(..., value=loss)``)
 PASS_VALUE = {"polyak_sgd"}

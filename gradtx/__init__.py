@@ -78,6 +78,7 @@ from gradtx._optimizers.layerwise import fromage as fromage
 from gradtx._optimizers.layerwise import lamb as lamb
 from gradtx._optimizers.layerwise import lars as lars
 from gradtx._optimizers.layerwise import novograd as novograd
+from gradtx._optimizers.low_rank import galore as galore
 from gradtx._optimizers.matrix import EMBEDDING_OR_HEAD as EMBEDDING_OR_HEAD
 from gradtx._optimizers.matrix import muon as muon
 from gradtx._optimizers.matrix import muon_dimension_numbers as muon_dimension_numbers
@@ -86,15 +87,18 @@ from gradtx._optimizers.optimistic import optimistic_adam_v2 as optimistic_adam_
 from gradtx._optimizers.optimistic import (
     optimistic_gradient_descent as optimistic_gradient_descent,
 )
+from gradtx._optimizers.psgd import kron as kron
 from gradtx._optimizers.sgd_like import asgd as asgd
 from gradtx._optimizers.sgd_like import asgd_averaged_params as asgd_averaged_params
 from gradtx._optimizers.sgd_like import noisy_sgd as noisy_sgd
 from gradtx._optimizers.sgd_like import polyak_sgd as polyak_sgd
 from gradtx._optimizers.sgd_like import sgd as sgd
+from gradtx._optimizers.shampoo import shampoo as shampoo
 from gradtx._optimizers.sign_based import lion as lion
 from gradtx._optimizers.sign_based import rprop as rprop
 from gradtx._optimizers.sign_based import sign_sgd as sign_sgd
 from gradtx._optimizers.sign_based import signum as signum
+from gradtx._optimizers.soap import soap as soap
 from gradtx._schedules.basic import constant_schedule as constant_schedule
 from gradtx._schedules.basic import cosine_decay_schedule as cosine_decay_schedule
 from gradtx._schedules.basic import exponential_decay as exponential_decay
@@ -138,10 +142,14 @@ from gradtx._transforms.clipping import clip as clip
 from gradtx._transforms.clipping import clip_by_global_norm as clip_by_global_norm
 from gradtx._transforms.clipping import clip_by_norm as clip_by_norm
 from gradtx._transforms.decay import add_decayed_weights as add_decayed_weights
+from gradtx._transforms.eigenbasis import scale_by_soap as scale_by_soap
 from gradtx._transforms.factored import scale_by_factored_rms as scale_by_factored_rms
 from gradtx._transforms.factored import scale_by_sm3 as scale_by_sm3
 from gradtx._transforms.gradient_processing import add_noise as add_noise
 from gradtx._transforms.gradient_processing import centralize as centralize
+from gradtx._transforms.kronecker import scale_by_shampoo as scale_by_shampoo
+from gradtx._transforms.low_rank import GaLoreDimensionNumbers as GaLoreDimensionNumbers
+from gradtx._transforms.low_rank import scale_by_galore as scale_by_galore
 from gradtx._transforms.momentum import bias_correction as bias_correction
 from gradtx._transforms.momentum import ema as ema
 from gradtx._transforms.momentum import trace as trace
@@ -151,6 +159,8 @@ from gradtx._transforms.optimistic import (
 from gradtx._transforms.orthogonal import scale_by_muon as scale_by_muon
 from gradtx._transforms.orthogonal import scale_by_shape as scale_by_shape
 from gradtx._transforms.polyak import scale_by_polyak as scale_by_polyak
+from gradtx._transforms.psgd import precond_update_prob_schedule as precond_update_prob_schedule
+from gradtx._transforms.psgd import scale_by_kron as scale_by_kron
 from gradtx._transforms.quantized import QuantizedArray as QuantizedArray
 from gradtx._transforms.second_moments import scale_by_adadelta as scale_by_adadelta
 from gradtx._transforms.second_moments import scale_by_adam as scale_by_adam
@@ -339,3 +349,15 @@ __all__ += ["hutchinson_estimator_diag_hessian", "scale_by_sophia", "sophia"]
 
 # Shampoo's matrix roots (issue 14, item 1)
 __all__ += ["matrix_inverse_pth_root", "power_iteration"]
+
+# SOAP (issue 14, item 4)
+__all__ += ["scale_by_soap", "soap"]
+
+# GaLore (issue 14, item 7)
+__all__ += ["GaLoreDimensionNumbers", "galore", "scale_by_galore"]
+
+# Shampoo (issue 14, item 3)
+__all__ += ["scale_by_shampoo", "shampoo"]
+
+# PSGD Kron (issue 14, item 5)
+__all__ += ["kron", "precond_update_prob_schedule", "scale_by_kron"]

@@ -37,6 +37,13 @@ OPTAX_OWN_F32_ERROR = (
 ITERATIVE = set(registry.rows("ITERATIVE"))
 
 
+# The matrix and curvature optimizers' rows (issue 14, which asks for 50-100 steps against the
+# reference): 50 steps, and eagerly in float32 only. Their eager steps run hundreds of ops each
+# (0.2 s a step for Sophia's Hessian estimate); the eager path is also checked against the
+# jitted one by tests/test_properties.py's test_jit_and_eager_agree, in every dtype.
+HEAVY = set(registry.rows("HEAVY"))
+
+
 def tolerance(case, dtype) -> float:
     return 1e-4 if dtype == jnp.float32 and case.id in ITERATIVE else TOLERANCE[dtype]
 
@@ -56,12 +63,14 @@ def dtype(request):
 @pytest.mark.parametrize("case", helpers.ALL_CASES, ids=lambda c: c.id)
 def test_matches_numpy_reference_and_optax(case, dtype):
     params = _params(dtype)
-    grads = helpers.gradient_sequence(params, STEPS, seed=1)
+    heavy = case.id in HEAVY
+    grads = helpers.gradient_sequence(params, STEPS // 2 if heavy else STEPS, seed=1)
     want = helpers.run_reference(case.reference(), params, grads)
     jitted = helpers.run_gradtx(case.gradtx(), params, grads, jit=True)
-    eager = helpers.run_gradtx(case.gradtx(), params, grads, jit=False)
     assert helpers.deviation(jitted, want) < tolerance(case, dtype), "jit"
-    assert helpers.deviation(eager, want) < tolerance(case, dtype), "eager"
+    if not heavy or dtype == jnp.float32:
+        eager = helpers.run_gradtx(case.gradtx(), params, grads, jit=False)
+        assert helpers.deviation(eager, want) < tolerance(case, dtype), "eager"
     if case.optax is None:
         return
     with jax.numpy_dtype_promotion("standard"):  # optax relies on implicit promotion

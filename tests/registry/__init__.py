@@ -17,6 +17,8 @@ themselves stay in the shared modules, so a new optimizer is rows, not a new tes
   (optax's float32 bias correction; show in the family's rows that gradtx is the closer one);
 - ``ITERATIVE``: ids of cases built on iterative matrix functions, compared in float32 (and
   complex64) to 1e-4 instead of 1e-5;
+- ``HEAVY``: ids of the matrix and curvature optimizers' cases: test_reference runs them for
+  50 steps and eagerly in float32 only;
 - ``AMPLIFICATION``: ``PROPERTIES`` name -> the factor by which its iterative matrix functions
   can multiply a rounding difference (test_jit_and_eager_agree's budget is multiplied by it);
 - ``BAD``: id -> :class:`tests.cases.Bad`; ``GOOD``: the edge values that must pass;
@@ -29,6 +31,7 @@ themselves stay in the shared modules, so a new optimizer is rows, not a new tes
   optimizer name that must have a row per problem);
 - ``HYPERPARAM_KEYS``: name -> (transformation, the names ``hyperparams`` must show);
 - ``TORCH``: id -> :class:`tests.reference.torch_optimizers.TorchRow` (test_torch).
+- ``OPTAX_SHAMPOO``: id -> :class:`tests.reference.optax_shampoo.ShampooRow` (test_shampoo).
 """
 
 from __future__ import annotations

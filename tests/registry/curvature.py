@@ -234,3 +234,6 @@ HYPERPARAM_KEYS = {
         },
     ),
 }
+
+# issue 14's rows: 50 steps, eager in float32 only (tests/test_reference.py)
+HEAVY = [case.id for case in OPTIMIZERS + ELEMENTARY]

@@ -179,3 +179,6 @@ TRANSFORMATIONS = {
     "galore": lambda: gradtx.galore(0.1, rank=1),
     "scale_by_galore": lambda: gradtx.scale_by_galore(rank=1),
 }
+
+# issue 14's rows: 50 steps, eager in float32 only (tests/test_reference.py)
+HEAVY = [case.id for case in OPTIMIZERS]

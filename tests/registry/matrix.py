@@ -287,3 +287,6 @@ TRANSFORMATIONS = {
 }
 
 Q, R, TIGHT, NEAR = "quadratic", "rosenbrock", 1e-6, 1e-2
+
+# issue 14's rows: 50 steps, eager in float32 only (tests/test_reference.py)
+HEAVY = [case.id for case in OPTIMIZERS]

@@ -154,3 +154,6 @@ TRANSFORMATIONS = {
     "kron": lambda: gradtx.kron(0.01),
     "scale_by_kron": lambda: gradtx.scale_by_kron(),
 }
+
+# issue 14's rows: 50 steps, eager in float32 only (tests/test_reference.py)
+HEAVY = [case.id for case in OPTIMIZERS + ELEMENTARY]

@@ -176,3 +176,6 @@ TRANSFORMATIONS = {
     "soap": lambda: gradtx.soap(0.1),
     "scale_by_soap": gradtx.scale_by_soap,
 }
+
+# issue 14's rows: 50 steps, eager in float32 only (tests/test_reference.py)
+HEAVY = [case.id for case in OPTIMIZERS]
