@@ -19,6 +19,8 @@ themselves stay in the shared modules, so a new optimizer is rows, not a new tes
   complex64) to 1e-4 instead of 1e-5;
 - ``HEAVY``: ids of the matrix and curvature optimizers' cases: test_reference runs them for
   50 steps and eagerly in float32 only;
+- ``FIRST_UPDATE_GATHERS``: ids of optimizers whose first update is 0 by design (it only
+  gathers statistics): test_numerics feeds them a NaN at the second update;
 - ``AMPLIFICATION``: ``PROPERTIES`` name -> the factor by which its iterative matrix functions
   can multiply a rounding difference (test_jit_and_eager_agree's budget is multiplied by it);
 - ``BAD``: id -> :class:`tests.cases.Bad`; ``GOOD``: the edge values that must pass;

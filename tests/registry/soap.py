@@ -179,3 +179,7 @@ TRANSFORMATIONS = {
 
 # issue 14's rows: 50 steps, eager in float32 only (tests/test_reference.py)
 HEAVY = [case.id for case in OPTIMIZERS]
+
+# SOAP's first update only gathers the statistics (its output is 0): test_numerics' NaN comes
+# at the second
+FIRST_UPDATE_GATHERS = [case.id for case in OPTIMIZERS]
