@@ -35,7 +35,10 @@ _CACHE = os.environ.setdefault(
     "GRADTX_TESTS_JAX_CACHE",
     os.path.join(tempfile.gettempdir(), f"gradtx-tests-{os.getpid()}-jax-cache"),
 )
+# With a size limit JAX's cache takes a file lock around every read and write (without one it
+# writes entries unlocked, and a worker could read another's half-written entry and crash).
 jax.config.update("jax_compilation_cache_dir", _CACHE)
+jax.config.update("jax_compilation_cache_max_size", 8 * 2**30)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
