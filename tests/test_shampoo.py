@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import gradtx
-from gradtx._transforms import kronecker
+from gradtx._linalg import blocks as kronecker_blocks
 from tests import helpers
 from tests.reference import numpy_shampoo
 from tests.reference import optax_shampoo as O
@@ -77,13 +77,13 @@ def test_fixture_is_what_distributed_shampoo_gives_now(name):
 
 
 def test_merge_small_dims_follows_the_reference_docstring():
-    merge = kronecker.merge_small_dims
+    merge = kronecker_blocks.merge_small_dims
     assert merge((1, 2, 512, 1, 2048, 1, 3, 4), 1024) == (1024, 2048, 12)
     assert merge((1, 2, 768, 1, 2048), 1024) == (2, 768, 2048)
     assert merge((1, 1), 4096) == (1,) and merge((), 4096) == ()
     assert merge((3, 3, 64, 128), 4096) == (576, 128)  # a convolution kernel: a matrix
     for shape in [(2, 3, 4), (1, 5, 1), (7,), (4096, 2), (3, 1, 4096)]:
-        assert kronecker.merge_small_dims(shape, 64) == tuple(
+        assert kronecker_blocks.merge_small_dims(shape, 64) == tuple(
             numpy_shampoo.merge_small_dims(list(shape), 64)
         )
 
@@ -97,7 +97,7 @@ def _layout(shape, **kwargs):
         skip_preconditioning_rank_lt=1,
         exponent_override=0,
     )
-    return kronecker.layout(tuple(shape), **(fixed | kwargs))
+    return kronecker_blocks.layout(tuple(shape), **(fixed | kwargs))
 
 
 def test_statistics_per_class_of_equal_blocks():
@@ -131,11 +131,11 @@ def test_blocks_round_trip():
     rebuilt = jnp.zeros_like(x)
     seen = 0
     for cls in lay.classes:
-        blocks = kronecker._blocks(x, cls)
+        blocks = kronecker_blocks._blocks(x, cls)
         assert blocks.shape == (np.prod([n for _, _, n in cls]),) + tuple(b for _, b, _ in cls)
         seen += blocks.size
         region = tuple(slice(s, s + b * n) for s, b, n in cls)
-        rebuilt = rebuilt.at[region].set(kronecker._unblocks(blocks, cls))
+        rebuilt = rebuilt.at[region].set(kronecker_blocks._unblocks(blocks, cls))
     assert seen == x.size
     np.testing.assert_array_equal(rebuilt, x)
 
