@@ -44,6 +44,9 @@ from gradtx._curvature.newton import hvp as hvp
 from gradtx._curvature.newton import newton_cg as newton_cg
 from gradtx._curvature.newton import scale_by_newton_cg as scale_by_newton_cg
 from gradtx._curvature.sophia import (
+    gauss_newton_bartlett_estimator_diag_hessian as gauss_newton_bartlett_estimator_diag_hessian,
+)
+from gradtx._curvature.sophia import (
     hutchinson_estimator_diag_hessian as hutchinson_estimator_diag_hessian,
 )
 from gradtx._curvature.sophia import scale_by_sophia as scale_by_sophia
@@ -345,7 +348,12 @@ __all__ += [
 __all__ += ["SAMState", "adaptive_normalize", "sam"]
 
 # Sophia (issue 14, item 6)
-__all__ += ["hutchinson_estimator_diag_hessian", "scale_by_sophia", "sophia"]
+__all__ += [
+    "gauss_newton_bartlett_estimator_diag_hessian",
+    "hutchinson_estimator_diag_hessian",
+    "scale_by_sophia",
+    "sophia",
+]
 
 # Shampoo's matrix roots (issue 14, item 1)
 __all__ += ["matrix_inverse_pth_root", "power_iteration"]

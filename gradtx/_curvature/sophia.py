@@ -4,7 +4,8 @@ The estimate is a transformation of its own (``hessian_diagonal_fn``), whose ``u
 the Hessian's diagonal at the params; Sophia calls it every ``update_interval`` steps, inside a
 ``lax.cond`` (one program for every step), with the extra arguments its own ``update`` was given.
 Hutchinson's estimator needs the objective there: ``obj_fn=fn`` (optax's name) or
-``value_fn=fn`` (the line searches' name), a scalar function of the params alone.
+``value_fn=fn`` (the line searches' name), a scalar function of the params alone; the
+Gauss-Newton-Bartlett estimator (Sophia-G) needs the model's logits, ``logits_fn=fn``.
 """
 
 from __future__ import annotations
@@ -129,6 +130,114 @@ def hutchinson_estimator_diag_hessian(random_seed: Any = None) -> GradientTransf
         hu = jax.jvp(jax.grad(fn), (params,), (u,))[1]
         estimate = jax.tree.map(lambda a, b: (a * b).astype(b.dtype), hu, u)
         return estimate, HutchinsonState(key=jax.random.key_data(next_key))
+
+    return GradientTransformation(init, update)
+
+
+# ---- the Gauss-Newton-Bartlett estimator ---------------------------------------------------
+
+
+class GaussNewtonBartlettState(NamedTuple):
+    key: jax.Array  # uint32 key data (shape [2] for threefry): the key of the next draw
+
+
+def _logits_fn(owner: str, params: PyTree, extra: dict[str, Any]) -> Callable:
+    """The model from ``update``'s extras (``logits_fn``), checked: its logits' shape."""
+    if params is None:
+        raise ValueError(f"{owner}: update needs params (the point the Hessian is estimated at)")
+    fn = extra.get("logits_fn")
+    if not callable(fn):
+        raise ValueError(
+            f"{owner}: update needs the model as logits_fn=fn (params -> logits of shape "
+            f"(..., classes) on this step's batch), got {fn!r}"
+        )
+    out = jax.eval_shape(fn, params)
+    shape = getattr(out, "shape", None)
+    if shape is None or len(shape) < 1 or shape[-1] < 1 or np.prod(shape) == 0:
+        raise ValueError(
+            f"{owner}: logits_fn must return logits of shape (..., classes) with at least one "
+            f"class and example, got {shape if shape is not None else out}"
+        )
+    if not jnp.issubdtype(out.dtype, jnp.floating):
+        raise ValueError(f"{owner}: logits_fn must return real floats, got {out.dtype}")
+    return fn
+
+
+def gauss_newton_bartlett_estimator_diag_hessian(random_seed: Any = None) -> GradientTransformation:
+    r"""The Gauss-Newton-Bartlett (GNB) estimate of the diagonal of the Gauss-Newton matrix.
+
+    For a model whose loss is the cross-entropy of its logits (the negative log-likelihood of
+    a softmax), Sophia's estimator (Algorithm 2 of the paper): labels are *sampled* from the
+    model's own predictions, and the squared gradient of the mean loss on them, times the
+    number of examples, estimates the Gauss-Newton diagonal without any Hessian-vector
+    product:
+
+    .. math::
+      \hat y_b \sim \operatorname{softmax}(f(\theta, x_b)), \qquad
+      \hat g = \nabla_\theta \frac1B \sum_{b=1}^B \ell_{ce}(f(\theta, x_b), \hat y_b),
+      \qquad \hat h = B\, \hat g \odot \hat g
+
+    By Bartlett's first identity the sampled gradients have mean zero, so
+    :math:`\mathbb E[\hat h] = \operatorname{diag}\big(\frac1B \sum_b J_b^\top
+    (\operatorname{diag} p_b - p_b p_b^\top) J_b\big)`, the diagonal of the Gauss-Newton
+    matrix of the mean loss (:math:`J_b` the Jacobian of example *b*'s logits, :math:`p_b` its
+    probabilities). The estimate is never negative, and costs one gradient.
+
+    ``update`` returns the estimate at ``params`` (the updates are only checked to fit them).
+    It needs the model through its extra arguments: ``logits_fn=fn`` with ``fn(params)`` the
+    logits on this step's batch, of shape ``(..., classes)``; every leading position (a
+    sequence's tokens too) is an example, and B is their number. With :func:`sophia` this is
+    Sophia-G: ``sophia(lr, hessian_diagonal_fn=gauss_newton_bartlett_estimator_diag_hessian())``
+    and ``update(grads, state, params, logits_fn=lambda p: model(p, batch))``.
+
+    Args:
+      random_seed: an int seed or a ``jax.random`` key (typed, or the raw ``uint32`` kind)
+        for the labels' draws. Default ``None``: seed 0.
+
+    Returns:
+      A :class:`GradientTransformation` whose state keeps the key; real params only.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> w = jnp.zeros((3, 2))  # a linear model on two examples, two classes
+      >>> x = jnp.array([[1.0, 0.0, 2.0], [0.0, 1.0, 0.0]])
+      >>> tx = gradtx.gauss_newton_bartlett_estimator_diag_hessian(random_seed=0)
+      >>> diagonal, state = tx.update(w, tx.init(w), w, logits_fn=lambda w: x @ w)
+      >>> diagonal.shape, bool((diagonal >= 0).all())
+      ((3, 2), True)
+
+    References:
+      Liu, Li, Hall, Liang and Ma, *Sophia: A Scalable Stochastic Second-order Optimizer for
+      Language Model Pre-training*, ICLR 2024 (arXiv 2305.14342), section 2.3 and Algorithm 2;
+      Bartlett, *Approximate confidence intervals*, Biometrika 1953.
+    """
+    owner = "gauss_newton_bartlett_estimator_diag_hessian"
+    key_data, impl = _key_data(owner, 0 if random_seed is None else random_seed)
+
+    def init(params):
+        _tree.check_leaves(owner, params, "params")
+        _tree.check_real_leaves(owner, params, _NO_COMPLEX)
+        return GaussNewtonBartlettState(key=jnp.asarray(key_data))
+
+    def update(updates, state, params=None, **extra):
+        fn = _logits_fn(owner, params, extra)
+        _tree.check_leaves(owner, params, "params")
+        _tree.check_real_leaves(owner, params, _NO_COMPLEX)
+        _tree.check_match(owner, (params, updates), ("params", "updates"))
+        key = jax.random.wrap_key_data(state.key, impl=impl)
+        next_key, draw = jax.random.split(key)
+        logits, pullback = jax.vjp(fn, params)
+        # labels drawn from the model's own prediction (Bartlett: their gradients average to 0)
+        labels = jax.random.categorical(draw, logits, axis=-1)
+        count = int(np.prod(logits.shape[:-1]))
+        # d/dz of the mean cross-entropy on the drawn labels: (softmax(z) - onehot) / B, in at
+        # least float32, then the model's backward pass once
+        wide = logits.astype(_tree.wider(jnp.float32, logits.dtype))
+        onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=wide.dtype)
+        dlogits = (jax.nn.softmax(wide, axis=-1) - onehot) / count
+        (grads,) = pullback(dlogits.astype(logits.dtype))
+        estimate = jax.tree.map(lambda g, p: (count * g * g).astype(p.dtype), grads, params)
+        return estimate, GaussNewtonBartlettState(key=jax.random.key_data(next_key))
 
     return GradientTransformation(init, update)
 
@@ -309,7 +418,8 @@ def scale_by_sophia(
         optax's). Live like the others: it may follow a schedule.
       hessian_diagonal_fn: a transformation whose ``update(grads, state, params, **extra)``
         returns the Hessian's diagonal at the params. Default ``None``:
-        :func:`hutchinson_estimator_diag_hessian` with seed 0 (optax's default). Across devices
+        :func:`hutchinson_estimator_diag_hessian` with seed 0 (optax's default, Sophia-H);
+        :func:`gauss_newton_bartlett_estimator_diag_hessian` gives Sophia-G. Across devices
         it must average its estimate itself.
       mu_dtype: dtype of the momentum (default: the params').
       verbose: print (``jax.debug.print``) the share of elements not clipped, the paper's
@@ -397,7 +507,8 @@ def sophia(
       gamma: γ >= 0 (0.01).
       clip_threshold: ρ > 0 (1.0), or None for no clipping.
       update_interval: k >= 1 steps between Hessian estimates (10).
-      hessian_diagonal_fn: the estimator (default: Hutchinson's, seed 0).
+      hessian_diagonal_fn: the estimator (default: Hutchinson's, seed 0; or
+        :func:`gauss_newton_bartlett_estimator_diag_hessian`, which takes ``logits_fn``).
       mu_dtype: dtype of the momentum (default: the params').
       verbose: print the win rate (see :func:`scale_by_sophia`).
       print_win_rate_every_n_steps: with ``verbose``, every this many steps.

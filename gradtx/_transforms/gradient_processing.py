@@ -54,7 +54,9 @@ def _key_data(owner: str, key: Any) -> tuple[np.ndarray, Any]:
     donating one state cannot delete the key of the next ``init``.
     """
     if isinstance(key, (numbers.Integral, np.integer)) and not isinstance(key, bool):
-        return np.asarray(jax.random.key_data(jax.random.key(int(key)))), None
+        # evaluated now even when the transformation is built inside a traced function
+        with jax.ensure_compile_time_eval():
+            return np.asarray(jax.random.key_data(jax.random.key(int(key)))), None
     if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         if key.shape != ():
             raise ValueError(f"{owner}: key must be a single key, got shape {key.shape}")

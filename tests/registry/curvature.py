@@ -55,6 +55,21 @@ def given_objective(tx, fn=coupled_cosine):
     return gradtx.GradientTransformation(tx.init, update)
 
 
+def given_logits(tx):
+    """``tx`` whose ``update`` passes ``logits_fn``: two classes, one example, from any tree."""
+
+    def logits(params):
+        leaves = [x.astype(jnp.float32) for x in jax.tree.leaves(params)]
+        return jnp.stack(
+            [sum(jnp.sum(jnp.sin(x)) for x in leaves), sum(jnp.sum(x) for x in leaves)]
+        )[None]
+
+    def update(updates, state, params=None, **extra):
+        return tx.update(updates, state, params, **{"logits_fn": logits, **extra})
+
+    return gradtx.GradientTransformation(tx.init, update)
+
+
 @dataclasses.dataclass(frozen=True)
 class ObjectiveCase(Case):
     """A :class:`Case` whose update needs ``obj_fn``: :func:`coupled_cosine` on every side."""
@@ -178,6 +193,27 @@ BAD = {
     "scale_by_sophia_mu_dtype_int": Bad(
         gradtx.scale_by_sophia, dict(mu_dtype=jnp.int32), TypeError, ("scale_by_sophia", "mu_dtype")
     ),
+    "gauss_newton_bartlett_seed_string": Bad(
+        gradtx.gauss_newton_bartlett_estimator_diag_hessian,
+        dict(random_seed="0"),
+        TypeError,
+        ("gauss_newton_bartlett_estimator_diag_hessian", "key"),
+    ),
+    "gauss_newton_bartlett_key_batch": Bad(
+        gradtx.gauss_newton_bartlett_estimator_diag_hessian,
+        late=lambda: ((), dict(random_seed=jax.random.split(jax.random.key(0), 2))),
+        names=("gauss_newton_bartlett_estimator_diag_hessian", "key"),
+    ),
+    "gauss_newton_bartlett_update_without_logits_fn": Bad(
+        lambda tx, params: tx.update(
+            params, tx.init(params), params, obj_fn=lambda p: p["w"].sum()
+        ),
+        late=lambda: (
+            (gradtx.gauss_newton_bartlett_estimator_diag_hessian(), {"w": jnp.ones(2)}),
+            {},
+        ),
+        names=("gauss_newton_bartlett_estimator_diag_hessian", "logits_fn"),
+    ),
     "hutchinson_seed_string": Bad(
         gradtx.hutchinson_estimator_diag_hessian,
         dict(random_seed="0"),
@@ -214,9 +250,15 @@ TRANSFORMATIONS = {
     "sophia": lambda: gradtx.sophia(0.1),
     "scale_by_sophia": lambda: gradtx.scale_by_sophia(),
     "hutchinson_estimator_diag_hessian": lambda: gradtx.hutchinson_estimator_diag_hessian(),
+    "gauss_newton_bartlett_estimator_diag_hessian": lambda: given_logits(
+        gradtx.gauss_newton_bartlett_estimator_diag_hessian()
+    ),
 }
 READS_PARAMS = list(TRANSFORMATIONS)
-NO_PER_LEAF_STATE = ["hutchinson_estimator_diag_hessian"]
+NO_PER_LEAF_STATE = [
+    "hutchinson_estimator_diag_hessian",
+    "gauss_newton_bartlett_estimator_diag_hessian",
+]
 NEED_PARAMS = dict(TRANSFORMATIONS)
 
 HYPERPARAM_KEYS = {
