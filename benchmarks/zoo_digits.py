@@ -19,7 +19,10 @@ step at which the validation accuracy reached 90%, at the resolution of the demo
 steps (50 by default), or "—"; ``optax val acc`` optax's accuracy at the same learning rate.
 
 Optimizers whose update needs the loss value (``polyak_sgd``) get the mini-batch's loss as
-``value=`` (``demo.train(..., pass_value=True)``), optax's too. Not in the table (see
+``value=`` (``demo.train(..., pass_value=True)``), optax's too; Sophia gets it as a function
+of the params, ``obj_fn=`` (``pass_objective=True``). ``sam`` is SAM around AdamW (``SPECIAL``):
+its calls alternate between the ascent and the real step, so the same number of gradients
+makes half as many real steps. Not in the table (see
 ``LEFT_OUT``): optimizers whose update needs more than the gradient and the loss value, which
 the demo's training loop does not pass.
 """
@@ -97,9 +100,29 @@ GRIDS: dict[str, tuple[float, ...]] = {
     "soap": _ADAM,
     "kron": _ADAM,
     "shampoo": _ADAM,
+    # each coordinate's step is clipped to the learning rate, as a sign method's is (the
+    # paper's rates are of that order)
+    "sophia": (3e-4, 1e-3, 3e-3),
+    # SAM (rho 0.05, the paper's) around AdamW at Adam's grid: every other call is the
+    # ascent step, so its 1500 gradients make 750 real steps (SAM_RHO, builders in SPECIAL)
+    "sam": _ADAM,
 }
 # updates that need the loss value at the params (``update(..., value=loss)``)
 PASS_VALUE = {"polyak_sgd"}
+# updates that need the loss as a function of the params (``update(..., obj_fn=fn)``)
+PASS_OBJECTIVE = {"sophia"}
+SAM_RHO = 0.05
+
+
+def _sam(module, lr):
+    """Foret et al.'s SAM in gradtx's or optax's terms: the ascent step rho * g / ||g||."""
+    contrib = getattr(module, "contrib", module)
+    ascent = module.chain(module.normalize_by_update_norm(eps=0.0), module.sgd(SAM_RHO))
+    return contrib.sam(module.adamw(lr), ascent, sync_period=2)
+
+
+# optimizers that are not a function of the learning rate: (module, lr) -> transformation
+SPECIAL: dict[str, Callable] = {"sam": _sam}
 # arguments beyond the learning rate, the same for gradtx and optax
 EXTRA: dict[str, dict] = {
     "noisy_sgd": {"key": SEED},
@@ -109,7 +132,6 @@ EXTRA: dict[str, dict] = {
 LEFT_OUT = {
     "lbfgs": "needs the loss value, and a function of the params for its line search",
     "newton_cg": "needs Hessian-vector products of the loss",
-    "sophia": "needs the objective as a function of the params (obj_fn) for its Hessian estimate",
 }
 # where gradtx's optimizer and optax's of the same name differ by design (their docstrings)
 DIFFERENCES = {
@@ -205,6 +227,8 @@ FLAT_STATE = {"sm3"}
 
 
 def _tx(module, name: str, lr: float):
+    if name in SPECIAL:
+        return SPECIAL[name](module, lr)
     # optax keeps some (muon) in optax.contrib
     fn = getattr(module, name, None) or getattr(getattr(module, "contrib", None), name, None)
     if fn is None:
@@ -220,7 +244,14 @@ def run_one(name: str, grid, data, indices, log: Callable[[str], None]) -> Row:
         if tx is None:
             raise AttributeError(f"gradtx has no optimizer {name}")
         results[lr] = demo.train(
-            name, tx, data, indices, seed=SEED, progress=_Quiet(), pass_value=name in PASS_VALUE
+            name,
+            tx,
+            data,
+            indices,
+            seed=SEED,
+            progress=_Quiet(),
+            pass_value=name in PASS_VALUE,
+            pass_objective=name in PASS_OBJECTIVE,
         )
     lr = max(results, key=lambda v: _key(results[v]))
     best = results[lr]
@@ -237,6 +268,7 @@ def run_one(name: str, grid, data, indices, log: Callable[[str], None]) -> Row:
             seed=SEED,
             progress=_Quiet(),
             pass_value=name in PASS_VALUE,
+            pass_objective=name in PASS_OBJECTIVE,
         )
     row = Row(name, results, lr, best, reference)
     log(

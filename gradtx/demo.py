@@ -133,11 +133,13 @@ def train(
     seed: int,
     progress,
     pass_value: bool = False,
+    pass_objective: bool = False,
 ) -> Result:
     """Trains a fresh model with ``tx`` on the mini-batches ``indices``; returns its record.
 
     ``pass_value``: give ``tx.update`` the mini-batch's loss as ``value=`` (Polyak's step size
-    needs it).
+    needs it). ``pass_objective``: give it the mini-batch's loss as a function of the params,
+    ``obj_fn=`` (Sophia's Hessian estimate needs it).
     """
     from flax import nnx
 
@@ -156,8 +158,13 @@ def train(
     def run_chunk(state, chunk_indices, x_train, y_train):
         def step(state, idx):
             model, optimizer = nnx.merge(graphdef, state)
-            loss, grads = nnx.value_and_grad(loss_fn)(model, x_train[idx], y_train[idx])
-            optimizer.update(model, grads, **({"value": loss} if pass_value else {}))
+            x, y = x_train[idx], y_train[idx]
+            loss, grads = nnx.value_and_grad(loss_fn)(model, x, y)
+            extra = {"value": loss} if pass_value else {}
+            if pass_objective:
+                model_def, _, rest = nnx.split(model, nnx.Param, ...)
+                extra["obj_fn"] = lambda p: loss_fn(nnx.merge(model_def, p, rest), x, y)
+            optimizer.update(model, grads, **extra)
             return nnx.state((model, optimizer)), loss
 
         state, losses = jax.lax.scan(step, state, chunk_indices)
