@@ -96,10 +96,10 @@ GRIDS: dict[str, tuple[float, ...]] = {
     # Adam on rank-32 projections of the three weight matrices, refreshed every 200 steps
     "galore": _ADAM,
     # Adam-like steps in a preconditioned basis: Adam's grid (SOAP's paper: 3e-3; PSGD Kron's
-    # default 1e-3; Shampoo grafted onto Adam's step norm)
+    # default 1e-3); Shampoo grafted onto SGD's step norm (its default graft): SGD's grid
     "soap": _ADAM,
     "kron": _ADAM,
-    "shampoo": _ADAM,
+    "shampoo": _SGD,
     # each coordinate's step is clipped to the learning rate, as a sign method's is (the
     # paper's rates are of that order)
     "sophia": (3e-4, 1e-3, 3e-3),
@@ -223,7 +223,9 @@ def flat_state(tx):
     return gradtx.GradientTransformation(init, update)
 
 
-FLAT_STATE = {"sm3"}
+# SM3's accumulators per axis, Kron's factors per axis and Shampoo's statistics per class of
+# blocks are tuples in place of a param's leaf, which nnx turns into its own State
+FLAT_STATE = {"sm3", "kron", "shampoo"}
 
 
 def _tx(module, name: str, lr: float):
@@ -344,8 +346,9 @@ def markdown(rows: Sequence[Row], header: dict) -> str:
         lines.append(
             f"\n{', '.join(flat)}: run through `flat_state` (gradtx's and optax's "
             "alike), the same optimizer with its state kept as a flat tuple, because "
-            "`flax.nnx.Optimizer` cannot carry its per-axis accumulator lists through the "
-            "demo's `lax.scan`."
+            "`flax.nnx.Optimizer` turns the tuples or lists these states keep in place of a "
+            "param (accumulators, factors or statistics per axis) into its own `State`, "
+            "which the demo's `lax.scan` rejects as a different carry."
         )
     return "\n".join(lines) + "\n"
 
