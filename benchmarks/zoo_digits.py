@@ -223,9 +223,7 @@ def flat_state(tx):
     return gradtx.GradientTransformation(init, update)
 
 
-# SM3's accumulators per axis, Kron's factors per axis and Shampoo's statistics per class of
-# blocks are tuples in place of a param's leaf, which nnx turns into its own State
-FLAT_STATE = {"sm3", "kron", "shampoo"}
+FLAT_STATE = {"sm3"}
 
 
 def _tx(module, name: str, lr: float):
@@ -346,9 +344,9 @@ def markdown(rows: Sequence[Row], header: dict) -> str:
         lines.append(
             f"\n{', '.join(flat)}: run through `flat_state` (gradtx's and optax's "
             "alike), the same optimizer with its state kept as a flat tuple, because "
-            "`flax.nnx.Optimizer` turns the tuples or lists these states keep in place of a "
-            "param (accumulators, factors or statistics per axis) into its own `State`, "
-            "which the demo's `lax.scan` rejects as a different carry."
+            "`flax.nnx.Optimizer` turns the lists SM3 keeps in place of a param (its "
+            "accumulators per axis) into its own `State`, which the demo's `lax.scan` "
+            "rejects as a different carry."
         )
     return "\n".join(lines) + "\n"
 

@@ -284,3 +284,49 @@ def test_train_state_extras_need_an_explicit_update_call():
     for _ in range(3):  # rate 0: the loss repeats; patience 0 halves the scale from the 2nd on
         state = step(state)
     assert float(state.opt_state[1].inner_state.scale) == 0.25
+
+
+# Optimizers whose state keeps more than param-shaped moments: per-leaf factors, statistics,
+# projections, a copy of the weights. nnx.Optimizer turns any subtree of the state shaped like
+# the params into its own variables; a state that kept a tuple in a param's place came out of
+# the update as an nnx State, and a lax.scan over the training step refused the carry.
+MATRIX = {
+    "muon": lambda: gradtx.muon(1e-2),
+    "shampoo": lambda: gradtx.shampoo(1e-2, start_preconditioning_step=1),
+    "soap": lambda: gradtx.soap(3e-3, precondition_frequency=2),
+    "kron": lambda: gradtx.kron(1e-3),
+    "galore": lambda: gradtx.galore(1e-3, rank=4, update_proj_gap=2),
+    "sam": lambda: gradtx.sam(
+        gradtx.adamw(1e-3),
+        gradtx.chain(gradtx.normalize_by_update_norm(eps=0.0), gradtx.sgd(0.05)),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MATRIX))
+def test_matrix_optimizer_state_is_a_scan_carry_of_an_nnx_optimizer(name):
+    x, y = _regression()
+    tx = MATRIX[name]()
+    model = _NnxMLP(nnx.Rngs(0))
+    graphdef, state = nnx.split((model, nnx.Optimizer(model, tx, wrt=nnx.Param)))
+
+    def step(state, _):
+        model, optimizer = nnx.merge(graphdef, state)
+        loss, grads = nnx.value_and_grad(lambda m: _mse(m(x), y))(model)
+        optimizer.update(model, grads)
+        return nnx.state((model, optimizer)), loss
+
+    _, losses = jax.jit(lambda s: jax.lax.scan(step, s, None, length=4))(state)
+
+    # the same steps without Flax's wrapper
+    model_def, params = nnx.split(_NnxMLP(nnx.Rngs(0)), nnx.Param)
+
+    def plain(carry, _):
+        params, opt_state = carry
+        loss, grads = jax.value_and_grad(lambda p: _mse(nnx.merge(model_def, p)(x), y))(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (gradtx.apply_updates(params, updates), opt_state), loss
+
+    _, expected = jax.jit(lambda p: jax.lax.scan(plain, (p, tx.init(p)), None, length=4))(params)
+    np.testing.assert_allclose(losses, expected, rtol=1e-6)
+    assert np.all(np.diff(np.asarray(losses)) != 0)  # it moved

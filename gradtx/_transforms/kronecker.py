@@ -174,8 +174,10 @@ def shampoo_arguments(
 
 class ScaleByShampooState(NamedTuple):
     count: jax.Array  # int32 []: updates so far (the reference's step, 0 at the first)
-    statistics: Any  # per leaf, per class of blocks, per axis: (N, b, b), >= float32; or ()
-    preconditioners: Any  # the inverse roots, shaped as statistics
+    # per leaf (jax.tree.leaves order; not a tree like the params, whose places Flax NNX would
+    # take for params), per class of blocks, per axis: (N, b, b), >= float32; or ()
+    statistics: tuple
+    preconditioners: tuple  # the inverse roots, shaped as statistics
     diagonal_statistics: Any  # per leaf: |g|^2 sums or averages (AdaGrad, RMSProp, Adam grafts)
     diagonal_momentum: Any  # like the params: the graft's momentum
     momentum: Any  # like the params: the grafted Shampoo step's momentum
@@ -295,8 +297,8 @@ def _scale_by_shampoo(
 
         return ScaleByShampooState(
             count=_tree.zero_count(),
-            statistics=jax.tree.map(lambda p: statistics(p, matrix_epsilon), params),
-            preconditioners=jax.tree.map(lambda p: statistics(p, 1.0), params),
+            statistics=tuple(statistics(p, matrix_epsilon) for p in jax.tree.leaves(params)),
+            preconditioners=tuple(statistics(p, 1.0) for p in jax.tree.leaves(params)),
             diagonal_statistics=(
                 jax.tree.map(lambda p: jnp.zeros(p.shape, _diagonal_dtype(p.dtype)), params)
                 if diagonal
@@ -320,7 +322,7 @@ def _scale_by_shampoo(
         _tree.check_match(owner, trees, names)
         leaves, treedef = jax.tree.flatten(updates)
         layouts = tuple(_layout_of(g.shape, fixed) for g in leaves)
-        stats = treedef.flatten_up_to(state.statistics)
+        stats = list(state.statistics)
         for path, g, lay, s in zip(_paths(updates), leaves, layouts, stats):
             _check_statistics(owner, path, g, lay, s)
         config = _Config(
@@ -345,7 +347,7 @@ def _scale_by_shampoo(
             state.count,
             leaves,
             stats,
-            flat(state.preconditioners),
+            list(state.preconditioners),
             flat(state.diagonal_statistics) if diagonal else [None] * len(leaves),
             flat(state.diagonal_momentum),
             flat(state.momentum),
@@ -353,8 +355,8 @@ def _scale_by_shampoo(
         )
         new_state = ScaleByShampooState(
             count=_tree.saturating_increment(state.count),
-            statistics=treedef.unflatten(stats),
-            preconditioners=treedef.unflatten(roots),
+            statistics=tuple(stats),
+            preconditioners=tuple(roots),
             diagonal_statistics=treedef.unflatten(diag) if diagonal else (),
             diagonal_momentum=treedef.unflatten(m_g),
             momentum=treedef.unflatten(m_s),
@@ -652,9 +654,9 @@ def scale_by_shampoo(
 
     Returns:
       A :class:`GradientTransformation` whose updates are the step before the learning rate
-      (``gradtx.shampoo`` scales them by :math:`-\eta`). Its state keeps, per leaf, the
-      statistics and roots per class of equal blocks (shape ``(blocks, b, b)``, at least
-      float32), the graft's statistics and both momenta.
+      (``gradtx.shampoo`` scales them by :math:`-\eta`). Its state keeps, per leaf (a tuple in
+      ``jax.tree.leaves`` order), the statistics and roots per class of equal blocks (shape
+      ``(blocks, b, b)``, at least float32), the graft's statistics and both momenta.
 
     Example:
       >>> import gradtx, jax.numpy as jnp
@@ -669,7 +671,7 @@ def scale_by_shampoo(
       >>> # L^-1/4 g R^-1/4 equalizes the two directions, with the norm of g (4.123)
       >>> [round(x, 3) for x in jnp.diag(u["w"]).tolist()], float(u["w"][0, 1])
       ([2.915, 2.915], 0.0)
-      >>> state.inner_state.statistics["w"][0][0].shape  # one block, (blocks, rows, rows)
+      >>> state.inner_state.statistics[0][0][0].shape  # leaf w: one block, (blocks, rows, rows)
       (1, 2, 2)
 
     References:

@@ -219,9 +219,11 @@ class ScaleByKronState(NamedTuple):
     key: jax.Array  # uint32 key data: the step key is fold_in(key, count)
     update_counter: jax.Array  # int32 []: updates since the preconditioner was last fitted
     mu: Any  # like the params (mu_dtype if given): the momentum
-    # per leaf a tuple of factors, one per axis ((n, n) upper triangular or (n,) diagonal; a
-    # scalar leaf: one [] factor), in precond_dtype (default: the leaf's, at least float32)
-    preconditioners: Any
+    # per leaf (jax.tree.leaves order; not a tree like the params, whose places Flax NNX would
+    # take for params) a tuple of factors, one per axis ((n, n) upper triangular or (n,)
+    # diagonal; a scalar leaf: one [] factor), in precond_dtype (default: the leaf's, at least
+    # float32)
+    preconditioners: tuple
 
     live_ranges = {
         "preconditioner_update_probability": CLOSED_UNIT,
@@ -293,7 +295,7 @@ def _scale_by_kron(
             key=jnp.asarray(key_data),
             update_counter=_tree.zero_count(),
             mu=_tree.zeros_like(params, mu_dtype),
-            preconditioners=jax.tree.map(factors, params),
+            preconditioners=tuple(factors(x) for x in jax.tree.leaves(params)),
         )
 
     def update(updates, state, params=None, **extra):
@@ -303,7 +305,7 @@ def _scale_by_kron(
         momentum = jax.tree.map(debias_step(b1, count), mu)
         flat_g, treedef = jax.tree.flatten(updates)
         flat_m = treedef.flatten_up_to(momentum)
-        flat_q = treedef.flatten_up_to(state.preconditioners)
+        flat_q = list(state.preconditioners)
         fitted = treedef.flatten_up_to(momentum) if momentum_into_precond_update else flat_g
         kinds = [kinds_of(tuple(g.shape)) for g in flat_g]
         dtypes = [q[0].dtype for q in flat_q]
@@ -353,7 +355,7 @@ def _scale_by_kron(
             key=state.key,
             update_counter=counter,
             mu=_tree.cast_like(mu, state.mu),
-            preconditioners=treedef.unflatten([tuple(q) for q in flat_q]),
+            preconditioners=tuple(tuple(q) for q in flat_q),
         )
         return treedef.unflatten(out), new_state
 
