@@ -66,9 +66,13 @@ ENTRIES: dict[str, Entry] = {
     "adamw": Entry(lambda lr: gradtx.adamw(lr, weight_decay=0.0), (3e-3, 1e-2, 3e-2)),
     # every matrix to Muon (the head too: this problem has one matrix)
     "muon": Entry(lambda lr: gradtx.muon(lr, adam_learning_rate=3e-3), (1e-2, 3e-2, 0.1)),
-    # inverse 4th roots of the block statistics every 10 steps, grafted onto SGD's norm
+    # inverse 4th roots of the block statistics every 10 steps, grafted onto SGD's norm; by
+    # coupled Newton: the eigh roots of a many-leaf step hang now and then on XLA:CPU (found
+    # here, not solved)
     "shampoo": Entry(
-        lambda lr: gradtx.shampoo(lr, preconditioning_compute_steps=10), (1e-2, 3e-2, 0.1), 10
+        lambda lr: gradtx.shampoo(lr, preconditioning_compute_steps=10, root_method="newton"),
+        (1e-2, 3e-2, 0.1),
+        10,
     ),
     "soap": Entry(
         lambda lr: gradtx.soap(lr, weight_decay=0.0, precondition_frequency=10),
