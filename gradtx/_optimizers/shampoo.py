@@ -113,7 +113,10 @@ def shampoo(
       skip_preconditioning_rank_lt: the lowest rank preconditioned. Default 1.
       decoupled_weight_decay: decay as AdamW (:math:`\eta\lambda\theta`, outside the
         momentum) instead of coupled. Default False, the reference's.
-      root_method: ``"eigh"`` (default) or ``"newton"``.
+      root_method: ``"eigh"`` (default) or ``"newton"``. Known problem: on XLA:CPU a
+        compiled step whose roots take many eigendecompositions (a model of tens of leaves)
+        can hang at a refresh, now and then; ``"newton"`` does not. Not yet reduced to a
+        plain JAX case.
 
     Returns:
       A :class:`GradientTransformation` whose ``update`` needs the params (the weight decay).
