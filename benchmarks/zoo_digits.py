@@ -238,38 +238,30 @@ def _tx(module, name: str, lr: float):
 
 
 def run_one(name: str, grid, data, indices, log: Callable[[str], None]) -> Row:
+    def train(label, tx):
+        return demo.train(
+            label,
+            tx,
+            data,
+            indices,
+            seed=SEED,
+            progress=_Quiet(),
+            pass_value=name in PASS_VALUE,
+            pass_objective=name in PASS_OBJECTIVE,
+        )
+
     results = {}
     for lr in grid:
         tx = _tx(gradtx, name, lr)
         if tx is None:
             raise AttributeError(f"gradtx has no optimizer {name}")
-        results[lr] = demo.train(
-            name,
-            tx,
-            data,
-            indices,
-            seed=SEED,
-            progress=_Quiet(),
-            pass_value=name in PASS_VALUE,
-            pass_objective=name in PASS_OBJECTIVE,
-        )
+        results[lr] = train(name, tx)
     lr = max(results, key=lambda v: _key(results[v]))
     best = results[lr]
     import optax
 
     tx = _tx(optax, name, lr)
-    reference = None
-    if tx is not None:
-        reference = demo.train(
-            f"optax {name}",
-            tx,
-            data,
-            indices,
-            seed=SEED,
-            progress=_Quiet(),
-            pass_value=name in PASS_VALUE,
-            pass_objective=name in PASS_OBJECTIVE,
-        )
+    reference = None if tx is None else train(f"optax {name}", tx)
     row = Row(name, results, lr, best, reference)
     log(
         f"{name:28s} lr {lr:g}: val {_pct(best)}, loss {_loss(best)}"
