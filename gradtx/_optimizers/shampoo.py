@@ -15,11 +15,8 @@ from gradtx._core.checks import check_flag
 from gradtx._core.combine import chain
 from gradtx._core.hyper import ScalarOrSchedule, live
 from gradtx._transforms.decay import _add_decayed_weights
-from gradtx._transforms.kronecker import (
-    ScaleByShampooState,
-    _scale_by_shampoo,
-    shampoo_arguments,
-)
+from gradtx._transforms.kronecker import ScaleByShampooState, _scale_by_shampoo
+from gradtx._transforms.shampoo_arguments import shampoo_arguments
 from gradtx._transforms.step_size import _scale_by_learning_rate
 
 
