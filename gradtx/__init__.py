@@ -369,3 +369,18 @@ __all__ += ["scale_by_shampoo", "shampoo"]
 
 # PSGD Kron (issue 14, item 5)
 __all__ += ["kron", "precond_update_prob_schedule", "scale_by_kron"]
+
+# zoo III: schedule-free
+from gradtx._optimizers.schedule_free import schedule_free_adamw as schedule_free_adamw
+from gradtx._optimizers.schedule_free import schedule_free_sgd as schedule_free_sgd
+from gradtx._wrappers.schedule_free import ScheduleFreeState as ScheduleFreeState
+from gradtx._wrappers.schedule_free import schedule_free as schedule_free
+from gradtx._wrappers.schedule_free import schedule_free_eval_params as schedule_free_eval_params
+
+__all__ += [
+    "ScheduleFreeState",
+    "schedule_free",
+    "schedule_free_adamw",
+    "schedule_free_eval_params",
+    "schedule_free_sgd",
+]
