@@ -384,3 +384,32 @@ __all__ += [
     "schedule_free_eval_params",
     "schedule_free_sgd",
 ]
+
+# zoo III: cautious, complex pairs, normalize, differential privacy (issue 15, items 3 and 4)
+from gradtx._optimizers.privacy import dpsgd as dpsgd
+from gradtx._transforms.gradient_processing import normalize as normalize
+from gradtx._transforms.privacy import (
+    DifferentiallyPrivateAggregateState as DifferentiallyPrivateAggregateState,
+)
+from gradtx._transforms.privacy import (
+    differentially_private_aggregate as differentially_private_aggregate,
+)
+from gradtx._wrappers.cautious import CautiousState as CautiousState
+from gradtx._wrappers.cautious import cautious as cautious
+from gradtx._wrappers.complex_pairs import RealImaginaryPair as RealImaginaryPair
+from gradtx._wrappers.complex_pairs import (
+    SplitRealAndImaginaryState as SplitRealAndImaginaryState,
+)
+from gradtx._wrappers.complex_pairs import split_real_and_imaginary as split_real_and_imaginary
+
+__all__ += [
+    "CautiousState",
+    "DifferentiallyPrivateAggregateState",
+    "RealImaginaryPair",
+    "SplitRealAndImaginaryState",
+    "cautious",
+    "differentially_private_aggregate",
+    "dpsgd",
+    "normalize",
+    "split_real_and_imaginary",
+]

@@ -1,4 +1,5 @@
-"""Gradient processing: annealed Gaussian gradient noise, gradient centralization."""
+"""Gradient processing: annealed Gaussian gradient noise, gradient centralization, normalization
+to unit global norm."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradtx._core import norms as _norms
 from gradtx._core import tree as _tree
 from gradtx._core.base import EmptyState, GradientTransformation, stateless
 from gradtx._core.hyper import ScalarOrSchedule, Value, live, scalar, value_as
@@ -215,3 +217,60 @@ def centralize(*, unit_axis: int = -1) -> GradientTransformation:
         return EmptyState()
 
     return GradientTransformation(init, stateless(centre).update)
+
+
+# ---- normalize ---------------------------------------------------------------------------
+
+
+def _unit(updates, params):
+    del params
+    root, e = _norms.scaled_global_norm(updates)
+    # an all-zero update stays 0 (optax's gives 0 / 0 = NaN there); a NaN norm passes on
+    zero = root == 0
+    safe = jnp.where(zero, jnp.ones_like(root), root)
+    one = jnp.ones_like(root)
+
+    def leaf(g):
+        return jnp.where(zero, jnp.zeros_like(g), _norms.times_ratio(g, one, safe, e))
+
+    return jax.tree.map(leaf, updates)
+
+
+def normalize() -> GradientTransformation:
+    r"""Divides the updates by their global norm: a unit-length step direction.
+
+    .. math:: u \leftarrow g / \|g\|_2, \qquad \|g\|_2 = \sqrt{\textstyle\sum_l \|g_l\|^2}
+
+    the norm of all leaves together (complex leaves by :math:`|g|`), taken in at least float32,
+    exact to rounding for every finite float (no overflow of the squares). No ε:
+    ``optax.contrib.normalize``'s numbers, except that an all-zero update stays 0 where
+    optax's is NaN. SAM's ascent direction is ``chain(normalize(), sgd(rho))``;
+    :func:`normalize_by_update_norm` adds a scale and an ε.
+
+    Returns:
+      A stateless :class:`GradientTransformation`.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.normalize()
+      >>> g = {"a": jnp.array([3.0]), "b": jnp.array([0.0, 4.0])}
+      >>> out, _ = tx.update(g, tx.init(g))
+      >>> out["a"], out["b"]
+      (Array([0.6], dtype=float32), Array([0. , 0.8], dtype=float32))
+
+    References:
+      Foret, Kleiner, Mobahi and Neyshabur, *Sharpness-Aware Minimization for Efficiently
+      Improving Generalization*, 2021 (the normalized ascent step).
+    """
+    owner = "normalize"
+
+    def init(params):
+        _tree.check_leaves(owner, params, "params")
+        return EmptyState()
+
+    def update(updates, state, params=None, **extra):
+        del extra
+        _tree.check_leaves(owner, updates, "updates")
+        return _unit(updates, params), state
+
+    return GradientTransformation(init, update)

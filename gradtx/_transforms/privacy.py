@@ -1,0 +1,180 @@
+"""Differential privacy: per-example clipping, summing and Gaussian noise (DP-SGD's aggregation)."""
+
+from __future__ import annotations
+
+import functools
+import numbers
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradtx._core import norms as _norms
+from gradtx._core import tree as _tree
+from gradtx._core.base import GradientTransformation
+from gradtx._core.hyper import ScalarOrSchedule, Value, live, scalar, value_as
+from gradtx._transforms.clipping import clip_leaf
+from gradtx._transforms.gradient_processing import _key_data, add_noise_leaf
+
+_NON_NEGATIVE = (">= 0", lambda v: v >= 0)
+
+
+def key_argument(owner: str, key: Any, seed: Any) -> tuple[np.ndarray, Any]:
+    """``key`` or ``seed`` (exactly one) as ``(raw uint32 key data, implementation or None)``."""
+    if key is not None and seed is not None:
+        raise TypeError(f"{owner}: give key or seed, not both")
+    if key is None and seed is None:
+        raise TypeError(f"{owner}: key is required (an int seed or a jax.random key)")
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, (numbers.Integral, np.integer))
+    ):
+        raise TypeError(f"{owner}: seed must be an int, got {seed!r}")
+    return _key_data(owner, seed if key is None else key)
+
+
+def clip_example(leaves: list[jax.Array], l2_norm_clip: Value) -> list[jax.Array]:
+    """One example's gradient leaves scaled together by ``min(1, C / ||g||)`` (their global
+    norm, overflow-safe); vmapped over the examples."""
+    root, e = _norms.scaled_global_norm(leaves)
+    return [clip_leaf(g, l2_norm_clip, root, e) for g in leaves]
+
+
+def _check_examples(owner: str, updates: Any, params: Any) -> int:
+    """The number of examples: the leading axis every leaf shares (and, given the params, the
+    rest of each leaf's shape is its param's)."""
+    paths_leaves = jax.tree_util.tree_flatten_with_path(updates)[0]
+    scalars = [_tree.path_str(p) for p, g in paths_leaves if np.ndim(g) == 0]
+    if scalars:
+        raise ValueError(
+            f"{owner}: the updates must be per-example gradients, with a leading axis of "
+            f"examples (as jax.vmap of the gradient makes them); the leaf {scalars[0]!r} is a "
+            f"scalar"
+        )
+    sizes = {_tree.path_str(p): np.shape(g)[0] for p, g in paths_leaves}
+    if len(set(sizes.values())) > 1:
+        shown = ", ".join(f"{path!r}: {n}" for path, n in list(sizes.items())[:5])
+        raise ValueError(
+            f"{owner}: every leaf must have the same number of examples along its first axis, "
+            f"got {shown}"
+        )
+    if params is not None:
+        per_example = jax.tree.map(
+            lambda g: jax.ShapeDtypeStruct(np.shape(g)[1:], g.dtype), updates
+        )
+        problem = _tree.mismatch(params, per_example, "params", "per-example gradients")
+        if problem is not None:
+            raise ValueError(
+                f"{owner}: each per-example gradient (the updates without their leading axis "
+                f"of examples) must have its param's shape; {problem}"
+            )
+    examples = next(iter(sizes.values()), 1)
+    if examples == 0:
+        raise ValueError(f"{owner}: the updates hold 0 examples (their leading axis is empty)")
+    return examples
+
+
+class DifferentiallyPrivateAggregateState(NamedTuple):
+    rng_key: jax.Array  # uint32 key data (shape [2] for threefry): the key of the next draw
+
+    # names particular to DP-SGD, so their ranges are listed here rather than in the shared table
+    live_ranges = {"l2_norm_clip": _NON_NEGATIVE, "noise_multiplier": _NON_NEGATIVE}
+
+
+def _differentially_private_aggregate(
+    l2_norm_clip: Value, noise_multiplier: Value, *, key_data: np.ndarray, impl: Any, owner: str
+) -> GradientTransformation:
+    def init(params):
+        del params
+        return DifferentiallyPrivateAggregateState(rng_key=jnp.asarray(key_data))
+
+    def update(updates, state, params=None, **extra):
+        del extra
+        examples = _check_examples(owner, updates, params)
+        leaves, treedef = jax.tree.flatten(updates)
+        key = jax.random.wrap_key_data(state.rng_key, impl=impl)
+        next_key, *draws = jax.random.split(key, len(leaves) + 1)
+        # clipped and summed in at least float32: a bfloat16 example is not rounded once more
+        wide = [g.astype(_tree.accumulation_dtype(g.dtype)) for g in leaves]
+        clipped = jax.vmap(clip_example, in_axes=(0, None))(wide, l2_norm_clip)
+        dtype = scalar(l2_norm_clip).dtype
+        stddev = value_as(noise_multiplier, dtype) * value_as(l2_norm_clip, dtype)
+        out = []
+        for g, c, draw in zip(leaves, clipped, draws):
+            noisy = add_noise_leaf(jnp.sum(c, axis=0), draw, stddev)
+            out.append(_tree.divide(noisy, jnp.asarray(examples, noisy.real.dtype)).astype(g.dtype))
+        new_state = DifferentiallyPrivateAggregateState(rng_key=jax.random.key_data(next_key))
+        return treedef.unflatten(out), new_state
+
+    return GradientTransformation(init, update)
+
+
+def differentially_private_aggregate(
+    l2_norm_clip: ScalarOrSchedule,
+    noise_multiplier: ScalarOrSchedule,
+    key: Any = None,
+    *,
+    seed: int | None = None,
+) -> GradientTransformation:
+    r"""DP-SGD's aggregation: per-example gradients clipped, summed, noised and averaged.
+
+    .. math::
+      \tilde g = \frac1B \Big(\sum_{i=1}^B g_i \min\big(1, \tfrac{C}{\|g_i\|_2}\big)
+      + \mathcal N(0, \sigma^2 C^2 I)\Big)
+
+    with :math:`g_i` the gradient of example *i* (all leaves: :math:`\|g_i\|_2` is its global
+    norm), *B* the number of examples, *C* = ``l2_norm_clip`` and σ = ``noise_multiplier``.
+    Each example's influence on the sum is at most *C*, and the noise hides it: this is the
+    Gaussian mechanism of Abadi et al.'s Algorithm 1 (the privacy accounting is not part of
+    it). The noise is fresh for every element and every step; the key lives in the state (raw
+    ``uint32`` key data), and with the same key the draws are ``optax.contrib``'s. A complex
+    leaf gets independent noise of standard deviation σC in each of its parts (the real
+    problem's).
+
+    **The updates must carry a leading axis of examples**: each leaf has shape ``(B,
+    *param.shape)``, as ``jax.vmap`` of a single example's gradient makes it (see the example).
+    Put this transformation first in a chain; the result has the params' shapes. Accumulating
+    gradients before it (``MultiSteps``) would mix examples: do not.
+
+    Args:
+      l2_norm_clip: *C* >= 0, the bound on each example's gradient norm (a float or a schedule).
+      noise_multiplier: σ >= 0, the noise's standard deviation relative to *C* (a float or a
+        schedule; 0 gives clipping and averaging only).
+      key: an int seed or a ``jax.random`` key (typed, or the raw ``uint32`` kind). Required:
+        without it the noise would not be reproducible (optax 0.2.8 falls back to key 0 with a
+        warning).
+      seed: an int seed, for code written against optax's older argument name.
+
+    Returns:
+      A :class:`GradientTransformation`; its state keeps the key.
+
+    Example:
+      >>> import gradtx, jax, jax.numpy as jnp
+      >>> def loss(params, x, y):  # one example
+      ...     return (params["w"] @ x - y) ** 2
+      >>> params = {"w": jnp.zeros(2)}
+      >>> xs, ys = jnp.array([[3.0, 4.0], [0.1, 0.0]]), jnp.array([1.0, 1.0])
+      >>> per_example = jax.vmap(jax.grad(loss), in_axes=(None, 0, 0))(params, xs, ys)
+      >>> per_example["w"].shape  # (examples, *param shape)
+      (2, 2)
+      >>> tx = gradtx.differentially_private_aggregate(1.0, noise_multiplier=0.0, key=0)
+      >>> updates, _ = tx.update(per_example, tx.init(params), params)
+      >>> updates["w"]  # (-[0.6, 0.8] - [0.2, 0]) / 2: the first example clipped to norm 1
+      Array([-0.4, -0.4], dtype=float32)
+
+    References:
+      Abadi, Chu, Goodfellow, McMahan, Mironov, Talwar and Zhang, *Deep Learning with
+      Differential Privacy*, 2016, Algorithm 1.
+    """
+    owner = "differentially_private_aggregate"
+    key_data, impl = key_argument(owner, key, seed)
+    build = functools.partial(
+        _differentially_private_aggregate, key_data=key_data, impl=impl, owner=owner
+    )
+    return live(
+        owner,
+        build,
+        ranges=DifferentiallyPrivateAggregateState.live_ranges,
+        l2_norm_clip=l2_norm_clip,
+        noise_multiplier=noise_multiplier,
+    )
