@@ -413,3 +413,28 @@ __all__ += [
     "normalize",
     "split_real_and_imaginary",
 ]
+
+# zoo III: Adam relatives (MADGRAD, MARS, Adam-mini) and CAME
+from gradtx._optimizers.adam_relatives import adam_mini as adam_mini
+from gradtx._optimizers.adam_relatives import madgrad as madgrad
+from gradtx._optimizers.adam_relatives import mars as mars
+from gradtx._optimizers.factored import came as came
+from gradtx._transforms.adam_relatives import scale_by_madgrad as scale_by_madgrad
+from gradtx._transforms.adam_relatives import scale_by_mars as scale_by_mars
+from gradtx._transforms.block_moments import AdamMiniBlocks as AdamMiniBlocks
+from gradtx._transforms.block_moments import adam_mini_blocks as adam_mini_blocks
+from gradtx._transforms.block_moments import scale_by_adam_mini as scale_by_adam_mini
+from gradtx._transforms.factored_confidence import scale_by_came as scale_by_came
+
+__all__ += [
+    "AdamMiniBlocks",
+    "adam_mini",
+    "adam_mini_blocks",
+    "came",
+    "madgrad",
+    "mars",
+    "scale_by_adam_mini",
+    "scale_by_came",
+    "scale_by_madgrad",
+    "scale_by_mars",
+]

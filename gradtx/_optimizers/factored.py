@@ -1,4 +1,4 @@
-"""Memory-lean adaptive optimizers: factored (Adafactor) and cover-set (SM3) second moments.
+"""Memory-lean adaptive optimizers: factored (Adafactor, CAME) and cover-set (SM3) statistics.
 
 Each optimizer validates its arguments, then hands its numeric hyperparameters to ``live``
 with a ``build`` function returning the chain, so that ``hyperparams(state)`` shows them under
@@ -29,6 +29,7 @@ from gradtx._transforms.factored import (
     product,
     relative_step_size,
 )
+from gradtx._transforms.factored_confidence import ScaleByCameState, _scale_by_came
 from gradtx._transforms.momentum import _ema
 from gradtx._transforms.step_size import _scale, _scale_by_learning_rate
 
@@ -279,4 +280,85 @@ def sm3(
         momentum=momentum,
         b2=b2,
         eps=eps,
+    )
+
+
+def came(
+    learning_rate: ScalarOrSchedule,
+    b1: ScalarOrSchedule = 0.9,
+    b2: ScalarOrSchedule = 0.999,
+    b3: ScalarOrSchedule = 0.9999,
+    eps1: ScalarOrSchedule = 1e-30,
+    eps2: ScalarOrSchedule = 1e-16,
+    clipping_threshold: ScalarOrSchedule = 1.0,
+    weight_decay: ScalarOrSchedule = 0.0,
+    mask: Any = None,
+    *,
+    mu_dtype: Any = None,
+) -> GradientTransformation:
+    r"""CAME: Adafactor's memory with confidence-weighted momentum.
+
+    ``chain(scale_by_came(b1, b2, b3, eps1, eps2, clipping_threshold),
+    add_decayed_weights(weight_decay, mask), scale_by_learning_rate(learning_rate))``:
+
+    .. math::
+      \theta_t = \theta_{t-1} - \eta \left( m_t \big/ \sqrt{S_t} + \lambda \theta_{t-1}
+      \right)
+
+    with :math:`m_t` the momentum of the clipped Adafactor step and :math:`S_t` the factored
+    average of its instability :math:`(\hat u_t - m_t)^2` (:func:`gradtx.scale_by_came`). The
+    decay is decoupled, as in the authors' code (``came_pytorch.CAME(lr, eps=(eps1, eps2),
+    clip_threshold, betas, weight_decay)`` is ``came(lr, *betas, eps1, eps2, clip_threshold,
+    weight_decay)``, and so is pytorch-optimizer's ``CAME``).
+
+    Args:
+      learning_rate: η >= 0, a float or a schedule (the paper's 2e-4 for BERT).
+      b1: β₁ in [0, 1), the momentum. Default 0.9 (the paper's).
+      b2: β₂ in [0, 1), of the squared gradients. Default 0.999 (the paper's).
+      b3: β₃ in [0, 1), of the instability. Default 0.9999 (the paper's).
+      eps1: ε₁ >= 0 added to the squared gradients. Default 1e-30 (the paper's).
+      eps2: ε₂ >= 0 added to the instability. Default 1e-16 (the paper's).
+      clipping_threshold: d > 0, the largest RMS of a leaf's scaled update. Default 1.
+      weight_decay: λ >= 0, decoupled. Default 0.
+      mask: decay only where this tree of bools (or function of the params) is True.
+      mu_dtype: dtype of the momentum (default: the params').
+
+    Returns:
+      A :class:`GradientTransformation`; its update needs the params (for the decay).
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> tx = gradtx.came(1e-3)
+      >>> params = {"w": jnp.zeros((2, 3)), "b": jnp.zeros(3)}
+      >>> state = tx.init(params)
+      >>> state.inner_state[0].r_row["w"].shape  # the instability's row statistics
+      (2,)
+
+    References:
+      Luo, Ren, Zheng, Jiang, Jiang and You, *CAME: Confidence-guided Adaptive Memory
+      Efficient Optimization*, ACL 2023 (arXiv:2307.02047), Algorithm 1.
+    """
+    owner = "came"
+    mu_dtype = check_dtype(owner, "mu_dtype", mu_dtype)
+    check_mask(owner, "mask", mask)
+
+    def build(learning_rate, b1, b2, b3, eps1, eps2, clipping_threshold, weight_decay):
+        return chain(
+            _scale_by_came(b1, b2, b3, eps1, eps2, clipping_threshold, mu_dtype=mu_dtype),
+            _add_decayed_weights(weight_decay, mask),
+            _scale_by_learning_rate(learning_rate),
+        )
+
+    return live(
+        owner,
+        build,
+        ranges=ScaleByCameState.live_ranges,
+        learning_rate=learning_rate,
+        b1=b1,
+        b2=b2,
+        b3=b3,
+        eps1=eps1,
+        eps2=eps2,
+        clipping_threshold=clipping_threshold,
+        weight_decay=weight_decay,
     )

@@ -61,6 +61,32 @@ def factored_dims(shape, factored: bool, min_dim_size_to_factor: int, variant: s
 _PLACEHOLDER = (1,)
 
 
+def factored_average(square, v_row, v_col, dims, average):
+    """The row and column statistics of a leaf factored along ``dims = (d_col, d_row)``:
+    ``average(mean of square over d_row, v_row)`` and ``average(mean over d_col, v_col)``."""
+    d_col, d_row = dims
+    return (
+        average(jnp.mean(square, axis=d_row), v_row),
+        average(jnp.mean(square, axis=d_col), v_col),
+    )
+
+
+def factored_rsqrt(v_row, v_col, dims, floor=None):
+    """``1 / sqrt(V)`` with ``V = R C / mean_c(R)`` rebuilt from the statistics, shaped like
+    the leaf; with ``floor`` (PyTorch's Adafactor), ``mean_c(R)`` and ``V`` floored at
+    ``floor`` and ``floor**2``."""
+    d_col, d_row = dims
+    # the mean of the row statistics along the column axis, as it is in v_row
+    mean = jnp.mean(v_row, axis=d_col if d_col < d_row else d_col - 1, keepdims=True)
+    if floor is not None:
+        mean = jnp.maximum(mean, floor)
+    rows = jnp.expand_dims(v_row / mean, d_row)
+    cols = jnp.expand_dims(v_col, d_col)
+    if floor is None:
+        return jax.lax.rsqrt(rows) * jax.lax.rsqrt(cols)
+    return jax.lax.rsqrt(jnp.maximum(rows * cols, floor * floor))
+
+
 class FactoredState(NamedTuple):
     count: jax.Array  # int32 []: updates taken so far
     v_row: Any  # per leaf: the shape without its d_row axis if factored, else (1,); >= float32
@@ -144,19 +170,9 @@ def _scale_by_factored_rms(
                 v = w_old * v + w_new * square
                 scale = v if variant == "optax" else jnp.maximum(v, e * e)
                 return jax.lax.rsqrt(scale), v_row, v_col, v
-            d_col, d_row = dims
-            v_row = w_old * v_row + w_new * jnp.mean(square, axis=d_row)
-            v_col = w_old * v_col + w_new * jnp.mean(square, axis=d_col)
-            # the mean of the row statistics along the column axis, as it is in v_row
-            mean = jnp.mean(v_row, axis=d_col if d_col < d_row else d_col - 1, keepdims=True)
-            if variant == "torch":
-                mean = jnp.maximum(mean, e)
-            rows = jnp.expand_dims(v_row / mean, d_row)
-            cols = jnp.expand_dims(v_col, d_col)
-            if variant == "optax":
-                scale = jax.lax.rsqrt(rows) * jax.lax.rsqrt(cols)
-            else:
-                scale = jax.lax.rsqrt(jnp.maximum(rows * cols, e * e))
+            average = lambda x, avg: w_old * avg + w_new * x  # noqa: E731
+            v_row, v_col = factored_average(square, v_row, v_col, dims, average)
+            scale = factored_rsqrt(v_row, v_col, dims, None if variant == "optax" else e)
             return scale, v_row, v_col, v
 
         results = jax.tree.map(leaf, updates, state.v_row, state.v_col, state.v)

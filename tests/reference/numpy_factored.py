@@ -317,3 +317,84 @@ REFERENCES = {
     "scale_by_sm3": scale_by_sm3,
     "sm3": sm3,
 }
+
+
+# --------------------------------------------------------------------------- #
+# CAME (Luo et al. 2023, Algorithm 1)
+# --------------------------------------------------------------------------- #
+def _row_col(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column means of the last two axes (the paper's sums over n and m)."""
+    return x.mean(axis=-1), x.mean(axis=-2)
+
+
+def _rebuilt_rsqrt(r: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """1 / sqrt(r c / mean(r)): the factored estimate's inverse root."""
+    return 1.0 / np.sqrt(r[..., :, None] * c[..., None, :] / r.mean(axis=-1)[..., None, None])
+
+
+def scale_by_came(b1=0.9, b2=0.999, b3=0.9999, eps1=1e-30, eps2=1e-16, clipping_threshold=1.0):
+    """Leaves of rank >= 2 with both last axes nonempty are factored over them:
+    R, C = b2 (R, C) + (1 - b2) (row, col means of |g|**2 + eps1); u = g / sqrt(R C / mean R);
+    u /= max(1, RMS(u) / d); m = b1 m + (1 - b1) u; U = |u - m|**2 + eps2;
+    R', C' the same averages of U with b3; out = m / sqrt(R' C' / mean R').
+    Other leaves: v = b2 v + (1 - b2)(|g|**2 + eps1); u = g / sqrt(v); clipped; out = m."""
+
+    def factored(p):
+        return p.ndim >= 2 and min(p.shape[-2:]) >= 1
+
+    def init(params):
+        stats = []
+        for p in params:
+            if factored(p):
+                r, c = _row_col(np.zeros(p.shape))
+                stats.append([r, c, r.copy(), c.copy()])
+            else:
+                stats.append([np.zeros(p.shape)])
+        return ([np.zeros_like(p) for p in params], stats)
+
+    def update(gs, state, ps):
+        ms, stats = state
+        out, new_m, new_stats = [], [], []
+        for g, m, st in zip(gs, ms, stats):
+            square = _abs_sq(g) + eps1
+            if len(st) == 4:
+                r, c, rr, cc = st
+                row, col = _row_col(square)
+                r, c = b2 * r + (1 - b2) * row, b2 * c + (1 - b2) * col
+                u = g * _rebuilt_rsqrt(r, c)
+            else:
+                v = b2 * st[0] + (1 - b2) * square
+                u = g / np.sqrt(v)
+            u = u / max(1.0, _rms(u) / clipping_threshold)
+            m = b1 * m + (1 - b1) * u
+            if len(st) == 4:
+                row, col = _row_col(_abs_sq(u - m) + eps2)
+                rr, cc = b3 * rr + (1 - b3) * row, b3 * cc + (1 - b3) * col
+                out.append(m * _rebuilt_rsqrt(rr, cc))
+                new_stats.append([r, c, rr, cc])
+            else:
+                out.append(m.copy())
+                new_stats.append([v])
+            new_m.append(m)
+        return out, (new_m, new_stats)
+
+    return Ref(init, update)
+
+
+def came(
+    learning_rate,
+    b1=0.9,
+    b2=0.999,
+    b3=0.9999,
+    eps1=1e-30,
+    eps2=1e-16,
+    clipping_threshold=1.0,
+    weight_decay=0.0,
+    mu_dtype=None,
+) -> Ref:
+    """chain(scale_by_came, + wd * p, -lr): p -= lr (m / sqrt(S) + wd p)."""
+    return chain(
+        scale_by_came(b1, b2, b3, eps1, eps2, clipping_threshold),
+        add_decayed_weights(weight_decay),
+        scale_by_learning_rate(learning_rate),
+    )

@@ -52,6 +52,13 @@ OPTIMIZERS = [
     ),
     # optax's sm3 fails on scalar leaves (IndexError: it keeps no accumulator for them)
     Case("sm3", "sm3", {"learning_rate": LR}),
+    # no optax; b3 = 0.99 and d = 0.5 (the clipping acts on most steps) so that 100 steps
+    # move the instability's statistics well away from their start
+    Case(
+        "came",
+        "came",
+        {"learning_rate": LR, "b3": 0.99, "clipping_threshold": 0.5, "weight_decay": 0.1},
+    ),
 ]
 
 ELEMENTARY = [
@@ -73,7 +80,7 @@ ELEMENTARY = [
 
 REFERENCES = {
     name: getattr(ref, name)
-    for name in ("adafactor", "sm3", "scale_by_factored_rms", "scale_by_sm3")
+    for name in ("adafactor", "sm3", "scale_by_factored_rms", "scale_by_sm3", "came")
 }
 
 TORCH = {
@@ -91,11 +98,27 @@ TORCH = {
         ),
         shapes=((3,), (4, 5), (2, 3, 4), ()),
     ),
+    # the authors' package and pytorch-optimizer's: the same numbers (decoupled decay)
+    "came_pytorch_came": TorchRow(
+        "CAME",
+        {"lr": 1e-2, "weight_decay": 0.1, "clip_threshold": 0.5},
+        lambda: gradtx.came(1e-2, clipping_threshold=0.5, weight_decay=0.1),
+        shapes=((3,), (4, 5), (2, 3, 4), ()),
+        module="came_pytorch",
+    ),
+    "pytorch_optimizer_came": TorchRow(
+        "CAME",
+        {"lr": 1e-2, "weight_decay": 0.1, "clip_threshold": 0.5},
+        lambda: gradtx.came(1e-2, clipping_threshold=0.5, weight_decay=0.1),
+        shapes=((3,), (4, 5), (2, 3, 4), ()),
+        module="pytorch_optimizer",
+    ),
 }
 
 PROPERTIES = {
     "adafactor": (lambda: gradtx.adafactor(LR, momentum=0.9, **FACTOR), "adafactor"),
     "sm3": (lambda: gradtx.sm3(LR), "sm3"),
+    "came": (lambda: gradtx.came(LR, weight_decay=0.1, mu_dtype=jnp.bfloat16), "came"),
 }
 
 HYPERPARAM_KEYS = {
@@ -104,6 +127,19 @@ HYPERPARAM_KEYS = {
         {"learning_rate", "decay_rate", "decay_offset", "clipping_threshold", "eps", "min_scale"},
     ),
     "sm3": (gradtx.sm3(0.1), {"learning_rate", "momentum", "b2", "eps"}),
+    "came": (
+        gradtx.came(0.1),
+        {
+            "learning_rate",
+            "b1",
+            "b2",
+            "b3",
+            "eps1",
+            "eps2",
+            "clipping_threshold",
+            "weight_decay",
+        },
+    ),
 }
 
 BAD = {
@@ -143,6 +179,21 @@ BAD = {
         gradtx.scale_by_sm3, dict(b2="1"), TypeError, names=("scale_by_sm3", "b2")
     ),
     "scale_by_sm3_b2_above_1": Bad(gradtx.scale_by_sm3, dict(b2=1.5), names=("scale_by_sm3", "b2")),
+    "came_mu_dtype_string": Bad(
+        gradtx.came, dict(learning_rate=0.1, mu_dtype="int8"), TypeError, names=("came", "mu_dtype")
+    ),
+    "came_b3_one": Bad(gradtx.came, dict(learning_rate=0.1, b3=1.0), names=("came", "b3")),
+    "came_eps2_negative": Bad(
+        gradtx.came, dict(learning_rate=0.1, eps2=-1.0), names=("came", "eps2")
+    ),
+    "scale_by_came_eps1_string": Bad(
+        gradtx.scale_by_came, dict(eps1="0"), TypeError, names=("scale_by_came", "eps1")
+    ),
+    "scale_by_came_clipping_threshold_zero": Bad(
+        gradtx.scale_by_came,
+        dict(clipping_threshold=0.0),
+        names=("scale_by_came", "clipping_threshold"),
+    ),
 }
 
 GOOD = {
@@ -165,9 +216,11 @@ TRANSFORMATIONS = {
     "sm3": lambda: gradtx.sm3(0.1),
     "scale_by_factored_rms": lambda: gradtx.scale_by_factored_rms(min_dim_size_to_factor=1),
     "scale_by_sm3": lambda: gradtx.scale_by_sm3(),
+    "came": lambda: gradtx.came(0.1),
+    "scale_by_came": lambda: gradtx.scale_by_came(),
 }
-READS_PARAMS = {"adafactor"}
-NEED_PARAMS = {"adafactor": lambda: gradtx.adafactor(0.1)}
+READS_PARAMS = {"adafactor", "came"}
+NEED_PARAMS = {"adafactor": lambda: gradtx.adafactor(0.1), "came": lambda: gradtx.came(0.1)}
 
 # Tuned as tests/test_convergence.py's rows (its docstring says how; "needs": the first step
 # from which the row's criteria hold for good), each also run at 0.5x, 0.7x, 1.4x and 2x its
@@ -193,5 +246,11 @@ CONVERGENCE = [
     # the accumulators' growth shrinks the step: only large rates cross the valley in time;
     # needs 2260 (0.7x: 3136, 2x: 1568; 0.5x runs out of budget)
     Row("sm3", R, gradtx.sm3, dict(learning_rate=2.0), 4000, TIGHT, NEAR),
+    # on a vector CAME keeps full statistics and takes its momentum (no confidence): Adam
+    # without bias correction, clipped; needs 184 (0.5x: 208, 2x: 168)
+    Row("came", Q, gradtx.came, dict(learning_rate=0.03), 500, TIGHT),
+    # a constant rate lands only from 0.01 to 0.03; a cosine from 0.1 at every multiple;
+    # needs 976 (0.5x: 1775, 2x: 454)
+    Row("came", R, gradtx.came, dict(learning_rate=Cosine(0.1, 5000)), 5000, TIGHT, NEAR),
 ]
-CONVERGENCE_NAMES = ["adafactor", "sm3"]
+CONVERGENCE_NAMES = ["adafactor", "sm3", "came"]
