@@ -438,3 +438,34 @@ __all__ += [
     "scale_by_madgrad",
     "scale_by_mars",
 ]
+
+# zoo III: Adam descendants (ADOPT, AdEMAMix, LaProp, StableAdamW, ACProp)
+from gradtx._optimizers.adam_descendants import acprop as acprop
+from gradtx._optimizers.adam_descendants import ademamix as ademamix
+from gradtx._optimizers.adam_descendants import adopt as adopt
+from gradtx._optimizers.adam_descendants import laprop as laprop
+from gradtx._optimizers.adam_descendants import simplified_ademamix as simplified_ademamix
+from gradtx._optimizers.adam_descendants import stable_adamw as stable_adamw
+from gradtx._transforms.adam_descendants import scale_by_ademamix as scale_by_ademamix
+from gradtx._transforms.adam_descendants import scale_by_laprop as scale_by_laprop
+from gradtx._transforms.adam_descendants import (
+    scale_by_simplified_ademamix as scale_by_simplified_ademamix,
+)
+from gradtx._transforms.adam_descendants import scale_by_stable_adamw as scale_by_stable_adamw
+from gradtx._transforms.asynchronous_moments import scale_by_acprop as scale_by_acprop
+from gradtx._transforms.asynchronous_moments import scale_by_adopt as scale_by_adopt
+
+__all__ += [
+    "acprop",
+    "ademamix",
+    "adopt",
+    "laprop",
+    "scale_by_acprop",
+    "scale_by_ademamix",
+    "scale_by_adopt",
+    "scale_by_laprop",
+    "scale_by_simplified_ademamix",
+    "scale_by_stable_adamw",
+    "simplified_ademamix",
+    "stable_adamw",
+]
