@@ -469,3 +469,24 @@ __all__ += [
     "simplified_ademamix",
     "stable_adamw",
 ]
+
+# zoo III: learning-rate-free steps (DoG, DoWG, MoMo)
+from gradtx._optimizers.lr_free_steps import dog as dog
+from gradtx._optimizers.lr_free_steps import dowg as dowg
+from gradtx._optimizers.lr_free_steps import momo as momo
+from gradtx._optimizers.lr_free_steps import momo_adam as momo_adam
+from gradtx._transforms.lr_free_steps import DoGState as DoGState
+from gradtx._transforms.lr_free_steps import DoWGState as DoWGState
+from gradtx._transforms.lr_free_steps import MomoAdamState as MomoAdamState
+from gradtx._transforms.lr_free_steps import MomoState as MomoState
+
+__all__ += [
+    "DoGState",
+    "DoWGState",
+    "MomoAdamState",
+    "MomoState",
+    "dog",
+    "dowg",
+    "momo",
+    "momo_adam",
+]
