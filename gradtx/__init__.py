@@ -490,3 +490,26 @@ __all__ += [
     "momo",
     "momo_adam",
 ]
+
+# zoo III: learning-rate-free optimizers (Prodigy, D-Adapt AdamW, Mechanic, COCOB)
+from gradtx._optimizers.lr_free import cocob as cocob
+from gradtx._optimizers.lr_free import dadapt_adamw as dadapt_adamw
+from gradtx._optimizers.lr_free import prodigy as prodigy
+from gradtx._transforms.lr_free import COCOBState as COCOBState
+from gradtx._transforms.lr_free import DAdaptAdamWState as DAdaptAdamWState
+from gradtx._transforms.lr_free import ProdigyState as ProdigyState
+from gradtx._transforms.lr_free import scale_by_cocob as scale_by_cocob
+from gradtx._wrappers.mechanic import MechanicState as MechanicState
+from gradtx._wrappers.mechanic import mechanize as mechanize
+
+__all__ += [
+    "COCOBState",
+    "DAdaptAdamWState",
+    "MechanicState",
+    "ProdigyState",
+    "cocob",
+    "dadapt_adamw",
+    "mechanize",
+    "prodigy",
+    "scale_by_cocob",
+]
