@@ -1,3 +1,4 @@
-"""The optimizers, one module per family (SGD-like, adaptive, Adam-like and its variants,
-sign-based, factored, layer-wise, optimistic), each optimizer a short chain of elementary
+"""The optimizers, one module per family (SGD-like, adaptive, Adam-like, its variants, relatives
+and descendants, sign-based, factored, layer-wise, optimistic, matrix-aware, schedule-free,
+learning-rate-free, differentially private), each optimizer a short chain of elementary
 transformations."""

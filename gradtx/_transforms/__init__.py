@@ -1,4 +1,5 @@
 """Elementary transformations, one module per concern: momentum, second moments, the Adam
-family's preconditioners, sign methods, factored statistics, per-block norms, step sizes,
-optimistic gradients, decay, clipping, gradient processing (noise, centring) and low-memory
+family's preconditioners, sign methods, factored statistics, matrix preconditioners, per-block
+norms, step sizes (learning-rate-free ones included), optimistic gradients, decay, clipping,
+gradient processing (noise, centring, normalization), differential privacy and low-memory
 storage."""

@@ -1,3 +1,4 @@
 """Wrappers around any transformation: gradient accumulation and skipping non-finite steps,
-parameter averaging (lookahead, EMA), sharpness-aware minimization (SAM, ASAM), monitoring,
+parameter averaging (lookahead, EMA), sharpness-aware minimization (SAM, ASAM), schedule-free
+averaging, Mechanic's learned scale, cautious masking, complex params as real pairs, monitoring,
 checkify-checked runs."""
