@@ -7,6 +7,13 @@ its cases.
 
 from __future__ import annotations
 
+import os
+import pathlib
+import subprocess
+import sys
+import threading
+import time
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -239,6 +246,79 @@ def test_jit_compiles_once_with_live_ridge_and_tolerance():
     for method in METHODS:
         assert relative_error(first[method], reference_root(a, 4)) <= 2e-6
         assert relative_error(second[method], reference_root(2 * a, 4, 1e-1)) <= 2e-5
+
+
+def test_eigh_roots_are_differentiable_under_vmap(x64):
+    """The derivative of X = f(A) = A^(-1/p) at a diagonal A (Daleckii and Krein, 1965): for
+    sum(X), the gradient is the Loewner matrix, (f(a_i) - f(a_j)) / (a_i - a_j) off the diagonal
+    and f'(a_i) on it; the batch (vmap) is one LAPACK call per matrix on CPU."""
+    p, diagonals = 4, np.array([[1.0, 2.0, 5.0], [0.5, 3.0, 4.0]])
+
+    def total(a):
+        return gradtx.matrix_inverse_pth_root(a, p, ridge_epsilon=0.0)[0].sum()
+
+    grads = jax.jit(jax.vmap(jax.grad(total)))(jnp.asarray([np.diag(d) for d in diagonals]))
+    for d, g in zip(diagonals, grads):
+        f = d ** (-1 / p)
+        gap = d[:, None] - d[None, :]
+        loewner = np.where(gap == 0, -f / (p * d), (f[:, None] - f[None, :]) / (gap + np.eye(3)))
+        np.testing.assert_allclose(g, loewner, rtol=1e-10)
+
+
+# ---- many roots in one program on CPU --------------------------------------------------------
+
+# jaxlib 0.10's CPU LAPACK kernels cut a batch into pieces for XLA's intra-op thread pool and
+# block their pool thread until the pieces are done: with as many batched calls running side by
+# side as the pool has threads, the program waited forever (the eigh roots of a Shampoo step on
+# a model of 40 leaves; the 12 batched roots here hung at the first call). The roots now call
+# LAPACK on one matrix at a time on CPU. Run in a fresh process held to 2 cores (XLA sizes its
+# pool from the affinity, so the check does not depend on the machine), which stops itself when
+# it waits without computing.
+MANY_ROOTS = 12
+
+
+def run_many_batched_roots(calls: int = 3) -> None:
+    """The child: ``MANY_ROOTS`` independent batched roots (4 matrices each, 40x40 and up) in one
+    jitted program, called ``calls`` times; exits with status 3 when 10 s pass without CPU time
+    (every thread waiting)."""
+
+    def watchdog():
+        cpu = time.process_time()
+        while True:
+            time.sleep(10)
+            if time.process_time() - cpu < 0.02:
+                print("hang: 10 s without CPU time", flush=True)
+                os._exit(3)
+            cpu = time.process_time()
+
+    matrices = [
+        jnp.asarray(np.stack([spd(40 + i, seed=4 * i + j) for j in range(4)]), jnp.float32)
+        for i in range(MANY_ROOTS)
+    ]
+    run = jax.jit(lambda ms: [gradtx.matrix_inverse_pth_root(m, 4)[0] for m in ms])
+    run.lower(matrices).compile()
+    threading.Thread(target=watchdog, daemon=True).start()
+    for _ in range(calls):
+        jax.block_until_ready(run(matrices))
+    print("done", flush=True)
+
+
+def test_many_batched_roots_in_one_program_do_not_hang_on_cpu():
+    code = (
+        "import os\n"
+        "if hasattr(os, 'sched_setaffinity'):\n"
+        "    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:2])\n"
+        "from tests.test_linalg_roots import run_many_batched_roots\n"
+        "run_many_batched_roots()\n"
+    )
+    root = pathlib.Path(__file__).parent.parent
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0 and result.stdout.split()[-1:] == ["done"], (
+        result.stdout + result.stderr
+    )
 
 
 # ---- validation -------------------------------------------------------------------------------

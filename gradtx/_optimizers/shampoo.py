@@ -110,10 +110,10 @@ def shampoo(
       skip_preconditioning_rank_lt: the lowest rank preconditioned. Default 1.
       decoupled_weight_decay: decay as AdamW (:math:`\eta\lambda\theta`, outside the
         momentum) instead of coupled. Default False, the reference's.
-      root_method: ``"eigh"`` (default) or ``"newton"``. Known problem: on XLA:CPU a
-        compiled step whose roots take many eigendecompositions (a model of tens of leaves)
-        can hang at a refresh, now and then; ``"newton"`` does not. Not yet reduced to a
-        plain JAX case.
+      root_method: ``"eigh"`` (default) or ``"newton"``, see
+        :func:`gradtx.matrix_inverse_pth_root`. On CPU each eigendecomposition is its own
+        LAPACK call (jaxlib 0.10's batched calls, run side by side in a step with many roots,
+        could wait on each other forever).
 
     Returns:
       A :class:`GradientTransformation` whose ``update`` needs the params (the weight decay).
