@@ -20,6 +20,7 @@ from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import gradtx
+from tests import registry
 
 pytestmark = pytest.mark.skipif(
     jax.device_count() < 8, reason="needs 8 devices (tests/conftest.py sets XLA_FLAGS)"
@@ -200,6 +201,43 @@ def test_init_state_has_the_params_sharding(mesh_name):
     # eagerly, init's zeros take each param's sharding by themselves
     for moment, param in moments_and_params(tx.init(params), params):
         assert moment.sharding.is_equivalent_to(param.sharding, moment.ndim)
+
+
+# every optimizer of the property tests (one per family member: the zoo's included)
+PROPERTIES = registry.entries("PROPERTIES")
+# scalars only: Polyak's step size and sign_sgd's (live) learning rate
+STATE_NOT_LIKE_PARAMS = {"polyak_sgd", "sign_sgd"}
+# SOAP asks for dimension numbers for leaves above rank 2 (its error says so): no conv here
+RANK_2_ONLY = {"soap"}
+
+
+@pytest.mark.parametrize("name", sorted(PROPERTIES))
+def test_state_sharding_lays_every_optimizers_param_shaped_state_out_like_its_params(name):
+    """state_sharding, traced only (no compilation): a state leaf at a param's path and of its
+    shape takes the param's sharding, a scalar is replicated (on the 2-d mesh)."""
+    shape, names, specs = MESHES["2d"]
+    params = place(make_params(), mesh_of(shape, names), specs)
+    if name in RANK_2_ONLY:
+        params = {k: v for k, v in params.items() if k != "conv"}
+    tx = PROPERTIES[name][0]()
+    shardings = gradtx.state_sharding(tx, params)
+    abstract = jax.eval_shape(tx.init, params)
+    assert jax.tree.structure(shardings) == jax.tree.structure(abstract)
+    param_paths = {tuple(path): p for path, p in jax.tree_util.tree_leaves_with_path(params)}
+    laid_out = 0
+    for (path, leaf), sharding in zip(
+        jax.tree_util.tree_leaves_with_path(abstract), jax.tree.leaves(shardings)
+    ):
+        if leaf.ndim == 0:
+            assert sharding.is_fully_replicated, path
+            continue
+        for n in range(len(path), 0, -1):
+            param = param_paths.get(tuple(path[-n:]))
+            if param is not None and param.shape == leaf.shape:
+                assert sharding.is_equivalent_to(param.sharding, leaf.ndim), path
+                laid_out += 1
+                break
+    assert laid_out or not jax.tree.leaves(abstract) or name in STATE_NOT_LIKE_PARAMS
 
 
 def test_init_under_jit_on_an_explicit_mesh_needs_no_helper():

@@ -22,7 +22,8 @@ themselves stay in the shared modules, so a new optimizer is rows, not a new tes
 - ``FIRST_UPDATE_GATHERS``: ids of optimizers whose first update is 0 by design (it only
   gathers statistics): test_numerics feeds them a NaN at the second update;
 - ``AMPLIFICATION``: ``PROPERTIES`` name -> the factor by which its iterative matrix functions
-  (or a tree-wide scalar formed by cancellation) can multiply a rounding difference (test_jit_and_eager_agree's budget is multiplied by it);
+  (or a tree-wide scalar formed by cancellation) can multiply a rounding difference
+  (test_jit_and_eager_agree's budget is multiplied by it);
 - ``BAD``: id -> :class:`tests.cases.Bad`; ``GOOD``: the edge values that must pass;
   ``NO_ARGUMENTS``, ``NO_RANGE``, ``NO_WRONG_TYPE``: public names exempt from kinds of rows;
   ``TRANSFORMATIONS``, ``PASS_THROUGH``, ``READS_PARAMS``, ``NEED_PARAMS``: the shape and
