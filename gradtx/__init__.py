@@ -61,6 +61,12 @@ from gradtx._linalg.view import MatrixDimensionNumbers as MatrixDimensionNumbers
 from gradtx._linalg.view import MuonDimensionNumbers as MuonDimensionNumbers
 from gradtx._linalg.view import as_matrices as as_matrices
 from gradtx._linalg.view import matrix_shape as matrix_shape
+from gradtx._optimizers.adam_descendants import acprop as acprop
+from gradtx._optimizers.adam_descendants import ademamix as ademamix
+from gradtx._optimizers.adam_descendants import adopt as adopt
+from gradtx._optimizers.adam_descendants import laprop as laprop
+from gradtx._optimizers.adam_descendants import simplified_ademamix as simplified_ademamix
+from gradtx._optimizers.adam_descendants import stable_adamw as stable_adamw
 from gradtx._optimizers.adam_like import adam as adam
 from gradtx._optimizers.adam_like import adamax as adamax
 from gradtx._optimizers.adam_like import adamaxw as adamaxw
@@ -68,6 +74,9 @@ from gradtx._optimizers.adam_like import adamw as adamw
 from gradtx._optimizers.adam_like import amsgrad as amsgrad
 from gradtx._optimizers.adam_like import nadam as nadam
 from gradtx._optimizers.adam_like import nadamw as nadamw
+from gradtx._optimizers.adam_relatives import adam_mini as adam_mini
+from gradtx._optimizers.adam_relatives import madgrad as madgrad
+from gradtx._optimizers.adam_relatives import mars as mars
 from gradtx._optimizers.adam_variants import adabelief as adabelief
 from gradtx._optimizers.adam_variants import adan as adan
 from gradtx._optimizers.adam_variants import radam as radam
@@ -76,12 +85,20 @@ from gradtx._optimizers.adaptive import adadelta as adadelta
 from gradtx._optimizers.adaptive import adagrad as adagrad
 from gradtx._optimizers.adaptive import rmsprop as rmsprop
 from gradtx._optimizers.factored import adafactor as adafactor
+from gradtx._optimizers.factored import came as came
 from gradtx._optimizers.factored import sm3 as sm3
 from gradtx._optimizers.layerwise import fromage as fromage
 from gradtx._optimizers.layerwise import lamb as lamb
 from gradtx._optimizers.layerwise import lars as lars
 from gradtx._optimizers.layerwise import novograd as novograd
 from gradtx._optimizers.low_rank import galore as galore
+from gradtx._optimizers.lr_free import cocob as cocob
+from gradtx._optimizers.lr_free import dadapt_adamw as dadapt_adamw
+from gradtx._optimizers.lr_free import prodigy as prodigy
+from gradtx._optimizers.lr_free_steps import dog as dog
+from gradtx._optimizers.lr_free_steps import dowg as dowg
+from gradtx._optimizers.lr_free_steps import momo as momo
+from gradtx._optimizers.lr_free_steps import momo_adam as momo_adam
 from gradtx._optimizers.matrix import EMBEDDING_OR_HEAD as EMBEDDING_OR_HEAD
 from gradtx._optimizers.matrix import muon as muon
 from gradtx._optimizers.matrix import muon_dimension_numbers as muon_dimension_numbers
@@ -90,7 +107,10 @@ from gradtx._optimizers.optimistic import optimistic_adam_v2 as optimistic_adam_
 from gradtx._optimizers.optimistic import (
     optimistic_gradient_descent as optimistic_gradient_descent,
 )
+from gradtx._optimizers.privacy import dpsgd as dpsgd
 from gradtx._optimizers.psgd import kron as kron
+from gradtx._optimizers.schedule_free import schedule_free_adamw as schedule_free_adamw
+from gradtx._optimizers.schedule_free import schedule_free_sgd as schedule_free_sgd
 from gradtx._optimizers.sgd_like import asgd as asgd
 from gradtx._optimizers.sgd_like import asgd_averaged_params as asgd_averaged_params
 from gradtx._optimizers.sgd_like import noisy_sgd as noisy_sgd
@@ -129,12 +149,25 @@ from gradtx._schedules.warmup import (
 from gradtx._schedules.warmup import (
     warmup_stable_decay_schedule as warmup_stable_decay_schedule,
 )
+from gradtx._transforms.adam_descendants import scale_by_ademamix as scale_by_ademamix
+from gradtx._transforms.adam_descendants import scale_by_laprop as scale_by_laprop
+from gradtx._transforms.adam_descendants import (
+    scale_by_simplified_ademamix as scale_by_simplified_ademamix,
+)
+from gradtx._transforms.adam_descendants import scale_by_stable_adamw as scale_by_stable_adamw
 from gradtx._transforms.adam_family import scale_by_adamax as scale_by_adamax
 from gradtx._transforms.adam_family import scale_by_amsgrad as scale_by_amsgrad
 from gradtx._transforms.adam_family import scale_by_radam as scale_by_radam
 from gradtx._transforms.adam_family_moments import scale_by_adan as scale_by_adan
 from gradtx._transforms.adam_family_moments import scale_by_belief as scale_by_belief
 from gradtx._transforms.adam_family_moments import scale_by_yogi as scale_by_yogi
+from gradtx._transforms.adam_relatives import scale_by_madgrad as scale_by_madgrad
+from gradtx._transforms.adam_relatives import scale_by_mars as scale_by_mars
+from gradtx._transforms.asynchronous_moments import scale_by_acprop as scale_by_acprop
+from gradtx._transforms.asynchronous_moments import scale_by_adopt as scale_by_adopt
+from gradtx._transforms.block_moments import AdamMiniBlocks as AdamMiniBlocks
+from gradtx._transforms.block_moments import adam_mini_blocks as adam_mini_blocks
+from gradtx._transforms.block_moments import scale_by_adam_mini as scale_by_adam_mini
 from gradtx._transforms.block_norms import clip_by_block_rms as clip_by_block_rms
 from gradtx._transforms.block_norms import normalize_by_update_norm as normalize_by_update_norm
 from gradtx._transforms.block_norms import scale_by_novograd as scale_by_novograd
@@ -148,11 +181,21 @@ from gradtx._transforms.decay import add_decayed_weights as add_decayed_weights
 from gradtx._transforms.eigenbasis import scale_by_soap as scale_by_soap
 from gradtx._transforms.factored import scale_by_factored_rms as scale_by_factored_rms
 from gradtx._transforms.factored import scale_by_sm3 as scale_by_sm3
+from gradtx._transforms.factored_confidence import scale_by_came as scale_by_came
 from gradtx._transforms.gradient_processing import add_noise as add_noise
 from gradtx._transforms.gradient_processing import centralize as centralize
+from gradtx._transforms.gradient_processing import normalize as normalize
 from gradtx._transforms.kronecker import scale_by_shampoo as scale_by_shampoo
 from gradtx._transforms.low_rank import GaLoreDimensionNumbers as GaLoreDimensionNumbers
 from gradtx._transforms.low_rank import scale_by_galore as scale_by_galore
+from gradtx._transforms.lr_free import COCOBState as COCOBState
+from gradtx._transforms.lr_free import DAdaptAdamWState as DAdaptAdamWState
+from gradtx._transforms.lr_free import ProdigyState as ProdigyState
+from gradtx._transforms.lr_free import scale_by_cocob as scale_by_cocob
+from gradtx._transforms.lr_free_steps import DoGState as DoGState
+from gradtx._transforms.lr_free_steps import DoWGState as DoWGState
+from gradtx._transforms.lr_free_steps import MomoAdamState as MomoAdamState
+from gradtx._transforms.lr_free_steps import MomoState as MomoState
 from gradtx._transforms.momentum import bias_correction as bias_correction
 from gradtx._transforms.momentum import ema as ema
 from gradtx._transforms.momentum import trace as trace
@@ -162,6 +205,12 @@ from gradtx._transforms.optimistic import (
 from gradtx._transforms.orthogonal import scale_by_muon as scale_by_muon
 from gradtx._transforms.orthogonal import scale_by_shape as scale_by_shape
 from gradtx._transforms.polyak import scale_by_polyak as scale_by_polyak
+from gradtx._transforms.privacy import (
+    DifferentiallyPrivateAggregateState as DifferentiallyPrivateAggregateState,
+)
+from gradtx._transforms.privacy import (
+    differentially_private_aggregate as differentially_private_aggregate,
+)
 from gradtx._transforms.psgd import precond_update_prob_schedule as precond_update_prob_schedule
 from gradtx._transforms.psgd import scale_by_kron as scale_by_kron
 from gradtx._transforms.quantized import QuantizedArray as QuantizedArray
@@ -185,13 +234,25 @@ from gradtx._wrappers.averaging import LookaheadParams as LookaheadParams
 from gradtx._wrappers.averaging import ema_params as ema_params
 from gradtx._wrappers.averaging import lookahead as lookahead
 from gradtx._wrappers.averaging import slow_params as slow_params
+from gradtx._wrappers.cautious import CautiousState as CautiousState
+from gradtx._wrappers.cautious import cautious as cautious
 from gradtx._wrappers.checked import checked as checked
+from gradtx._wrappers.complex_pairs import RealImaginaryPair as RealImaginaryPair
+from gradtx._wrappers.complex_pairs import (
+    SplitRealAndImaginaryState as SplitRealAndImaginaryState,
+)
+from gradtx._wrappers.complex_pairs import split_real_and_imaginary as split_real_and_imaginary
+from gradtx._wrappers.mechanic import MechanicState as MechanicState
+from gradtx._wrappers.mechanic import mechanize as mechanize
 from gradtx._wrappers.monitor import MonitorState as MonitorState
 from gradtx._wrappers.monitor import monitor as monitor
 from gradtx._wrappers.monitor import step_stats as step_stats
 from gradtx._wrappers.sam import SAMState as SAMState
 from gradtx._wrappers.sam import adaptive_normalize as adaptive_normalize
 from gradtx._wrappers.sam import sam as sam
+from gradtx._wrappers.schedule_free import ScheduleFreeState as ScheduleFreeState
+from gradtx._wrappers.schedule_free import schedule_free as schedule_free
+from gradtx._wrappers.schedule_free import schedule_free_eval_params as schedule_free_eval_params
 
 __version__ = "0.1.0"
 
@@ -371,12 +432,6 @@ __all__ += ["scale_by_shampoo", "shampoo"]
 __all__ += ["kron", "precond_update_prob_schedule", "scale_by_kron"]
 
 # zoo III: schedule-free
-from gradtx._optimizers.schedule_free import schedule_free_adamw as schedule_free_adamw
-from gradtx._optimizers.schedule_free import schedule_free_sgd as schedule_free_sgd
-from gradtx._wrappers.schedule_free import ScheduleFreeState as ScheduleFreeState
-from gradtx._wrappers.schedule_free import schedule_free as schedule_free
-from gradtx._wrappers.schedule_free import schedule_free_eval_params as schedule_free_eval_params
-
 __all__ += [
     "ScheduleFreeState",
     "schedule_free",
@@ -385,23 +440,32 @@ __all__ += [
     "schedule_free_sgd",
 ]
 
-# zoo III: cautious, complex pairs, normalize, differential privacy (issue 15, items 3 and 4)
-from gradtx._optimizers.privacy import dpsgd as dpsgd
-from gradtx._transforms.gradient_processing import normalize as normalize
-from gradtx._transforms.privacy import (
-    DifferentiallyPrivateAggregateState as DifferentiallyPrivateAggregateState,
-)
-from gradtx._transforms.privacy import (
-    differentially_private_aggregate as differentially_private_aggregate,
-)
-from gradtx._wrappers.cautious import CautiousState as CautiousState
-from gradtx._wrappers.cautious import cautious as cautious
-from gradtx._wrappers.complex_pairs import RealImaginaryPair as RealImaginaryPair
-from gradtx._wrappers.complex_pairs import (
-    SplitRealAndImaginaryState as SplitRealAndImaginaryState,
-)
-from gradtx._wrappers.complex_pairs import split_real_and_imaginary as split_real_and_imaginary
+# zoo III: learning-rate-free steps (DoG, DoWG, MoMo)
+__all__ += [
+    "DoGState",
+    "DoWGState",
+    "MomoAdamState",
+    "MomoState",
+    "dog",
+    "dowg",
+    "momo",
+    "momo_adam",
+]
 
+# zoo III: learning-rate-free optimizers (Prodigy, D-Adapt AdamW, Mechanic, COCOB)
+__all__ += [
+    "COCOBState",
+    "DAdaptAdamWState",
+    "MechanicState",
+    "ProdigyState",
+    "cocob",
+    "dadapt_adamw",
+    "mechanize",
+    "prodigy",
+    "scale_by_cocob",
+]
+
+# zoo III: cautious, complex pairs, normalize, differential privacy (issue 15, items 3 and 4)
 __all__ += [
     "CautiousState",
     "DifferentiallyPrivateAggregateState",
@@ -415,17 +479,6 @@ __all__ += [
 ]
 
 # zoo III: Adam relatives (MADGRAD, MARS, Adam-mini) and CAME
-from gradtx._optimizers.adam_relatives import adam_mini as adam_mini
-from gradtx._optimizers.adam_relatives import madgrad as madgrad
-from gradtx._optimizers.adam_relatives import mars as mars
-from gradtx._optimizers.factored import came as came
-from gradtx._transforms.adam_relatives import scale_by_madgrad as scale_by_madgrad
-from gradtx._transforms.adam_relatives import scale_by_mars as scale_by_mars
-from gradtx._transforms.block_moments import AdamMiniBlocks as AdamMiniBlocks
-from gradtx._transforms.block_moments import adam_mini_blocks as adam_mini_blocks
-from gradtx._transforms.block_moments import scale_by_adam_mini as scale_by_adam_mini
-from gradtx._transforms.factored_confidence import scale_by_came as scale_by_came
-
 __all__ += [
     "AdamMiniBlocks",
     "adam_mini",
@@ -440,21 +493,6 @@ __all__ += [
 ]
 
 # zoo III: Adam descendants (ADOPT, AdEMAMix, LaProp, StableAdamW, ACProp)
-from gradtx._optimizers.adam_descendants import acprop as acprop
-from gradtx._optimizers.adam_descendants import ademamix as ademamix
-from gradtx._optimizers.adam_descendants import adopt as adopt
-from gradtx._optimizers.adam_descendants import laprop as laprop
-from gradtx._optimizers.adam_descendants import simplified_ademamix as simplified_ademamix
-from gradtx._optimizers.adam_descendants import stable_adamw as stable_adamw
-from gradtx._transforms.adam_descendants import scale_by_ademamix as scale_by_ademamix
-from gradtx._transforms.adam_descendants import scale_by_laprop as scale_by_laprop
-from gradtx._transforms.adam_descendants import (
-    scale_by_simplified_ademamix as scale_by_simplified_ademamix,
-)
-from gradtx._transforms.adam_descendants import scale_by_stable_adamw as scale_by_stable_adamw
-from gradtx._transforms.asynchronous_moments import scale_by_acprop as scale_by_acprop
-from gradtx._transforms.asynchronous_moments import scale_by_adopt as scale_by_adopt
-
 __all__ += [
     "acprop",
     "ademamix",
@@ -468,48 +506,4 @@ __all__ += [
     "scale_by_stable_adamw",
     "simplified_ademamix",
     "stable_adamw",
-]
-
-# zoo III: learning-rate-free steps (DoG, DoWG, MoMo)
-from gradtx._optimizers.lr_free_steps import dog as dog
-from gradtx._optimizers.lr_free_steps import dowg as dowg
-from gradtx._optimizers.lr_free_steps import momo as momo
-from gradtx._optimizers.lr_free_steps import momo_adam as momo_adam
-from gradtx._transforms.lr_free_steps import DoGState as DoGState
-from gradtx._transforms.lr_free_steps import DoWGState as DoWGState
-from gradtx._transforms.lr_free_steps import MomoAdamState as MomoAdamState
-from gradtx._transforms.lr_free_steps import MomoState as MomoState
-
-__all__ += [
-    "DoGState",
-    "DoWGState",
-    "MomoAdamState",
-    "MomoState",
-    "dog",
-    "dowg",
-    "momo",
-    "momo_adam",
-]
-
-# zoo III: learning-rate-free optimizers (Prodigy, D-Adapt AdamW, Mechanic, COCOB)
-from gradtx._optimizers.lr_free import cocob as cocob
-from gradtx._optimizers.lr_free import dadapt_adamw as dadapt_adamw
-from gradtx._optimizers.lr_free import prodigy as prodigy
-from gradtx._transforms.lr_free import COCOBState as COCOBState
-from gradtx._transforms.lr_free import DAdaptAdamWState as DAdaptAdamWState
-from gradtx._transforms.lr_free import ProdigyState as ProdigyState
-from gradtx._transforms.lr_free import scale_by_cocob as scale_by_cocob
-from gradtx._wrappers.mechanic import MechanicState as MechanicState
-from gradtx._wrappers.mechanic import mechanize as mechanize
-
-__all__ += [
-    "COCOBState",
-    "DAdaptAdamWState",
-    "MechanicState",
-    "ProdigyState",
-    "cocob",
-    "dadapt_adamw",
-    "mechanize",
-    "prodigy",
-    "scale_by_cocob",
 ]
