@@ -67,8 +67,8 @@ ENTRIES: dict[str, Entry] = {
     # every matrix to Muon (the head too: this problem has one matrix)
     "muon": Entry(lambda lr: gradtx.muon(lr, adam_learning_rate=3e-3), (1e-2, 3e-2, 0.1)),
     # inverse 4th roots of the block statistics every 10 steps, grafted onto SGD's norm; by
-    # coupled Newton: the eigh roots of a many-leaf step hang now and then on XLA:CPU (found
-    # here, not solved)
+    # coupled Newton (optax-shampoo's method), which ZOO_MATRIX.md was measured with (the eigh
+    # roots hung in a many-leaf step on XLA:CPU until they took one LAPACK call per matrix)
     "shampoo": Entry(
         lambda lr: gradtx.shampoo(lr, preconditioning_compute_steps=10, root_method="newton"),
         (1e-2, 3e-2, 0.1),

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import gradtx
+from gradtx._linalg import lapack
 from tests.reference import numpy_matrix
 
 MDN = gradtx.MatrixDimensionNumbers
@@ -260,3 +261,71 @@ def test_muon_init_on_shape_dtype_structs_and_a_vmapped_sweep():
     one, _ = tx.update(grads, gradtx.set_hyperparams(real, learning_rate=0.02), params)
     np.testing.assert_allclose(updates["w"][1], one["w"], rtol=1e-6)
     np.testing.assert_allclose(updates["w"][0], one["w"] / 2, rtol=1e-6)
+
+
+# ---- LAPACK one matrix at a time (gradtx._linalg.lapack) ---------------------------------------
+
+
+def _lapack_cases(dtype):
+    rng = np.random.default_rng(0)
+    a = jnp.asarray(rng.standard_normal((2, 3, 6, 5)), dtype)
+    s = a @ jnp.swapaxes(a, -1, -2) + jnp.eye(6, dtype=dtype)
+    t = jnp.triu(s) + 6 * jnp.eye(6, dtype=dtype)
+    b = a[..., :3]
+    return [  # (name, ours, jnp's, operands)
+        ("eigh", lapack.eigh, lambda x: tuple(jnp.linalg.eigh(x)), (s,)),
+        ("qr", lapack.qr, lambda x: tuple(jnp.linalg.qr(x)), (a,)),
+        (
+            "svd",
+            lambda x: lapack.svd(x, full_matrices=False),
+            lambda x: tuple(jnp.linalg.svd(x, full_matrices=False)),
+            (a,),
+        ),
+        (
+            "svdvals",
+            lambda x: lapack.svd(x, compute_uv=False),
+            lambda x: jnp.linalg.svd(x, compute_uv=False),
+            (a,),
+        ),
+        (
+            "solve_triangular",
+            lambda x, y: lapack.solve_triangular(x, y, trans="T"),
+            lambda x, y: jax.scipy.linalg.solve_triangular(x, y, trans="T"),
+            (t, b),
+        ),
+    ]
+
+
+def test_lapack_calls_are_the_batched_calls_bit_for_bit_and_differentiate_alike(x64):
+    """Batched, under vmap and on one matrix: jnp's batched call bit for bit; the gradients of
+    a batch are jnp's."""
+    cases = _lapack_cases(jnp.float64)
+
+    def loss(f):
+        return lambda *xs: sum(jnp.sum(jnp.sin(y)) for y in jax.tree.leaves(f(*xs)))
+
+    def program(ours, theirs, xs):
+        return (
+            (ours(*xs), jax.vmap(jax.vmap(ours))(*xs), ours(*(x[1, 2] for x in xs))),
+            (theirs(*xs), theirs(*xs), theirs(*(x[1, 2] for x in xs))),
+            jax.grad(loss(ours))(*xs),
+            jax.grad(loss(theirs))(*xs),
+        )
+
+    results = jax.jit(lambda: [program(f, g, xs) for _, f, g, xs in cases])()
+    for (name, *_), (ours, theirs, our_grads, their_grads) in zip(cases, results):
+        for x, y in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs)):
+            assert x.shape == y.shape and x.dtype == y.dtype, name
+            np.testing.assert_array_equal(x, y, err_msg=name)
+        for x, y in zip(jax.tree.leaves(our_grads), jax.tree.leaves(their_grads)):
+            np.testing.assert_allclose(x, y, rtol=1e-12, err_msg=name)
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the loop is the CPU lowering")
+def test_lapack_calls_reach_lapack_one_matrix_at_a_time_on_cpu():
+    """No LAPACK call of a batch (or a vmap of one) is handed more than one matrix."""
+    for name, ours, _, xs in _lapack_cases(jnp.float32):
+        for fn in (ours, jax.vmap(jax.vmap(ours))):
+            text = jax.jit(fn).lower(*xs).as_text()
+            calls = [line for line in text.splitlines() if "custom_call @lapack_" in line]
+            assert calls and all('num_batch_dims = "0"' in line for line in calls), name

@@ -265,51 +265,69 @@ def test_eigh_roots_are_differentiable_under_vmap(x64):
         np.testing.assert_allclose(g, loewner, rtol=1e-10)
 
 
-# ---- many roots in one program on CPU --------------------------------------------------------
+# ---- many batched factorizations in one program on CPU ---------------------------------------
 
 # jaxlib 0.10's CPU LAPACK kernels cut a batch into pieces for XLA's intra-op thread pool and
 # block their pool thread until the pieces are done: with as many batched calls running side by
 # side as the pool has threads, the program waited forever (the eigh roots of a Shampoo step on
-# a model of 40 leaves; the 12 batched roots here hung at the first call). The roots now call
-# LAPACK on one matrix at a time on CPU. Run in a fresh process held to 2 cores (XLA sizes its
-# pool from the affinity, so the check does not depend on the machine), which stops itself when
-# it waits without computing.
-MANY_ROOTS = 12
+# a model of 40 leaves; with jaxlib 0.10.2 the eigh, QR and triangular-solve programs here hung
+# at their first call). The optimizers now call LAPACK on one matrix at a time on CPU
+# (gradtx._linalg.lapack). Run in a fresh process held to 2 cores (XLA sizes its pool from the
+# affinity, so the check does not depend on the machine), which stops itself when it waits
+# without computing.
+MANY_CALLS = 12
 
 
-def run_many_batched_roots(calls: int = 3) -> None:
-    """The child: ``MANY_ROOTS`` independent batched roots (4 matrices each, 40x40 and up) in one
-    jitted program, called ``calls`` times; exits with status 3 when 10 s pass without CPU time
-    (every thread waiting)."""
+def run_many_batched_factorizations(calls: int = 3) -> None:
+    """The child: for each factorization the optimizers make, one jitted program of
+    ``MANY_CALLS`` independent batched calls (4 matrices each, 40x40 and up) called ``calls``
+    times; exits with status 3 when 10 s pass without CPU time (every thread waiting)."""
+    from gradtx._transforms.eigenbasis import power_step
+    from gradtx._transforms.psgd import _solve_transposed
+
+    running = ["compiling"]
 
     def watchdog():
         cpu = time.process_time()
         while True:
             time.sleep(10)
             if time.process_time() - cpu < 0.02:
-                print("hang: 10 s without CPU time", flush=True)
+                print(f"hang: 10 s without CPU time in {running[0]}", flush=True)
                 os._exit(3)
             cpu = time.process_time()
 
+    def kron_solve(m):  # Kron's Q^{-T} v on a triangular and a diagonal factor
+        return _solve_transposed([jnp.triu(m), jnp.ones(m.shape[1], m.dtype)], [True, False], m)
+
+    programs = {
+        "eigh (Shampoo's roots, SOAP's eigenbasis)": lambda m: gradtx.matrix_inverse_pth_root(m, 4)[
+            0
+        ],
+        "QR (SOAP's power step)": lambda m: power_step(m, jnp.swapaxes(m, -1, -2))[0],
+        "triangular solve (Kron under vmap, as in a sweep)": jax.vmap(kron_solve),
+    }
     matrices = [
         jnp.asarray(np.stack([spd(40 + i, seed=4 * i + j) for j in range(4)]), jnp.float32)
-        for i in range(MANY_ROOTS)
+        for i in range(MANY_CALLS)
     ]
-    run = jax.jit(lambda ms: [gradtx.matrix_inverse_pth_root(m, 4)[0] for m in ms])
-    run.lower(matrices).compile()
     threading.Thread(target=watchdog, daemon=True).start()
-    for _ in range(calls):
-        jax.block_until_ready(run(matrices))
+    for name, fn in programs.items():
+        running[0] = f"compiling {name}"
+        run = jax.jit(lambda ms, fn=fn: [fn(m) for m in ms])
+        run.lower(matrices).compile()
+        running[0] = name
+        for _ in range(calls):
+            jax.block_until_ready(run(matrices))
     print("done", flush=True)
 
 
-def test_many_batched_roots_in_one_program_do_not_hang_on_cpu():
+def test_many_batched_factorizations_in_one_program_do_not_hang_on_cpu():
     code = (
         "import os\n"
         "if hasattr(os, 'sched_setaffinity'):\n"
         "    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:2])\n"
-        "from tests.test_linalg_roots import run_many_batched_roots\n"
-        "run_many_batched_roots()\n"
+        "from tests.test_linalg_roots import run_many_batched_factorizations\n"
+        "run_many_batched_factorizations()\n"
     )
     root = pathlib.Path(__file__).parent.parent
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")

@@ -1,2 +1,3 @@
 """Matrix functions shared by the matrix-aware optimizers: viewing any leaf as a batch of
-matrices, Newton–Schulz orthogonalization, inverse p-th roots and power iteration."""
+matrices, Newton–Schulz orthogonalization, inverse p-th roots and power iteration, and the
+batched LAPACK factorizations made one matrix at a time on CPU (``lapack``)."""

@@ -21,6 +21,7 @@ import numpy as np
 from gradtx._core import norms as _norms
 from gradtx._core import tree as _tree
 from gradtx._core.checks import check_count, check_dtype
+from gradtx._linalg import lapack as _lapack
 from gradtx._linalg.view import MatrixDimensionNumbers, as_matrices
 
 MUON_COEFFS = (3.4445, -4.7750, 2.0315)
@@ -76,7 +77,7 @@ def _iterate(x: jax.Array, table: np.ndarray, preconditioning: str, eps: Any) ->
     if preconditioning == "frobenius":
         norm = _norms.unit_norms([x], [(1, 2)])[0]
     else:
-        norm = jnp.linalg.norm(x, ord=2, axis=(1, 2), keepdims=True)
+        norm = jnp.max(_lapack.svd(x, compute_uv=False), axis=-1, initial=0)[:, None, None]
     x = _tree.divide(x, norm.astype(x.real.dtype) + jnp.asarray(eps, x.real.dtype))
     for row in table:
         a, b, c = (jnp.asarray(k, x.dtype) for k in row)

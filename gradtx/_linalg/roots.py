@@ -25,6 +25,7 @@ from jax import lax
 
 from gradtx._core import tree as _tree
 from gradtx._core.checks import check_number
+from gradtx._linalg import lapack as _lapack
 
 _METHODS = ("eigh", "newton")
 _NON_NEGATIVE = (">= 0", lambda v: v >= 0)
@@ -296,62 +297,9 @@ def _ridge(largest: jax.Array, exponent: jax.Array, ridge_epsilon: Any) -> jax.A
     return jnp.asarray(ridge_epsilon).astype(largest.dtype) * jnp.maximum(largest, floor)
 
 
-@jax.custom_jvp
-def _eigh(a: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``jnp.linalg.eigh`` of one matrix (of its Hermitian part): ascending eigenvalues and the
-    eigenvectors. A batch (``vmap``) is one LAPACK call per matrix on CPU and one batched call
-    elsewhere (see ``_eigh_call``); differentiable as ``jnp.linalg.eigh``."""
-    return _eigh_call(a)
-
-
-@_eigh.defjvp
-def _eigh_jvp(primals, tangents):
-    # first-order perturbation theory for distinct eigenvalues (Magnus, 1985): with
-    # S = V^H dA V, dw = diag(S) and dV = V (F * S), F_ij = 1 / (w_j - w_i) off the diagonal
-    (a,), (da,) = primals, tangents
-    eigenvalues, vectors = _eigh(a)
-    da = (da + da.conj().T) / 2  # eigh reads the Hermitian part of its input
-    s = _matmul(
-        _matmul(vectors.conj().T, da, lax.Precision.HIGHEST), vectors, lax.Precision.HIGHEST
-    )
-    eye = _eye_like(s)
-    w = eigenvalues.astype(s.dtype)
-    f = 1 / (eye + w[None, :] - w[:, None]) - eye
-    d_vectors = _matmul(vectors, f * s, lax.Precision.HIGHEST)
-    d_eigenvalues = jnp.real(jnp.diagonal(s)).astype(eigenvalues.dtype)
-    return (eigenvalues, vectors), (d_eigenvalues, d_vectors)
-
-
-@jax.custom_batching.custom_vmap
-def _eigh_call(a: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``_eigh``'s values, batched one matrix per LAPACK call on CPU.
-
-    jaxlib 0.10's CPU LAPACK kernels cut a batch into pieces for XLA's intra-op thread pool and
-    block their pool thread until the pieces are done. When as many batched calls run at once
-    as the pool has threads (a compiled step with many independent roots: the thunk executor
-    runs them side by side), every thread waits for pieces that no thread is left to run, and
-    the program hangs. A call on one matrix runs in place; each matrix's eigenvalues and vectors
-    are those of the batched call, bit for bit (jax-ml/jax commit 859992407d, after jaxlib
-    0.11.0, stops cutting batches in the open-source builds).
-    """
-    eigenvalues, vectors = jnp.linalg.eigh(a)
-    return eigenvalues, vectors
-
-
-@_eigh_call.def_vmap
-def _eigh_batch(axis_size, in_batched, a):
-    (batched,) = in_batched
-    if not batched:
-        return _eigh_call(a), (False, False)
-    out = lax.platform_dependent(
-        a, cpu=lambda a: lax.map(_eigh_call, a), default=lambda a: tuple(jnp.linalg.eigh(a))
-    )
-    return out, (True, True)
-
-
 def _root_eigh(a, p, ridge_epsilon, exponent, precision):
     """(a + ridge I)^(-1/p) by eigendecomposition, eigenvalues clipped at 0; the residual."""
-    eigenvalues, vectors = _eigh(a)
+    eigenvalues, vectors = _lapack.eigh(a)
     eigenvalues = jnp.maximum(eigenvalues, 0)
     ridge = _ridge(eigenvalues[-1], exponent, ridge_epsilon)
     roots = (eigenvalues + ridge) ** (-1 / p)
@@ -465,7 +413,8 @@ def matrix_inverse_pth_root(
     A batch (shape (..., n, n)) is computed as ``vmap`` would: each matrix stops on its own.
     On CPU ``"eigh"`` makes one LAPACK call per matrix, batched or not (jaxlib 0.10 shares a
     batched call's work with XLA's thread pool and waits for it on a pool thread: several such
-    calls at once in one program could wait forever), with the numbers of a batched call.
+    calls at once in one program could wait forever; see :mod:`gradtx._linalg.lapack`), with
+    the numbers of a batched call.
 
     Args:
       matrix: a symmetric (Hermitian) PSD matrix, or a batch of them (shape (..., n, n)).

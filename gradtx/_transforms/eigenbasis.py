@@ -30,6 +30,7 @@ from gradtx._core.hyper import (
     per_dtype,
     value_as,
 )
+from gradtx._linalg import lapack as _lapack
 from gradtx._linalg.view import as_matrices, leaf_dimension_numbers, matrix_shape
 
 _NO_COMPLEX = (
@@ -130,7 +131,7 @@ def _rotate_back(x: jax.Array, left: jax.Array | None, right: jax.Array | None) 
 def eigenbasis(stats: jax.Array) -> jax.Array:
     """The eigenvectors of symmetric ``stats`` (batch, n, n) as columns, by decreasing
     eigenvalue (``eigh`` gives them increasing)."""
-    return jnp.linalg.eigh(stats)[1][..., ::-1]
+    return _lapack.eigh(stats)[1][..., ::-1]
 
 
 def power_step(stats: jax.Array, basis: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -145,7 +146,7 @@ def power_step(stats: jax.Array, basis: jax.Array) -> tuple[jax.Array, jax.Array
     estimates = jnp.sum(basis * product, axis=-2)
     order = jnp.argsort(estimates, axis=-1, descending=True)
     product = jnp.take_along_axis(product, order[..., None, :], axis=-1)
-    return jnp.linalg.qr(product)[0], order
+    return _lapack.qr(product)[0], order
 
 
 def _zero_factor(batch: int, n: int, dtype: Any) -> Factor:

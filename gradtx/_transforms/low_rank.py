@@ -23,6 +23,7 @@ from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation
 from gradtx._core.checks import check_count, check_dtype, check_flag
 from gradtx._core.hyper import ScalarOrSchedule, Value, live, value_as
+from gradtx._linalg import lapack as _lapack
 from gradtx._linalg.view import MatrixDimensionNumbers, leaf_dimension_numbers, matrix_axes
 from gradtx._transforms.second_moments import scale_by_adam
 
@@ -96,7 +97,7 @@ def _fresh_projector(g: jax.Array, old: jax.Array, rank: int, left: bool, svd_dt
     """The leading singular vectors of each matrix of ``g`` on the projected side, in ``g``'s
     dtype; with ``align``, each turned (a sign, or a phase if complex) so that its inner product
     with the previous projector's column is real and >= 0."""
-    u, _, vh = jnp.linalg.svd(_tree.cast(g, svd_dtype), full_matrices=False)
+    u, _, vh = _lapack.svd(_tree.cast(g, svd_dtype), full_matrices=False)
     p = u[..., :rank] if left else _herm(vh[..., :rank, :])
     p = _tree.cast(p, g.dtype)
     if align:

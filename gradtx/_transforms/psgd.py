@@ -22,6 +22,7 @@ from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation
 from gradtx._core.checks import CLOSED_UNIT, UNIT, check_count, check_dtype, check_flag
 from gradtx._core.hyper import ScalarOrSchedule, Value, live, value_as
+from gradtx._linalg import lapack as _lapack
 from gradtx._linalg.roots import _check_precision
 from gradtx._transforms.gradient_processing import _key_data
 from gradtx._transforms.momentum import debias_step, ema_step
@@ -135,7 +136,7 @@ def _solve_transposed(qs, kinds, v):
     for i, (q, triangular) in enumerate(zip(qs, kinds)):
         if triangular:
             moved = jnp.moveaxis(v, i, 0)
-            solved = jax.scipy.linalg.solve_triangular(
+            solved = _lapack.solve_triangular(
                 q, moved.reshape(moved.shape[0], -1), trans="T", lower=False
             )
             v = jnp.moveaxis(solved.reshape(moved.shape), 0, i)
