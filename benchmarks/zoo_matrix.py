@@ -163,12 +163,14 @@ def cost(entry: Entry, params, grads, repeats: int) -> dict[str, float]:
     # where the update needs the loss (Sophia's Hessian-vector product): a quadratic, whose
     # derivatives cost about what the update's own arithmetic does; a model's are extra
     extra = entry.extra(lambda p: sum(0.5 * jnp.sum(x * x) for x in jax.tree.leaves(p)))
-    step = jax.jit(lambda p, s: tx.update(grads, s, p, **extra))
-    jax.block_until_ready(step(params, state))  # compile
+    # the gradients are an argument, not constants of the program: XLA would otherwise fold
+    # what depends on them alone (Shampoo's G G^T, Adam's g * g) at compile time
+    step = jax.jit(lambda p, s, g: tx.update(g, s, p, **extra))
+    jax.block_until_ready(step(params, state, grads))  # compile
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        updates, state = jax.block_until_ready(step(params, state))
+        updates, state = jax.block_until_ready(step(params, state, grads))
         times.append(time.perf_counter() - start)
     n = sum(x.size for x in jax.tree.leaves(params))
     out = {"bytes": _bytes_per_param(state, n)}
@@ -228,14 +230,19 @@ def report(
             f"| {name} | {grid} | {best:g} | {hit if hit is not None else '—'} | {final:.2e} |"
         )
         log(lines[-1])
-    lines += [
+    return "\n".join(lines) + "\n" + cost_table(names, trees_for(matrix, smoke), repeats, log)
+
+
+def cost_table(names: Sequence[str], trees_to_time: dict, repeats: int, log) -> str:
+    """The cost section: each tree's rows, AdamW first, each optimizer's ratio to it."""
+    lines = [
         "",
         "## Cost of a step and of the state (median step time; ratio to AdamW in the same run)",
         "",
         "| tree | optimizer | step (ms) | × AdamW | refresh step (ms) | state bytes / param |",
         "|---|---|---|---|---|---|",
     ]
-    for tree_name, (params, grads) in trees_for(matrix, smoke).items():
+    for tree_name, (params, grads) in trees_to_time.items():
         base = cost(ENTRIES["adamw"], params, grads, repeats)
         for name in names:
             c = base if name == "adamw" else cost(ENTRIES[name], params, grads, repeats)
