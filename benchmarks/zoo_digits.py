@@ -18,25 +18,24 @@ the cross-entropy on the whole training set after the last step; ``steps to 90%`
 step at which the validation accuracy reached 90%, at the resolution of the demo's chunks of
 steps (50 by default), or "—"; ``optax val acc`` optax's accuracy at the same learning rate.
 
+How each optimizer is built (its grid, its arguments beyond the learning rate, what its update
+needs) comes from the table shared with the leaderboard, ``benchmarks/zoo_specs.py``.
 Optimizers whose update needs the loss value (``polyak_sgd``) get the mini-batch's loss as
 ``value=`` (``demo.train(..., pass_value=True)``), optax's too; Sophia gets it as a function
-of the params, ``obj_fn=`` (``pass_objective=True``). ``sam`` is SAM around AdamW (``SPECIAL``):
-its calls alternate between the ascent and the real step, so the same number of gradients
-makes half as many real steps. Not in the table (see
-``LEFT_OUT``): optimizers whose update needs more than the gradient and the loss value, which
-the demo's training loop does not pass.
+of the params, ``obj_fn=`` (``pass_objective=True``). ``sam`` is SAM around AdamW (a builder in
+the table): its calls alternate between the ascent and the real step, so the same number of
+gradients makes half as many real steps. Not in the table (see ``LEFT_OUT``): optimizers whose
+update needs more than the gradient and the loss value, per-example gradients or evaluation at
+other params, which the demo's training loop does not provide, and those the shared table
+excludes.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import math
-import os
 import pathlib
-import platform
 import shlex
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -45,94 +44,43 @@ from dataclasses import dataclass
 import jax
 
 import gradtx
+from benchmarks import zoo_specs
+from benchmarks.zoo_specs import EXCLUDED, SEED, SPECS, machine, source, versions
 from gradtx import demo
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = zoo_specs.ROOT
 OUT = ROOT / "benchmarks" / "ZOO_DIGITS.md"
-SEED = 0
 TARGET = 0.9  # the validation accuracy whose first step is reported
 
-# Learning-rate grids: three values around the method's usual default (the paper's, or
-# PyTorch's/optax's documented one; plain SGD-like methods have none, so 0.1 for this MLP).
-_ADAM = (3e-4, 1e-3, 3e-3)
-_SGD = (0.03, 0.1, 0.3)
-_SIGN = (3e-5, 1e-4, 3e-4)  # sign updates move every weight by the full rate (Lion: 1e-4)
-GRIDS: dict[str, tuple[float, ...]] = {
-    "sgd": _SGD,
-    "noisy_sgd": _SGD,
-    "optimistic_gradient_descent": _SGD,
-    "asgd": (0.01, 0.03, 0.1),  # PyTorch's 0.01 up to SGD's 0.1
-    "adam": _ADAM,
-    "adamw": _ADAM,
-    "nadam": _ADAM,
-    "nadamw": _ADAM,
-    "radam": _ADAM,
-    "amsgrad": _ADAM,
-    "adabelief": _ADAM,
-    "adan": _ADAM,
-    "optimistic_adam": _ADAM,
-    "optimistic_adam_v2": _ADAM,
-    "rmsprop": _ADAM,  # the demo's 1e-3 (Keras's default; PyTorch's is 0.01)
-    "adamax": (1e-3, 3e-3, 1e-2),  # the paper's 2e-3
-    "adamaxw": (1e-3, 3e-3, 1e-2),
-    "yogi": (3e-3, 1e-2, 3e-2),  # the paper's 1e-2
-    "lamb": (1e-3, 3e-3, 1e-2),  # the demo's 3e-3
-    "lars": (0.3, 1.0, 3.0),  # the trust coefficient (1e-3) scales the step
-    "adagrad": (3e-3, 1e-2, 3e-2),  # PyTorch's 0.01
-    "adadelta": (0.3, 1.0, 3.0),  # the paper's (and PyTorch's) 1.0
-    "rprop": (3e-3, 1e-2, 3e-2),  # PyTorch's initial step size 0.01
-    "sm3": (1e-2, 3e-2, 0.1),
-    "fromage": (3e-3, 1e-2, 3e-2),  # the paper's 0.01
-    "novograd": (3e-3, 1e-2, 3e-2),
-    "adafactor": (3e-3, 1e-2, 3e-2),  # relative to the parameter scale
-    "lion": _SIGN,
-    "sign_sgd": _SIGN,
-    "signum": _SIGN,
-    # the step is (f - f*) / ||g||^2 capped by max_learning_rate (f* = 0, the cross-entropy's
-    # infimum): the grid is of the cap; the paper's SPS_max uses caps of this order
-    "polyak_sgd": (0.1, 0.3, 1.0),
-    # the hidden matrices' rate (Muon's 0.02); the biases' AdamW fixed at 3e-3 (EXTRA)
-    "muon": (0.01, 0.02, 0.05),
-    # Adam on rank-32 projections of the three weight matrices, refreshed every 200 steps
-    "galore": _ADAM,
-    # Adam-like steps in a preconditioned basis: Adam's grid (SOAP's paper: 3e-3; PSGD Kron's
-    # default 1e-3); Shampoo grafted onto SGD's step norm (its default graft): SGD's grid
-    "soap": _ADAM,
-    "kron": _ADAM,
-    "shampoo": _SGD,
-    # each coordinate's step is clipped to the learning rate, as a sign method's is (the
-    # paper's rates are of that order)
-    "sophia": (3e-4, 1e-3, 3e-3),
-    # SAM (rho 0.05, the paper's) around AdamW at Adam's grid: every other call is the
-    # ascent step, so its 1500 gradients make 750 real steps (SAM_RHO, builders in SPECIAL)
-    "sam": _ADAM,
-}
+# what demo.train can give an update beyond the gradient (pass_value, pass_objective)
+_DEMO_EXTRAS = {"value", "obj_fn"}
+
+
+def _left_out_reason(name: str) -> str | None:
+    """Why demo.train cannot run ``name`` (None: it can)."""
+    spec = SPECS[name]
+    if name in EXCLUDED:
+        return EXCLUDED[name]
+    other = [e for e in spec.extras if e not in _DEMO_EXTRAS]
+    if other:
+        wanted = "; ".join(f"{e} ({zoo_specs.EXTRAS[e]})" for e in other)
+        return f"its update needs {wanted}, which the demo's training loop does not pass"
+    if spec.per_example:
+        return "its update needs per-example gradients, which the demo's loop does not compute"
+    if spec.eval_params:
+        return f"it is evaluated at `{spec.eval_params}`, which the demo's loop does not call"
+    return None
+
+
+# The learning-rate grids (three values around the method's usual default), the factories'
+# other arguments and the builders of wrappers are those of the shared table
+# (benchmarks/zoo_specs.py).
+LEFT_OUT = {n: why for n in SPECS if (why := _left_out_reason(n)) is not None}
+GRIDS: dict[str, tuple[float, ...]] = {n: s.grid for n, s in SPECS.items() if n not in LEFT_OUT}
 # updates that need the loss value at the params (``update(..., value=loss)``)
-PASS_VALUE = {"polyak_sgd"}
+PASS_VALUE = {n for n in GRIDS if "value" in SPECS[n].extras}
 # updates that need the loss as a function of the params (``update(..., obj_fn=fn)``)
-PASS_OBJECTIVE = {"sophia"}
-SAM_RHO = 0.05
-
-
-def _sam(module, lr):
-    """Foret et al.'s SAM in gradtx's or optax's terms: the ascent step rho * g / ||g||."""
-    contrib = getattr(module, "contrib", module)
-    ascent = module.chain(module.normalize_by_update_norm(eps=0.0), module.sgd(SAM_RHO))
-    return contrib.sam(module.adamw(lr), ascent, sync_period=2)
-
-
-# optimizers that are not a function of the learning rate: (module, lr) -> transformation
-SPECIAL: dict[str, Callable] = {"sam": _sam}
-# arguments beyond the learning rate, the same for gradtx and optax
-EXTRA: dict[str, dict] = {
-    "noisy_sgd": {"key": SEED},
-    "muon": {"adam_learning_rate": 3e-3},
-    "galore": {"rank": 32},
-}
-LEFT_OUT = {
-    "lbfgs": "needs the loss value, and a function of the params for its line search",
-    "newton_cg": "needs Hessian-vector products of the loss",
-}
+PASS_OBJECTIVE = {n for n in GRIDS if "obj_fn" in SPECS[n].extras}
 # where gradtx's optimizer and optax's of the same name differ by design (their docstrings)
 DIFFERENCES = {
     "adan": "gradtx follows the paper's Algorithm 1; optax 0.2.8 weighs the gradient "
@@ -141,28 +89,12 @@ DIFFERENCES = {
 }
 SMOKE = ("adam", "sgd")
 SMOKE_STEPS = 20
-
-
-def zoo_optimizers() -> list[str]:
-    """gradtx's public optimizers: functions of a learning rate returning a transformation
-    (not the ``scale_by_*`` building blocks)."""
-    names = []
-    for name in gradtx.__all__:
-        fn = getattr(gradtx, name)
-        if name.startswith("scale_by") or not callable(fn) or isinstance(fn, type):
-            continue
-        try:
-            first = next(iter(inspect.signature(fn).parameters), None)
-        except (TypeError, ValueError):
-            continue
-        if first in ("learning_rate", "max_learning_rate"):
-            names.append(name)
-    return sorted(names)
+zoo_optimizers = zoo_specs.zoo_optimizers
 
 
 def uncovered() -> list[str]:
-    """Optimizers neither in the table nor in ``LEFT_OUT``: each should get a grid."""
-    return [n for n in zoo_optimizers() if n not in GRIDS and n not in LEFT_OUT]
+    """gradtx optimizers neither in the shared table nor left out: each should get a spec."""
+    return [n for n in zoo_specs.uncovered() if n not in LEFT_OUT]
 
 
 @dataclass
@@ -227,14 +159,8 @@ FLAT_STATE = {"sm3"}
 
 
 def _tx(module, name: str, lr: float):
-    if name in SPECIAL:
-        return SPECIAL[name](module, lr)
-    # optax keeps some (muon) in optax.contrib
-    fn = getattr(module, name, None) or getattr(getattr(module, "contrib", None), name, None)
-    if fn is None:
-        return None
-    tx = fn(lr, **EXTRA.get(name, {}))
-    return flat_state(tx) if name in FLAT_STATE else tx
+    tx = zoo_specs.make(module, name, SPECS[name], lr)
+    return flat_state(tx) if tx is not None and name in FLAT_STATE else tx
 
 
 def run_one(name: str, grid, data, indices, log: Callable[[str], None]) -> Row:
@@ -330,7 +256,7 @@ def markdown(rows: Sequence[Row], header: dict) -> str:
     lines += [f"- `{name}`: {why}." for name, why in LEFT_OUT.items()]
     missing = uncovered()
     if missing:
-        lines.append(f"- no grid yet (add one to `GRIDS`): {', '.join(missing)}.")
+        lines.append(f"- no spec yet (add one to `zoo_specs.SPECS`): {', '.join(missing)}.")
     flat = sorted(FLAT_STATE & {r.name for r in rows})
     if flat:
         lines.append(
@@ -341,43 +267,6 @@ def markdown(rows: Sequence[Row], header: dict) -> str:
             "rejects as a different carry."
         )
     return "\n".join(lines) + "\n"
-
-
-def _machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    devices = ", ".join(str(d) for d in jax.devices())
-    return f"{platform.system()} {platform.machine()}, {model}, {os.cpu_count()} cores; {devices}"
-
-
-def _versions() -> str:
-    import flax
-    import optax
-
-    return (
-        f"jax {jax.__version__}, optax {optax.__version__}, flax {flax.__version__}, "
-        f"Python {platform.python_version()}"
-    )
-
-
-def _source() -> str:
-    """The gradtx commit measured, and whether gradtx/ had uncommitted changes."""
-    try:
-        git = ["git", "-C", str(ROOT)]
-        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True)
-        dirty = subprocess.run([*git, "status", "--porcelain", "gradtx"], capture_output=True)
-    except OSError:
-        return "unknown (no git)"
-    if head.returncode:
-        return "unknown (not a git checkout)"
-    changed = " with uncommitted changes in gradtx/" if dirty.stdout.strip() else ""
-    return f"commit {head.stdout.decode().strip()}{changed}"
 
 
 def parse_args(argv: Sequence[str] | None):
@@ -418,7 +307,7 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
     args = parse_args(argv)
     demo.check_demo_extra()
     began = time.perf_counter()
-    source = _source()  # before the run: other work in the checkout may change it meanwhile
+    commit = source()  # before the run: other work in the checkout may change it meanwhile
     data = demo.load_digits(SEED)
     n_train, n_val = len(data[0][0]), len(data[1][0])
     indices = demo.batch_indices(n_train, args.steps, demo.BATCH_SIZE, SEED)
@@ -439,9 +328,9 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
     header = {
         "command": shlex.join(["python", "-m", "benchmarks.zoo_digits", *argv_shown]),
         "seconds": time.perf_counter() - began,
-        "machine": _machine(),
-        "versions": _versions(),
-        "source": source,
+        "machine": machine(),
+        "versions": versions(),
+        "source": commit,
         "problem": problem,
         "steps": args.steps,
         "n_val": n_val,

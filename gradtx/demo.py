@@ -49,8 +49,9 @@ def load_digits(seed: int = 0):
     return (x[train], y[train]), (x[val], y[val])
 
 
-def build_model(seed: int):
-    """The MLP, built the same way (same initial weights) for every optimizer."""
+def build_model(seed: int | jax.Array):
+    """The MLP, built the same way (same initial weights) for every optimizer; ``seed`` is an
+    int or a ``jax.random.key``."""
     from flax import nnx
 
     class MLP(nnx.Module):
@@ -68,8 +69,10 @@ def build_model(seed: int):
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """The mean over every labelled position (``labels`` has the shape of ``logits`` but the
+    last axis: one label per example, or one per position of a sequence)."""
     log_probs = jax.nn.log_softmax(logits)
-    return -jnp.mean(jnp.take_along_axis(log_probs, labels[:, None], axis=1))
+    return -jnp.mean(jnp.take_along_axis(log_probs, labels[..., None], axis=-1))
 
 
 def optimizers(steps: int) -> dict[str, gradtx.GradientTransformation]:

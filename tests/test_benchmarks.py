@@ -289,3 +289,75 @@ def test_zoo_matrix_smoke_has_a_row_per_optimizer_and_tree():
         assert float(r[2]) > 0 and float(r[5]) > 0
         if r[1].strip() == "adamw":
             assert float(r[3]) == 1.0
+
+
+def test_zoo_smoke_writes_the_tables_json_and_plot(tmp_path):
+    """``python -m benchmarks.zoo --smoke``: two optimizers on the three tasks, the rate chosen
+    from a grid of three by one vmapped sweep and run over three seeds; the JSON, the Markdown
+    tables and the plot hold one entry per optimizer and task (no timing is asserted)."""
+    from benchmarks import zoo, zoo_specs
+
+    printed = []
+    report = zoo.main(["--smoke", "--out", str(tmp_path)], log=printed.append)
+    on_disk = json.loads((tmp_path / "zoo.json").read_text())
+    assert set(on_disk) == {
+        "command",
+        "date",
+        "seconds",
+        "machine",
+        "versions",
+        "source",
+        "settings",
+        "tasks",
+        "excluded",
+        "arguments",
+        "results",
+    }
+    seeds = on_disk["settings"]["seeds"]
+    assert on_disk["settings"]["smoke"] and seeds == [1, 2, 3]  # as many as the grid's values
+    assert list(on_disk["tasks"]) == ["mlp", "cnn", "lm"]
+    assert [(r["task"], r["optimizer"]) for r in on_disk["results"]] == [
+        (t, n) for t in on_disk["tasks"] for n in zoo.SMOKE
+    ]
+    for r in on_disk["results"]:
+        spec, task = zoo_specs.SPECS[r["optimizer"]], on_disk["tasks"][r["task"]]
+        assert not r["error"] and r["family"] == spec.family
+        assert [float(v) for v in r["grid"]] == list(spec.grid) and r["lr"] in spec.grid
+        assert r["seeds"] == seeds and len(r["val_loss"]) == len(r["val_accuracy"]) == 3
+        assert all(0.0 < x < 10.0 for x in r["val_loss"])
+        assert all(0.0 <= x <= 1.0 for x in r["val_accuracy"])
+        assert r["curve"]["steps"] == list(range(1, task["steps"] + 1))
+        assert np.array(r["curve"]["loss"]).shape == (3, task["steps"])
+        assert r["ms_per_step"] > 0 and r["compile_s"] > 0
+        # Adam keeps two float32 moments per param; SGD without momentum only its scalars
+        per_param = r["state_bytes_per_param"]
+        assert 8.0 <= per_param < 8.1 if r["optimizer"] == "adam" else 0.0 < per_param < 0.1
+    assert (tmp_path / "zoo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    md = (tmp_path / "ZOO.md").read_text()
+    assert md == zoo.markdown(on_disk) == zoo.markdown(report) and md in printed
+    for name, task in on_disk["tasks"].items():
+        table = md.split(f"## {name}: {task['title']}")[1].split("\n\n")[1].splitlines()
+        assert table[0].startswith("| # | optimizer | family | lr | val loss | val acc |")
+        rows = [line.split("|")[1:-1] for line in table[2:]]
+        assert sorted(cells[1].strip() for cells in rows) == sorted(zoo.SMOKE)
+        assert [cells[0].strip() for cells in rows] == ["1", "2"]
+    assert "## Overall" in md and "![loss curves](zoo.png)" in md
+
+
+def test_zoo_table_lists_every_gradtx_optimizer_and_stops_on_a_missing_one(monkeypatch):
+    """Every gradtx optimizer has a spec; a listed optimizer gradtx lacks stops the run with
+    its name unless it is excluded, and the exclusion's reason is printed."""
+    from benchmarks import zoo, zoo_specs
+
+    assert zoo_specs.uncovered() == []
+    printed = []
+    runnable = zoo.check_table(list(zoo_specs.SPECS), printed.append)
+    assert runnable == [n for n in zoo_specs.SPECS if n not in zoo_specs.EXCLUDED]
+    assert len(printed) == len(zoo_specs.EXCLUDED)
+    monkeypatch.setitem(zoo_specs.SPECS, "not_an_optimizer", zoo_specs.Spec("sign", (1.0,)))
+    with pytest.raises(SystemExit, match="not_an_optimizer"):
+        zoo.check_table(["adam", "not_an_optimizer"], printed.append)
+    monkeypatch.setitem(zoo_specs.EXCLUDED, "not_an_optimizer", "not written yet")
+    assert zoo.check_table(["adam", "not_an_optimizer"], printed.append) == ["adam"]
+    assert printed[-1] == "excluded: not_an_optimizer: not written yet"
