@@ -87,10 +87,10 @@ def schedule_free_sgd(
       >>> tx = gradtx.schedule_free_sgd(0.25)
       >>> params = jnp.array([1.0, 2.0])
       >>> state = tx.init(params)
-      >>> for _ in range(20):
+      >>> for _ in range(100):
       ...     updates, state = tx.update(jax.grad(f)(params), state, params)
       ...     params = gradtx.apply_updates(params, updates)
-      >>> float(f(gradtx.schedule_free_eval_params(state, params))) < 1e-3
+      >>> float(f(gradtx.schedule_free_eval_params(state, params))) < 1e-6  # f(x) at 100 steps
       True
 
     References:
