@@ -20,8 +20,9 @@ recorded at the ascent calls are those of the perturbed weights, which are highe
 
 Cost: one jitted step's median time and the state's bytes per parameter, on the transformer-shaped
 tree of ``benchmarks.trees`` (1000 leaves, 5.2M params) and on one N x N matrix (``--matrix``,
-default 1024: 4096, the issue's size, takes minutes per Muon step on a 2-core CPU; use it on an
-accelerator), each beside AdamW measured in the same process. Optimizers that refresh a
+default 1024: at 4096, the issue's size, a Muon step takes 12 s on a 2-core CPU, and the whole
+run most of an hour; ZOO_MATRIX.md's 4096 rows come from ``cost_table`` alone), each beside
+AdamW measured in the same process. Optimizers that refresh a
 preconditioner every k steps report the refresh step apart from the others.
 """
 
