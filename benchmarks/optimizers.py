@@ -15,6 +15,11 @@ Low-memory state, gradtx only (issue 6, item 3): ``adam_bf16``, Adam with bfloat
 (``mu_dtype`` and ``nu_dtype``); ``adam_8bit``, Adam with block-wise 8-bit moments
 (``optim_bits=8``). Their reference is optax's fp32 ``adam``.
 
+Small-model steps, for ``benchmarks.interleaved`` only (issue 16: what live hyperparameters
+cost where the per-call overhead is most of a step): ``sgd`` (plain, learning rate 1e-2),
+``sgd_momentum`` (momentum 0.9) and ``adamw`` (``adam``'s with weight decay 1e-4). Floors: 12,
+20 and 28 B per param.
+
 Floor bytes per fp32 param: Adam reads p, g, m, v and writes p, m, v (7 x 4 = 28 B); clipping
 by the global norm needs one more read of g (32 B); bf16 moments move 2 B instead of 4 each
 (4 + 4 + 2 + 2 read, 4 + 2 + 2 written: 20 B); 8-bit moments 1 B each (16 B, the per-block
@@ -29,6 +34,7 @@ OPTIMIZERS = ("adam", "adamw_clip")
 GROUPED = ("adam_grouped", "adamw_clip_grouped")  # gradtx.grouped(<the ungrouped form>)
 LOW_MEMORY = ("adam_bf16", "adam_8bit")
 GRADTX_ONLY = GROUPED + LOW_MEMORY
+SMALL_MODEL = ("sgd", "sgd_momentum", "adamw")  # interleaved only, against optax's same-named
 # The order of the table: each grouped variant after its ungrouped form, the low-memory last.
 ALL = ("adam", "adam_grouped", "adamw_clip", "adamw_clip_grouped", *LOW_MEMORY)
 REFERENCE = {
@@ -38,6 +44,9 @@ REFERENCE = {
     "adamw_clip_grouped": "adamw_clip",
     "adam_bf16": "adam",
     "adam_8bit": "adam",
+    "sgd": "sgd",
+    "sgd_momentum": "sgd_momentum",
+    "adamw": "adamw",
 }
 FLOOR_BYTES_PER_PARAM = {
     "adam": 28,
@@ -46,9 +55,14 @@ FLOOR_BYTES_PER_PARAM = {
     "adamw_clip_grouped": 32,
     "adam_bf16": 20,
     "adam_8bit": 16,
+    "sgd": 12,
+    "sgd_momentum": 20,
+    "adamw": 28,
 }
 
 LEARNING_RATE = 1e-3
+SGD_LEARNING_RATE = 1e-2
+MOMENTUM = 0.9
 WEIGHT_DECAY = 1e-4
 MAX_NORM = 1.0
 WARMUP_STEPS = 100
@@ -56,8 +70,8 @@ DECAY_STEPS = 1000
 
 
 def _check(opt: str) -> None:
-    if opt not in ALL:
-        raise ValueError(f"optimizers: opt must be one of {ALL}, got {opt!r}")
+    if opt not in ALL + SMALL_MODEL:
+        raise ValueError(f"optimizers: opt must be one of {ALL + SMALL_MODEL}, got {opt!r}")
 
 
 def make_jax(lib: str, opt: str):
@@ -77,6 +91,12 @@ def make_jax(lib: str, opt: str):
         return m.grouped(make_jax(lib, opt.removesuffix("_grouped")), check=False)
     if opt == "adam":
         return m.adam(LEARNING_RATE)
+    if opt == "adamw":
+        return m.adamw(LEARNING_RATE, weight_decay=WEIGHT_DECAY)
+    if opt == "sgd":
+        return m.sgd(SGD_LEARNING_RATE)
+    if opt == "sgd_momentum":
+        return m.sgd(SGD_LEARNING_RATE, momentum=MOMENTUM)
     if opt == "adam_bf16":
         import jax.numpy as jnp
 

@@ -29,6 +29,27 @@ def uniform(n_leaves: int, leaf_size: int) -> Spec:
     return [(f"w{i:0{width}d}", (leaf_size,)) for i in range(n_leaves)]
 
 
+def two_leaves() -> Spec:
+    """A linear classifier on the 8 x 8 digits: kernel (64, 10) and bias (10,), 650 params.
+    A small model whose optimizer step is mostly the cost of calling it."""
+    return [("dense/kernel", (64, 10)), ("dense/bias", (10,))]
+
+
+def cnn(channels: tuple[int, ...] = (32, 32, 64, 64, 96, 96, 96, 96, 128, 128, 128, 128)) -> Spec:
+    """A CNN-shaped tree of 50 leaves: 12 3x3 convolutions (kernel, bias) each followed by a
+    batch norm (scale, bias), from 3 input channels, then a dense head to 10 classes. About
+    0.93M params with the default channels."""
+    spec: Spec = []
+    width = len(str(len(channels) - 1))
+    c_in = 3
+    for i, c in enumerate(channels):
+        p = f"conv{i:0{width}d}"
+        spec += [(f"{p}/kernel", (3, 3, c_in, c)), (f"{p}/bias", (c,))]
+        spec += [(f"{p}/bn/scale", (c,)), (f"{p}/bn/bias", (c,))]
+        c_in = c
+    return spec + [("head/kernel", (c_in, 10)), ("head/bias", (10,))]
+
+
 def transformer(
     n_layers: int = 62, d_model: int = 64, vocab: int = 16384, max_len: int = 512
 ) -> Spec:
@@ -70,7 +91,13 @@ def transformer(
 
 def build(kind: str, **kwargs) -> Spec:
     """The spec named ``kind`` ('single', 'uniform', 'transformer') with its arguments."""
-    builders = {"single": single_leaf, "uniform": uniform, "transformer": transformer}
+    builders = {
+        "single": single_leaf,
+        "uniform": uniform,
+        "transformer": transformer,
+        "cnn": cnn,
+        "two": two_leaves,
+    }
     if kind not in builders:
         raise ValueError(f"trees.build: kind must be one of {sorted(builders)}, got {kind!r}")
     return builders[kind](**kwargs)
