@@ -11,6 +11,7 @@ and a value with its rounding residual.
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 from collections.abc import Callable
 
 import jax
@@ -233,9 +234,9 @@ MISMATCHES = {
         gradtx.sgd(1e-3, momentum=0.9),
         _PARAMS_SHAPES,
         [
-            "missing from the checkpoint: 'hyperparams/momentum', 'inner_state/0/trace'; ",
-            "in the checkpoint but not in the optimizer's state: 'hyperparams/b1', "
-            "'hyperparams/b2', 'hyperparams/eps', 'hyperparams/eps_root', 'inner_state/0/0'",
+            "missing from the checkpoint: 'table/learning_rate,momentum', 'inner_state/0/trace'; ",
+            "in the checkpoint but not in the optimizer's state: 'inner_state/0/0', "
+            "'inner_state/0/1', 'table/b1,b2,eps,eps_root,learning_rate'",
         ],
     ),
     "other_shapes": (
@@ -262,10 +263,9 @@ MISMATCHES = {
         gradtx.chain(gradtx.clip_by_global_norm(1.0), gradtx.adam(1e-3)),
         _PARAMS_SHAPES,
         [
-            "missing from the checkpoint: '0/hyperparams/max_norm', '1'; ",
-            "not in the optimizer's state: '0/hyperparams/b1', '0/hyperparams/b2', "
-            "'0/hyperparams/eps', '0/hyperparams/eps_root', '0/hyperparams/learning_rate' "
-            "and 1 more",
+            "missing from the checkpoint: '0/table/max_norm', '1'; ",
+            "not in the optimizer's state: '0/inner_state', "
+            "'0/table/b1,b2,eps,eps_root,learning_rate'",
         ],
     ),
     "other_dtype": (
@@ -361,3 +361,28 @@ def test_orbax_itself_refuses_a_mismatched_target(tmp_path):
             tmp_path / "ckpt", jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         )
     checkpointer.close()
+
+
+def test_a_checkpoint_of_the_earlier_hyperparameter_layout_restores_and_resumes():
+    """tests/fixtures/hyperstate_v1.msgpack was written by gradtx 8892839 (a count and three
+    arrays per hyperparameter): the state of the optimizer below after four steps and a
+    set_hyperparams, with the update it gave next. restore_state converts it to the table."""
+    blob = serialization.msgpack_restore(
+        (pathlib.Path(__file__).parent / "fixtures" / "hyperstate_v1.msgpack").read_bytes()
+    )
+    params = {"w": jnp.array([[0.5, -1.0], [2.0, 0.25]]), "b": jnp.array([0.1, -0.2])}
+    grads = jax.tree.map(lambda p: 0.3 * p + 0.05, params)
+    schedule = gradtx.warmup_cosine_decay_schedule(0.0, 1e-2, 3, 20)
+    tx = gradtx.chain(gradtx.clip_by_global_norm(1.0), gradtx.adamw(schedule, weight_decay=1e-2))
+
+    with pytest.raises(ValueError, match="layout before gradtx kept them in one table"):
+        gradtx.check_state(tx.init(params), blob["state"])
+    state = gradtx.restore_state(tx.init(params), blob["state"])
+    assert int(state[1].count) == 4 and bool(state[0].hyperparams["max_norm"].manual)
+    update, state = tx.update(grads, state, params)
+    jax.tree.map(np.testing.assert_array_equal, update, blob["next_update"])
+    assert int(state[1].count) == int(blob["count_after"]) == 5
+    after = gradtx.hyperparams(state)
+    assert set(after) == set(blob["hyperparams_after"])
+    for name, value in blob["hyperparams_after"].items():
+        assert after[name] == value, name

@@ -23,8 +23,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradtx._core import hyper as _hyper
 from gradtx._core import tree as _tree
 from gradtx._core.base import OptState, PyTree
+
+_EARLIER_FIELDS = ("value", "residual", "manual")  # a hyperparameter's leaves before the table
 
 
 def _leaf_spec(leaf: Any) -> tuple[tuple[int, ...], Any]:
@@ -43,7 +46,7 @@ def _parts(tree: PyTree) -> dict[tuple[str, ...], Any]:
 
 def _absent_subtrees(paths: list[tuple[str, ...]], other: dict[tuple[str, ...], Any]) -> list[str]:
     """The smallest subtrees holding ``paths`` that ``other`` has nothing of: a missing
-    hyperparameter is one path (``hyperparams/momentum``), not its three leaves."""
+    transformation's inner state is one path (``inner_state/0``), not its leaves."""
     present = {q[:i] for q in other for i in range(len(q) + 1)}
     roots: list[str] = []
     for path in paths:
@@ -54,9 +57,64 @@ def _absent_subtrees(paths: list[tuple[str, ...]], other: dict[tuple[str, ...], 
     return roots
 
 
-def _differences(expected: PyTree, saved: PyTree) -> list[str]:
-    """What differs between the two trees, path by path, as sentences."""
-    want, have = _parts(expected), _parts(saved)
+def _hyper_states(tree: PyTree, prefix: tuple[str, ...] = ()):
+    """Each :class:`HyperState` in ``tree``, nested ones too, with its path (as in _parts)."""
+    found = jax.tree_util.tree_flatten_with_path(
+        tree, is_leaf=lambda x: isinstance(x, _hyper.HyperState)
+    )[0]
+    for path, node in found:
+        if isinstance(node, _hyper.HyperState):
+            at = prefix + tuple(_tree.path_str((key,)) for key in path)
+            yield at, node
+            yield from _hyper_states(node.inner_state, at + ("inner_state",))
+
+
+def _from_earlier_layout(target: OptState, have: dict[tuple[str, ...], Any]) -> dict:
+    """``have`` with each live state written before the table (gradtx until December 2026: a
+    ``count`` and ``hyperparams/<name>/{value,residual,manual}``) converted to the table, and
+    the counts its inner state no longer keeps (Adam's moments take the table's) dropped where
+    they equal the table's count, as they always did."""
+    have = dict(have)
+    want = _parts(target)
+    converted = []
+    for at, node in _hyper_states(target):
+        (key,) = node.table
+        count = at + ("count",)
+        old = [
+            at + ("hyperparams", name, field) for name in node.names for field in _EARLIER_FIELDS
+        ]
+        if at + ("table", key) in have or count not in have or not all(p in have for p in old):
+            continue
+        dtype = np.dtype(_leaf_spec(node.array)[1])
+        steps = np.asarray(have.pop(count)).astype(np.int64)
+        rows = [np.stack([steps // _hyper._HALF, steps % _hyper._HALF, 0 * steps], -1)]
+        for name in node.names:
+            fields = [np.asarray(have.pop(at + ("hyperparams", name, f))) for f in _EARLIER_FIELDS]
+            rows.append(np.stack(fields, -1).astype(np.float64))
+        have[at + ("table", key)] = np.stack(rows, -2).astype(dtype)
+        converted.append((at + ("inner_state",), steps))
+    for path in [p for p in have if p not in want and p[-1] == "count"]:
+        for inner, steps in converted:
+            if path[: len(inner)] == inner and np.array_equal(np.asarray(have[path]), steps):
+                del have[path]
+                break
+    return have
+
+
+def _earlier_layout_hint(target: OptState, have: dict[tuple[str, ...], Any]) -> list[str]:
+    """A sentence when ``have`` holds live states in the layout before the table."""
+    for at, _ in _hyper_states(target):
+        if at + ("count",) in have and any(p[: len(at) + 1] == at + ("hyperparams",) for p in have):
+            return [
+                "it holds hyperparameters in the layout before gradtx kept them in one table "
+                "per transformation: read it without a target and convert it with "
+                "gradtx.restore_state"
+            ]
+    return []
+
+
+def _differences(want: dict, have: dict) -> list[str]:
+    """What differs between two trees' leaves (as from :func:`_parts`), as sentences."""
     problems = []
     missing = _absent_subtrees([p for p in want if p not in have], have)
     extra = _absent_subtrees([p for p in have if p not in want], want)
@@ -121,10 +179,12 @@ def check_state(expected: OptState, saved: PyTree) -> None:
       >>> gradtx.check_state(gradtx.sgd(0.1).init(params), saved)  # doctest: +ELLIPSIS
       Traceback (most recent call last):
       ...
-      ValueError: check_state: ... not in the optimizer's state: 'hyperparams/momentum', 'inner...
+      ValueError: check_state: ... not in the optimizer's state: 'table/learning_rate,momentum', ...
     """
-    problems = _differences(expected, saved)
+    have = _parts(saved)
+    problems = _differences(_parts(expected), have)
     if problems:
+        problems += _earlier_layout_hint(expected, have)
         raise ValueError(
             "check_state: the checkpoint does not fit the optimizer's state: " + "; ".join(problems)
         )
@@ -143,7 +203,9 @@ def restore_state(target: OptState, restored: PyTree) -> OptState:
     Every leaf comes back as a JAX array of exactly the saved value (no cast: dtypes are
     checked), so training continues bit for bit. Live hyperparameters come back as saved,
     including values set with :func:`gradtx.set_hyperparams` and the flags that keep a schedule
-    from overwriting them.
+    from overwriting them. A checkpoint written before gradtx kept each transformation's
+    hyperparameters in one table (until December 2026: a ``count`` and ``hyperparams/<name>/``
+    ``value``, ``residual`` and ``manual`` beside each ``inner_state``) is converted to it.
 
     Args:
       target: the state of the optimizer to restore into (arrays or ``ShapeDtypeStruct``).
@@ -166,10 +228,12 @@ def restore_state(target: OptState, restored: PyTree) -> OptState:
       >>> int(restored.count), float(gradtx.hyperparams(restored)["learning_rate"])
       (1, 1.0000000656873453e-05)
     """
-    try:
-        check_state(target, restored)
-    except ValueError as err:
-        raise ValueError("restore_state" + str(err).removeprefix("check_state")) from None
-    have = _tree._leaves_by_path(restored)
-    paths = [_tree.path_str(path) for path, _ in jax.tree_util.tree_flatten_with_path(target)[0]]
-    return jax.tree.structure(target).unflatten([jnp.asarray(have[p]) for p in paths])
+    want = _parts(target)
+    have = _from_earlier_layout(target, _parts(restored))
+    problems = _differences(want, have)
+    if problems:
+        raise ValueError(
+            "restore_state: the checkpoint does not fit the optimizer's state: "
+            + "; ".join(problems)
+        )
+    return jax.tree.structure(target).unflatten([jnp.asarray(have[p]) for p in want])

@@ -18,10 +18,22 @@ float32 ulp away. Each value is therefore stored with its rounding residual (``v
 ``residual`` is the exact Python float), and :func:`one_minus` uses both, which reproduces the
 once-rounded complement: gradtx's live hyperparameters give the same float32 numbers as
 constants baked into the trace.
+
+Storage: one array per transformation. A jitted call pays for every buffer passed in and out
+(about 2 µs each on XLA:CPU, more than a small model's whole update), so the step count and
+every hyperparameter's value, residual and "set by hand" flag share one small float array, the
+state's ``table``: row 0 holds the step count split in two halves that float32 holds exactly
+(``count // 65536`` and ``count % 65536``), row ``1 + i`` the value, residual and flag (0 or 1)
+of the ``i``-th name in sorted order. The array is the value of a one-entry dict whose key is
+the names, comma-separated, so the names are in the tree structure and in checkpoints and cost
+nothing per call. :func:`hyperparams`, :func:`set_hyperparams` and the state's ``count`` and
+``hyperparams`` properties read and write it; :func:`gradtx.restore_state` converts a
+checkpoint written in the earlier layout (a count and three arrays per hyperparameter).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -45,19 +57,77 @@ ScalarOrSchedule = float | jax.Array | Schedule
 
 
 class Hyperparam(NamedTuple):
-    """One live hyperparameter in a state. All three fields have the same shape (``[]``)."""
+    """One live hyperparameter, as :attr:`HyperState.hyperparams` shows it (a view of the table).
+
+    All three fields have the state's batch shape (``[]``, or ``[N]`` for a swept state)."""
 
     value: jax.Array  # float32 (float64 with x64): the value the next update uses
     residual: jax.Array  # same dtype: the exact value minus ``value`` (0 unless given a float)
     manual: jax.Array  # bool: set by set_hyperparams; a schedule no longer overwrites ``value``
 
 
-class HyperState(NamedTuple):
-    """The state of a transformation with live hyperparameters."""
+_HALF = 65536  # the count is stored as (count // _HALF, count % _HALF): both exact in float32
+_VALUE, _RESIDUAL, _MANUAL = 0, 1, 2  # the columns of a hyperparameter's row
 
-    count: jax.Array  # int32 []: updates taken so far (schedules' step), saturating at int32 max
-    hyperparams: dict[str, Hyperparam]  # by argument name, e.g. {"learning_rate": ...}
+
+class HyperState(NamedTuple):
+    """The state of a transformation with live hyperparameters.
+
+    ``table`` is a one-entry dict: its key lists the hyperparameters' names in row order,
+    comma-separated (so that the names are part of the tree structure, and a checkpoint, which
+    keeps dict keys, records which row is which), its value the array of the module note. Read
+    it with :func:`gradtx.hyperparams`, ``state.count`` and ``state.hyperparams``.
+    """
+
+    table: dict[str, jax.Array]  # {"b1,b2,...": float [1 + n, 3]}: the count, then n rows
     inner_state: OptState  # the state of the transformation built from the values
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The hyperparameters' names, in row order (sorted)."""
+        (key,) = self.table
+        return tuple(key.split(",")) if key else ()
+
+    @property
+    def array(self) -> jax.Array:
+        """The table's array: row 0 the count, row ``1 + i`` the ``i``-th name's."""
+        (array,) = self.table.values()
+        return array
+
+    @property
+    def count(self) -> jax.Array:
+        """int32: updates taken so far (the step schedules see), saturating at int32 max."""
+        return _count_of(self.array)
+
+    @property
+    def hyperparams(self) -> dict[str, Hyperparam]:
+        """Each hyperparameter's value, residual and flag, by name."""
+        t = self.array
+        return {
+            k: Hyperparam(
+                t[..., 1 + i, _VALUE], t[..., 1 + i, _RESIDUAL], t[..., 1 + i, _MANUAL] > 0
+            )
+            for i, k in enumerate(self.names)
+        }
+
+    def with_array(self, array: jax.Array) -> HyperState:
+        """This state with the table's array replaced."""
+        (key,) = self.table
+        return self._replace(table={key: array})
+
+
+def _hyper_state(names: tuple[str, ...], array: jax.Array, inner_state: OptState) -> HyperState:
+    return HyperState({",".join(names): array}, inner_state)
+
+
+def _count_of(table: jax.Array) -> jax.Array:
+    high = table[..., 0, 0].astype(jnp.int32)
+    low = table[..., 0, 1].astype(jnp.int32)
+    return high * _HALF + low
+
+
+def _count_row(count: jax.Array, dtype: Any) -> jax.Array:
+    return jnp.stack([count // _HALF, count % _HALF, jnp.zeros_like(count)], -1).astype(dtype)
 
 
 class Live(NamedTuple):
@@ -120,15 +190,16 @@ def scalar(h: Value) -> jax.Array:
     return h.value if isinstance(h, Live) else jnp.asarray(h, _float_dtype())
 
 
-def _hyperparam(x: Any, dtype: Any) -> Hyperparam:
-    """A stored hyperparameter from a Python float (with residual) or an array (without)."""
+def _row(x: Any, dtype: Any, manual: bool = False) -> jax.Array:
+    """A hyperparameter's row (value, residual, flag) from a Python float (with its rounding
+    residual) or a scalar array (without)."""
     if isinstance(x, float):
         value = jnp.asarray(x, dtype)
         residual = jnp.asarray(np.float64(x) - np.float64(np.asarray(x, dtype)), dtype)
     else:
         value = jnp.asarray(x).astype(dtype)
         residual = jnp.zeros_like(value)
-    return Hyperparam(value, residual, jnp.zeros(value.shape, bool))
+    return jnp.stack([value, residual, jnp.full(value.shape, float(manual), dtype)], -1)
 
 
 def _naming(owner: str, errors: tuple[type[Exception], ...], fn: Callable, *args, **kwargs):
@@ -156,7 +227,9 @@ def live(
     Args:
       owner: the public name, used in error messages (``"adam"``).
       build: ``build(**values) -> GradientTransformation``; each value is a :class:`Live` at run
-        time. It must build the same state structure whatever the values.
+        time. It must build the same state structure whatever the values. A build with a
+        parameter ``step`` also gets the updates taken so far (int32, the table's count, which
+        advances with every update): what a bias correction needs, without a count of its own.
       optional: the names that may be ``None`` (the feature is off, e.g. ``momentum``); ``None``
         is passed on to ``build`` as is. Any other ``None`` is a TypeError.
       ranges: ranges that replace the shared ones of :func:`gradtx._core.checks.constraint` for
@@ -179,44 +252,50 @@ def live(
         k: check_hyperparam(owner, k, v, ranges.get(k)) for k, v in hyper.items() if v is not None
     }
     schedules = {k: v for k, v in given.items() if callable(v)}
-    names = sorted(given)
+    names = tuple(sorted(given))
+    # a build that takes ``step`` gets the table's count (updates so far) and keeps none itself
+    steps = "step" in inspect.signature(build).parameters
+    scheduled = [i for i, k in enumerate(names) if k in schedules]
 
-    def values(stored: Mapping[str, Hyperparam]) -> dict[str, Any]:
-        return {k: Live(h.value, h.residual) for k, h in stored.items()} | fixed
+    def values(table: jax.Array) -> dict[str, Any]:
+        rows = {k: Live(table[1 + i, _VALUE], table[1 + i, _RESIDUAL]) for i, k in enumerate(names)}
+        return rows | fixed | ({"step": _count_of(table)} if steps else {})
 
     def init(params):
         _tree.check_leaves(owner, params, "params")
         dtype = _float_dtype()
-        stored = {
-            k: _hyperparam(v(_tree.zero_count()) if k in schedules else v, dtype)
-            for k, v in given.items()
-        }
-        inner = _naming(owner, (TypeError, ValueError), build(**values(stored)).init, params)
-        return HyperState(count=_tree.zero_count(), hyperparams=stored, inner_state=inner)
+        count = _tree.zero_count()
+        rows = [_row(schedules[k](count) if k in schedules else given[k], dtype) for k in names]
+        table = jnp.stack([_count_row(count, dtype), *rows])
+        inner = _naming(owner, (TypeError, ValueError), build(**values(table)).init, params)
+        return _hyper_state(names, table, inner)
 
     def update(updates, state, params=None, **extra):
-        if not isinstance(state, HyperState) or sorted(state.hyperparams) != names:
-            found = sorted(state.hyperparams) if isinstance(state, HyperState) else type(state)
+        if not isinstance(state, HyperState) or state.names != names:
+            found = list(state.names) if isinstance(state, HyperState) else type(state)
             raise ValueError(
                 f"{owner}: the state was not made by this transformation's init "
-                f"(expected hyperparameters {names}, got {found})"
+                f"(expected hyperparameters {list(names)}, got {found})"
             )
         _tree.check_leaves(owner, updates, "updates")
-        tx = build(**values(state.hyperparams))
+        table = state.array
+        tx = build(**values(table))
         updates, inner = _naming(
             owner, (ValueError,), tx.update, updates, state.inner_state, params, **extra
         )
-        count = _tree.saturating_increment(state.count)
-        stored = dict(state.hyperparams)
-        for k, schedule in schedules.items():
-            h = stored[k]
-            scheduled = jnp.asarray(schedule(count)).astype(h.value.dtype)
-            stored[k] = Hyperparam(
-                value=jnp.where(h.manual, h.value, scheduled),
-                residual=jnp.where(h.manual, h.residual, jnp.zeros_like(h.residual)),
-                manual=h.manual,
+        count = _tree.saturating_increment(_count_of(table))
+        rows = table[1:]
+        if scheduled:  # a schedule's next value, unless the value was set by hand
+            held = rows[jnp.array(scheduled), _MANUAL] > 0
+            new = jnp.stack([jnp.asarray(schedules[names[i]](count)) for i in scheduled])
+            rows = rows.at[jnp.array(scheduled), _VALUE].set(
+                jnp.where(held, rows[jnp.array(scheduled), _VALUE], new.astype(table.dtype))
             )
-        return updates, HyperState(count=count, hyperparams=stored, inner_state=inner)
+            rows = rows.at[jnp.array(scheduled), _RESIDUAL].set(
+                jnp.where(held, rows[jnp.array(scheduled), _RESIDUAL], 0)
+            )
+        table = jnp.concatenate([_count_row(count, table.dtype)[None], rows])
+        return updates, _hyper_state(names, table, inner)
 
     return GradientTransformation(init, update)
 
@@ -263,7 +342,7 @@ def _rules(state: PyTree) -> dict[str, Any]:
 
     def collect(prefix, node):
         own = _own_ranges(node)
-        for name in node.hyperparams:
+        for name in node.names:
             found[prefix + name] = own.get(name) or constraint(name)
         return node
 
@@ -276,7 +355,7 @@ def _catalogue(state: PyTree) -> dict[str, str]:
     found: dict[str, str] = {}
 
     def collect(prefix, node):
-        for name in node.hyperparams:
+        for name in node.names:
             found[prefix + name] = name
         return node
 
@@ -316,15 +395,16 @@ def hyperparams(state: PyTree) -> dict[str, jax.Array]:
     out: dict[str, jax.Array] = {}
 
     def collect(prefix, node):
-        for name, h in node.hyperparams.items():
-            out[public[prefix + name]] = h.value
+        for i, name in enumerate(node.names):
+            out[public[prefix + name]] = node.array[..., 1 + i, _VALUE]
         return node
 
     _map_hyper_states(state, collect)
     return out
 
 
-def _new_value(name: str, x: Any, old: Hyperparam, rule: Any) -> Hyperparam:
+def _new_row(name: str, x: Any, table: jax.Array, i: int, rule: Any) -> jax.Array:
+    """The row of hyperparameter ``i`` set to ``x`` by hand, after checking ``x``."""
     owner = "set_hyperparams"
     if callable(x) and not isinstance(x, (jax.Array, np.ndarray)):
         raise TypeError(
@@ -332,12 +412,12 @@ def _new_value(name: str, x: Any, old: Hyperparam, rule: Any) -> Hyperparam:
             f"optimizer is built"
         )
     concrete = _concrete_float(owner, name, x) if np.ndim(x) == 0 else None
-    if np.shape(x) != old.value.shape:
-        raise ValueError(f"{owner}: {name} must have shape {old.value.shape}, got {np.shape(x)}")
+    shape = table.shape[:-2]
+    if np.shape(x) != shape:
+        raise ValueError(f"{owner}: {name} must have shape {shape}, got {np.shape(x)}")
     if concrete is not None:
-        check_number(owner, name, concrete, dtype=old.value.dtype, rule=rule)
-    stored = _hyperparam(concrete if _is_real_number(x) else x, old.value.dtype)
-    return stored._replace(manual=jnp.ones(old.manual.shape, bool))
+        check_number(owner, name, concrete, dtype=table.dtype, rule=rule)
+    return _row(concrete if _is_real_number(x) else x, table.dtype, manual=True)
 
 
 def set_hyperparams(state: PyTree, **new_values: Any) -> PyTree:
@@ -390,12 +470,13 @@ def set_hyperparams(state: PyTree, **new_values: Any) -> PyTree:
             )
 
     def replace(prefix, node):
-        stored = dict(node.hyperparams)
+        table = node.array
         own = _own_ranges(node)
-        for name in stored:
+        for i, name in enumerate(node.names):
             if prefix + name in targets:
-                stored[name] = _new_value(name, targets[prefix + name], stored[name], own.get(name))
-        return node._replace(hyperparams=stored)
+                row = _new_row(name, targets[prefix + name], table, i, own.get(name))
+                table = table.at[..., 1 + i, :].set(row)
+        return node.with_array(table)
 
     return _map_hyper_states(state, replace)
 
