@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -36,16 +36,25 @@ def _pow2(k: jax.Array, dtype: Any) -> jax.Array:
     )
 
 
-def _scaled_by(x: jax.Array, e: jax.Array) -> jax.Array:
-    """``x * 2**e`` in two exact factors (``2**e`` alone may not be a normal number); beyond
-    what two factors reach (|e| > 252) the product is 0 or inf anyway, and ``e`` is clamped."""
-    info = jnp.finfo(x.real.dtype)
+def _factors(e: jax.Array, real_dtype: Any) -> tuple[jax.Array, jax.Array]:
+    """``2**e`` as two exact factors of ``real_dtype`` (``2**e`` alone may not be a normal
+    number); beyond what two factors reach (|e| > 252) a product is 0 or inf anyway, and ``e``
+    is clamped."""
+    info = jnp.finfo(real_dtype)
     e = jnp.clip(e, 2 * (info.minexp + 1), 2 * (info.maxexp - 1))  # two normal factors
     half = e // 2
-    factor = _pow2(half, x.real.dtype), _pow2(e - half, x.real.dtype)
+    return _pow2(half, real_dtype), _pow2(e - half, real_dtype)
+
+
+def _times_factors(x: jax.Array, factor: tuple[jax.Array, jax.Array]) -> jax.Array:
     if jnp.iscomplexobj(x):
         return jax.lax.complex(x.real * factor[0] * factor[1], x.imag * factor[0] * factor[1])
     return x * factor[0] * factor[1]
+
+
+def _scaled_by(x: jax.Array, e: jax.Array) -> jax.Array:
+    """``x * 2**e``, exact wherever the result is a normal number."""
+    return _times_factors(x, _factors(e, x.real.dtype))
 
 
 def _wide(x: jax.Array) -> jax.Array:
@@ -67,8 +76,12 @@ def _exponent(largest: jax.Array) -> jax.Array:
     return jnp.where((largest > 0) & jnp.isfinite(largest), e, jnp.zeros_like(e))
 
 
-def _scaled_squares(wide: jax.Array, e: jax.Array, axis=None) -> jax.Array:
-    return jnp.sum(_tree.abs_sq(_scaled_by(wide, -e)), axis=axis, keepdims=axis is not None)
+def _scaled_squares(wide: jax.Array, e: jax.Array, axis=None, factors=None) -> jax.Array:
+    """The sum of squares of ``wide * 2**-e``; ``factors``: ``2**-e`` as :func:`_factors` gives
+    it, when the caller computed it once for many leaves."""
+    factors = _factors(-e, wide.real.dtype) if factors is None else factors
+    scaled = _times_factors(wide, factors)
+    return jnp.sum(_tree.abs_sq(scaled), axis=axis, keepdims=axis is not None)
 
 
 def _rescued(largest: jax.Array, squares: jax.Array, e: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -88,17 +101,38 @@ def from_scaled(root: jax.Array, e: jax.Array) -> jax.Array:
     return _scaled_by(root, e)
 
 
+class Ratio(NamedTuple):
+    """The scalars of ``g * numerator / (root * 2**e)`` for every ``g`` of one dtype."""
+
+    dtype: Any  # the dtype the product is formed in: the wider of g's and root's
+    factors: tuple[jax.Array, jax.Array]  # 2**-(e + k) in two exact factors
+    quotient: jax.Array  # numerator / m, with root = m 2**k and m in [0.5, 1)
+
+
+def ratio(numerator: jax.Array, root: jax.Array, e: jax.Array, dtype: Any) -> Ratio:
+    """The scalars of :func:`times_ratio` for values of ``dtype``: computed once, they serve
+    every leaf of that dtype (a global norm's clipping factor is the same for all)."""
+    dtype = _tree.wider(dtype, root.dtype)
+    real = jnp.finfo(dtype).dtype
+    k = jax.lax.stop_gradient(jnp.frexp(root)[1])
+    mantissa = _scaled_by(root, -k)  # exact, and differentiable unlike frexp's
+    return Ratio(
+        dtype, _factors(-(e + k).astype(jnp.int32), real), (numerator / mantissa).astype(real)
+    )
+
+
+def times(g: jax.Array, r: Ratio) -> jax.Array:
+    """``g`` times the ratio ``r`` stands for, cast back to ``g``'s dtype."""
+    return _tree.times(_times_factors(g.astype(r.dtype), r.factors), r.quotient).astype(g.dtype)
+
+
 def times_ratio(g: jax.Array, numerator: jax.Array, root: jax.Array, e: jax.Array) -> jax.Array:
     """``g * numerator / (root * 2**e)`` in at least float32, cast back to ``g``'s dtype, exact
     to rounding wherever the result is a normal number, even where the factor
     ``numerator / (root * 2**e)`` itself is not one (a clipping factor of 1e-40, a trust ratio
     of 1e60): ``root = m 2**k`` with ``m`` in [0.5, 1), and ``g * 2**-(e + k)`` times
     ``numerator / m``."""
-    dtype = _tree.wider(g.dtype, root.dtype)
-    k = jax.lax.stop_gradient(jnp.frexp(root)[1])
-    mantissa = _scaled_by(root, -k)  # exact, and differentiable unlike frexp's
-    shifted = _scaled_by(g.astype(dtype), -(e + k).astype(jnp.int32))
-    return _tree.times(shifted, (numerator / mantissa).astype(shifted.real.dtype)).astype(g.dtype)
+    return times(g, ratio(numerator, root, e, g.dtype))
 
 
 def _fast_path_holds(squares: jax.Array) -> jax.Array:
@@ -293,7 +327,8 @@ def scaled_global_norm(
         wides = [_wide(x) for x in leaves]
         largest = _tree.shard_max([_largest(w) for w in wides], leaves, axes)
         e = _exponent(largest)
-        parts = [_scaled_squares(w, e) for w in wides]
+        factors = {dtype: _factors(-e, dtype) for dtype in {w.real.dtype for w in wides}}
+        parts = [_scaled_squares(w, e, factors=factors[w.real.dtype]) for w in wides]
         return _rescued(largest, _tree.shard_sum(parts, leaves, axes), e)
 
     return _choose(_fast_path_holds(squares), lambda: _unscaled(jnp.sqrt(squares)), slow)

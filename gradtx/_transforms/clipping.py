@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +12,7 @@ import numpy as np
 from gradtx._core import norms as _norms
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation, stateless
-from gradtx._core.hyper import ScalarOrSchedule, Value, live, value_as
+from gradtx._core.hyper import ScalarOrSchedule, Value, live, per_dtype, value_as
 
 
 def _clip(max_delta: Value) -> GradientTransformation:
@@ -56,14 +57,31 @@ def clip(max_delta: ScalarOrSchedule) -> GradientTransformation:
     return live("clip", _clip, max_delta=max_delta)
 
 
-def clip_leaf(g: jax.Array, max_norm: Value, root: jax.Array, e: jax.Array) -> jax.Array:
-    """``g * min(1, c / ||g||)`` for the norm ``root * 2**e``: ``g`` itself where the norm is at
+def clip_scalars(max_norm: Value, root: jax.Array, e: jax.Array, dtype: Any):
+    """What clipping values of ``dtype`` by the norm ``root * 2**e`` needs, computed once for
+    all the leaves it applies to: whether the norm is within ``c``, and the ratio ``c / norm``."""
+    c = value_as(max_norm, root.dtype)
+    return _norms.from_scaled(root, e) <= c, _norms.ratio(c, root, e, dtype)
+
+
+def clipped(g: jax.Array, scalars) -> jax.Array:
+    """``g * min(1, c / ||g||)`` from :func:`clip_scalars`: ``g`` itself where the norm is at
     most ``c`` (even 0), else ``c g / ||g||`` exact to rounding however small ``c / ||g||`` is
     (a factor below the dtype's normal range would lose digits or be flushed to 0, and a norm
     beyond float32's largest value is inf); NaN where the norm is NaN."""
-    c = value_as(max_norm, root.dtype)
-    within = _norms.from_scaled(root, e) <= c
-    return jnp.where(within, g, _norms.times_ratio(g, c, root, e))
+    within, ratio = scalars
+    return jnp.where(within, g, _norms.times(g, ratio))
+
+
+def clip_leaf(g: jax.Array, max_norm: Value, root: jax.Array, e: jax.Array) -> jax.Array:
+    """``g`` clipped to norm ``c`` by its norm ``root * 2**e`` (see :func:`clipped`)."""
+    return clipped(g, clip_scalars(max_norm, root, e, g.dtype))
+
+
+def clip_all_by(updates, max_norm: Value, root: jax.Array, e: jax.Array):
+    """Every leaf clipped by one norm ``root * 2**e``, its scalars computed once per dtype."""
+    scalars = per_dtype(lambda dtype: clip_scalars(max_norm, root, e, dtype))
+    return jax.tree.map(lambda g: clipped(g, scalars(g.dtype)), updates)
 
 
 def _clip_by_norm(max_norm: Value, *, axes) -> GradientTransformation:
@@ -111,8 +129,7 @@ def clip_by_norm(max_norm: ScalarOrSchedule, *, axis_name=None) -> GradientTrans
 
 def _clip_by_global_norm(max_norm: Value, *, axes) -> GradientTransformation:
     def clip_all(updates, params):
-        norm = _norms.scaled_global_norm(updates, axes)
-        return jax.tree.map(lambda g: clip_leaf(g, max_norm, *norm), updates)
+        return clip_all_by(updates, max_norm, *_norms.scaled_global_norm(updates, axes))
 
     return stateless(clip_all)
 

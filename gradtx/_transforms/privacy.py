@@ -14,7 +14,7 @@ from gradtx._core import norms as _norms
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation
 from gradtx._core.hyper import ScalarOrSchedule, Value, live, scalar, value_as
-from gradtx._transforms.clipping import clip_leaf
+from gradtx._transforms.clipping import clip_all_by
 from gradtx._transforms.gradient_processing import _key_data, add_noise_leaf
 
 _NON_NEGATIVE = (">= 0", lambda v: v >= 0)
@@ -37,7 +37,7 @@ def clip_example(leaves: list[jax.Array], l2_norm_clip: Value) -> list[jax.Array
     """One example's gradient leaves scaled together by ``min(1, C / ||g||)`` (their global
     norm, overflow-safe); vmapped over the examples."""
     root, e = _norms.scaled_global_norm(leaves)
-    return [clip_leaf(g, l2_norm_clip, root, e) for g in leaves]
+    return clip_all_by(leaves, l2_norm_clip, root, e)
 
 
 def _check_examples(owner: str, updates: Any, params: Any) -> int:
