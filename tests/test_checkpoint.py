@@ -236,7 +236,7 @@ MISMATCHES = {
         [
             "missing from the checkpoint: 'table/learning_rate,momentum', 'inner_state/0/trace'; ",
             "in the checkpoint but not in the optimizer's state: 'inner_state/0/0', "
-            "'inner_state/0/1', 'table/b1,b2,eps,eps_root,learning_rate'",
+            "'inner_state/0/1', 'table/learning_rate,b1,b2,eps,eps_root'",
         ],
     ),
     "other_shapes": (
@@ -265,7 +265,7 @@ MISMATCHES = {
         [
             "missing from the checkpoint: '0/table/max_norm', '1'; ",
             "not in the optimizer's state: '0/inner_state', "
-            "'0/table/b1,b2,eps,eps_root,learning_rate'",
+            "'0/table/learning_rate,b1,b2,eps,eps_root'",
         ],
     ),
     "other_dtype": (

@@ -24,9 +24,9 @@ Storage: one array per transformation. A jitted call pays for every buffer passe
 every hyperparameter's value, residual and "set by hand" flag share one small float array, the
 state's ``table``: row 0 holds the step count split in two halves that float32 holds exactly
 (``count // 65536`` and ``count % 65536``), row ``1 + i`` the value, residual and flag (0 or 1)
-of the ``i``-th name in sorted order. The array is the value of a one-entry dict whose key is
-the names, comma-separated, so the names are in the tree structure and in checkpoints and cost
-nothing per call. :func:`hyperparams`, :func:`set_hyperparams` and the state's ``count`` and
+of the ``i``-th name, in the factory's argument order. The array is the value of a one-entry
+dict whose key is the names, comma-separated, so the names are in the tree structure and in
+checkpoints and cost nothing per call. :func:`hyperparams`, :func:`set_hyperparams` and the state's ``count`` and
 ``hyperparams`` properties read and write it; :func:`gradtx.restore_state` converts a
 checkpoint written in the earlier layout (a count and three arrays per hyperparameter).
 """
@@ -84,7 +84,7 @@ class HyperState(NamedTuple):
 
     @property
     def names(self) -> tuple[str, ...]:
-        """The hyperparameters' names, in row order (sorted)."""
+        """The hyperparameters' names, in row order (the factory's argument order)."""
         (key,) = self.table
         return tuple(key.split(",")) if key else ()
 
@@ -252,7 +252,7 @@ def live(
         k: check_hyperparam(owner, k, v, ranges.get(k)) for k, v in hyper.items() if v is not None
     }
     schedules = {k: v for k, v in given.items() if callable(v)}
-    names = tuple(sorted(given))
+    names = tuple(given)
     # a build that takes ``step`` gets the table's count (updates so far) and keeps none itself
     steps = "step" in inspect.signature(build).parameters
     scheduled = [i for i, k in enumerate(names) if k in schedules]
