@@ -71,12 +71,8 @@ def _hyper_states(tree: PyTree, prefix: tuple[str, ...] = ()):
 
 def _from_earlier_layout(target: OptState, have: dict[tuple[str, ...], Any]) -> dict:
     """``have`` with each live state written before the table (gradtx until December 2026: a
-    ``count`` and ``hyperparams/<name>/{value,residual,manual}``) converted to the table, and
-    the counts its inner state no longer keeps (Adam's moments take the table's) dropped where
-    they equal the table's count, as they always did."""
+    ``count`` and ``hyperparams/<name>/{value,residual,manual}``) converted to the table."""
     have = dict(have)
-    want = _parts(target)
-    converted = []
     for at, node in _hyper_states(target):
         (key,) = node.table
         count = at + ("count",)
@@ -92,12 +88,6 @@ def _from_earlier_layout(target: OptState, have: dict[tuple[str, ...], Any]) -> 
             fields = [np.asarray(have.pop(at + ("hyperparams", name, f))) for f in _EARLIER_FIELDS]
             rows.append(np.stack(fields, -1).astype(np.float64))
         have[at + ("table", key)] = np.stack(rows, -2).astype(dtype)
-        converted.append((at + ("inner_state",), steps))
-    for path in [p for p in have if p not in want and p[-1] == "count"]:
-        for inner, steps in converted:
-            if path[: len(inner)] == inner and np.array_equal(np.asarray(have[path]), steps):
-                del have[path]
-                break
     return have
 
 

@@ -26,14 +26,14 @@ state's ``table``: row 0 holds the step count split in two halves that float32 h
 (``count // 65536`` and ``count % 65536``), row ``1 + i`` the value, residual and flag (0 or 1)
 of the ``i``-th name, in the factory's argument order. The array is the value of a one-entry
 dict whose key is the names, comma-separated, so the names are in the tree structure and in
-checkpoints and cost nothing per call. :func:`hyperparams`, :func:`set_hyperparams` and the state's ``count`` and
-``hyperparams`` properties read and write it; :func:`gradtx.restore_state` converts a
-checkpoint written in the earlier layout (a count and three arrays per hyperparameter).
+checkpoints and cost nothing per call. :func:`hyperparams`, :func:`set_hyperparams` and the
+state's ``count`` and ``hyperparams`` properties read and write it; :func:`gradtx.state_sharding`
+replicates it; :func:`gradtx.restore_state` converts a checkpoint written in the earlier layout
+(a count and three arrays per hyperparameter).
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -227,9 +227,7 @@ def live(
     Args:
       owner: the public name, used in error messages (``"adam"``).
       build: ``build(**values) -> GradientTransformation``; each value is a :class:`Live` at run
-        time. It must build the same state structure whatever the values. A build with a
-        parameter ``step`` also gets the updates taken so far (int32, the table's count, which
-        advances with every update): what a bias correction needs, without a count of its own.
+        time. It must build the same state structure whatever the values.
       optional: the names that may be ``None`` (the feature is off, e.g. ``momentum``); ``None``
         is passed on to ``build`` as is. Any other ``None`` is a TypeError.
       ranges: ranges that replace the shared ones of :func:`gradtx._core.checks.constraint` for
@@ -253,13 +251,11 @@ def live(
     }
     schedules = {k: v for k, v in given.items() if callable(v)}
     names = tuple(given)
-    # a build that takes ``step`` gets the table's count (updates so far) and keeps none itself
-    steps = "step" in inspect.signature(build).parameters
     scheduled = [i for i, k in enumerate(names) if k in schedules]
 
     def values(table: jax.Array) -> dict[str, Any]:
         rows = {k: Live(table[1 + i, _VALUE], table[1 + i, _RESIDUAL]) for i, k in enumerate(names)}
-        return rows | fixed | ({"step": _count_of(table)} if steps else {})
+        return rows | fixed
 
     def init(params):
         _tree.check_leaves(owner, params, "params")

@@ -57,6 +57,11 @@ def _split_over(entries: list[Any], shape: tuple[int, ...], axis: str, size: int
     return entries
 
 
+def _in_hyperparameter_table(path: tuple[Any, ...]) -> bool:
+    """Whether ``path`` leads into the ``table`` of live hyperparameters (a HyperState field)."""
+    return any(isinstance(k, jax.tree_util.GetAttrKey) and k.name == "table" for k in path)
+
+
 def derive(
     owner: str, params: PyTree, abstract_state: PyTree, zero_axis: str | None = None
 ) -> PyTree:
@@ -94,6 +99,8 @@ def derive(
     longest_first = sorted(by_path, key=len, reverse=True)
 
     def leaf_sharding(path, leaf):
+        if _in_hyperparameter_table(path):  # a few scalars every device reads: replicated
+            return NamedSharding(mesh, PartitionSpec())
         shape = tuple(leaf.shape)
         spec = PartitionSpec()
         for param_path in longest_first:

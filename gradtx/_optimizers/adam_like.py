@@ -96,9 +96,9 @@ def adam(
     storage = check_storage("adam", mu_dtype, nu_dtype, optim_bits, min_8bit_size)
     nesterov = check_flag("adam", "nesterov", nesterov)
 
-    def build(learning_rate, b1, b2, eps, eps_root, step):
+    def build(learning_rate, b1, b2, eps, eps_root):
         return chain(
-            _scale_by_adam(b1, b2, eps, eps_root, nesterov=nesterov, step=step, **storage),
+            _scale_by_adam(b1, b2, eps, eps_root, nesterov=nesterov, **storage),
             _scale_by_learning_rate(learning_rate),
         )
 
@@ -164,9 +164,9 @@ def adamw(
     nesterov = check_flag("adamw", "nesterov", nesterov)
     check_mask("adamw", "mask", mask)
 
-    def build(learning_rate, b1, b2, eps, eps_root, weight_decay, step):
+    def build(learning_rate, b1, b2, eps, eps_root, weight_decay):
         return chain(
-            _scale_by_adam(b1, b2, eps, eps_root, nesterov=nesterov, step=step, **storage),
+            _scale_by_adam(b1, b2, eps, eps_root, nesterov=nesterov, **storage),
             _add_decayed_weights(weight_decay, mask),
             _scale_by_learning_rate(learning_rate),
         )

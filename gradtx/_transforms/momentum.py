@@ -129,8 +129,7 @@ def trace(
 
 
 class EmaState(NamedTuple):
-    count: jax.Array | None  # int32 []: updates averaged so far (for bias correction); None
-    #   when the step comes from the live hyperparameters' table (``step``)
+    count: jax.Array  # int32 []: updates averaged so far (for bias correction)
     ema: Any  # like the params (accumulator_dtype if given): the biased average
 
 
@@ -141,23 +140,18 @@ def _ema(
     nesterov: bool = False,
     accumulator_dtype: Any = None,
     initial_value: float = 0.0,
-    step: jax.Array | None = None,
 ) -> GradientTransformation:
-    """The exponential moving average of the incoming updates (shared by ema, rms and adam).
-
-    ``step``: the updates taken so far, from the table of the live transformation this one is
-    built in (see :func:`gradtx._core.hyper.live`); the state then keeps no count of its own.
-    """
+    """The exponential moving average of the incoming updates (shared by ema, rms and adam)."""
 
     def init(params):
         return EmaState(
-            count=_tree.zero_count() if step is None else None,
+            count=_tree.zero_count(),
             ema=_tree.full_like(params, initial_value, accumulator_dtype),
         )
 
     def update(updates, state, params=None, **extra):
         average = _tree.map(ema_step(decay), updates, state.ema, owner="ema")
-        count = _tree.saturating_increment(state.count if step is None else step)
+        count = _tree.saturating_increment(state.count)
         if nesterov:
             # Nesterov (Dozat, 2016): the average one step ahead plus this step's gradient;
             # without debiasing, PyTorch's Muon's b m_t + (1 - b) g_t
@@ -178,8 +172,7 @@ def _ema(
             out = jax.tree.map(debias_step(decay, count), average)
         else:
             out = average
-        stored = count if step is None else None
-        return out, EmaState(count=stored, ema=_tree.cast_like(average, state.ema))
+        return out, EmaState(count=count, ema=_tree.cast_like(average, state.ema))
 
     return GradientTransformation(init, update)
 

@@ -56,12 +56,10 @@ def _of_magnitudes(tx: GradientTransformation) -> GradientTransformation:
     return GradientTransformation(lambda params: tx.init(_tree.real_like(params)), tx.update)
 
 
-def _second_moment(
-    decay: Value, *, debias: bool, initial_value: float = 0.0, store=None, step=None
-):
+def _second_moment(decay: Value, *, debias: bool, initial_value: float = 0.0, store=None):
     """The exponential moving average of the squared updates (its average kept by ``store``)."""
     square = stateless(lambda updates, params: jax.tree.map(abs_sq, updates))
-    average = _of_magnitudes(_ema(decay, debias=debias, initial_value=initial_value, step=step))
+    average = _of_magnitudes(_ema(decay, debias=debias, initial_value=initial_value))
     return chain(square, average if store is None else store(average))
 
 
@@ -419,11 +417,7 @@ def _scale_by_adam(
     nu_dtype=None,
     optim_bits=32,
     min_8bit_size=_quantized.MIN_8BIT_SIZE,
-    step=None,
 ):
-    """Adam's core. ``step``: the live table's count (the moments then keep none); used where
-    the moments are stored in float32 or ``mu_dtype`` (stochastic rounding and 8-bit blocks
-    key their randomness on the moment's own count)."""
     scale = root_scale_step(eps, eps_in_sqrt=False, eps_root=eps_root)
     if optim_bits == 8:
         first = _eight_bit(signed=True, min_size=min_8bit_size)(_ema(b1, nesterov=nesterov))
@@ -431,10 +425,8 @@ def _scale_by_adam(
             b2, debias=True, store=_eight_bit(signed=False, min_size=min_8bit_size)
         )
         return _in_gradient_dtypes(join(scale, _widened(first), _widened(second)))
-    step = step if nu_dtype is None else None
-    first = _ema(b1, debias=True, nesterov=nesterov, accumulator_dtype=mu_dtype, step=step)
-    store = None if nu_dtype is None else _narrow(nu_dtype)
-    second = _second_moment(b2, debias=True, store=store, step=step)
+    first = _ema(b1, debias=True, nesterov=nesterov, accumulator_dtype=mu_dtype)
+    second = _second_moment(b2, debias=True, store=None if nu_dtype is None else _narrow(nu_dtype))
     if mu_dtype is None and nu_dtype is None:
         return join(scale, first, second)
     if mu_dtype is not None:
