@@ -1,0 +1,67 @@
+"""``python -m benchmarks.zoo_cost --smoke``: a row per optimizer and tree, with the fields the
+report is made of, and the Markdown tables they fill (no timing is asserted)."""
+
+import json
+
+import pytest
+
+from benchmarks import zoo_cost
+
+# plain (sgd), a refresh step and optax's same-named one (galore), the loss in the update
+# (polyak_sgd)
+SMOKE = ("sgd", "galore", "polyak_sgd")
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("zoo_cost")
+    only = ",".join(SMOKE)
+    report = zoo_cost.main(
+        ["--smoke", "--only", only, "--trees", "leaf", "--out", str(out)], log=lambda _: None
+    )
+    return out, report
+
+
+def test_every_configuration_has_a_measured_row(smoke):
+    out, report = smoke
+    on_disk = json.loads((out / zoo_cost.RESULTS).read_text())
+    assert on_disk["rows"] == json.loads(json.dumps(report["rows"]))
+    rows = {r["optimizer"]: r for r in report["rows"]}
+    assert list(rows) == zoo_cost.zoo_first(SMOKE) and all(
+        r["tree"] == "leaf" for r in rows.values()
+    )
+    for name, row in rows.items():
+        assert row["status"] == "ok", row["status"]
+        assert row["reference"] == f"optax {name}" and row["same_named"]
+        for side in ("gradtx_cost", "reference_cost"):
+            cost = row[side]
+            assert len(cost["builds"]) == 2  # the leaf's builds: gradtx, optax, optax, gradtx
+            assert cost["build_s"] == pytest.approx(cost["trace_lower_s"] + cost["compile_s"])
+            assert cost["step_ms"] > 0 and len(cost["step_ms_passes"]) == zoo_cost.PASSES
+        assert len(row["step_ratio_passes"]) == len(row["build_ratio_passes"]) == zoo_cost.PASSES
+        assert row["step_verdict"] in ("", "slower", "slower, within noise")
+    refresh = rows["galore"]
+    assert refresh["period"] == zoo_cost.PERIOD and refresh["refresh_ratio"] > 0
+    assert rows["sgd"]["period"] is None and rows["sgd"]["refresh_ratio"] is None
+    assert rows["polyak_sgd"]["loss"] == "quadratic"
+
+
+def test_markdown_has_a_table_row_per_optimizer(smoke):
+    out, _ = smoke
+    text = (out / zoo_cost.REPORT).read_text()
+    assert "## Headline" in text and "Not measured: none." in text
+    for table in ("step time", "build time"):
+        section = text.split(f": {table}")[1].split("\n## ")[0]
+        body = [line for line in section.splitlines() if line.startswith("| ")][1:]
+        assert [cells.split("|")[1].split()[0] for cells in body] == zoo_cost.zoo_first(SMOKE)
+
+
+def test_a_spent_budget_skips_what_is_left(tmp_path):
+    report = zoo_cost.main(
+        ["--smoke", "--only", "sgd", "--budget", "0", "--out", str(tmp_path)], log=lambda _: None
+    )
+    assert [r["status"].startswith("skipped") for r in report["rows"]] == [True, True]
+    assert (
+        "Not measured, skipped (the run's 0 s were spent): on the leaf: sgd; on the "
+        in (tmp_path / zoo_cost.REPORT).read_text()
+    )
