@@ -59,8 +59,11 @@ def state_bytes(state):
 
 
 def moment_bytes(state):
-    """Bytes held in non-scalar leaves: the per-parameter state (moments, traces)."""
-    return sum(x.nbytes for x in jax.tree.leaves(state) if np.ndim(x) > 0)
+    """Bytes held in non-scalar leaves outside the hyperparameter tables: the per-parameter
+    state (moments, traces)."""
+    leaves = jax.tree_util.tree_flatten_with_path(state)[0]
+    in_table = lambda path: any(getattr(k, "name", None) == "table" for k in path)  # noqa: E731
+    return sum(x.nbytes for path, x in leaves if np.ndim(x) > 0 and not in_table(path))
 
 
 def leaf_bytes(params, labels, keep):
