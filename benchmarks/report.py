@@ -254,7 +254,8 @@ def table(results: dict) -> str:
 # The last line of RESULTS.md: hand-written studies live in a file that no run rewrites.
 LOW_MEMORY_POINTER = (
     "The low-memory Adam step-time study (`python -m benchmarks.low_memory`) and hand-run"
-    " re-runs of single configurations are in `benchmarks/LOW_MEMORY.md`."
+    " re-runs of single configurations are in `benchmarks/LOW_MEMORY.md`; the interleaved"
+    " comparisons, small models' per-call cost included, in `benchmarks/INTERLEAVED.md`."
 )
 
 
