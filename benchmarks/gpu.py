@@ -464,14 +464,7 @@ def measure_step(lib: str, opt: str, group: Group, spec: trees.Spec, grads) -> d
     state = jax.block_until_ready(tx.init(params))
     state_bytes = _nbytes(state)
     state_dtype = _main_dtype(state)
-    jitted = jax.jit(jax_bench._step_fn(lib, tx), donate_argnums=(0, 1))
-    t0 = time.perf_counter()
-    traced = jitted.trace(params, state, grads)
-    t1 = time.perf_counter()
-    lowered = traced.lower()
-    t2 = time.perf_counter()
-    compiled = lowered.compile()
-    t3 = time.perf_counter()
+    compiled, build = jax_bench.compiled_step(lib, tx, params, state, grads)
     warmup, repeats = group.steps(opt)
     times, (params, state, _) = jax_bench._timed(
         lambda p, s, g: (*compiled(p, s, g), g), (params, state, grads), warmup, repeats
@@ -479,9 +472,7 @@ def measure_step(lib: str, opt: str, group: Group, spec: trees.Spec, grads) -> d
     n = trees.n_params(spec)
     return {
         "n_params": n,
-        "trace_s": t1 - t0,
-        "lower_s": t2 - t1,
-        "compile_s": t3 - t2,
+        **build,
         "step_s": statistics.median(times),
         "step_min_s": min(times),
         "warmup": warmup,

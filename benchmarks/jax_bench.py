@@ -120,6 +120,20 @@ def _step_fn(lib: str, tx):
     return step
 
 
+def compiled_step(lib: str, tx, params, state, grads):
+    """The suite's step (params and state donated) compiled for these arguments, and the
+    seconds it took to trace, lower and compile, as ``{"trace_s", "lower_s", "compile_s"}``."""
+    jitted = jax.jit(_step_fn(lib, tx), donate_argnums=(0, 1))
+    t0 = time.perf_counter()
+    traced = jitted.trace(params, state, grads)
+    t1 = time.perf_counter()
+    lowered = traced.lower()
+    t2 = time.perf_counter()
+    compiled = lowered.compile()
+    t3 = time.perf_counter()
+    return compiled, {"trace_s": t1 - t0, "lower_s": t2 - t1, "compile_s": t3 - t2}
+
+
 def memory(compiled) -> dict | None:
     """XLA's memory analysis of the compiled step; ``peak`` = argument + output - alias + temp.
 
@@ -154,14 +168,7 @@ def measure(
     state = jax.block_until_ready(tx.init(params))
     state_bytes = sum(x.nbytes for x in jax.tree.leaves(state))
 
-    jitted = jax.jit(_step_fn(lib, tx), donate_argnums=(0, 1))
-    t0 = time.perf_counter()
-    traced = jitted.trace(params, state, grads)
-    t1 = time.perf_counter()
-    lowered = traced.lower()
-    t2 = time.perf_counter()
-    compiled = lowered.compile()
-    t3 = time.perf_counter()
+    compiled, build = compiled_step(lib, tx, params, state, grads)
 
     # The floors in this process, just before the step is timed: the same conditions.
     local_floor = floor(trees.n_params(spec), warmup=2, repeats=min(repeats, 20))
@@ -175,9 +182,7 @@ def measure(
         "opt": opt,
         "n_params": n,
         "n_leaves": len(spec),
-        "trace_s": t1 - t0,
-        "lower_s": t2 - t1,
-        "compile_s": t3 - t2,
+        **build,
         "step_s": statistics.median(times),
         "step_min_s": min(times),
         "warmup": warmup,

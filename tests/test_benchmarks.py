@@ -93,8 +93,9 @@ def test_smoke_outputs(smoke):
         assert r["floor_ms"] == pytest.approx(1e3 * floor_bytes / job_floor["bytes_per_s"])
         if r["lib"] == "optax":
             assert r["vs_optax"] == 1.0 and r["dev_vs_optax"] == 0.0
-        if r["opt"] == "adam_bf16":  # two bf16 moments, the count and hyperparameters
-            assert 4.0 <= r["state_bpp"] < 4.0 + 64 * r["n_leaves"] / r["n_params"]
+        if r["opt"] == "adam_bf16":  # two bf16 moments, the moments' counts and the table of
+            # the count and five hyperparameters (6 x 3 float32): 80 bytes whatever the leaves
+            assert 4.0 <= r["state_bpp"] < 4.0 + 128 / r["n_params"]
             assert r["dev_vs_optax"] < 1e-2  # bf16 moments: 8 bits of mantissa
         if r["opt"] == "adam_8bit":
             assert r["state_bpp"] < 8.5
