@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import gradtx
+from gradtx._core import hyper as _hyper
 from gradtx._core import tree as _tree
 
 TOP = 2**31 - 1
@@ -40,10 +41,17 @@ def _is_counter(path) -> bool:
     return bool(path) and _name(path[-1]) in COUNTERS
 
 
+def _is_table(path) -> bool:
+    """A live transformation's table: its row 0 is the step count (see gradtx._core.hyper)."""
+    return any(_name(key) == "table" for key in path)
+
+
 def near_max(state, start: int = START):
-    """``state`` with every int32 counter (by key path) set to ``start``."""
+    """``state`` with every int32 counter (by key path) and table count set to ``start``."""
 
     def replace(path, x):
+        if _is_table(path):
+            return x.at[..., 0, :].set(_hyper._count_row(jnp.asarray(start, jnp.int32), x.dtype))
         if _is_counter(path):
             assert x.dtype == jnp.int32, (_tree.path_str(path), x.dtype)
             return jnp.full_like(x, start)
@@ -54,7 +62,11 @@ def near_max(state, start: int = START):
 
 def counters(state) -> dict[str, int]:
     flat, _ = jax.tree_util.tree_flatten_with_path(state)
-    return {_tree.path_str(p): int(x) for p, x in flat if _is_counter(p)}
+    found = {_tree.path_str(p): int(x) for p, x in flat if _is_counter(p)}
+    tables = {
+        _tree.path_str(p) + "/count": int(_hyper._count_of(x)) for p, x in flat if _is_table(p)
+    }
+    return found | tables
 
 
 def run(tx, *, params=PARAMS, grads=None, start=START, steps=STEPS):
