@@ -48,7 +48,15 @@ MAGNITUDES = {
 }
 
 
-@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+@pytest.fixture(params=["eager", "jit", "jit_select"])
+def jit(request, monkeypatch):
+    """Eager, jitted, or jitted with both paths computed and selected (what a one-device process
+    does for small trees; the suite's process has 8 devices, so it takes the conditional)."""
+    if request.param == "jit_select":
+        monkeypatch.setattr(_norms, "_selects", lambda size: True)
+    return request.param != "eager"
+
+
 @pytest.mark.parametrize("case", MAGNITUDES)
 def test_norms_are_exact_over_the_float32_range(case, jit):
     x = jnp.asarray(MAGNITUDES[case], jnp.float32)
@@ -138,8 +146,22 @@ def test_norms_differentiate_in_both_modes_and_under_vmap():
     np.testing.assert_allclose(hessian[1], (np.eye(3) - np.outer(u, u)) / 26, atol=1e-7)
 
 
+def test_small_trees_select_on_one_device_and_branch_on_several(monkeypatch):
+    """Both paths and a select on one device (cheaper than a conditional on XLA:CPU); a
+    conditional where leaves may be sharded, so the slow path's reductions add no collectives."""
+    leaves = [jnp.ones(3), jnp.ones((4, 4))]
+    assert jax.device_count() > 1  # conftest's simulated devices
+
+    def text():  # a new function each time: jit's cache would give back the first program
+        return jax.jit(lambda x: _norms.global_norm(x)).lower(leaves).as_text()
+
+    assert "stablehlo.case" in text() or "stablehlo.if" in text()
+    monkeypatch.setattr(jax, "device_count", lambda *a: 1)
+    assert "stablehlo.case" not in text() and "stablehlo.if" not in text()
+    assert not _norms._selects(_norms._SELECT_UP_TO + 1)
+
+
 @pytest.mark.parametrize("name", ["clip_by_global_norm", "clip_by_norm"])
-@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
 def test_clipping_a_1e30_gradient_keeps_its_direction(name, jit):
     tx = getattr(gradtx, name)(1.0)
     g = {"w": jnp.asarray([1e30, 1e30], jnp.float32)}

@@ -532,7 +532,7 @@ def scale_by_adam(
       >>> round(float(updates["w"][0, 0]), 6)  # the first step of Adam is g / |g|
       1.0
       >>> round(sum(x.nbytes for x in jax.tree.leaves(state)) / 4160, 2)  # bytes per param
-      2.13
+      2.14
 
     References:
       Kingma and Ba, *Adam: A Method for Stochastic Optimization*, 2014;
