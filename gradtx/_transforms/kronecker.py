@@ -20,7 +20,6 @@ leaves' layouts (static): called eagerly it runs as one compiled program.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from typing import Any, NamedTuple
@@ -34,15 +33,18 @@ from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation
 from gradtx._core.checks import CLOSED_UNIT, UNIT
 from gradtx._core.hyper import ScalarOrSchedule, Value, live, one_minus, one_minus_power, value_as
-from gradtx._linalg.blocks import (
-    Layout,
-    _blocks,
-    _gram,
-    _layout_of,
-    _precondition,
-)
-from gradtx._linalg.roots import matrix_inverse_pth_root
+from gradtx._linalg.blocks import _layout_of, _precondition
 from gradtx._transforms.shampoo_arguments import shampoo_arguments
+from gradtx._transforms.shampoo_statistics import (
+    Config,
+    Hyper,
+    decay_weights,
+    diagonal_dtype,
+    statistic_dtype,
+    updated_roots,
+    updated_statistics,
+    wide_dtype,
+)
 
 _ADAGRAD_GRAFTS = ("adagrad", "adagrad_normalized")
 _RMSPROP_GRAFTS = ("rmsprop", "rmsprop_normalized", "adam")
@@ -77,50 +79,7 @@ class ScaleByShampooState(NamedTuple):
     }
 
 
-def _wide(dtype: Any) -> Any:
-    """Statistics, roots and the step are formed in at least float32 (complex64)."""
-    return _tree.accumulation_dtype(dtype)
-
-
-def _statistic_dtype(dtype: Any) -> Any:
-    return _wide(dtype)
-
-
-def _diagonal_dtype(dtype: Any) -> Any:
-    return _tree.real_dtype(_wide(dtype))
-
-
 # ---- the transformation ------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class _Config:
-    """What a step's program depends on besides its arrays (hashable: the static argument of
-    the jitted step, so that one compilation serves every step and every eager call)."""
-
-    layouts: tuple[Layout, ...]
-    start_preconditioning_step: int
-    preconditioning_compute_steps: int
-    statistics_compute_steps: int
-    graft_type: str
-    nesterov: bool
-    moving_average_for_momentum: bool
-    precision: Any
-    tensordot_precision: Any
-    relative_matrix_epsilon: bool
-    root_method: str
-    decay: bool  # weight_decay given
-    clip: bool  # clip_by_scaled_gradient_norm given
-
-
-class _Hyper(NamedTuple):
-    beta1: Value
-    beta2: Value
-    diagonal_epsilon: Value
-    matrix_epsilon: Value
-    weight_decay: Value | None
-    inverse_failure_threshold: Value
-    clip_by_scaled_gradient_norm: Value | None
 
 
 def _scale_by_shampoo(
@@ -159,7 +118,7 @@ def _scale_by_shampoo(
         exponent_override=exponent_override,
     )
     diagonal = graft_type in _ADAGRAD_GRAFTS + _RMSPROP_GRAFTS
-    hyper = _Hyper(
+    hyper = Hyper(
         beta1,
         beta2,
         diagonal_epsilon,
@@ -172,7 +131,7 @@ def _scale_by_shampoo(
     def init(params):
         def statistics(p, value):
             lay = _layout_of(p.shape, fixed)
-            dtype = _statistic_dtype(p.dtype)
+            dtype = statistic_dtype(p.dtype)
             scale = value_as(value, _tree.real_dtype(dtype)).astype(dtype)
             return tuple(
                 tuple(jnp.broadcast_to(jnp.eye(b, dtype=dtype) * scale, (n, b, b)) for n, b, _ in c)
@@ -184,7 +143,7 @@ def _scale_by_shampoo(
             statistics=tuple(statistics(p, matrix_epsilon) for p in jax.tree.leaves(params)),
             preconditioners=tuple(statistics(p, 1.0) for p in jax.tree.leaves(params)),
             diagonal_statistics=(
-                jax.tree.map(lambda p: jnp.zeros(p.shape, _diagonal_dtype(p.dtype)), params)
+                jax.tree.map(lambda p: jnp.zeros(p.shape, diagonal_dtype(p.dtype)), params)
                 if diagonal
                 else ()
             ),
@@ -209,7 +168,7 @@ def _scale_by_shampoo(
         stats = list(state.statistics)
         for path, g, lay, s in zip(_paths(updates), leaves, layouts, stats):
             _check_statistics(owner, path, g, lay, s)
-        config = _Config(
+        config = Config(
             layouts,
             start_preconditioning_step,
             preconditioning_compute_steps,
@@ -251,14 +210,14 @@ def _scale_by_shampoo(
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _step(cfg: _Config, hp: _Hyper, count, leaves, stats, roots, diag, m_g, m_s, params):
+def _step(cfg: Config, hp: Hyper, count, leaves, stats, roots, diag, m_g, m_s, params):
     """One step for every leaf: statistics, roots, the grafted direction and the momenta.
 
     Jitted (an enclosing ``jit`` inlines it): an eager step is one compiled program, not the
     hundreds of small operations of the blocks, roots and grafts.
     """
-    stats = _updated_statistics(cfg, hp, leaves, stats, count)
-    roots = _updated_roots(cfg, hp, stats, roots, count)
+    stats = updated_statistics(cfg, hp, leaves, stats, count)
+    roots = updated_roots(cfg, hp, stats, roots, count)
     outs = [
         _leaf_step(cfg, hp, *args, count)
         for args in zip(leaves, cfg.layouts, roots, diag, m_g, m_s, params)
@@ -266,87 +225,9 @@ def _step(cfg: _Config, hp: _Hyper, count, leaves, stats, roots, diag, m_g, m_s,
     return tuple([o[i] for o in outs] for i in range(4)) + (stats, roots)
 
 
-def _decay_weights(hp: _Hyper, real: Any) -> tuple[jax.Array, jax.Array]:
-    """``(beta2, 1 - beta2)``, the second 1 where beta2 = 1 (a sum)."""
-    w1 = value_as(hp.beta2, real)
-    return w1, jnp.where(w1 == 1, jnp.ones([], real), one_minus(hp.beta2, real))
-
-
-def _updated_statistics(cfg, hp, leaves, stats, count):
-    def compute(stats):
-        out = []
-        for g, lay, s in zip(leaves, cfg.layouts, stats):
-            if not lay.classes:
-                out.append(s)
-                continue
-            dtype = _statistic_dtype(g.dtype)
-            w1, w2 = _decay_weights(hp, _tree.real_dtype(dtype))
-            x = _tree.cast(g, dtype).reshape(lay.merged)
-            new = []
-            for cls, per_axis in zip(lay.classes, s):
-                blocks = _blocks(x, cls)
-                new.append(
-                    tuple(
-                        _tree.times(old, w1)
-                        + _tree.times(_gram(blocks, axis, cfg.tensordot_precision), w2)
-                        for axis, old in enumerate(per_axis)
-                    )
-                )
-            out.append(tuple(new))
-        return out
-
-    if cfg.statistics_compute_steps == 1:
-        return compute(stats)
-    due = count % cfg.statistics_compute_steps == 0
-    return lax.cond(due, compute, lambda s: list(s), stats)
-
-
-def _updated_roots(cfg, hp, stats, roots, count):
-    # every statistic of one size, exponent and dtype in one batched inverse root
-    groups: dict[Any, list[tuple[int, int, int]]] = {}
-    for i, (lay, s) in enumerate(zip(cfg.layouts, stats)):
-        for c, per_axis in enumerate(s):
-            for a, m in enumerate(per_axis):
-                groups.setdefault((m.shape[-1], lay.exponent, m.dtype), []).append((i, c, a))
-    if not groups:
-        return list(roots)
-
-    def compute(roots):
-        new = [[list(per_axis) for per_axis in r] for r in roots]
-        for (size, p, dtype), members in groups.items():
-            batch = jnp.concatenate([stats[i][c][a] for i, c, a in members])
-            old = jnp.concatenate([roots[i][c][a] for i, c, a in members])
-            real = _tree.real_dtype(dtype)
-            eps = value_as(hp.matrix_epsilon, real)
-            if cfg.relative_matrix_epsilon:
-                ridge = eps
-            else:  # an absolute ridge: added here, none relative
-                batch = batch + _tree.times(jnp.eye(size, dtype=dtype), eps)
-                ridge = jnp.zeros([], real)
-            root, error = matrix_inverse_pth_root(
-                batch, p, ridge_epsilon=ridge, precision=cfg.precision, method=cfg.root_method
-            )
-            failed = ~jnp.all(jnp.isfinite(root), axis=(-2, -1))
-            if cfg.root_method == "newton":
-                threshold = value_as(hp.inverse_failure_threshold, error.dtype)
-                failed = failed | ~(error < threshold)
-            root = jnp.where(failed[:, None, None], old, root)
-            start = 0
-            for i, c, a in members:
-                n = stats[i][c][a].shape[0]
-                new[i][c][a] = root[start : start + n]
-                start += n
-        return [tuple(tuple(per_axis) for per_axis in r) for r in new]
-
-    if cfg.preconditioning_compute_steps == 1:
-        return compute(roots)
-    due = count % cfg.preconditioning_compute_steps == 0
-    return lax.cond(due, compute, lambda r: list(r), roots)
-
-
 def _leaf_step(cfg, hp, g, lay, roots, diag, diagonal_momentum, momentum, param, count):
     """One leaf's output, graft statistics and momenta."""
-    wide = _wide(g.dtype)
+    wide = wide_dtype(g.dtype)
     real = _tree.real_dtype(wide)
     x = _tree.cast(g, wide)
     graft, diag = _graft(cfg, hp, x, diag, count, real)
@@ -393,7 +274,7 @@ def _graft(cfg, hp, x, diag, count, real):
         diag = diag + square
         second = diag
     else:
-        w1, w2 = _decay_weights(hp, real)
+        w1, w2 = decay_weights(hp, real)
         diag = w1 * diag + w2 * square
         second = diag
         if graft_type == "adam":  # the second moment debiased, as Adam's (t = count + 1)
