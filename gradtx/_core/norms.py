@@ -145,11 +145,11 @@ _SELECT_UP_TO = 1 << 16  # elements: below, both paths cost less than a conditio
 
 
 def _selects(size: int) -> bool:
-    """Whether :func:`_choose` computes both paths and selects for leaves of ``size`` elements."""
+    """Whether :func:`choose` computes both paths and selects for leaves of ``size`` elements."""
     return size <= _SELECT_UP_TO and jax.device_count() == 1
 
 
-def _choose(fast_ok: jax.Array, fast: Callable[[], Any], slow: Callable[[], Any], leaves=()) -> Any:
+def choose(fast_ok: jax.Array, fast: Callable[[], Any], slow: Callable[[], Any], leaves=()) -> Any:
     """``fast()`` if ``fast_ok`` else ``slow()``: a Python branch on concrete values, else a
     ``lax.cond`` (under ``vmap``, a select: both are computed). For ``leaves`` of at most
     ``_SELECT_UP_TO`` elements in all, in a process with one device, both are computed and
@@ -217,7 +217,7 @@ def scaled_norms(
             out.append(_rescued(largest, _tree.shard_sum([_scaled_squares(wide, e)], [x], axes), e))
         return out
 
-    return _choose(ok, lambda: [_unscaled(sqrt(s)) for s in squares], slow, leaves)
+    return choose(ok, lambda: [_unscaled(sqrt(s)) for s in squares], slow, leaves)
 
 
 def unit_norms(leaves: Sequence[jax.Array], unit_axes: Sequence[Any]) -> list[jax.Array]:
@@ -263,7 +263,7 @@ def _unit_norms_one_branch(leaves: Sequence[jax.Array], unit_axes: Sequence[Any]
             out.append(_rescued(largest, _scaled_squares(w, e, a), e))
         return out
 
-    return _choose(ok, lambda: [_unscaled(sqrt(s)) for s in squares], slow, leaves)
+    return choose(ok, lambda: [_unscaled(sqrt(s)) for s in squares], slow, leaves)
 
 
 def _unit_norm_own_branch(x: jax.Array, axis: Any) -> tuple[jax.Array, jax.Array]:
@@ -329,6 +329,21 @@ def global_norm(tree: _tree.PyTree, axes: tuple[str, ...] | None = None) -> jax.
     return from_scaled(*scaled_global_norm(tree, axes))
 
 
+def scaled_example_norms(leaves: Sequence[jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """The global norm of each example of ``leaves`` (their shared leading axis) as ``(root,
+    e)`` arrays of one value per example (see :func:`scaled_norms`). One pass over the leaves
+    where every example's plain sum of squares holds; the rescaled sums of ``vmap`` of
+    :func:`scaled_global_norm` only where one does not (one predicate for the whole batch, not
+    one select per example, which would compute both paths for every example)."""
+    leaves = [jnp.asarray(x) for x in leaves]
+    squares = functools.reduce(jnp.add, [jax.vmap(_tree.sum_of_squares)(x) for x in leaves])
+
+    def slow():
+        return jax.vmap(scaled_global_norm)(leaves)
+
+    return choose(_fast_path_holds(squares), lambda: _unscaled(jnp.sqrt(squares)), slow, leaves)
+
+
 def scaled_global_norm(
     tree: _tree.PyTree, axes: tuple[str, ...] | None = None
 ) -> tuple[jax.Array, jax.Array]:
@@ -346,4 +361,4 @@ def scaled_global_norm(
         parts = [_scaled_squares(w, e, factors=factors[w.real.dtype]) for w in wides]
         return _rescued(largest, _tree.shard_sum(parts, leaves, axes), e)
 
-    return _choose(_fast_path_holds(squares), lambda: _unscaled(jnp.sqrt(squares)), slow, leaves)
+    return choose(_fast_path_holds(squares), lambda: _unscaled(jnp.sqrt(squares)), slow, leaves)

@@ -49,26 +49,31 @@ def two_loop(grad, s_memory, y_memory, rho, newest, gamma):
 
     ``H`` is the L-BFGS inverse-Hessian approximation built from ``gamma * I`` and the pairs in
     the circular buffers, newest at slot ``newest``. Empty or skipped slots have ``rho = 0``
-    and change nothing.
+    and change nothing. Returns ``(H g, s_memory, y_memory)``: the buffers go through both
+    loops (carried, unchanged) and come out, so that XLA updates them in place; closed over,
+    each loop took its own copy of them (two copies of the whole memory per step).
     """
     m = rho.shape[0]
     dtype = rho.dtype
 
     def backward(j, carry):
-        q, alphas = carry
+        q, alphas, s_memory, y_memory = carry
         i = (newest - j) % m
         alpha = rho[i] * _tree.vdot(_slot(s_memory, i), q).astype(dtype)
-        return _axpy(-alpha, _slot(y_memory, i), q), alphas.at[i].set(alpha)
+        q = _axpy(-alpha, _slot(y_memory, i), q)
+        return q, alphas.at[i].set(alpha), s_memory, y_memory
 
-    q, alphas = jax.lax.fori_loop(0, m, backward, (grad, jnp.zeros_like(rho)))
+    carry = (grad, jnp.zeros_like(rho), s_memory, y_memory)
+    q, alphas, s_memory, y_memory = jax.lax.fori_loop(0, m, backward, carry)
     r = jax.tree.map(lambda x: gamma.astype(x.dtype) * x, q)
 
-    def forward(j, r):
+    def forward(j, carry):
+        r, s_memory, y_memory = carry
         i = (newest + 1 + j) % m
         beta = rho[i] * _tree.vdot(_slot(y_memory, i), r).astype(dtype)
-        return _axpy(alphas[i] - beta, _slot(s_memory, i), r)
+        return _axpy(alphas[i] - beta, _slot(s_memory, i), r), s_memory, y_memory
 
-    return jax.lax.fori_loop(0, m, forward, r)
+    return jax.lax.fori_loop(0, m, forward, (r, s_memory, y_memory))
 
 
 def _lbfgs_direction(*, memory_size: int, scale_init_precond: bool) -> GradientTransformation:
@@ -113,8 +118,13 @@ def _lbfgs_direction(*, memory_size: int, scale_init_precond: bool) -> GradientT
         if scale_init_precond:
             # gamma = s'y / y'y of the newest pair (N&W 7.20). Before any pair: 1 / ||g||
             # capped at 1, so the first trial step has length at most 1.
-            y_new = _slot(y_mem, newest)
-            yy_new = _tree.vdot(y_new, y_new).astype(dtype)
+            # y'y of the newest pair: this one's, or the previous newest's read from the
+            # memory in a branch (read outside one, XLA copied the whole memory every step)
+            def previous_yy(y_mem):
+                y_new = _slot(y_mem, newest)
+                return _tree.vdot(y_new, y_new).astype(dtype)
+
+            yy_new = jax.lax.cond(good, lambda y_mem: yy, previous_yy, y_mem)
             have_pair = rho[newest] > 0
             gnorm = _norms.global_norm(updates).astype(dtype)
             gamma = jnp.where(
@@ -124,7 +134,7 @@ def _lbfgs_direction(*, memory_size: int, scale_init_precond: bool) -> GradientT
             )
         else:
             gamma = jnp.ones([], dtype)
-        direction = two_loop(updates, s_mem, y_mem, rho, newest, gamma)
+        direction, s_mem, y_mem = two_loop(updates, s_mem, y_mem, rho, newest, gamma)
         direction = _tree.cast_like(direction, updates)
         new_state = ScaleByLBFGSState(
             count=_tree.saturating_increment(state.count),

@@ -76,16 +76,18 @@ def _scale_by_adopt(b1, b2, eps, clip_value_fn, *, nesterov, mu_dtype):
             if clip_value_fn is not None:
                 normed = _clip_parts(normed, clip_as(real))
             normed = _tree.cast(normed, dtype)
+            # the first update only sets v_0 = g_0**2
             new_m = ema1(normed, m)
+            new_m = jnp.where(first, _tree.cast(m, new_m.dtype), new_m)
             if nesterov:
                 old, new = weights(_tree.real_dtype(dtype))
                 out = _tree.times(new_m, old) + _tree.times(normed, new)
             else:
+                # the stored moment itself, so that XLA reads it back rather than keeping the
+                # normalized gradient in memory for a second use (an extra pass over the leaf)
                 out = new_m
             g2 = _tree.abs_sq(g)
             new_v = ema2(g2, v)
-            # the first update only sets v_0 = g_0**2
-            new_m = jnp.where(first, _tree.cast(m, new_m.dtype), new_m)
             new_v = jnp.where(first, _tree.cast(g2, new_v.dtype), new_v)
             return jnp.where(first, jnp.zeros_like(out), out), new_m, new_v
 

@@ -10,9 +10,14 @@ over each leaf's memory for the sums, one for the step (under ``jit`` XLA fuses 
 ``vmap`` (:func:`gradtx.sweep`) each copy keeps its own d.
 
 A step that cannot estimate d (the learning rate is 0, or every gradient so far is 0, so the
-sum in the estimate's denominator is 0) changes nothing and returns zeros, as the authors' code
-does (their ``step`` returns early). optax's step decays the sums at a learning rate of 0,
-and where the denominator is 0 its estimate is 0 / 0 = NaN.
+sum in the estimate's denominator is 0) returns zeros and keeps d, its running sums and the
+step count, as the authors' code does (their ``step`` returns early). As there, the moments
+are updated whenever the learning rate is above 0: with every gradient so far 0 they stay 0.
+The step's only reduction over the tree is then not needed to decide what the moments become,
+so their update is one pass (keeping the previous moments on a predicate that needs the sums
+made XLA write the new moments and read them back, 4x optax's step on a 20M leaf). optax's
+step decays the sums at a learning rate of 0, and where the denominator is 0 its estimate is
+0 / 0 = NaN.
 """
 
 from __future__ import annotations
@@ -92,6 +97,17 @@ def _leaf_dtype(*xs: jax.Array) -> Any:
 def _kept(progressed: jax.Array, new: Any, old: Any) -> Any:
     """``new`` where the step progressed, else ``old`` (leaf by leaf, in ``old``'s dtypes)."""
     return jax.tree.map(lambda n, o: jnp.where(progressed, n.astype(o.dtype), o), new, old)
+
+
+def _moved(moving: jax.Array, new: tuple, old: tuple) -> tuple:
+    """The moments ``new`` where the learning rate is above 0 (``moving``), else ``old`` (in
+    ``new``'s dtypes, the step's)."""
+    return tuple(jnp.where(moving, n, o.astype(n.dtype)) for n, o in zip(new, old))
+
+
+def _stored(new: Any, old: Any) -> Any:
+    """The state ``new`` in the dtypes of ``old``."""
+    return jax.tree.map(lambda n, o: n.astype(o.dtype), new, old)
 
 
 # ---- Prodigy ------------------------------------------------------------------------------
@@ -187,11 +203,11 @@ def _prodigy(
             c_b1, c_g, c_b2, c_g2, c_b3, c_s = coef(rt)
             g, x0, p = _tree.cast(g, t), _tree.cast(x0, t), _tree.cast(p, t)
             dots.append(real_dot(g, x0 - p))
-            m = _tree.times(_tree.cast(m, t), c_b1) + _tree.times(g, c_g)
-            v = c_b2 * _tree.cast(v, rt) + c_g2 * _tree.abs_sq(g)
-            s = _tree.times(_tree.cast(s, t), c_b3) + _tree.times(g, c_s)
-            sums.append(jnp.sum(jnp.abs(s)))
-            moments.append((m, v, s))
+            new_m = _tree.times(_tree.cast(m, t), c_b1) + _tree.times(g, c_g)
+            new_v = c_b2 * _tree.cast(v, rt) + c_g2 * _tree.abs_sq(g)
+            new_s = _tree.times(_tree.cast(s, t), c_b3) + _tree.times(g, c_s)
+            moments.append(_moved(lr > 0, (new_m, new_v, new_s), (m, v, s)))
+            sums.append(jnp.sum(jnp.abs(moments[-1][2])))  # of the stored s: one buffer
 
         numerator = b3 * state.numerator_weighted + d / d0 * dlr * total(dots, leaves, axes, sd)
         denominator = total(sums, leaves, axes, sd)
@@ -216,6 +232,9 @@ def _prodigy(
             u = _tree.times(u, -c_lr)
             out.append(jnp.where(progressed, u, jnp.zeros_like(u)).astype(g.dtype))
 
+        scalars = (count, new_d, d_max, numerator)
+        old = (state.count, state.estim_lr, state.estim_lr_max, state.numerator_weighted)
+        count, new_d, d_max, numerator = _kept(progressed, scalars, old)
         new = ProdigyState(
             count=count,
             exp_avg=treedef.unflatten([m for m, _, _ in moments]),
@@ -226,7 +245,7 @@ def _prodigy(
             estim_lr_max=d_max,
             numerator_weighted=numerator,
         )
-        return treedef.unflatten(out), _kept(progressed, new, state)
+        return treedef.unflatten(out), _stored(new, state)
 
     return GradientTransformation(init, update)
 
@@ -310,11 +329,11 @@ def _dadapt_adamw(
             c_b1, c_m, c_b2, c_v, c_root, c_s, c_eps = coef(rt)
             g, s, v = _tree.cast(g, t), _tree.cast(s, t), _tree.cast(v, rt)
             dots.append(real_dot(g, _tree.divide(s, jnp.sqrt(v) + c_eps)))
-            m = _tree.times(_tree.cast(m, t), c_b1) + _tree.times(g, c_m)
-            v = c_b2 * v + c_v * _tree.abs_sq(g)
-            s = _tree.times(s, c_root) + _tree.times(g, c_s)
-            sums.append(jnp.sum(jnp.abs(s)))
-            moments.append((m, v, s))
+            new_m = _tree.times(_tree.cast(m, t), c_b1) + _tree.times(g, c_m)
+            new_v = c_b2 * v + c_v * _tree.abs_sq(g)
+            new_s = _tree.times(s, c_root) + _tree.times(g, c_s)
+            moments.append(_moved(lr > 0, (new_m, new_v, new_s), (m, v, s)))
+            sums.append(jnp.sum(jnp.abs(moments[-1][2])))  # of the stored s: one buffer
 
         numerator = root_b2 * state.numerator_weighted + c * dlr * total(dots, leaves, axes, sd)
         l1 = total(sums, leaves, axes, sd)
@@ -330,6 +349,10 @@ def _dadapt_adamw(
             u = _tree.divide(m, jnp.sqrt(v) + c_eps) + _tree.times(_tree.cast(p, t), c_wd * c_lr)
             out.append(jnp.where(progressed, -u, jnp.zeros_like(u)).astype(g.dtype))
 
+        scalars = (count, new_d, numerator)
+        count, new_d, numerator = _kept(
+            progressed, scalars, (state.count, state.estim_lr, state.numerator_weighted)
+        )
         new = DAdaptAdamWState(
             exp_avg=treedef.unflatten([m for m, _, _ in moments]),
             exp_avg_sq=treedef.unflatten([v for _, v, _ in moments]),
@@ -338,7 +361,7 @@ def _dadapt_adamw(
             numerator_weighted=numerator,
             count=count,
         )
-        return treedef.unflatten(out), _kept(progressed, new, state)
+        return treedef.unflatten(out), _stored(new, state)
 
     return GradientTransformation(init, update)
 

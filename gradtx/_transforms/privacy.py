@@ -14,7 +14,7 @@ from gradtx._core import norms as _norms
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation
 from gradtx._core.hyper import ScalarOrSchedule, Value, live, scalar, value_as
-from gradtx._transforms.clipping import clip_all_by
+from gradtx._transforms.clipping import clip_all_by, clip_scalars
 from gradtx._transforms.gradient_processing import _key_data, add_noise_leaf
 
 _NON_NEGATIVE = (">= 0", lambda v: v >= 0)
@@ -33,11 +33,41 @@ def key_argument(owner: str, key: Any, seed: Any) -> tuple[np.ndarray, Any]:
     return _key_data(owner, seed if key is None else key)
 
 
-def clip_example(leaves: list[jax.Array], l2_norm_clip: Value) -> list[jax.Array]:
-    """One example's gradient leaves scaled together by ``min(1, C / ||g||)`` (their global
-    norm, overflow-safe); vmapped over the examples."""
-    root, e = _norms.scaled_global_norm(leaves)
-    return clip_all_by(leaves, l2_norm_clip, root, e)
+def clipped_sums(leaves: list[jax.Array], l2_norm_clip: Value) -> list[jax.Array]:
+    """``sum_i g_i min(1, C / ||g_i||)`` per leaf, over the examples ``i`` (the leaves' leading
+    axis), each example clipped by its global norm (overflow-safe).
+
+    Where every example's factor ``min(1, C / ||g_i||)`` is a normal number, the sums are
+    contractions of the leaves with the factors: one pass over the per-example gradients for
+    the norms and one for the sums, with nothing of the examples' size written. Otherwise (a
+    norm beyond ``C`` by a factor of about 1e38) each example is clipped with the factor kept
+    apart as powers of two, exact to rounding, and then summed.
+    """
+    root, e = _norms.scaled_example_norms(leaves)
+    factors = {}
+    for dtype in {_tree.real_dtype(g.dtype) for g in leaves}:
+        within, r = clip_scalars(l2_norm_clip, root, e, dtype)  # elementwise: one per example
+        factor = (r.quotient * r.factors[0] * r.factors[1]).astype(dtype)
+        factors[dtype] = jnp.where(within, jnp.ones_like(factor), factor)
+    normal = [(f >= jnp.finfo(f.dtype).tiny) | ~jnp.isfinite(f) for f in factors.values()]
+
+    def contracted():
+        return [
+            jnp.tensordot(
+                factors[_tree.real_dtype(g.dtype)].astype(g.dtype),
+                g,
+                axes=1,
+                precision=jax.lax.Precision.HIGHEST,
+            )
+            for g in leaves
+        ]
+
+    def clipped_apart():
+        clip = lambda example, r, k: clip_all_by(example, l2_norm_clip, r, k)  # noqa: E731
+        return [jnp.sum(c, axis=0) for c in jax.vmap(clip)(leaves, root, e)]
+
+    ok = functools.reduce(jnp.logical_and, [jnp.all(n) for n in normal])
+    return _norms.choose(ok, contracted, clipped_apart, leaves)
 
 
 def _check_examples(owner: str, updates: Any, params: Any) -> int:
@@ -96,12 +126,12 @@ def _differentially_private_aggregate(
         next_key, *draws = jax.random.split(key, len(leaves) + 1)
         # clipped and summed in at least float32: a bfloat16 example is not rounded once more
         wide = [g.astype(_tree.accumulation_dtype(g.dtype)) for g in leaves]
-        clipped = jax.vmap(clip_example, in_axes=(0, None))(wide, l2_norm_clip)
+        sums = clipped_sums(wide, l2_norm_clip)
         dtype = scalar(l2_norm_clip).dtype
         stddev = value_as(noise_multiplier, dtype) * value_as(l2_norm_clip, dtype)
         out = []
-        for g, c, draw in zip(leaves, clipped, draws):
-            noisy = add_noise_leaf(jnp.sum(c, axis=0), draw, stddev)
+        for g, c, draw in zip(leaves, sums, draws):
+            noisy = add_noise_leaf(c, draw, stddev)
             out.append(_tree.divide(noisy, jnp.asarray(examples, noisy.real.dtype)).astype(g.dtype))
         new_state = DifferentiallyPrivateAggregateState(rng_key=jax.random.key_data(next_key))
         return treedef.unflatten(out), new_state
