@@ -250,3 +250,25 @@ def test_complex_gradients_are_the_real_problem_on_the_pairs():
     real_out, _ = jax.jit(tx.update)({"x": pairs}, tx.init({"x": jnp.zeros(6)}))
     got = np.concatenate([np.real(complex_out["z"]), np.imag(complex_out["z"])])
     np.testing.assert_allclose(got, real_out["x"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+@pytest.mark.parametrize(
+    "clip, scale",
+    [(1.0, 1.0), (1.0, 1e30), (1e-30, 1e20), (1e-30, 1.0), (3.0, 1e-30)],
+    ids=["ordinary", "huge_norms", "factor_below_normal", "tiny_clip", "tiny_norms"],
+)
+def test_clipping_is_exact_over_the_float32_range(clip, scale, jit):
+    """Per-example norms that overflow float32's squares (1e30), and clipping factors below the
+    normal range (1e-30 / 1e20: the examples are clipped apart, not by a contraction), against
+    float64 NumPy."""
+    rng = np.random.default_rng(3)
+    grads = rng.normal(size=(5, 4, 3)) * scale * rng.choice([1.0, 1e-3], size=(5, 1, 1))
+    tx = gradtx.differentially_private_aggregate(clip, 0.0, key=0)
+    params = {"w": jnp.zeros((4, 3))}
+    update = jax.jit(tx.update) if jit else tx.update
+    out, _ = update({"w": jnp.asarray(grads, jnp.float32)}, tx.init(params), params)
+    g32 = np.asarray(jnp.asarray(grads, jnp.float32), np.float64)
+    norms = np.sqrt(np.sum(g32**2, axis=(1, 2), keepdims=True))
+    expected = np.sum(g32 * np.minimum(1.0, clip / norms), axis=0) / 5
+    np.testing.assert_allclose(np.asarray(out["w"], np.float64), expected, rtol=2e-6)
