@@ -130,6 +130,46 @@ def _count_row(count: jax.Array, dtype: Any) -> jax.Array:
     return jnp.stack([count // _HALF, count % _HALF, jnp.zeros_like(count)], -1).astype(dtype)
 
 
+def _pairs(table: jax.Array) -> tuple[tuple[jax.Array, jax.Array], ...]:
+    """Every hyperparameter's (value, residual), in row order."""
+    return tuple((table[1 + i, _VALUE], table[1 + i, _RESIDUAL]) for i in range(len(table) - 1))
+
+
+def _next_count(table: jax.Array) -> jax.Array:
+    return _tree.saturating_increment(_count_of(table))
+
+
+def _advanced(table: jax.Array, count: jax.Array, new: tuple, scheduled: tuple[int, ...]):
+    """The table of the next update: its count, and the schedules' values ``new`` in the rows
+    ``scheduled`` (1 + their index), unless a value there was set by hand."""
+    rows = table[1:]
+    if scheduled:
+        at = np.asarray(scheduled)
+        held = rows[at, _MANUAL] > 0
+        new = jnp.stack([jnp.asarray(x) for x in new]).astype(table.dtype)
+        rows = rows.at[at, _VALUE].set(jnp.where(held, rows[at, _VALUE], new))
+        rows = rows.at[at, _RESIDUAL].set(jnp.where(held, rows[at, _RESIDUAL], 0))
+    return jnp.concatenate([_count_row(count, table.dtype)[None], rows])
+
+
+_COMPILED = {
+    _pairs: jax.jit(_pairs),
+    _next_count: jax.jit(_next_count),
+    _advanced: jax.jit(_advanced, static_argnums=3),
+}
+
+
+def _on_table(fn: Callable, table: jax.Array, *args: Any) -> Any:
+    """``fn(table, *args)``: traced as it is inside a trace, and as one compiled program on
+    concrete arrays (an eager update would otherwise run a dozen small operations on the table
+    at each call, each compiled on its first use for that table's shape)."""
+    if isinstance(table, jax.core.Tracer) or any(
+        isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(args)
+    ):
+        return fn(table, *args)
+    return _COMPILED[fn](table, *args)
+
+
 class Live(NamedTuple):
     """A hyperparameter's current value as a build function receives it."""
 
@@ -254,7 +294,7 @@ def live(
     scheduled = [i for i, k in enumerate(names) if k in schedules]
 
     def values(table: jax.Array) -> dict[str, Any]:
-        rows = {k: Live(table[1 + i, _VALUE], table[1 + i, _RESIDUAL]) for i, k in enumerate(names)}
+        rows = {k: Live(*pair) for k, pair in zip(names, _on_table(_pairs, table))}
         return rows | fixed
 
     def init(params):
@@ -279,18 +319,9 @@ def live(
         updates, inner = _naming(
             owner, (ValueError,), tx.update, updates, state.inner_state, params, **extra
         )
-        count = _tree.saturating_increment(_count_of(table))
-        rows = table[1:]
-        if scheduled:  # a schedule's next value, unless the value was set by hand
-            held = rows[jnp.array(scheduled), _MANUAL] > 0
-            new = jnp.stack([jnp.asarray(schedules[names[i]](count)) for i in scheduled])
-            rows = rows.at[jnp.array(scheduled), _VALUE].set(
-                jnp.where(held, rows[jnp.array(scheduled), _VALUE], new.astype(table.dtype))
-            )
-            rows = rows.at[jnp.array(scheduled), _RESIDUAL].set(
-                jnp.where(held, rows[jnp.array(scheduled), _RESIDUAL], 0)
-            )
-        table = jnp.concatenate([_count_row(count, table.dtype)[None], rows])
+        count = _on_table(_next_count, table)
+        new = tuple(schedules[names[i]](count) for i in scheduled)
+        table = _on_table(_advanced, table, count, new, tuple(scheduled))
         return updates, _hyper_state(names, table, inner)
 
     return GradientTransformation(init, update)
