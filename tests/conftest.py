@@ -3,7 +3,7 @@ compilation cache for the run.
 
 The sharding tests (tests/test_sharding.py) need several devices; XLA's host platform makes
 them from the CPU when this flag is set before the first array is made. Everything else runs
-on the default device, as before.
+on the default device, as before. Programs compile quickly (tests/compile_options.py).
 
 The suite's time is mostly XLA compiling: every eager op once per shape and dtype in each
 process, and programs that several tests build alike. The pytest-xdist workers of a run share
@@ -15,14 +15,14 @@ import os
 import shutil
 import tempfile
 
+from tests import compile_options  # plain Python: no JAX yet
+
 DEVICE_COUNT = 8
+_OURS = ("--xla_force_host_platform_device_count", *(f"--{name}" for name in compile_options.FAST))
 os.environ["XLA_FLAGS"] = " ".join(
-    [
-        flag
-        for flag in os.environ.get("XLA_FLAGS", "").split()
-        if not flag.startswith("--xla_force_host_platform_device_count")
-    ]
+    [flag for flag in os.environ.get("XLA_FLAGS", "").split() if not flag.startswith(_OURS)]
     + [f"--xla_force_host_platform_device_count={DEVICE_COUNT}"]
+    + (compile_options.xla_flags() if compile_options.fast_compile_works() else [])
 )
 
 import jax  # noqa: E402  (after XLA_FLAGS)

@@ -21,6 +21,7 @@ from jax.sharding import PartitionSpec as P
 
 import gradtx
 from tests import registry
+from tests.compile_options import as_users
 
 pytestmark = pytest.mark.skipif(
     jax.device_count() < 8, reason="needs 8 devices (tests/conftest.py sets XLA_FLAGS)"
@@ -590,7 +591,7 @@ def _scalars_only(ops):
 
 def compiled_step(tx, params):
     state = jax.jit(tx.init, out_shardings=gradtx.state_sharding(tx, params))(params)
-    return jax.jit(lambda p, s, g: _step_with(tx, p, s, g)).lower(params, state, params).compile()
+    return as_users(jax.jit(lambda p, s, g: _step_with(tx, p, s, g)).lower(params, state, params))
 
 
 def _step_with(tx, params, state, grads):
@@ -626,12 +627,10 @@ def test_shard_map_clip_is_one_psum_of_one_scalar():
     def train(params):
         return run(tx, params, steps=1)[0][-1]
 
-    text = (
-        jax.jit(jax.shard_map(train, mesh=mesh, in_specs=(specs,), out_specs=specs))
-        .lower(params)
-        .compile()
-        .as_text()
+    lowered = jax.jit(jax.shard_map(train, mesh=mesh, in_specs=(specs,), out_specs=specs)).lower(
+        params
     )
+    text = as_users(lowered).as_text()
     assert collectives(text) == [("all-reduce", "f32[]")]
     # the rescaled path: one pmax and one psum of a scalar, inside the conditional's branch
     assert collectives(text, in_branches=True) == [("all-reduce", "f32[]")] * 2

@@ -11,6 +11,7 @@ import pytest
 
 import gradtx
 from benchmarks import zoo_cost
+from tests.compile_options import as_users
 
 # plain (sgd), a refresh step and optax's same-named one (galore), the loss in the update
 # (polyak_sgd)
@@ -88,7 +89,7 @@ def _made_buffers(tx, params, grads, shape) -> list[str]:
         u, s = tx.update(g, s, p)
         return jax.tree.map(lambda a, b: a + b, p, u), s
 
-    text = jax.jit(step, donate_argnums=(0, 1)).lower(params, state, grads).compile().as_text()
+    text = as_users(jax.jit(step, donate_argnums=(0, 1)).lower(params, state, grads)).as_text()
     entry = text[text.index("\nENTRY") :].split("\n}")[0]
     dims = ",".join(map(str, shape))
     found = re.findall(r"= (\w+)\[([\d,]*)\](?:\{[^}]*\})? ([\w-]+)\(", entry)

@@ -132,7 +132,8 @@ def _count_row(count: jax.Array, dtype: Any) -> jax.Array:
 
 def _pairs(table: jax.Array) -> tuple[tuple[jax.Array, jax.Array], ...]:
     """Every hyperparameter's (value, residual), in row order."""
-    return tuple((table[1 + i, _VALUE], table[1 + i, _RESIDUAL]) for i in range(len(table) - 1))
+    rows = range(table.shape[-2] - 1)  # a swept table, stacked, is refused later, naming the leaf
+    return tuple((table[1 + i, _VALUE], table[1 + i, _RESIDUAL]) for i in rows)
 
 
 def _next_count(table: jax.Array) -> jax.Array:
