@@ -271,4 +271,7 @@ def test_clipping_is_exact_over_the_float32_range(clip, scale, jit):
     g32 = np.asarray(jnp.asarray(grads, jnp.float32), np.float64)
     norms = np.sqrt(np.sum(g32**2, axis=(1, 2), keepdims=True))
     expected = np.sum(g32 * np.minimum(1.0, clip / norms), axis=0) / 5
-    np.testing.assert_allclose(np.asarray(out["w"], np.float64), expected, rtol=2e-6)
+    # relative to the largest magnitude (as tests/helpers.deviation): the sum over examples
+    # cancels in some elements
+    error = np.max(np.abs(np.asarray(out["w"], np.float64) - expected)) / np.max(np.abs(expected))
+    assert error < 2e-6, error
