@@ -79,16 +79,18 @@ LEAF = (96, 160)
 EXAMPLES = 8
 
 
-def _made_buffers(tx, params, grads) -> list[tuple[tuple[int, ...], str]]:
+def _made_buffers(tx, params, grads, loss=False) -> list[tuple[tuple[int, ...], str]]:
     """The (shape, opcode) of each buffer that one jitted step (update and apply, params and
-    state donated) makes besides its inputs: each is a pass over that much memory, written."""
+    state donated; with ``loss``, a loss value given as ``value=``) makes besides its inputs:
+    each is a pass over that much memory, written."""
     state = tx.init(params)
 
-    def step(p, s, g):
-        u, s = tx.update(g, s, p)
+    def step(p, s, g, value):
+        u, s = tx.update(g, s, p, **({"value": value} if loss else {}))
         return jax.tree.map(lambda a, b: a + b, p, u), s
 
-    text = as_users(jax.jit(step, donate_argnums=(0, 1)).lower(params, state, grads)).as_text()
+    jitted = jax.jit(step, donate_argnums=(0, 1))
+    text = as_users(jitted.lower(params, state, grads, jnp.float32(1.0))).as_text()
     entry = text[text.index("\nENTRY") :].split("\n}")[0]
     found = re.findall(r"= (\w+)\[([\d,]*)\](?:\{[^}]*\})? ([\w-]+)\(", entry)
     skip = {"parameter", "bitcast", "tuple", "get-tuple-element", "while", "conditional"}
@@ -107,26 +109,29 @@ def _optax(name):
 # seen in the program: prodigy and D-Adapt kept the old moments on a predicate that needs the
 # step's reduction (new moments written, then read back), ADOPT kept its normalized gradient
 # in memory for a second use, L-BFGS copied its whole memory each step, DP-SGD wrote the
-# clipped per-example gradients before summing them.
-PASSES = {  # name: (arguments, per-example gradients)
-    "prodigy": ((), False),
-    "dadapt_adamw": ((), False),
-    "adopt": ((1e-3,), False),
-    "scale_by_lbfgs": ((), False),
-    "dpsgd": ((0.1, 1.0, 1.0, 0), True),
+# clipped per-example gradients before summing them; Polyak SGD wrote the gradients scaled by
+# its live ``scaling`` before their norm (XLA:CPU writes out a leaf scaled by a runtime scalar
+# that two computations read; optax's constant 1 is folded away).
+PASSES = {  # name: (arguments, per-example gradients, loss value given to update)
+    "prodigy": ((), False, False),
+    "dadapt_adamw": ((), False, False),
+    "adopt": ((1e-3,), False, False),
+    "scale_by_lbfgs": ((), False, False),
+    "dpsgd": ((0.1, 1.0, 1.0, 0), True, False),
+    "polyak_sgd": ((), False, True),
 }
 
 
 @pytest.mark.parametrize("name", PASSES)
 def test_steps_write_no_more_leaf_sized_buffers_than_optax(name):
-    args, per_example = PASSES[name]
+    args, per_example, loss = PASSES[name]
     params = {"w": jnp.ones(LEAF)}
     grads = {"w": jnp.ones((EXAMPLES, *LEAF))} if per_example else params
     counted = (EXAMPLES, *LEAF) if per_example else LEAF
-    ours = _made_buffers(getattr(gradtx, name)(*args), params, grads)
+    ours = _made_buffers(getattr(gradtx, name)(*args), params, grads, loss)
     with jax.numpy_dtype_promotion("standard"), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # optax's dpsgd: seed, not key
-        theirs = _made_buffers(_optax(name)(*args), params, grads)
+        theirs = _made_buffers(_optax(name)(*args), params, grads, loss)
     sized = lambda found: [op for shape, op in found if shape == counted]  # noqa: E731
     assert len(sized(ours)) <= len(sized(theirs)), (sized(ours), sized(theirs))
     if name == "scale_by_lbfgs":  # and no copy of the 10-slot memory (updated in place)

@@ -205,9 +205,9 @@ def polyak_sgd(
     check_range(owner, "scaling", scaling, ">= 0", lambda v: v >= 0)
 
     def build(max_learning_rate, scaling, f_min, eps):
-        return chain(
-            _scale_by_learning_rate(scaling),
-            _scale_by_polyak(f_min, max_learning_rate, eps, variant=variant, owner=owner),
+        # chain(sgd(scaling), scale_by_polyak(...)) in one pass over the gradients
+        return _scale_by_polyak(
+            f_min, max_learning_rate, eps, variant=variant, owner=owner, descent=scaling
         )
 
     return live(

@@ -37,7 +37,15 @@ def polyak_step(
     return jnp.where(denominator > 0, step, jnp.zeros_like(step))
 
 
-def _scale_by_polyak(f_min, max_learning_rate, eps, *, variant="sps", owner="scale_by_polyak"):
+def _scale_by_polyak(
+    f_min, max_learning_rate, eps, *, variant="sps", owner="scale_by_polyak", descent=None
+):
+    """With ``descent`` s, Polyak's step of the direction ``-s g`` (``||-s g||**2`` as
+    ``s (s ||g||**2)``), which is polyak_sgd: the same numbers as scaling the updates first
+    (bit for bit at s = 1), without writing the scaled gradient for its norm (on XLA:CPU a
+    leaf scaled by a runtime scalar that two computations read is written out: a pass over
+    memory that optax's constant scale does not make)."""
+
     def init(params):
         del params
         return EmptyState()
@@ -54,9 +62,14 @@ def _scale_by_polyak(f_min, max_learning_rate, eps, *, variant="sps", owner="sca
         squares = [_tree.sum_of_squares(x) for x in leaves]
         dtype = _tree.wider(jnp.float32, *(s.dtype for s in squares))
         total = sum((s.astype(dtype) for s in squares), jnp.zeros([], dtype))
+        if descent is not None:
+            s = value_as(descent, dtype)
+            total = s * (s * total)
         step = polyak_step(
             value, total, f_min, max_learning_rate, eps, positive_gap=variant == "sps+"
         )
+        if descent is not None:
+            step = -s * step
         scaled = [
             _tree.times(g.astype(_tree.wider(g.dtype, dtype)), step).astype(g.dtype) for g in leaves
         ]
