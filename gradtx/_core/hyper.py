@@ -127,7 +127,10 @@ def _count_of(table: jax.Array) -> jax.Array:
 
 
 def _count_row(count: jax.Array, dtype: Any) -> jax.Array:
-    return jnp.stack([count // _HALF, count % _HALF, jnp.zeros_like(count)], -1).astype(dtype)
+    # the count is >= 0: its halves are a shift and a mask (``//`` and ``%`` also handle
+    # negative numbers, a dozen more operations in every step)
+    high, low = jnp.right_shift(count, 16), jnp.bitwise_and(count, _HALF - 1)
+    return jnp.stack([high, low, jnp.zeros_like(count)], -1).astype(dtype)
 
 
 def _pairs(table: jax.Array) -> tuple[tuple[jax.Array, jax.Array], ...]:
