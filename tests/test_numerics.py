@@ -53,7 +53,7 @@ def jit(request, monkeypatch):
     """Eager, jitted, or jitted with both paths computed and selected (what a one-device process
     does for small trees; the suite's process has 8 devices, so it takes the conditional)."""
     if request.param == "jit_select":
-        monkeypatch.setattr(_norms, "_selects", lambda size: True)
+        monkeypatch.setattr(_norms, "_selects", lambda size, count: True)
     return request.param != "eager"
 
 
@@ -158,7 +158,25 @@ def test_small_trees_select_on_one_device_and_branch_on_several(monkeypatch):
     assert "stablehlo.case" in text() or "stablehlo.if" in text()
     monkeypatch.setattr(jax, "device_count", lambda *a: 1)
     assert "stablehlo.case" not in text() and "stablehlo.if" not in text()
-    assert not _norms._selects(_norms._SELECT_UP_TO + 1)
+    assert not _norms._selects(_norms._SELECT_UP_TO + 1, 1)
+    assert not _norms._selects(10, _norms._SELECT_LEAVES_UP_TO + 1)
+
+
+def test_small_trees_of_many_leaves_compile_in_size_linear_in_their_leaves(monkeypatch):
+    """On one device, a tree of more than a few leaves takes the conditional: with the select,
+    XLA copied the scalar chains that combine every leaf's sums into each leaf's computation,
+    and the program (and its compile time) grew with the square of the leaf count."""
+    from tests.compile_options import as_users
+
+    monkeypatch.setattr(jax, "device_count", lambda *a: 1)
+    tx = gradtx.chain(gradtx.clip_by_global_norm(1.0), gradtx.adamw(1e-3))
+
+    def size(n):
+        params = {f"p{i}": jnp.ones(10) for i in range(n)}
+        lowered = jax.jit(tx.update).lower(params, tx.init(params), params)
+        return as_users(lowered).as_text().count("\n")
+
+    assert size(40) < 2.5 * size(20)  # with the select: 3.3 times
 
 
 @pytest.mark.parametrize("name", ["clip_by_global_norm", "clip_by_norm"])

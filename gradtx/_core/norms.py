@@ -142,24 +142,31 @@ def _fast_path_holds(squares: jax.Array) -> jax.Array:
 
 
 _SELECT_UP_TO = 1 << 16  # elements: below, both paths cost less than a conditional's call
+# leaves: above, a select's compile time grows with the square of their number. XLA copies the
+# chains of cheap scalar operations that combine the leaves' sums and maxima into each leaf's
+# computation that reads the selected scalars (clipping and AdamW on 200 leaves of 10 params
+# compiled in 46 s, optax's in 0.9 s); a conditional's outputs are computed once.
+_SELECT_LEAVES_UP_TO = 8
 
 
-def _selects(size: int) -> bool:
-    """Whether :func:`choose` computes both paths and selects for leaves of ``size`` elements."""
-    return size <= _SELECT_UP_TO and jax.device_count() == 1
+def _selects(size: int, count: int) -> bool:
+    """Whether :func:`choose` computes both paths and selects for ``count`` leaves of ``size``
+    elements in all."""
+    return size <= _SELECT_UP_TO and count <= _SELECT_LEAVES_UP_TO and jax.device_count() == 1
 
 
 def choose(fast_ok: jax.Array, fast: Callable[[], Any], slow: Callable[[], Any], leaves=()) -> Any:
     """``fast()`` if ``fast_ok`` else ``slow()``: a Python branch on concrete values, else a
-    ``lax.cond`` (under ``vmap``, a select: both are computed). For ``leaves`` of at most
-    ``_SELECT_UP_TO`` elements in all, in a process with one device, both are computed and
-    selected: on XLA:CPU a conditional costs more than the slow path's two passes over a small
-    model (a 650-param AdamW step with clipping took 1.7x optax's time with the cond). With
+    ``lax.cond`` (under ``vmap``, a select: both are computed). For at most
+    ``_SELECT_LEAVES_UP_TO`` ``leaves`` of at most ``_SELECT_UP_TO`` elements in all, in a
+    process with one device, both are computed and selected: on XLA:CPU a conditional costs
+    more than the slow path's two passes over a small model (a 650-param AdamW step with
+    clipping took 1.7x optax's time with the cond). With
     several devices the leaves may be sharded, and the slow path's reductions would add
     collectives to every step (two all-reduces where the conditional keeps one)."""
     if not isinstance(fast_ok, jax.core.Tracer):
         return fast() if bool(fast_ok) else slow()
-    if leaves and _selects(sum(np.size(x) for x in leaves)):
+    if leaves and _selects(sum(np.size(x) for x in leaves), len(leaves)):
         return jax.tree.map(lambda a, b: jnp.where(fast_ok, a, b), fast(), slow())
     return jax.lax.cond(fast_ok, fast, slow)
 

@@ -273,9 +273,9 @@ def _tracked(axis: str) -> bool:
         ) from error
 
 
-def _shard_reduce(parts, leaves, axes, combine, collective) -> jax.Array:
-    """``parts`` combined locally by the mesh axes their leaves vary along, then across those
-    axes by ``collective``, then together."""
+def _shard_reduce(parts, leaves, axes, combine, collective, local=None) -> jax.Array:
+    """``parts`` combined locally by the mesh axes their leaves vary along (by ``local``, or a
+    chain of ``combine``), then across those axes by ``collective``, then together."""
     wide = wider(*(p.dtype for p in parts))
     axes = axes or ()
     tracked = {a: _tracked(a) for a in axes}
@@ -286,8 +286,8 @@ def _shard_reduce(parts, leaves, axes, combine, collective) -> jax.Array:
         groups.setdefault(key, []).append(part.astype(wide))
     total = None
     for key, group in groups.items():
-        local = functools.reduce(combine, group)
-        term = collective(local, key) if key else local
+        combined = local(group) if local else functools.reduce(combine, group)
+        term = collective(combined, key) if key else combined
         total = term if total is None else combine(total, term)
     return total
 
@@ -305,11 +305,21 @@ def shard_sum(
     return _shard_reduce(parts, leaves, axes, jnp.add, jax.lax.psum)
 
 
+def _largest(parts: list[jax.Array]) -> jax.Array:
+    """The maximum of scalars, NaN if any is: one operation where a chain of ``maximum`` would be
+    copied by XLA into every computation that reads the result (cheap scalar operations are;
+    a norm's exponent is read by each leaf's computation, which made the compile time grow with
+    the square of the leaf count). ``max`` is exact, so it is the chain's value."""
+    if len(parts) <= 2:
+        return functools.reduce(jnp.maximum, parts)
+    return jax.lax.cummax(jnp.stack(parts))[-1]
+
+
 def shard_max(
     parts: Sequence[jax.Array], leaves: Sequence[Any], axes: tuple[str, ...] | None
 ) -> jax.Array:
     """``max(parts)`` over every shard, as :func:`shard_sum` (``parts`` non-empty)."""
-    return _shard_reduce(parts, leaves, axes, jnp.maximum, jax.lax.pmax)
+    return _shard_reduce(parts, leaves, axes, jnp.maximum, jax.lax.pmax, _largest)
 
 
 def vdot(a: PyTree, b: PyTree) -> jax.Array:
