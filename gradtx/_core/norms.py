@@ -352,13 +352,21 @@ def scaled_example_norms(leaves: Sequence[jax.Array]) -> tuple[jax.Array, jax.Ar
 
 
 def scaled_global_norm(
-    tree: _tree.PyTree, axes: tuple[str, ...] | None = None
-) -> tuple[jax.Array, jax.Array]:
-    """:func:`global_norm` as a ``(root, e)`` pair (see :func:`scaled_norms`)."""
+    tree: _tree.PyTree, axes: tuple[str, ...] | None = None, then: Callable | None = None
+) -> Any:
+    """:func:`global_norm` as a ``(root, e)`` pair (see :func:`scaled_norms`); with ``then``,
+    ``then(root, e)`` (arrays), computed inside the branch that computes the norm.
+
+    ``then`` is for scalars that every leaf reads (a clipping factor): XLA copies chains of
+    cheap scalar operations into each computation that reads their result, so scalars made
+    after the branch are made again in every leaf's computation (a few dozen operations each:
+    clipping made a 1000-leaf step take three times optax's time to compile), while a
+    conditional's results are computed once."""
+    finish = (lambda pair: pair) if then is None else (lambda pair: then(*pair))
     leaves = [jnp.asarray(x) for x in jax.tree.leaves(tree)]
     squares = _tree.shard_sum([_tree.sum_of_squares(x) for x in leaves], leaves, axes)
     if not any(x.size for x in leaves):
-        return _unscaled(jnp.sqrt(squares))
+        return finish(_unscaled(jnp.sqrt(squares)))
 
     def slow():
         wides = [_wide(x) for x in leaves]
@@ -366,6 +374,7 @@ def scaled_global_norm(
         e = _exponent(largest)
         factors = {dtype: _factors(-e, dtype) for dtype in {w.real.dtype for w in wides}}
         parts = [_scaled_squares(w, e, factors=factors[w.real.dtype]) for w in wides]
-        return _rescued(largest, _tree.shard_sum(parts, leaves, axes), e)
+        return finish(_rescued(largest, _tree.shard_sum(parts, leaves, axes), e))
 
-    return choose(_fast_path_holds(squares), lambda: _unscaled(jnp.sqrt(squares)), slow, leaves)
+    fast = lambda: finish(_unscaled(jnp.sqrt(squares)))  # noqa: E731
+    return choose(_fast_path_holds(squares), fast, slow, leaves)

@@ -129,7 +129,26 @@ def clip_by_norm(max_norm: ScalarOrSchedule, *, axis_name=None) -> GradientTrans
 
 def _clip_by_global_norm(max_norm: Value, *, axes) -> GradientTransformation:
     def clip_all(updates, params):
-        return clip_all_by(updates, max_norm, *_norms.scaled_global_norm(updates, axes))
+        leaves, treedef = jax.tree.flatten(updates)
+        names = sorted({jnp.result_type(g).name for g in leaves})
+        dtypes = {}  # each leaf dtype's: the product's (a static value, not a branch output)
+
+        def scalars(root, e):  # computed once, inside the norm's branches
+            out = {}
+            for name in names:
+                within, r = clip_scalars(max_norm, root, e, jnp.dtype(name))
+                dtypes[name] = r.dtype
+                out[name] = (within, r.factors, r.quotient)
+            return out
+
+        computed = _norms.scaled_global_norm(updates, axes, then=scalars)
+
+        def leaf(g):
+            name = jnp.result_type(g).name
+            within, factors, quotient = computed[name]
+            return clipped(g, (within, _norms.Ratio(dtypes[name], factors, quotient)))
+
+        return treedef.unflatten([leaf(g) for g in leaves])
 
     return stateless(clip_all)
 
