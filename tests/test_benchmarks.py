@@ -365,3 +365,15 @@ def test_zoo_table_lists_every_gradtx_optimizer_and_stops_on_a_missing_one(monke
     monkeypatch.setitem(zoo_specs.EXCLUDED, "not_an_optimizer", "not written yet")
     assert zoo.check_table(["adam", "not_an_optimizer"], printed.append) == ["adam"]
     assert printed[-1] == "excluded: not_an_optimizer: not written yet"
+
+
+def test_builds_compares_each_step_with_optax_in_one_process():
+    """``python -m benchmarks.builds``: a row per tree and step, the faster of each library's
+    builds and their ratio (no timing is asserted)."""
+    from benchmarks import builds
+
+    rows = builds.main(["--trees", "uniform:3:8", "--opts", "adam", "--passes", "2"])
+    assert [(r["tree"], r["opt"]) for r in rows] == [("uniform:3:8", "adam")]
+    assert rows[0]["gradtx"] > 0 and rows[0]["optax"] > 0
+    assert rows[0]["ratio"] == pytest.approx(rows[0]["gradtx"] / rows[0]["optax"])
+    assert "| uniform:3:8 | adam |" in builds.table(rows)
