@@ -46,9 +46,10 @@ HEAVY = set(registry.rows("HEAVY"))
 # by op (a difference between the two paths shows from the first step on), not 100 more steps of
 # the same arithmetic, and op-by-op steps are what made this module the suite's slowest (an eager
 # LAMB step dispatches ~100 ops). It runs in float32: what it checks is the code path, which
-# does not depend on the dtype, while its cost is compiling each op for its shapes and dtype (a
-# third of this module's time, in float64 as much again). The float64 run's exactness is the
-# jitted one's; tests/test_properties.py compares eager and jitted runs in four more dtypes.
+# does not depend on the dtype, while its cost is compiling each op for its shapes and dtype
+# (eager runs in both dtypes were a third of this module's time). The float64 run's exactness
+# is the jitted one's; tests/test_properties.py compares eager and jitted runs in four more
+# dtypes.
 EAGER_STEPS = 20
 
 
