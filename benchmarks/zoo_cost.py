@@ -97,6 +97,9 @@ REFRESH: dict[str, dict] = {
     "sophia": {"update_interval": PERIOD},
     "sam": {},  # the spec's sync_period is 2
 }
+# what the transformer tree needs: its attention kernels are (d_model, d_model) matrices that
+# Adam-mini splits into heads (4 of 16)
+SHAPE_ARGS: dict[str, dict] = {"adam_mini": {"num_heads": 4}}
 BATCH = 4  # per-example gradients
 DATA_SCALE = 0.01  # the trees' gradients are 0.01 N(0, 1)
 SLOW_CALL_S = 2.0
@@ -138,7 +141,9 @@ def learning_rate(name: str) -> float:
 
 def make(module, name: str):
     """``module``'s optimizer ``name`` as measured (refresh every PERIOD steps), or None."""
-    spec = dataclasses.replace(SPECS[name], budget=REFRESH.get(name, {}))
+    spec = dataclasses.replace(
+        SPECS[name], budget={**REFRESH.get(name, {}), **SHAPE_ARGS.get(name, {})}
+    )
     return zoo_specs.make(module, name, spec, learning_rate(name), budget=True)
 
 
