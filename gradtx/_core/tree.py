@@ -305,7 +305,7 @@ def shard_sum(
     return _shard_reduce(parts, leaves, axes, jnp.add, jax.lax.psum)
 
 
-def _largest(parts: list[jax.Array]) -> jax.Array:
+def _maximum_of(parts: list[jax.Array]) -> jax.Array:
     """The maximum of scalars, NaN if any is: one operation where a chain of ``maximum`` would be
     copied by XLA into every computation that reads the result (cheap scalar operations are;
     a norm's exponent is read by each leaf's computation, which made the compile time grow with
@@ -319,7 +319,7 @@ def shard_max(
     parts: Sequence[jax.Array], leaves: Sequence[Any], axes: tuple[str, ...] | None
 ) -> jax.Array:
     """``max(parts)`` over every shard, as :func:`shard_sum` (``parts`` non-empty)."""
-    return _shard_reduce(parts, leaves, axes, jnp.maximum, jax.lax.pmax, _largest)
+    return _shard_reduce(parts, leaves, axes, jnp.maximum, jax.lax.pmax, _maximum_of)
 
 
 def vdot(a: PyTree, b: PyTree) -> jax.Array:

@@ -131,22 +131,21 @@ def _clip_by_global_norm(max_norm: Value, *, axes) -> GradientTransformation:
     def clip_all(updates, params):
         leaves, treedef = jax.tree.flatten(updates)
         names = sorted({jnp.result_type(g).name for g in leaves})
-        dtypes = {}  # each leaf dtype's: the product's (a static value, not a branch output)
 
         def scalars(root, e):  # computed once, inside the norm's branches
             out = {}
             for name in names:
                 within, r = clip_scalars(max_norm, root, e, jnp.dtype(name))
-                dtypes[name] = r.dtype
                 out[name] = (within, r.factors, r.quotient)
             return out
 
         computed = _norms.scaled_global_norm(updates, axes, then=scalars)
 
         def leaf(g):
-            name = jnp.result_type(g).name
-            within, factors, quotient = computed[name]
-            return clipped(g, (within, _norms.Ratio(dtypes[name], factors, quotient)))
+            within, factors, quotient = computed[jnp.result_type(g).name]
+            # the product's dtype, as norms.ratio forms it: the wider of g's and the norm's
+            ratio = _norms.Ratio(_tree.wider(g.dtype, quotient.dtype), factors, quotient)
+            return clipped(g, (within, ratio))
 
         return treedef.unflatten([leaf(g) for g in leaves])
 
