@@ -98,7 +98,7 @@ REFRESH: dict[str, dict] = {
     "sam": {},  # the spec's sync_period is 2
 }
 # what the transformer tree needs: its attention kernels are (d_model, d_model) matrices that
-# Adam-mini splits into heads (4 of 16)
+# Adam-mini splits into heads (4 of 16); the leaf is no attention kernel, and has no heads
 SHAPE_ARGS: dict[str, dict] = {"adam_mini": {"num_heads": 4}}
 BATCH = 4  # per-example gradients
 DATA_SCALE = 0.01  # the trees' gradients are 0.01 N(0, 1)

@@ -135,4 +135,4 @@ def test_steps_write_no_more_leaf_sized_buffers_than_optax(name):
     sized = lambda found: [op for shape, op in found if shape == counted]  # noqa: E731
     assert len(sized(ours)) <= len(sized(theirs)), (sized(ours), sized(theirs))
     if name == "scale_by_lbfgs":  # and no copy of the 10-slot memory (updated in place)
-        assert (((10, *LEAF)), "copy") not in ours, ours
+        assert ((10, *LEAF), "copy") not in ours, ours
