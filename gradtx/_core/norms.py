@@ -351,6 +351,20 @@ def scaled_example_norms(leaves: Sequence[jax.Array]) -> tuple[jax.Array, jax.Ar
     return choose(_fast_path_holds(squares), lambda: _unscaled(jnp.sqrt(squares)), slow, leaves)
 
 
+def _concatenated(wides: Sequence[jax.Array]) -> list[jax.Array]:
+    """The values of ``wides`` as one flat buffer per real dtype (complex leaves as their real
+    and imaginary parts), for the rescaled path of a global norm: its maximum and its scaled sum
+    are then two reductions whatever the number of leaves, where per leaf they made the branch's
+    program, compiled whether or not it runs, grow by two reductions and their scalars per leaf.
+    One process-local copy of the leaves, made only when the branch runs (after an overflow or
+    underflow); with several devices the leaves may be sharded and stay apart."""
+    groups: dict[Any, list[jax.Array]] = {}
+    for w in wides:
+        parts = (w.real, w.imag) if jnp.iscomplexobj(w) else (w,)
+        groups.setdefault(w.real.dtype, []).extend(p.ravel() for p in parts)
+    return [jnp.concatenate(g) for g in groups.values()]
+
+
 def scaled_global_norm(
     tree: _tree.PyTree, axes: tuple[str, ...] | None = None, then: Callable | None = None
 ) -> Any:
@@ -370,6 +384,8 @@ def scaled_global_norm(
 
     def slow():
         wides = [_wide(x) for x in leaves]
+        if axes is None and jax.device_count() == 1:
+            wides = _concatenated(wides)
         largest = _tree.shard_max([_largest(w) for w in wides], leaves, axes)
         e = _exponent(largest)
         factors = {dtype: _factors(-e, dtype) for dtype in {w.real.dtype for w in wides}}
