@@ -237,8 +237,8 @@ MISMATCHES = {
         _PARAMS_SHAPES,
         [
             "missing from the checkpoint: 'table/learning_rate,momentum', 'inner_state/0/trace'; ",
-            "in the checkpoint but not in the optimizer's state: 'inner_state/0/0', "
-            "'inner_state/0/1', 'table/learning_rate,b1,b2,eps,eps_root'",
+            "in the checkpoint but not in the optimizer's state: 'inner_state/0/count', "
+            "'inner_state/0/mu', 'inner_state/0/nu', 'table/learning_rate,b1,b2,eps,eps_root'",
         ],
     ),
     "other_shapes": (
@@ -246,9 +246,9 @@ MISMATCHES = {
         gradtx.adam(1e-3),
         {"dense": {"w": (4, 5), "b": (5,)}, "scale": ()},
         [
-            "leaf shapes differ: 'inner_state/0/0/ema/dense/b' has shape (3,) in the checkpoint "
-            "but (5,); 'inner_state/0/0/ema/dense/w' has shape (4, 3) in the checkpoint but (4, 5)",
-            "'inner_state/0/1/1/ema/dense/w' has shape (4, 3) in the checkpoint but (4, 5)",
+            "leaf shapes differ: 'inner_state/0/mu/dense/b' has shape (3,) in the checkpoint "
+            "but (5,); 'inner_state/0/mu/dense/w' has shape (4, 3) in the checkpoint but (4, 5)",
+            "'inner_state/0/nu/dense/w' has shape (4, 3) in the checkpoint but (4, 5)",
         ],
     ),
     "renamed_param": (
@@ -275,7 +275,7 @@ MISMATCHES = {
         gradtx.adam(1e-3, mu_dtype=jnp.bfloat16),
         _PARAMS_SHAPES,
         [
-            "leaf dtypes differ: 'inner_state/0/0/ema/dense/b' has dtype float32 in the "
+            "leaf dtypes differ: 'inner_state/0/mu/dense/b' has dtype float32 in the "
             "checkpoint but bfloat16"
         ],
     ),
@@ -292,7 +292,7 @@ MISMATCHES = {
         gradtx.masked(gradtx.adam(1e-3), {"dense": True, "scale": False}),
         gradtx.masked(gradtx.adam(1e-3), {"dense": True, "scale": True}),
         _PARAMS_SHAPES,
-        ["missing from the checkpoint: 'inner_state/0/0/ema/scale', 'inner_state/0/1/1/ema/scale'"],
+        ["missing from the checkpoint: 'inner_state/0/mu/scale', 'inner_state/0/nu/scale'"],
     ),
 }
 
@@ -388,3 +388,39 @@ def test_a_checkpoint_of_the_earlier_hyperparameter_layout_restores_and_resumes(
     assert set(after) == set(blob["hyperparams_after"])
     for name, value in blob["hyperparams_after"].items():
         assert after[name] == value, name
+
+
+def test_a_checkpoint_of_adams_two_count_layout_restores_and_resumes():
+    """tests/fixtures/adam_two_counts_v2.msgpack was written by gradtx 9d5073f, whose Adam kept
+    one EmaState (a count and an average) per moment: for clip + AdamW with a schedule, LAMB
+    and Adam with bfloat16 moments, the params and state after four steps and the update and
+    state of the fifth. restore_state converts each to ScaleByAdamState (one count, mu, nu), and
+    the fifth step is the same, bit for bit."""
+    blob = serialization.msgpack_restore(
+        (pathlib.Path(__file__).parent / "fixtures" / "adam_two_counts_v2.msgpack").read_bytes()
+    )
+    params = {"w": jnp.array([[0.5, -1.0], [2.0, 0.25]]), "b": jnp.array([0.1, -0.2])}
+    schedule = gradtx.warmup_cosine_decay_schedule(0.0, 1e-2, 3, 20)
+    optimizers = {
+        "adamw": gradtx.chain(
+            gradtx.clip_by_global_norm(1.0), gradtx.adamw(schedule, weight_decay=1e-2)
+        ),
+        "lamb": gradtx.lamb(1e-2),
+        "adam_bf16": gradtx.adam(1e-2, mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16),
+    }
+    for name, tx in optimizers.items():
+        saved = blob[name]
+        with pytest.raises(ValueError, match="layout before gradtx kept one step count"):
+            gradtx.check_state(tx.init(params), saved["state"])
+        state = gradtx.restore_state(tx.init(params), saved["state"])
+        grads = jax.tree.map(lambda p: 0.7 * p + 0.05, params)
+        update, state = tx.update(grads, state, saved["params"])
+        jax.tree.map(np.testing.assert_array_equal, update, saved["next_update"])
+        adam = [x for x in jax.tree.leaves(state, is_leaf=_is_adam) if _is_adam(x)]
+        assert len(adam) == 1 and int(adam[0].count) == 5, name
+        after = gradtx.restore_state(tx.init(params), saved["next_state"])
+        jax.tree.map(np.testing.assert_array_equal, state, after)
+
+
+def _is_adam(x):
+    return isinstance(x, gradtx.ScaleByAdamState)

@@ -170,7 +170,7 @@ def test_state_layout_round_trip_and_hyperparams():
     grads = helpers.gradient_sequence(params, 4, seed=5)
     tx = gradtx.grouped(gradtx.chain(gradtx.clip_by_global_norm(1e3), gradtx.adamw(SCHEDULE)))
     state = tx.init(params)
-    moments = state.inner_state[1].inner_state[0][0].ema
+    moments = state.inner_state[1].inner_state[0].mu
     assert sorted(moments) == ["bfloat16", "float32"]
     assert moments["float32"].shape == (12 + 3 + 1 + 12,) and moments["bfloat16"].shape == (13,)
     assert [int(o) for o in state.offsets] == [0, 12, 15, 0, 10, 27, 28]  # flattening order
@@ -201,7 +201,7 @@ def test_large_leaves_keep_their_own_buffer():
     tx = gradtx.adamw(0.05, weight_decay=0.1)
     wrapped = gradtx.grouped(tx, max_grouped_size=11)  # the two 12-element leaves stand alone
     state = wrapped.init(params)
-    moments = state.inner_state.inner_state[0][0].ema
+    moments = state.inner_state.inner_state[0].mu
     assert sorted(moments) == ["bfloat16", "float32", "leaf:conv", "leaf:dense/kernel"]
     assert moments["leaf:conv"].shape == (2, 2, 1, 3) and moments["float32"].shape == (4,)
     reference, _ = run(tx, params, grads, jit=False)

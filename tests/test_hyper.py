@@ -287,13 +287,14 @@ def _small_model_configs(m):
 @pytest.mark.parametrize("name", sorted(_small_model_configs(gradtx)))
 def test_live_hyperparameters_add_at_most_two_buffers_to_optax_state(name):
     """Every array of a state is a buffer a jitted step passes in and out (about 2 µs each on
-    XLA:CPU): live hyperparameters cost one table per transformation, not arrays per value."""
+    XLA:CPU): live hyperparameters cost one table per transformation, not arrays per value,
+    and nothing else is added (Adam keeps one step count for both moments, as optax's)."""
     optax = pytest.importorskip("optax")
     params = {"kernel": jnp.zeros((64, 10)), "bias": jnp.zeros(10)}
     ours = len(jax.tree.leaves(_small_model_configs(gradtx)[name].init(params)))
     theirs = len(jax.tree.leaves(_small_model_configs(optax)[name].init(params)))
-    assert ours <= theirs + 2, (ours, theirs)
     one_per_transformation = {"clip_adamw_schedule": 2}.get(name, 1)
+    assert ours <= theirs + one_per_transformation, (ours, theirs)
     tables = [
         x
         for x in jax.tree.leaves(

@@ -61,9 +61,8 @@ def state_bytes(state) -> int:
 
 
 def moments(state):
-    """The (mu, nu) ema trees of an adam state (live -> chain -> join of two ema links)."""
-    mu_state, (_, nu_state) = state.inner_state[0]
-    return mu_state.ema, nu_state.ema
+    """The (mu, nu) trees of an adam state (live -> chain -> ScaleByAdamState)."""
+    return state.inner_state[0].mu, state.inner_state[0].nu
 
 
 # ---- the quantization map and the quantizer ------------------------------------------------
@@ -336,7 +335,7 @@ def test_bfloat16_second_moment_stalls_with_round_to_nearest_but_not_stochastica
             body, (nearest.init(params), tx.init(params)), jnp.arange(steps)
         )
         v_near = jnp.mean(s_near.inner_state.ema.astype(jnp.float32))
-        v_sr = jnp.mean(s_adam.inner_state[1][1].ema.astype(jnp.float32))
+        v_sr = jnp.mean(s_adam.inner_state.nu.astype(jnp.float32))
         return v_near, v_sr
 
     # constant g = 1 from v = 0: float64 gives 1 - 0.999**1500 = 0.7770
@@ -438,8 +437,7 @@ def test_narrow_moments_are_computed_in_float32(jit):
 
 
 def moments_of_scale(state):
-    mu_state, (_, nu_state) = state.inner_state
-    return mu_state.ema, nu_state.ema
+    return state.inner_state.mu, state.inner_state.nu
 
 
 def np_adam_8bit_step(m_q, v_q, g, t, b1=0.9, b2=0.999, eps=1e-8):

@@ -822,12 +822,12 @@ BAD = {
     "check_state_wrong_shape": Bad(
         gradtx.check_state,
         late=lambda: ((_adam_state(), gradtx.adam(1e-3).init({"w": jnp.zeros((3, 1))})), {}),
-        names=("check_state", "inner_state/0/0/ema/w"),
+        names=("check_state", "inner_state/0/mu/w"),
     ),
     "restore_state_wrong_shape": Bad(
         gradtx.restore_state,
         late=lambda: ((_adam_state(), gradtx.adam(1e-3).init({"w": jnp.zeros(4)})), {}),
-        names=("restore_state", "inner_state/0/0/ema/w"),
+        names=("restore_state", "inner_state/0/mu/w"),
     ),
     "slow_params_not_lookahead": Bad(
         gradtx.slow_params, late=lambda: ((_adam_state(),), {}), names=("slow_params", "lookahead")

@@ -8,8 +8,8 @@ Orbax reports a changed chain as "list vs dict". :func:`check_state` compares th
 leaf, by path, and names every difference; :func:`restore_state` does that and then puts the
 checkpoint's arrays into the optimizer's own state structure.
 
-Paths are those of :func:`gradtx.hyperparams` error messages: ``0/inner_state/0/0/ema/w`` is
-the leaf ``w`` of the ``ema`` field of ... of the first link of a chain. A checkpoint read back
+Paths are those of :func:`gradtx.hyperparams` error messages: ``0/inner_state/0/mu/w`` is
+the leaf ``w`` of the ``mu`` field of ... of the first link of a chain. A checkpoint read back
 without a target (Orbax's ``restore(path)``, Flax's ``msgpack_restore``) holds the same data in
 plain dicts and lists (a NamedTuple's fields become dict keys, a tuple a list): its paths are
 the same, so it can be compared and restored too.
@@ -57,16 +57,46 @@ def _absent_subtrees(paths: list[tuple[str, ...]], other: dict[tuple[str, ...], 
     return roots
 
 
-def _hyper_states(tree: PyTree, prefix: tuple[str, ...] = ()):
-    """Each :class:`HyperState` in ``tree``, nested ones too, with its path (as in _parts)."""
-    found = jax.tree_util.tree_flatten_with_path(
-        tree, is_leaf=lambda x: isinstance(x, _hyper.HyperState)
-    )[0]
+def _nodes(tree: PyTree, kind: type, inside: str, prefix: tuple[str, ...] = ()):
+    """Each node of type ``kind`` in ``tree``, nested ones too (under their field ``inside``),
+    with its path (as in _parts)."""
+    found = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: isinstance(x, kind))[0]
     for path, node in found:
-        if isinstance(node, _hyper.HyperState):
+        if isinstance(node, kind):
             at = prefix + tuple(_tree.path_str((key,)) for key in path)
             yield at, node
-            yield from _hyper_states(node.inner_state, at + ("inner_state",))
+            if inside:
+                yield from _nodes(getattr(node, inside), kind, inside, at + (inside,))
+
+
+def _hyper_states(tree: PyTree):
+    """Each :class:`HyperState` in ``tree``, nested ones too, with its path (as in _parts)."""
+    return _nodes(tree, _hyper.HyperState, "inner_state")
+
+
+# Adam's state before it kept one step count for both moments (gradtx until December 2026): the
+# join of its two averages, each an EmaState with its own (equal) count.
+_EARLIER_ADAM = {("0", "ema"): "mu", ("1", "1", "ema"): "nu", ("0", "count"): "count"}
+_EARLIER_ADAM_SECOND_COUNT = ("1", "1", "count")
+
+
+def _adam_from_two_counts(target: OptState, have: dict[tuple[str, ...], Any]) -> dict:
+    """``have`` with each Adam state in the layout before :class:`ScaleByAdamState` (two
+    ``EmaState``: ``0/{count,ema}`` and ``1/1/{count,ema}``) converted to ``{count,mu,nu}``."""
+    from gradtx._transforms.second_moments import ScaleByAdamState  # a layer above _core
+
+    have = dict(have)
+    for at, _ in _nodes(target, ScaleByAdamState, ""):
+        old = at + _EARLIER_ADAM_SECOND_COUNT
+        if at + ("count",) in have or at + ("0", "count") not in have or old not in have:
+            continue
+        del have[old]
+        for path in list(have):
+            for before, after in _EARLIER_ADAM.items():
+                cut = len(at) + len(before)
+                if path[: len(at)] == at and path[len(at) : cut] == before:
+                    have[at + (after,) + path[cut:]] = have.pop(path)
+    return have
 
 
 def _from_earlier_layout(target: OptState, have: dict[tuple[str, ...], Any]) -> dict:
@@ -98,6 +128,15 @@ def _earlier_layout_hint(target: OptState, have: dict[tuple[str, ...], Any]) -> 
             return [
                 "it holds hyperparameters in the layout before gradtx kept them in one table "
                 "per transformation: read it without a target and convert it with "
+                "gradtx.restore_state"
+            ]
+    from gradtx._transforms.second_moments import ScaleByAdamState
+
+    for at, _ in _nodes(target, ScaleByAdamState, ""):
+        if at + ("count",) not in have and at + _EARLIER_ADAM_SECOND_COUNT in have:
+            return [
+                "it holds Adam's moments in the layout before gradtx kept one step count for "
+                "both (0/ema and 1/1/ema): read it without a target and convert it with "
                 "gradtx.restore_state"
             ]
     return []
@@ -195,7 +234,10 @@ def restore_state(target: OptState, restored: PyTree) -> OptState:
     including values set with :func:`gradtx.set_hyperparams` and the flags that keep a schedule
     from overwriting them. A checkpoint written before gradtx kept each transformation's
     hyperparameters in one table (until December 2026: a ``count`` and ``hyperparams/<name>/``
-    ``value``, ``residual`` and ``manual`` beside each ``inner_state``) is converted to it.
+    ``value``, ``residual`` and ``manual`` beside each ``inner_state``) is converted to it, and
+    so is one written before Adam kept one step count for both moments (until December 2026:
+    ``0/count``, ``0/ema``, ``1/1/count``, ``1/1/ema`` where :class:`gradtx.ScaleByAdamState`
+    has ``count``, ``mu`` and ``nu``).
 
     Args:
       target: the state of the optimizer to restore into (arrays or ``ShapeDtypeStruct``).
@@ -219,7 +261,7 @@ def restore_state(target: OptState, restored: PyTree) -> OptState:
       (1, 1.0000000656873453e-05)
     """
     want = _parts(target)
-    have = _from_earlier_layout(target, _parts(restored))
+    have = _adam_from_two_counts(target, _from_earlier_layout(target, _parts(restored)))
     problems = _differences(want, have)
     if problems:
         raise ValueError(

@@ -270,7 +270,7 @@ def grouped(
       >>> params = {"w": jnp.ones((2, 3)), "b": jnp.zeros(3, jnp.bfloat16)}
       >>> grads = jax.tree.map(jnp.ones_like, params)
       >>> state = fast.init(params)
-      >>> sorted(state.inner_state[1].inner_state[0][0].ema)  # one moment buffer per dtype
+      >>> sorted(state.inner_state[1].inner_state[0].mu)  # one moment buffer per dtype
       ['bfloat16', 'float32']
       >>> updates, state = fast.update(grads, state, params)
       >>> reference, _ = tx.update(grads, tx.init(params), params)

@@ -161,7 +161,7 @@ def state_sharding(tx: Any, params: PyTree, *, zero_axis: str | None = None) -> 
       >>> tx = gradtx.adam(1e-3)
       >>> shardings = gradtx.state_sharding(tx, params, zero_axis="data")
       >>> state = jax.jit(tx.init, out_shardings=shardings)(params)
-      >>> state.inner_state[0][0].ema["w"].sharding.spec
+      >>> state.inner_state[0].mu["w"].sharding.spec
       P('data',)
 
     References:

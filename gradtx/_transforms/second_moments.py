@@ -10,14 +10,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradtx._core import tree as _tree
-from gradtx._core.base import GradientTransformation, identity, stateless
+from gradtx._core.base import EmptyState, GradientTransformation, identity, stateless
 from gradtx._core.checks import check_constant, check_dtype, check_flag
 from gradtx._core.combine import chain, join
 from gradtx._core.hyper import ScalarOrSchedule, Value, live, per_dtype, value_as
 from gradtx._core.norms import sqrt
 from gradtx._core.tree import abs_sq
 from gradtx._transforms import quantized as _quantized
-from gradtx._transforms.momentum import _ema, ema_step
+from gradtx._transforms.momentum import EmaState, _ema, ema_step
 
 # ---- the math, for one array -------------------------------------------------------------
 
@@ -424,16 +424,42 @@ def _scale_by_adam(
         second = _second_moment(
             b2, debias=True, store=_eight_bit(signed=False, min_size=min_8bit_size)
         )
-        return _in_gradient_dtypes(join(scale, _widened(first), _widened(second)))
+        return _one_count(_in_gradient_dtypes(join(scale, _widened(first), _widened(second))))
     first = _ema(b1, debias=True, nesterov=nesterov, accumulator_dtype=mu_dtype)
     second = _second_moment(b2, debias=True, store=None if nu_dtype is None else _narrow(nu_dtype))
     if mu_dtype is None and nu_dtype is None:
-        return join(scale, first, second)
+        return _one_count(join(scale, first, second))
     if mu_dtype is not None:
         first = _widened(first)
     if nu_dtype is not None:
         second = _widened(second)
-    return _in_gradient_dtypes(join(scale, first, second))
+    return _one_count(_in_gradient_dtypes(join(scale, first, second)))
+
+
+class ScaleByAdamState(NamedTuple):
+    """The state of :func:`scale_by_adam` (and of the optimizers built on it)."""
+
+    count: jax.Array  # int32 []: updates taken (both moments' bias correction), saturating
+    mu: Any  # like the params (mu_dtype if given; 8-bit blocks for optim_bits=8): the first moment
+    nu: Any  # like the params' real parts (nu_dtype...): the second moment of |g|
+
+
+def _one_count(moments: GradientTransformation) -> GradientTransformation:
+    """Adam's ``join(scale, ema(b1), chain(square, ema(b2)))`` with one step count for both
+    averages, as :class:`ScaleByAdamState`: the two counts always agree, and each is a buffer
+    passed in and out of every step (on XLA:CPU about 1.5 us each, 6% of a small model's step)."""
+
+    def init(params):
+        first, (_, second) = moments.init(params)
+        return ScaleByAdamState(first.count, first.ema, second.ema)
+
+    def update(updates, state, params=None, **extra):
+        count = state.count
+        inner = (EmaState(count, state.mu), (EmptyState(), EmaState(count, state.nu)))
+        out, (first, (_, second)) = moments.update(updates, inner, params, **extra)
+        return out, ScaleByAdamState(first.count, first.ema, second.ema)
+
+    return GradientTransformation(init, update)
 
 
 def _in_gradient_dtypes(tx: GradientTransformation) -> GradientTransformation:
