@@ -214,8 +214,8 @@ from gradtx._transforms.privacy import (
 from gradtx._transforms.psgd import precond_update_prob_schedule as precond_update_prob_schedule
 from gradtx._transforms.psgd import scale_by_kron as scale_by_kron
 from gradtx._transforms.quantized import QuantizedArray as QuantizedArray
-from gradtx._transforms.second_moments import scale_by_adadelta as scale_by_adadelta
 from gradtx._transforms.second_moments import ScaleByAdamState as ScaleByAdamState
+from gradtx._transforms.second_moments import scale_by_adadelta as scale_by_adadelta
 from gradtx._transforms.second_moments import scale_by_adam as scale_by_adam
 from gradtx._transforms.second_moments import scale_by_rms as scale_by_rms
 from gradtx._transforms.second_moments import scale_by_rss as scale_by_rss
