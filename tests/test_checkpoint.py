@@ -424,3 +424,16 @@ def test_a_checkpoint_of_adams_two_count_layout_restores_and_resumes():
 
 def _is_adam(x):
     return isinstance(x, gradtx.ScaleByAdamState)
+
+
+def test_adam_refuses_a_state_of_another_layout_and_names_the_conversion():
+    params = {"w": jnp.ones(2)}
+    tx = gradtx.adam(1e-3)
+    state = tx.init(params)
+    old = state._replace(inner_state=(tuple(state.inner_state[0]), state.inner_state[1]))
+    with pytest.raises(
+        ValueError,
+        match=r"^adam: the state must be the ScaleByAdamState .*"
+        r"restore_state",
+    ):
+        tx.update(params, old, params)

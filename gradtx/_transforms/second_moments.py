@@ -454,6 +454,12 @@ def _one_count(moments: GradientTransformation) -> GradientTransformation:
         return ScaleByAdamState(first.count, first.ema, second.ema)
 
     def update(updates, state, params=None, **extra):
+        if not isinstance(state, ScaleByAdamState):
+            raise ValueError(
+                f"the state must be the ScaleByAdamState that init made, got a "
+                f"{type(state).__name__} (a checkpoint of Adam's earlier layout, two EmaStates, "
+                f"converts with gradtx.restore_state)"
+            )
         count = state.count
         inner = (EmaState(count, state.mu), (EmptyState(), EmaState(count, state.nu)))
         out, (first, (_, second)) = moments.update(updates, inner, params, **extra)
@@ -546,9 +552,11 @@ def scale_by_adam(
         (default 4096, the paper's rule: small tensors cost little and are often sensitive).
 
     Returns:
-      A :class:`GradientTransformation`. Its state has the same structure for every storage
-      choice except ``optim_bits=8``, where the moments of big leaves are
-      :class:`gradtx.QuantizedArray` (uint8 codes and float32 block scales).
+      A :class:`GradientTransformation` whose state (inside the live hyperparameters'
+      :class:`gradtx.HyperState`) is a :class:`gradtx.ScaleByAdamState`: ``count`` (one step
+      count for both moments' bias correction), ``mu`` and ``nu``, as optax's. It has the same
+      structure for every storage choice except ``optim_bits=8``, where the moments of big
+      leaves are :class:`gradtx.QuantizedArray` (uint8 codes and float32 block scales).
 
     Example:
       >>> import gradtx, jax.numpy as jnp
