@@ -14,6 +14,11 @@ of a jitted function), nor what a schedule returns after step 0: wrap the optimi
 
 from gradtx._core.base import EmptyState as EmptyState
 from gradtx._core.base import GradientTransformation as GradientTransformation
+from gradtx._core.base import OptState as OptState
+from gradtx._core.base import Params as Params
+from gradtx._core.base import TransformInitFn as TransformInitFn
+from gradtx._core.base import TransformUpdateFn as TransformUpdateFn
+from gradtx._core.base import Updates as Updates
 from gradtx._core.base import apply_updates as apply_updates
 from gradtx._core.base import identity as identity
 from gradtx._core.base import set_to_zero as set_to_zero
@@ -29,9 +34,14 @@ from gradtx._core.grouped import GroupedState as GroupedState
 from gradtx._core.grouped import grouped as grouped
 from gradtx._core.hyper import Hyperparam as Hyperparam
 from gradtx._core.hyper import HyperState as HyperState
+from gradtx._core.hyper import ScalarOrSchedule as ScalarOrSchedule
+from gradtx._core.hyper import Schedule as Schedule
 from gradtx._core.hyper import hyperparams as hyperparams
 from gradtx._core.hyper import set_hyperparams as set_hyperparams
 from gradtx._core.hyper import sweep as sweep
+from gradtx._core.numerics import global_norm as global_norm
+from gradtx._core.numerics import safe_increment as safe_increment
+from gradtx._core.numerics import safe_int32_increment as safe_int32_increment
 from gradtx._core.sharding import state_sharding as state_sharding
 from gradtx._curvature.lbfgs import lbfgs as lbfgs
 from gradtx._curvature.lbfgs import scale_by_lbfgs as scale_by_lbfgs
@@ -268,8 +278,15 @@ __all__ = [
     "MonitorState",
     "MultiSteps",
     "MultiStepsState",
+    "OptState",
+    "Params",
     "QuantizedArray",
+    "ScalarOrSchedule",
     "ScaleByAdamState",
+    "Schedule",
+    "TransformInitFn",
+    "TransformUpdateFn",
+    "Updates",
     "adabelief",
     "adadelta",
     "adafactor",
@@ -300,6 +317,7 @@ __all__ = [
     "cosine_warm_restarts_schedule",
     "ema",
     "ema_params",
+    "global_norm",
     "exponential_decay",
     "freeze",
     "fromage",
@@ -331,6 +349,8 @@ __all__ = [
     "reduce_on_plateau",
     "restore_state",
     "rmsprop",
+    "safe_increment",
+    "safe_int32_increment",
     "scale",
     "scale_by_adadelta",
     "scale_by_adam",

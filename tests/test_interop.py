@@ -342,3 +342,62 @@ def test_gradtx_update_accepts_what_optax_typed_code_passes():
     jax.tree.map(np.testing.assert_array_equal, moved, gradtx.apply_updates(params, with_params))
     jax.tree.map(lambda u, g: np.testing.assert_array_equal(u, -0.1 * g), without_params, grads)
     assert tuple(tx._fields) == tuple(optax.GradientTransformation._fields) == ("init", "update")
+
+
+# ---- optax's numeric helpers and type names ----------------------------------------------
+
+INCREMENT_DTYPES = ["int8", "int16", "int32", "uint8", "uint32", "float16", "bfloat16", "float32"]
+
+
+@pytest.mark.parametrize("dtype", INCREMENT_DTYPES)
+def test_safe_increment_is_optax_and_saturates(dtype):
+    dtype = jnp.dtype(dtype)
+    step = jax.jit(gradtx.safe_increment)
+    top = jnp.iinfo(dtype).max if jnp.issubdtype(dtype, jnp.integer) else jnp.finfo(dtype).max
+    for start in (jnp.asarray(3, dtype), jnp.asarray(top, dtype), jnp.arange(4, dtype=dtype)):
+        ours, theirs = step(start), optax.safe_increment(start)
+        assert ours.dtype == theirs.dtype == dtype
+        np.testing.assert_array_equal(ours, theirs)
+    assert int(step(jnp.asarray(top, dtype))) == int(top)
+    assert gradtx.safe_int32_increment is gradtx.safe_increment
+
+
+def test_safe_increment_in_64_bits(x64):
+    for dtype in (jnp.int64, jnp.uint64, jnp.float64):
+        top = jnp.iinfo(dtype).max if jnp.issubdtype(dtype, jnp.integer) else jnp.finfo(dtype).max
+        assert gradtx.safe_increment(jnp.asarray(top, dtype)) == jnp.asarray(top, dtype)
+        assert gradtx.safe_increment(jnp.asarray(41, dtype)) == 42
+
+
+def test_safe_increment_refuses_bool_and_complex_as_optax_does():
+    for x in (jnp.asarray(True), jnp.asarray(1 + 0j, jnp.complex64)):
+        with pytest.raises(ValueError, match="^safe_increment: count must have an integer or"):
+            gradtx.safe_increment(x)
+        with pytest.raises(ValueError):
+            optax.safe_increment(x)
+
+
+def test_global_norm_is_optaxs_where_optax_is_exact_and_finite_beyond():
+    rng = np.random.default_rng(3)
+    tree = {"w": jnp.asarray(rng.standard_normal((4, 3)), jnp.float32), "b": jnp.ones(3)}
+    np.testing.assert_allclose(gradtx.global_norm(tree), optax.tree.norm(tree), rtol=1e-6)
+    assert float(gradtx.global_norm({})) == float(optax.tree.norm({})) == 0.0
+    big = {"w": jnp.full(2, 1e30, jnp.float32)}
+    assert not np.isfinite(optax.tree.norm(big))  # optax.global_norm: deprecated alias
+    np.testing.assert_allclose(gradtx.global_norm(big), np.sqrt(2) * 1e30, rtol=1e-6)
+    np.testing.assert_allclose(jax.jit(gradtx.global_norm)(big), np.sqrt(2) * 1e30, rtol=1e-6)
+
+
+def test_optax_type_names_exist_and_describe_gradtx_objects():
+    tx = gradtx.adam(1e-3)
+    init: gradtx.TransformInitFn = tx.init
+    update: gradtx.TransformUpdateFn = tx.update
+    schedule: gradtx.Schedule = gradtx.linear_schedule(0.0, 1.0, 10)
+    params: gradtx.Params = {"w": jnp.ones(2)}
+    state: gradtx.OptState = init(params)
+    updates: gradtx.Updates
+    updates, state = update(params, state, params)
+    assert float(schedule(5)) == 0.5 and jax.tree.structure(updates) == jax.tree.structure(params)
+    for name in ("Params", "Updates", "OptState", "Schedule", "ScalarOrSchedule"):
+        assert hasattr(optax, name) and hasattr(gradtx, name), name
+    assert hasattr(optax, "TransformInitFn") and hasattr(optax, "TransformUpdateFn")

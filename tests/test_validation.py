@@ -797,6 +797,20 @@ BAD = {
         error=TypeError,
         names=("apply_updates", "updates", "w"),
     ),
+    "safe_increment_bool": Bad(
+        gradtx.safe_increment,
+        late=lambda: ((jnp.asarray(True),), {}),
+        names=("safe_increment", "count", "bool"),
+    ),
+    "safe_increment_string": Bad(
+        gradtx.safe_increment, args=("a",), error=TypeError, names=("safe_increment", "count")
+    ),
+    "global_norm_string_leaf": Bad(
+        gradtx.global_norm,
+        args=({"w": "a"},),
+        error=TypeError,
+        names=("global_norm", "updates", "w"),
+    ),
     "set_hyperparams_lr_string": Bad(
         gradtx.set_hyperparams,
         late=lambda: ((_adam_state(),), dict(learning_rate="0.1")),
@@ -927,6 +941,19 @@ NO_ARGUMENTS = {
         "optimizer state at all) has none, so {} is the answer, not an error"
     ),
 }
+NO_ARGUMENTS.update(
+    {
+        name: "a type (optax's name for it): annotations, not calls"
+        for name in (
+            "OptState",
+            "Params",
+            "Updates",
+            "Schedule",
+            "TransformInitFn",
+            "TransformUpdateFn",
+        )
+    }
+)
 NO_ARGUMENTS.update(registry.entries("NO_ARGUMENTS"))
 
 # Public callables without an argument that has a range: a wrong-type row only.
@@ -937,6 +964,7 @@ NO_RANGE = {
     "masked": "a transformation and a mask of bools (a mask that does not fit: test_partition)",
     "freeze": "a mask of bools and an optional transformation",
     "stateless": "only a function",
+    "global_norm": "a tree of arrays: any values have a norm",
     "value_and_grad_from_state": "only a function",
     "centralize": "unit_axis is any int; it is checked against each leaf's rank in update",
 }

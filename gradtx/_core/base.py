@@ -30,6 +30,10 @@ class UpdateFn(Protocol):
     ) -> tuple[Updates, OptState]: ...
 
 
+TransformInitFn = InitFn  # optax's names for the two functions' types
+TransformUpdateFn = UpdateFn
+
+
 class _Pair(NamedTuple):
     init: InitFn
     update: UpdateFn
