@@ -21,8 +21,10 @@ from gradtx._core.base import TransformUpdateFn as TransformUpdateFn
 from gradtx._core.base import Updates as Updates
 from gradtx._core.base import apply_updates as apply_updates
 from gradtx._core.base import identity as identity
+from gradtx._core.base import init_empty_state as init_empty_state
 from gradtx._core.base import set_to_zero as set_to_zero
 from gradtx._core.base import stateless as stateless
+from gradtx._core.base import stateless_with_tree_map as stateless_with_tree_map
 from gradtx._core.checkpoint import check_state as check_state
 from gradtx._core.checkpoint import restore_state as restore_state
 from gradtx._core.combine import chain as chain
@@ -40,8 +42,11 @@ from gradtx._core.hyper import hyperparams as hyperparams
 from gradtx._core.hyper import set_hyperparams as set_hyperparams
 from gradtx._core.hyper import sweep as sweep
 from gradtx._core.numerics import global_norm as global_norm
+from gradtx._core.numerics import incremental_update as incremental_update
+from gradtx._core.numerics import periodic_update as periodic_update
 from gradtx._core.numerics import safe_increment as safe_increment
 from gradtx._core.numerics import safe_int32_increment as safe_int32_increment
+from gradtx._core.numerics import scale_gradient as scale_gradient
 from gradtx._core.sharding import state_sharding as state_sharding
 from gradtx._curvature.lbfgs import lbfgs as lbfgs
 from gradtx._curvature.lbfgs import scale_by_lbfgs as scale_by_lbfgs
@@ -325,6 +330,8 @@ __all__ = [
     "hvp",
     "hyperparams",
     "identity",
+    "incremental_update",
+    "init_empty_state",
     "inverse_sqrt_schedule",
     "join_schedules",
     "lamb",
@@ -343,6 +350,7 @@ __all__ = [
     "one_cycle_momentum_schedule",
     "one_cycle_schedule",
     "partition",
+    "periodic_update",
     "piecewise_constant_schedule",
     "polynomial_schedule",
     "radam",
@@ -352,6 +360,7 @@ __all__ = [
     "safe_increment",
     "safe_int32_increment",
     "scale",
+    "scale_gradient",
     "scale_by_adadelta",
     "scale_by_adam",
     "scale_by_adamax",
@@ -383,6 +392,7 @@ __all__ = [
     "sm3",
     "state_sharding",
     "stateless",
+    "stateless_with_tree_map",
     "step_stats",
     "sweep",
     "trace",

@@ -401,3 +401,50 @@ def test_optax_type_names_exist_and_describe_gradtx_objects():
     for name in ("Params", "Updates", "OptState", "Schedule", "ScalarOrSchedule"):
         assert hasattr(optax, name) and hasattr(gradtx, name), name
     assert hasattr(optax, "TransformInitFn") and hasattr(optax, "TransformUpdateFn")
+
+
+def test_stateless_with_tree_map_is_optaxs_with_and_without_params():
+    params = {"a": jnp.zeros((1, 2)), "b": jnp.ones((1,))}
+    updates = {"a": jnp.ones((1, 2)), "b": jnp.full((1,), 2.0)}
+    fn = lambda g, p: g + 0.1 * p  # noqa: E731
+    ours, theirs = gradtx.stateless_with_tree_map(fn), optax.stateless_with_tree_map(fn)
+    assert ours.init(params) == gradtx.EmptyState() == gradtx.init_empty_state(params)
+    got = jax.jit(ours.update)(updates, ours.init(params), params)[0]
+    want = theirs.update(updates, theirs.init(params), params)[0]
+    jax.tree.map(np.testing.assert_array_equal, got, want)
+    double = gradtx.stateless_with_tree_map(lambda g, p: 2.0 * g if p is None else g)
+    got = jax.jit(double.update)(updates, double.init(None))[0]
+    jax.tree.map(np.testing.assert_array_equal, got, jax.tree.map(lambda x: 2 * x, updates))
+    with pytest.raises(ValueError, match="^stateless_with_tree_map: "):
+        ours.update(updates, ours.init(params), {"a": jnp.zeros((1, 2))})
+
+
+@pytest.mark.parametrize("scale", [0.0, 0.5, -1.0, 2.0])
+def test_scale_gradient_scales_the_backward_pass_only(scale):
+    inputs = {"a": -1.0, "b": {"c": (2.0,), "d": 0.0}}
+
+    def loss(x, scaler):
+        return sum(jax.tree.leaves(jax.tree.map(lambda v: v**2, scaler(x, scale))))
+
+    assert loss(inputs, gradtx.scale_gradient) == loss(inputs, lambda x, s: x) == 5.0
+    ours = jax.jit(jax.grad(lambda x: loss(x, gradtx.scale_gradient)))(inputs)
+    theirs = jax.grad(lambda x: loss(x, optax.scale_gradient))(inputs)
+    jax.tree.map(np.testing.assert_array_equal, ours, theirs)
+    jax.tree.map(lambda i, g: np.testing.assert_array_equal(g, 2 * i * scale), inputs, ours)
+
+
+def test_incremental_and_periodic_updates_are_optaxs():
+    old = ({"a": jnp.ones((3, 2))}, jnp.ones((1,), jnp.bfloat16))
+    new = jax.tree.map(lambda t: 2 * t, old)
+    for step_size in (0.5, 0.1, 1.0, 1.5):
+        ours = jax.jit(gradtx.incremental_update)(new, old, step_size)
+        theirs = optax.incremental_update(new, old, step_size)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), ours, theirs)
+        assert jax.tree.map(lambda x: x.dtype, ours) == jax.tree.map(lambda x: x.dtype, old)
+    periodic = jax.jit(gradtx.periodic_update)
+    for step in range(12):
+        ours, theirs = periodic(new, old, step, 5), optax.periodic_update(new, old, step, 5)
+        jax.tree.map(np.testing.assert_array_equal, ours, theirs)
+        jax.tree.map(np.testing.assert_array_equal, ours, new if step % 5 == 0 else old)
+    with pytest.raises(ValueError, match="^incremental_update: "):
+        gradtx.incremental_update({"a": jnp.ones(2)}, {"b": jnp.ones(2)}, 0.5)

@@ -811,6 +811,35 @@ BAD = {
         error=TypeError,
         names=("global_norm", "updates", "w"),
     ),
+    "stateless_with_tree_map_not_callable": Bad(
+        gradtx.stateless_with_tree_map,
+        args=(3,),
+        error=TypeError,
+        names=("stateless_with_tree_map", "fn"),
+    ),
+    "scale_gradient_string_scale": Bad(
+        gradtx.scale_gradient,
+        args=(1.0, "a"),
+        error=TypeError,
+        names=("scale_gradient", "scale"),
+    ),
+    "incremental_update_string_step": Bad(
+        gradtx.incremental_update,
+        late=lambda: (({"w": jnp.ones(2)}, {"w": jnp.ones(2)}, "a"), {}),
+        error=TypeError,
+        names=("incremental_update", "step_size"),
+    ),
+    "periodic_update_float_period": Bad(
+        gradtx.periodic_update,
+        late=lambda: (({"w": jnp.ones(2)}, {"w": jnp.ones(2)}, 1, 2.5), {}),
+        error=TypeError,
+        names=("periodic_update", "update_period"),
+    ),
+    "periodic_update_zero_period": Bad(
+        gradtx.periodic_update,
+        late=lambda: (({"w": jnp.ones(2)}, {"w": jnp.ones(2)}, 1, 0), {}),
+        names=("periodic_update", "update_period"),
+    ),
     "set_hyperparams_lr_string": Bad(
         gradtx.set_hyperparams,
         late=lambda: ((_adam_state(),), dict(learning_rate="0.1")),
@@ -954,6 +983,7 @@ NO_ARGUMENTS.update(
         )
     }
 )
+NO_ARGUMENTS["init_empty_state"] = "any params: the state is EmptyState() whatever they are"
 NO_ARGUMENTS.update(registry.entries("NO_ARGUMENTS"))
 
 # Public callables without an argument that has a range: a wrong-type row only.
@@ -965,6 +995,9 @@ NO_RANGE = {
     "freeze": "a mask of bools and an optional transformation",
     "stateless": "only a function",
     "global_norm": "a tree of arrays: any values have a norm",
+    "stateless_with_tree_map": "only a function",
+    "scale_gradient": "any real scale: 0 stops the gradient, a negative one reverses it",
+    "incremental_update": "any step_size: outside [0, 1] it extrapolates, as optax's does",
     "value_and_grad_from_state": "only a function",
     "centralize": "unit_axis is any int; it is checked against each leaf's rank in update",
 }

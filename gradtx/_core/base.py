@@ -140,6 +140,64 @@ def stateless(fn: Callable[[Updates, Params | None], Updates]) -> GradientTransf
     return GradientTransformation(_empty_init, update)
 
 
+def init_empty_state(params: Params) -> EmptyState:
+    """The ``init`` of a transformation without state: :class:`EmptyState`, whatever the params.
+
+    Args:
+      params: the params (not read).
+
+    Returns:
+      ``EmptyState()``.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> gradtx.init_empty_state({"w": jnp.ones(2)})
+      EmptyState()
+    """
+    del params
+    return EmptyState()
+
+
+def stateless_with_tree_map(
+    fn: Callable[[jax.Array, jax.Array | None], jax.Array],
+) -> GradientTransformation:
+    r"""A transformation without state applying ``fn(update, param)`` to each leaf.
+
+    .. math:: u_i \leftarrow f(g_i, \theta_i)
+
+    :func:`stateless` with ``fn`` mapped over the leaves; ``param`` is ``None`` when ``update``
+    is called without params.
+
+    Args:
+      fn: a function of one update leaf and its param leaf (or ``None``).
+
+    Returns:
+      A :class:`GradientTransformation` whose state is :class:`EmptyState`.
+
+    Raises:
+      TypeError: if ``fn`` is not callable.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> decay = gradtx.stateless_with_tree_map(lambda g, p: g + 0.1 * p)
+      >>> params = {"w": jnp.ones(2)}
+      >>> decay.update({"w": jnp.zeros(2)}, decay.init(params), params)[0]["w"]
+      Array([0.1, 0.1], dtype=float32)
+    """
+    if not callable(fn):
+        raise TypeError(
+            f"stateless_with_tree_map: fn must be a function of (update, param), got {fn!r}"
+        )
+
+    def each(updates, params):
+        if params is None:
+            return jax.tree.map(lambda g: fn(g, None), updates)
+        _tree.check_match("stateless_with_tree_map", (updates, params), ("updates", "params"))
+        return jax.tree.map(fn, updates, params)
+
+    return stateless(each)
+
+
 def identity() -> GradientTransformation:
     r"""Passes updates through unchanged.
 

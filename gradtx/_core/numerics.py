@@ -86,3 +86,133 @@ def global_norm(updates: PyTree) -> jax.Array:
     """
     _tree.check_leaves("global_norm", updates, "updates")
     return _norms.global_norm(updates)
+
+
+def _check_number(owner: str, name: str, x) -> None:
+    """TypeError unless ``x`` is a real number or a real numeric array (traced ones too)."""
+    dtype = None if isinstance(x, (str, bytes)) else getattr(x, "dtype", None)
+    if dtype is None and isinstance(x, (int, float)) and not isinstance(x, bool):
+        return
+    if dtype is None or not (
+        jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)
+    ):
+        raise TypeError(f"{owner}: {name} must be a real number or array, got {x!r}")
+
+
+def scale_gradient(inputs: PyTree, scale: jax.typing.ArrayLike) -> PyTree:
+    """``inputs`` unchanged, with their gradient multiplied by ``scale`` in the backward pass.
+
+    For a loss ``f(scale_gradient(x, s))`` the gradient with respect to ``x`` is ``s`` times
+    that of ``f(x)``: ``s = 0`` stops it, ``s = -1`` reverses it (adversarial training).
+
+    Args:
+      inputs: a tree of arrays.
+      scale: a real scalar (or an array that broadcasts against every leaf).
+
+    Returns:
+      ``inputs``, as the forward pass sees them.
+
+    Raises:
+      TypeError: if ``scale`` is not a real number or array.
+
+    Example:
+      >>> import gradtx, jax
+      >>> float(jax.grad(lambda x: gradtx.scale_gradient(x, 0.5) ** 2)(3.0))  # 0.5 * 2 * 3
+      3.0
+    """
+    _check_number("scale_gradient", "scale", scale)
+
+    @jax.custom_vjp
+    def identity(x):
+        return x
+
+    def forward(x):
+        return x, None
+
+    def backward(_, cotangent):
+        return (jax.tree.map(lambda c: (c * scale).astype(c.dtype), cotangent),)
+
+    identity.defvjp(forward, backward)
+    return identity(inputs)
+
+
+def incremental_update(
+    new_tensors: PyTree, old_tensors: PyTree, step_size: jax.typing.ArrayLike
+) -> PyTree:
+    """``step_size * new + (1 - step_size) * old``, leaf by leaf (Polyak averaging of params).
+
+    Args:
+      new_tensors: the new values.
+      old_tensors: the current average, a tree of the same structure and shapes.
+      step_size: the weight of the new values (1: take them; a value outside [0, 1]
+        extrapolates, as in optax).
+
+    Returns:
+      The updated average, each leaf in its old leaf's dtype.
+
+    Raises:
+      TypeError: if ``step_size`` is not a real number or array.
+      ValueError: if the two trees differ, naming the paths.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> gradtx.incremental_update({"w": jnp.full(2, 2.0)}, {"w": jnp.ones(2)}, 0.25)["w"]
+      Array([1.25, 1.25], dtype=float32)
+    """
+    _check_number("incremental_update", "step_size", step_size)
+    _tree.check_match(
+        "incremental_update", (old_tensors, new_tensors), ("old_tensors", "new_tensors")
+    )
+
+    def average(new, old):
+        return (step_size * new + (1 - step_size) * old).astype(jnp.result_type(old))
+
+    return jax.tree.map(average, new_tensors, old_tensors)
+
+
+def periodic_update(
+    new_tensors: PyTree,
+    old_tensors: PyTree,
+    steps: jax.typing.ArrayLike,
+    update_period: jax.typing.ArrayLike,
+) -> PyTree:
+    """``new_tensors`` at every ``update_period``-th step (``steps % update_period == 0``), else
+    ``old_tensors`` (a target network's refresh).
+
+    Args:
+      new_tensors: the new values.
+      old_tensors: the current values, a tree of the same structure and shapes.
+      steps: the step count (an int or an int array, traced or not).
+      update_period: a positive int: how many steps apart the updates are.
+
+    Returns:
+      ``new_tensors`` or ``old_tensors``, leaf by leaf in the old leaves' dtypes.
+
+    Raises:
+      TypeError: if ``steps`` or ``update_period`` is not an integer.
+      ValueError: if ``update_period`` is a concrete int below 1, or the trees differ.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> new, old = {"w": jnp.ones(2)}, {"w": jnp.zeros(2)}
+      >>> [float(gradtx.periodic_update(new, old, t, 3)["w"][0]) for t in range(4)]
+      [1.0, 0.0, 0.0, 1.0]
+    """
+    for name, x in (("steps", steps), ("update_period", update_period)):
+        dtype = None if isinstance(x, (str, bytes)) else getattr(x, "dtype", None)
+        integer = (isinstance(x, int) and not isinstance(x, bool)) or (
+            dtype is not None and jnp.issubdtype(dtype, jnp.integer)
+        )
+        if not integer:
+            raise TypeError(f"periodic_update: {name} must be an integer, got {x!r}")
+    if not isinstance(update_period, jax.core.Tracer) and int(update_period) < 1:
+        raise ValueError(
+            f"periodic_update: update_period must be a positive int, got {update_period!r}"
+        )
+    _tree.check_match("periodic_update", (old_tensors, new_tensors), ("old_tensors", "new_tensors"))
+    now = jnp.asarray(steps) % update_period == 0
+    return jax.tree.map(
+        lambda new, old: jnp.where(now, new, old).astype(jnp.result_type(old)),
+        new_tensors,
+        old_tensors,
+    )
