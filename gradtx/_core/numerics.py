@@ -1,4 +1,5 @@
-"""Numeric helpers of optax's public surface: a counter that saturates and the global norm."""
+"""Helpers of optax's public surface: a saturating counter, the global norm, a gradient scaler,
+and the averaging and periodic updates of target params."""
 
 from __future__ import annotations
 
