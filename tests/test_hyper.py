@@ -285,7 +285,7 @@ def _small_model_configs(m):
 
 
 @pytest.mark.parametrize("name", sorted(_small_model_configs(gradtx)))
-def test_live_hyperparameters_add_at_most_two_buffers_to_optax_state(name):
+def test_live_hyperparameters_add_only_their_tables_to_optax_state(name):
     """Every array of a state is a buffer a jitted step passes in and out (about 2 µs each on
     XLA:CPU): live hyperparameters cost one table per transformation, not arrays per value,
     and nothing else is added (Adam keeps one step count for both moments, as optax's)."""

@@ -3,6 +3,8 @@ and the averaging and periodic updates of target params."""
 
 from __future__ import annotations
 
+import numbers
+
 import jax
 import jax.numpy as jnp
 
@@ -89,15 +91,17 @@ def global_norm(updates: PyTree) -> jax.Array:
     return _norms.global_norm(updates)
 
 
-def _check_number(owner: str, name: str, x) -> None:
-    """TypeError unless ``x`` is a real number or a real numeric array (traced ones too)."""
-    dtype = None if isinstance(x, (str, bytes)) else getattr(x, "dtype", None)
-    if dtype is None and isinstance(x, (int, float)) and not isinstance(x, bool):
+def _check_number(owner: str, name: str, x, integer: bool = False) -> None:
+    """TypeError unless ``x`` is a real (``integer``: an integer) number or numeric array,
+    concrete or traced."""
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(x, kind) and not isinstance(x, bool):
         return
-    if dtype is None or not (
-        jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)
-    ):
-        raise TypeError(f"{owner}: {name} must be a real number or array, got {x!r}")
+    dtype = None if isinstance(x, (str, bytes)) else getattr(x, "dtype", None)
+    kinds = (jnp.integer,) if integer else (jnp.integer, jnp.floating)
+    if dtype is None or not any(jnp.issubdtype(dtype, k) for k in kinds):
+        what = "an integer" if integer else "a real number or array"
+        raise TypeError(f"{owner}: {name} must be {what}, got {x!r}")
 
 
 def scale_gradient(inputs: PyTree, scale: jax.typing.ArrayLike) -> PyTree:
@@ -199,13 +203,8 @@ def periodic_update(
       >>> [float(gradtx.periodic_update(new, old, t, 3)["w"][0]) for t in range(4)]
       [1.0, 0.0, 0.0, 1.0]
     """
-    for name, x in (("steps", steps), ("update_period", update_period)):
-        dtype = None if isinstance(x, (str, bytes)) else getattr(x, "dtype", None)
-        integer = (isinstance(x, int) and not isinstance(x, bool)) or (
-            dtype is not None and jnp.issubdtype(dtype, jnp.integer)
-        )
-        if not integer:
-            raise TypeError(f"periodic_update: {name} must be an integer, got {x!r}")
+    _check_number("periodic_update", "steps", steps, integer=True)
+    _check_number("periodic_update", "update_period", update_period, integer=True)
     if not isinstance(update_period, jax.core.Tracer) and int(update_period) < 1:
         raise ValueError(
             f"periodic_update: update_period must be a positive int, got {update_period!r}"
