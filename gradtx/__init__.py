@@ -270,6 +270,15 @@ from gradtx._wrappers.schedule_free import ScheduleFreeState as ScheduleFreeStat
 from gradtx._wrappers.schedule_free import schedule_free as schedule_free
 from gradtx._wrappers.schedule_free import schedule_free_eval_params as schedule_free_eval_params
 
+from gradtx._interop.inject import InjectHyperparamsState as InjectHyperparamsState
+from gradtx._interop.inject import (
+    InjectStatefulHyperparamsState as InjectStatefulHyperparamsState,
+)
+from gradtx._interop.inject import StatefulSchedule as StatefulSchedule
+from gradtx._interop.inject import WrappedSchedule as WrappedSchedule
+from gradtx._interop.inject import inject_hyperparams as inject_hyperparams
+from gradtx._interop.inject import inject_stateful_hyperparams as inject_stateful_hyperparams
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -538,4 +547,14 @@ __all__ += [
     "scale_by_stable_adamw",
     "simplified_ademamix",
     "stable_adamw",
+]
+
+# optax's inject_hyperparams, over the live tables
+__all__ += [
+    "InjectHyperparamsState",
+    "InjectStatefulHyperparamsState",
+    "StatefulSchedule",
+    "WrappedSchedule",
+    "inject_hyperparams",
+    "inject_stateful_hyperparams",
 ]

@@ -512,6 +512,34 @@ def set_hyperparams(state: PyTree, **new_values: Any) -> PyTree:
     return _map_hyper_states(state, replace)
 
 
+def live_names(state: PyTree) -> set[str]:
+    """The plain names of every live hyperparameter in ``state`` (shared ones once)."""
+    return set(_catalogue(state).values())
+
+
+def assign_by_name(state: PyTree, values: Mapping[str, Any]) -> PyTree:
+    """``state`` with every hyperparameter named a key of ``values`` set to its value.
+
+    Unlike :func:`set_hyperparams`, a name shared by several transformations of a chain sets
+    them all (one argument of a factory feeds them all), and a value equal to the one stored
+    keeps the stored row, whose residual makes ``1 - b1`` exact in float32. For
+    :func:`gradtx.inject_hyperparams`, which assigns every value at every step.
+    """
+
+    def replace(prefix, node):
+        table = node.array
+        own = _own_ranges(node)
+        for i, name in enumerate(node.names):
+            if name in values:
+                row = _new_row(name, values[name], table, i, own.get(name))
+                old = table[..., 1 + i, :]
+                same = (row[..., _VALUE] == old[..., _VALUE])[..., None]
+                table = table.at[..., 1 + i, :].set(jnp.where(same, old, row))
+        return node.with_array(table)
+
+    return _map_hyper_states(state, replace)
+
+
 def sweep(state: PyTree, **values: Any) -> PyTree:
     """N copies of ``state`` stacked on a new leading axis, copy *i* using ``values[name][i]``.
 
