@@ -67,9 +67,17 @@ def _own(obj):
     return getattr(obj, "__module__", None) is not None and obj.__module__.startswith("optax")
 
 
+def _namespace(subpackage):
+    """gradtx's namespace of optax's subpackage's name (gradtx.contrib, ...), if it has one."""
+    try:
+        return importlib.import_module("gradtx." + subpackage)
+    except ImportError:
+        return None
+
+
 def _gradtx_counterpart(subpackage, name):
     if subpackage:
-        namespace = getattr(gradtx, subpackage, None)
+        namespace = _namespace(subpackage)
         if namespace is not None and hasattr(namespace, name):
             return True, getattr(namespace, name)
         if subpackage in ("tree",):
