@@ -76,7 +76,7 @@ def test_qualified_names_and_every_range_of_a_chain():
     state = jax.jit(lambda v: gradtx.set_hyperparams(tx.init(PARAMS), max_norm=v))(0.0)
     assert _run(tx, state)[0].startswith("checked: max_norm must be > 0, got 0.0")
     state = jax.jit(lambda v: gradtx.set_hyperparams(tx.init(PARAMS), **{"2/decay": v}))(-0.5)
-    assert _run(tx, state)[0].startswith("checked: 2/decay must be in [0, 1), got -0.5")
+    assert _run(tx, state)[0].startswith("checked: 2/decay must be in [0, 1], got -0.5")
 
 
 def test_updates_and_state_are_the_wrapped_transformations_bit_for_bit():

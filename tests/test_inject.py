@@ -87,7 +87,11 @@ def test_arguments_optax_turns_into_arrays_stay_what_gradtx_needs():
     # optim_bits and the initial accumulators are sizes and initial values gradtx keeps fixed:
     # they are passed to the factory as given, and are not in the dict
     for factory, kwargs, fixed in [
-        (gradtx.scale_by_adam, dict(optim_bits=8, min_8bit_size=4), {"optim_bits", "min_8bit_size"}),
+        (
+            gradtx.scale_by_adam,
+            dict(optim_bits=8, min_8bit_size=4),
+            {"optim_bits", "min_8bit_size"},
+        ),
         (gradtx.rmsprop, dict(learning_rate=0.1, initial_scale=0.5), {"initial_scale"}),
         (gradtx.adagrad, dict(learning_rate=0.1, initial_accumulator_value=0.2), set()),
     ]:
@@ -122,7 +126,7 @@ def test_a_scheduled_value_is_reported_and_assigning_it_has_no_effect():
     tx = gradtx.inject_hyperparams(gradtx.sgd)(learning_rate=schedule)
     state = tx.init(PARAMS)
     rates = []
-    for i in range(5):
+    for _ in range(5):
         state.hyperparams["learning_rate"] = jnp.asarray(123.0)
         updates, state = tx.update(_grads(0), state, PARAMS)
         rates.append(float(state.hyperparams["learning_rate"]))
@@ -227,5 +231,7 @@ def test_optax_code_reads_the_state_as_optaxs():
     assert type(state).__name__ == "InjectStatefulHyperparamsState"
     assert state._fields == optax.InjectStatefulHyperparamsState._fields
     assert set(state.hyperparams) == {"learning_rate", "b1", "b2", "eps", "eps_root"}
-    assert isinstance(state.hyperparams_states["learning_rate"], gradtx.WrappedSchedule(
-        lambda c: c).init().__class__)
+    assert isinstance(
+        state.hyperparams_states["learning_rate"],
+        gradtx.WrappedSchedule(lambda c: c).init().__class__,
+    )

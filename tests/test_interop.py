@@ -448,3 +448,61 @@ def test_incremental_and_periodic_updates_are_optaxs():
         jax.tree.map(np.testing.assert_array_equal, ours, new if step % 5 == 0 else old)
     with pytest.raises(ValueError, match="^incremental_update: "):
         gradtx.incremental_update({"a": jnp.ones(2)}, {"b": jnp.ones(2)}, 0.5)
+
+
+def test_trace_with_decay_1_is_optaxs_running_sum():
+    # decay = 1 is legitimate (a plain sum of the updates), and optax's suite uses it
+    tx, ref = gradtx.trace(1.0), optax.trace(1.0)
+    grads = {"w": jnp.asarray([1.0, -2.0])}
+    state, ref_state = tx.init(grads), ref.init(grads)
+    for _ in range(3):
+        out, state = tx.update(grads, state)
+        with _standard():
+            want, ref_state = ref.update(grads, ref_state)
+    np.testing.assert_array_equal(out["w"], want["w"])
+    np.testing.assert_array_equal(out["w"], [3.0, -6.0])
+
+
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("clip", dict(max_delta=1.0)),
+        ("clip_by_global_norm", dict(max_norm=1.0)),
+        ("clip_by_block_rms", dict(threshold=1.0)),
+        ("adaptive_grad_clip", dict(clipping=0.1)),
+        ("scale", dict(step_size=-0.5)),
+        ("add_decayed_weights", dict(weight_decay=0.1)),
+    ],
+)
+def test_stateless_transformations_take_no_state_as_optaxs_do(name, kwargs):
+    # optax code calls update(updates, None) on transformations that keep no state; gradtx's
+    # keep only their hyperparameters' table, so without it they use the values they were
+    # built with, and hand back the state they were given
+    params = {"w": jnp.asarray([[3.0, -4.0], [0.5, 2.0]])}
+    grads = {"w": jnp.asarray([[1.0, -2.0], [0.25, 4.0]])}
+    tx = getattr(gradtx, name)(**kwargs)
+    want, _ = tx.update(grads, tx.init(params), params)
+    for given in (None, gradtx.EmptyState()):
+        out, state = tx.update(grads, given, params)
+        np.testing.assert_array_equal(out["w"], want["w"])
+        assert state == given
+    with _standard():
+        ref, _ = getattr(optax, name)(**kwargs).update(grads, None, params)
+    np.testing.assert_allclose(out["w"], ref["w"], rtol=1e-6)
+
+
+def test_no_state_is_refused_where_one_is_needed():
+    grads = {"w": jnp.ones(2)}
+    with pytest.raises(ValueError, match=r"scale: update needs the state made by init.*sched"):
+        gradtx.scale(gradtx.linear_schedule(1.0, 0.0, 4)).update(grads, None)
+    with pytest.raises(ValueError, match=r"trace: update needs the state made by init.*keeps"):
+        gradtx.trace(0.9).update(grads, None)
+
+
+def test_fields_of_the_state_inside_a_table_read_as_optaxs():
+    # code written for optax reads state fields (Adam's mu, a trace's trace) directly
+    params = {"w": jnp.ones(2)}
+    state = gradtx.trace(0.9).init(params)
+    assert state.trace is state.inner_state.trace
+    with pytest.raises(AttributeError, match="HyperState .*TraceState.* has no attribute 'mu'"):
+        _ = state.mu

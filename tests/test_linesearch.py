@@ -318,13 +318,18 @@ def test_backtracking_matches_the_armijo_rule_over_steps(store_grad):
     assert float(rosenbrock(x)) < 24.2
 
 
-def test_backtracking_matches_optax():
+@pytest.mark.parametrize(
+    "extra",
+    [{}, dict(slope_rtol=0.0), dict(increase_factor=0.5)],
+    ids=["defaults", "slope_rtol_0_any_decrease", "increase_factor_below_1"],
+)
+def test_backtracking_matches_optax(extra):
     import optax
 
     def fn(x):
         return jnp.sum(jnp.asarray([1.0, 4.0, 9.0]) * (x - 0.5) ** 2) + 0.1 * jnp.sum(x**4)
 
-    kwargs = dict(max_backtracking_steps=15, decrease_factor=0.7, store_grad=True)
+    kwargs = dict(max_backtracking_steps=15, decrease_factor=0.7, store_grad=True, **extra)
     ours = gradtx.chain(gradtx.sgd(1.0), gradtx.scale_by_backtracking_linesearch(**kwargs))
     with jax.numpy_dtype_promotion("standard"):
         theirs = optax.chain(optax.sgd(1.0), optax.scale_by_backtracking_linesearch(**kwargs))
@@ -468,9 +473,9 @@ def test_hyperparameters_are_live():
             r"decrease_factor must be in \(0, 1\)",
         ),
         (
-            lambda: gradtx.scale_by_backtracking_linesearch(5, increase_factor=0.5),
+            lambda: gradtx.scale_by_backtracking_linesearch(5, increase_factor=0.0),
             ValueError,
-            "increase_factor must be >= 1",
+            "increase_factor must be > 0",
         ),
         (
             lambda: gradtx.scale_by_backtracking_linesearch(5, store_grad=1),

@@ -164,16 +164,23 @@ def test_lookahead_in_float64_matches_to_rounding(x64):
 
 
 @pytest.mark.parametrize(
-    ("inner", "reset", "jit"),
+    ("inner", "reset", "jit", "alpha"),
     [
-        ("sgd_momentum", False, False),
-        ("sgd_momentum", True, True),
-        ("adam", False, True),
-        ("adam", True, False),
+        ("sgd_momentum", False, False, 0.6),
+        ("sgd_momentum", True, True, 0.6),
+        ("adam", False, True, 0.6),
+        ("adam", True, False, 0.6),
+        ("sgd_momentum", False, True, 0.0),
     ],
-    ids=["sgd_momentum-keep-eager", "sgd_momentum-reset-jit", "adam-keep-jit", "adam-reset-eager"],
+    ids=[
+        "sgd_momentum-keep-eager",
+        "sgd_momentum-reset-jit",
+        "adam-keep-jit",
+        "adam-reset-eager",
+        "slow_step_size_0_slow_weights_stay",
+    ],
 )
-def test_lookahead_matches_optax(inner, reset, jit):
+def test_lookahead_matches_optax(inner, reset, jit, alpha):
     """Around the same (optax) fast optimizer, both forms give optax.lookahead's numbers:
     bit for bit eagerly; under jit to float32 rounding, as XLA on CPU contracts multiply-adds
     into FMAs differently in different programs.
@@ -183,7 +190,7 @@ def test_lookahead_matches_optax(inner, reset, jit):
     """
     _, _, make_optax = INNER[inner]
     problem, _ = quadratic()
-    k, alpha, steps = 4, 0.6, 24
+    k, steps = 4, 24
     with jax.numpy_dtype_promotion("standard"):
         theirs = optax.lookahead(make_optax(), k, alpha, reset_state=reset)
         want = run_pair(theirs, optax.apply_updates, optax.LookaheadParams, problem, steps, jit=jit)
@@ -320,7 +327,7 @@ def test_slow_step_size_is_live():
     np.testing.assert_allclose(params, 1.0 + 0.25 * (x - 1.0), rtol=1e-6)
     assert step._cache_size() == 1
     with pytest.raises(ValueError, match="set_hyperparams: slow_step_size must be in"):
-        gradtx.set_hyperparams(state, slow_step_size=0.0)
+        gradtx.set_hyperparams(state, slow_step_size=1.5)
 
 
 def test_slow_step_size_schedule():
@@ -361,7 +368,7 @@ def test_lookahead_bad_input():
         (dict(sync_period=-3, slow_step_size=0.5), ValueError, "sync_period"),
         (dict(sync_period=2.5, slow_step_size=0.5), TypeError, "sync_period must be an int"),
         (dict(sync_period=True, slow_step_size=0.5), TypeError, "sync_period"),
-        (dict(sync_period=5, slow_step_size=0.0), ValueError, "slow_step_size must be in"),
+        (dict(sync_period=5, slow_step_size=-0.5), ValueError, "slow_step_size must be in"),
         (dict(sync_period=5, slow_step_size=1.5), ValueError, "slow_step_size must be in"),
         (dict(sync_period=5, slow_step_size=float("nan")), ValueError, "slow_step_size"),
         (dict(sync_period=5, slow_step_size=None), TypeError, "slow_step_size"),

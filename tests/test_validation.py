@@ -223,10 +223,10 @@ BAD = {
         gradtx.adam, dict(learning_rate=np.ones(3, np.float32)), names=("adam", "learning_rate")
     ),
     # the schedules themselves
-    "linear_schedule_negative_steps": Bad(
+    "linear_schedule_nan_init": Bad(
         gradtx.linear_schedule,
-        dict(init_value=1.0, end_value=0.0, transition_steps=-1),
-        names=("linear_schedule", "transition_steps"),
+        dict(init_value=float("nan"), end_value=0.0, transition_steps=3),
+        names=("linear_schedule", "init_value"),
     ),
     "cosine_decay_zero_steps": Bad(
         gradtx.cosine_decay_schedule,
@@ -625,10 +625,10 @@ BAD = {
         TypeError,
         names=("exponential_decay", "staircase"),
     ),
-    "exponential_decay_transition_steps_zero": Bad(
+    "exponential_decay_negative_rate": Bad(
         gradtx.exponential_decay,
-        dict(init_value=1.0, transition_steps=0, decay_rate=0.5),
-        names=("exponential_decay", "transition_steps"),
+        dict(init_value=1.0, transition_steps=2, decay_rate=-0.5),
+        names=("exponential_decay", "decay_rate"),
     ),
     "inverse_sqrt_peak_string": Bad(
         gradtx.inverse_sqrt_schedule,
@@ -697,10 +697,10 @@ BAD = {
         TypeError,
         names=("polynomial_schedule", "power"),
     ),
-    "polynomial_steps_negative": Bad(
+    "polynomial_power_zero": Bad(
         gradtx.polynomial_schedule,
-        dict(init_value=1.0, end_value=0.0, power=2.0, transition_steps=-1),
-        names=("polynomial_schedule", "transition_steps"),
+        dict(init_value=1.0, end_value=0.0, power=0.0, transition_steps=3),
+        names=("polynomial_schedule", "power"),
     ),
     "sgdr_cosine_kwargs_none": Bad(
         gradtx.sgdr_schedule,

@@ -50,10 +50,10 @@ _CONSTRAINTS = {
     "threshold": _NON_NEGATIVE,
     "min_scale": _NON_NEGATIVE,
     # line searches and Newton-CG
-    "slope_rtol": _OPEN_UNIT,
+    "slope_rtol": _UNIT,  # 0: any decrease is enough (optax accepts it)
     "curv_rtol": _OPEN_UNIT,
     "decrease_factor": _OPEN_UNIT,
-    "increase_factor": _AT_LEAST_ONE,
+    "increase_factor": _POSITIVE,  # below 1 the next search starts lower (optax allows it)
     "max_learning_rate": _POSITIVE,
     "tol": _NON_NEGATIVE,
     "atol": _NON_NEGATIVE,
@@ -61,7 +61,7 @@ _CONSTRAINTS = {
     "stepsize_precision": _NON_NEGATIVE,
     "approx_dec_rtol": _NON_NEGATIVE,
     "damping": _NON_NEGATIVE,
-    "slow_step_size": _AT_MOST_ONE,
+    "slow_step_size": CLOSED_UNIT,  # 0: the slow weights stay (optax allows it)
     "clipping": _POSITIVE,
     "eta": _NON_NEGATIVE,
     "gamma": _NON_NEGATIVE,

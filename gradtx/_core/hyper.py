@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradtx._core import tree as _tree
-from gradtx._core.base import GradientTransformation, OptState, PyTree
+from gradtx._core.base import EmptyState, GradientTransformation, OptState, PyTree
 from gradtx._core.checks import (
     _concrete_float,
     _float_dtype,
@@ -109,6 +109,19 @@ class HyperState(NamedTuple):
             )
             for i, k in enumerate(self.names)
         }
+
+    def __getattr__(self, name: str) -> Any:
+        # the fields of the state inside (``state.mu`` of Adam's), as code written for optax's
+        # states reads them
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            return getattr(self.inner_state, name)
+        except AttributeError:
+            raise AttributeError(
+                f"{type(self).__name__} (and the state inside it, "
+                f"{type(self.inner_state).__name__}) has no attribute {name!r}"
+            ) from None
 
     def with_array(self, array: jax.Array) -> HyperState:
         """This state with the table's array replaced."""
@@ -311,6 +324,8 @@ def live(
         return _hyper_state(names, table, inner)
 
     def update(updates, state, params=None, **extra):
+        if state is None or isinstance(state, EmptyState):
+            return _without_state(updates, state, params, **extra)
         if not isinstance(state, HyperState) or state.names != names:
             found = list(state.names) if isinstance(state, HyperState) else type(state)
             raise ValueError(
@@ -327,6 +342,21 @@ def live(
         new = tuple(schedules[names[i]](count) for i in scheduled)
         table = _on_table(_advanced, table, count, new, tuple(scheduled))
         return updates, _hyper_state(names, table, inner)
+
+    def _without_state(updates, given, params, **extra):
+        # optax's stateless transformations take update(updates, None): so do gradtx's whose
+        # table is all they keep, when no value is a schedule (without a state there is no
+        # step count); the state handed in is handed back
+        fresh = init(updates)
+        if schedules or not isinstance(fresh.inner_state, EmptyState):
+            why = (
+                f"{sorted(schedules)} follow schedules, which need the step count"
+                if schedules
+                else "it keeps a state"
+            )
+            raise ValueError(f"{owner}: update needs the state made by init, got {given!r}: {why}")
+        updates, _ = update(updates, fresh, params, **extra)
+        return updates, given
 
     return GradientTransformation(init, update)
 
@@ -517,25 +547,34 @@ def live_names(state: PyTree) -> set[str]:
     return set(_catalogue(state).values())
 
 
-def assign_by_name(state: PyTree, values: Mapping[str, Any]) -> PyTree:
-    """``state`` with every hyperparameter named a key of ``values`` set to its value.
+def take_changed_values(state: PyTree, source: PyTree) -> PyTree:
+    """``state`` with each hyperparameter's row taken from ``source`` where the values differ.
 
-    Unlike :func:`set_hyperparams`, a name shared by several transformations of a chain sets
-    them all (one argument of a factory feeds them all), and a value equal to the one stored
-    keeps the stored row, whose residual makes ``1 - b1`` exact in float32. For
-    :func:`gradtx.inject_hyperparams`, which assigns every value at every step.
+    ``source`` is a state of the same transformation built again from other values (its tables
+    in the same order); the step counts stay ``state``'s. A value equal to the stored one keeps
+    the stored row, whose residual makes ``1 - b1`` exact in float32. For
+    :func:`gradtx.inject_hyperparams`, which builds the transformation again at every step.
     """
+    found: list[HyperState] = []
+
+    def collect(prefix, node):
+        found.append(node)
+        return node
+
+    _map_hyper_states(source, collect)
+    tables = iter(found)
 
     def replace(prefix, node):
-        table = node.array
-        own = _own_ranges(node)
-        for i, name in enumerate(node.names):
-            if name in values:
-                row = _new_row(name, values[name], table, i, own.get(name))
-                old = table[..., 1 + i, :]
-                same = (row[..., _VALUE] == old[..., _VALUE])[..., None]
-                table = table.at[..., 1 + i, :].set(jnp.where(same, old, row))
-        return node.with_array(table)
+        other = next(tables, None)
+        if other is None or other.names != node.names:
+            raise ValueError(
+                f"the transformation built again has other hyperparameters at "
+                f"{prefix or 'the root'} ({None if other is None else other.names} instead of "
+                f"{node.names})"
+            )
+        old, new = node.array[..., 1:, :], other.array[..., 1:, :].astype(node.array.dtype)
+        same = (old[..., _VALUE] == new[..., _VALUE])[..., None]
+        return node.with_array(node.array.at[..., 1:, :].set(jnp.where(same, old, new)))
 
     return _map_hyper_states(state, replace)
 

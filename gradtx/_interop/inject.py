@@ -90,13 +90,14 @@ class WrappedSchedule:
 
 
 def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float, np.number, np.ndarray, jax.Array)) and not isinstance(
-        x, bool
-    )
+    return isinstance(x, (int, float, np.number, np.ndarray, jax.Array)) and not isinstance(x, bool)
 
 
 def _as_dtype(x: Any, dtype: Any) -> Any:
-    """Floats in ``dtype``; integers as they are (optax's rule)."""
+    """optax's rule: a JAX array of a dtype of its own stays as it is; other floats (Python
+    floats, weakly typed or NumPy float arrays) are cast to ``dtype``; integers stay."""
+    if isinstance(x, jax.Array) and not x.weak_type:
+        return x
     if jnp.issubdtype(jnp.result_type(x), jnp.floating):
         return jnp.asarray(x, dtype)
     return jnp.asarray(x)
@@ -205,12 +206,31 @@ def inject_hyperparams(
                 numbers[name] = value
             else:
                 fixed[name] = value
-        # gradtx evaluates plain schedules itself, inside the inner update; the others (and
-        # the numbers) are written into its tables at every step
-        native = {k: f.schedule_fn for k, f in schedules.items() if isinstance(f, WrappedSchedule)}
-        first = {k: f(f.init()) for k, f in schedules.items() if k not in native}
-        inner = inner_factory(**fixed, **numbers, **native, **first)
-        assigned_names = tuple(numbers) + tuple(first)
+        first = {k: f(f.init()) for k, f in schedules.items()}
+        inner = inner_factory(**fixed, **numbers, **first)
+        # the numbers the factory keeps fixed (sizes, initial values it needs as Python
+        # numbers), found once by building it with a traced value in their place
+        kept_fixed: dict[str, Any] = {}
+
+        def decide(params):
+            if "names" in kept_fixed:
+                return kept_fixed["names"]
+            live = hyper.live_names(inner.init(params))
+            names = set()
+            for name in numbers:
+                if name in live:
+                    continue
+                try:
+                    jax.eval_shape(
+                        lambda v, name=name: inner_factory(
+                            **fixed, **{**numbers, name: v}, **first
+                        ).init(params),
+                        jnp.asarray(numbers[name]),
+                    )
+                except (TypeError, ValueError, jax.errors.ConcretizationTypeError):
+                    names.add(name)
+            kept_fixed["names"] = frozenset(names)
+            return kept_fixed["names"]
 
         def dtype_of(params, updates):
             if hyperparam_dtype is not None:
@@ -218,34 +238,30 @@ def inject_hyperparams(
             return _float_dtype_of(params if params is not None else updates)
 
         def init(params):
-            inner_state = inner.init(params)
+            not_injected = decide(params)
             dtype = dtype_of(params, None)
-            live = hyper.live_names(inner_state)
-            foreign = not live
-            kept = {k: v for k, v in numbers.items() if foreign or k in live}
             states = {k: f.init() for k, f in schedules.items()}
-            values = {k: _as_dtype(v, dtype) for k, v in kept.items()}
+            values = {k: _as_dtype(v, dtype) for k, v in numbers.items() if k not in not_injected}
             values.update({k: _as_dtype(f(states[k]), dtype) for k, f in schedules.items()})
             return InjectStatefulHyperparamsState(
                 count=jnp.zeros([], jnp.int32),
                 hyperparams=values,
                 hyperparams_states=states,
-                inner_state=inner_state,
+                inner_state=inner.init(params),
             )
 
         def update(updates, state, params=None, **extra):
-            live = hyper.live_names(state.inner_state)
-            expected = set(schedules) | {k for k in numbers if not live or k in live}
-            unexpected = sorted(set(state.hyperparams) - expected)
+            not_injected = decide(params if params is not None else updates)
+            unexpected = sorted(set(state.hyperparams) - (set(numbers) | set(schedules)))
+            unexpected += sorted(set(state.hyperparams) & not_injected)
             if unexpected:
                 raise ValueError(
                     f"{owner}: state.hyperparams has {unexpected}, which this transformation "
-                    f"does not take as injected hyperparameters (it takes {sorted(expected)}); "
-                    f"booleans, None, static_args and the sizes the factory keeps fixed are "
-                    f"not injectable"
+                    f"does not take as injected hyperparameters (booleans, None, static_args and "
+                    f"the numbers the factory keeps fixed are not injectable)"
                 )
             dtype = dtype_of(params, updates)
-            values = {k: _as_dtype(v, dtype) for k, v in state.hyperparams.items()}
+            values = {k: _as_dtype(v, dtype) for k, v in state.hyperparams.items() if k in numbers}
             values.update(
                 {
                     k: _as_dtype(f(state.hyperparams_states[k], **extra), dtype)
@@ -255,16 +271,15 @@ def inject_hyperparams(
             new_states = {
                 k: f.update(state.hyperparams_states[k], **extra) for k, f in schedules.items()
             }
-            injected = {k: values[k] for k in assigned_names if k in values}
-            if live:
-                inner_state = hyper.assign_by_name(state.inner_state, injected)
-                tx = inner
-            else:
-                inner_state = state.inner_state
-                tx = inner_factory(**fixed, **{k: values[k] for k in values})
-            updates, inner_state = with_extra_args(tx).update(
-                updates, inner_state, params, **extra
-            )
+            rest = {k: v for k, v in numbers.items() if k in not_injected}
+            tx = inner_factory(**fixed, **rest, **values)
+            inner_state = state.inner_state
+            if hyper.live_names(inner_state):
+                # gradtx reads its hyperparameters from its state: take the values of the
+                # tables the factory builds from the new values (whatever it computes from them)
+                rebuilt = tx.init(params if params is not None else updates)
+                inner_state = hyper.take_changed_values(inner_state, rebuilt)
+            updates, inner_state = with_extra_args(tx).update(updates, inner_state, params, **extra)
             return updates, InjectStatefulHyperparamsState(
                 count=safe_increment(state.count),
                 hyperparams=values,

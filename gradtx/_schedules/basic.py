@@ -35,6 +35,7 @@ from gradtx._schedules.steps import (
     _count,
     _finite,
     _fit,
+    _non_negative,
     _positive,
     _reachable,
     _reached,
@@ -142,13 +143,13 @@ def linear_schedule(
     Args:
       init_value: the value up to step ``transition_begin``.
       end_value: the value from step ``transition_begin + transition_steps`` on.
-      transition_steps: the length :math:`T` of the line, >= 0; 0 gives a constant
+      transition_steps: the length :math:`T` of the line; 0 or less gives a constant
         ``init_value`` (as optax does).
       transition_begin: the step :math:`t_b` where the line starts, >= 0.
 
     Returns:
       A schedule ``step -> value``. Matches optax's ``linear_schedule`` (optax also accepts a
-      negative ``transition_steps`` or ``transition_begin``, which gradtx rejects) and PyTorch's
+      ``transition_begin < 0`` counts from 0, as optax's does) and PyTorch's
       ``LinearLR(start_factor, end_factor, total_iters)``, which is this line with
       ``init_value = lr * start_factor`` and ``end_value = lr * end_factor``.
 
@@ -165,9 +166,9 @@ def linear_schedule(
     owner = "linear_schedule"
     init_value = _finite(owner, "init_value", init_value)
     end_value = _finite(owner, "end_value", end_value)
-    transition_steps = _steps(owner, "transition_steps", transition_steps, 0)
-    transition_begin = _steps(owner, "transition_begin", transition_begin, 0)
-    if transition_steps == 0:
+    transition_steps = _steps(owner, "transition_steps", transition_steps, None)
+    transition_begin = max(_steps(owner, "transition_begin", transition_begin, None), 0)
+    if transition_steps <= 0:
         return constant_schedule(init_value)
     return _linear(init_value, end_value, transition_steps, transition_begin)
 
@@ -189,14 +190,15 @@ def polynomial_schedule(
       init_value: the value up to step ``transition_begin``.
       end_value: the value from step ``transition_begin + transition_steps`` on.
       power: the exponent :math:`p`, > 0 (1 is :func:`linear_schedule`).
-      transition_steps: the length :math:`T` of the decay, >= 0; 0 gives a constant
+      transition_steps: the length :math:`T` of the decay; 0 or less gives a constant
         ``init_value`` (as optax does).
-      transition_begin: the step :math:`t_b` where the decay starts, >= 0.
+      transition_begin: the step :math:`t_b` where the decay starts (a negative one counts
+        from 0, as optax's does).
 
     Returns:
       A schedule ``step -> value``. Matches optax's ``polynomial_schedule`` (optax accepts any
-      ``power`` and negative step counts; gradtx rejects them) and, with ``end_value = 0``,
-      PyTorch's ``PolynomialLR(total_iters=transition_steps, power=power)``.
+      ``power``; gradtx rejects a power <= 0, whose value at the end is 1 or infinite) and,
+      with ``end_value = 0``, PyTorch's ``PolynomialLR(total_iters=transition_steps, power=power)``.
 
     Example:
       >>> import gradtx
@@ -213,9 +215,9 @@ def polynomial_schedule(
     init_value = _finite(owner, "init_value", init_value)
     end_value = _finite(owner, "end_value", end_value)
     power = _positive(owner, "power", power)
-    transition_steps = _steps(owner, "transition_steps", transition_steps, 0)
-    transition_begin = _steps(owner, "transition_begin", transition_begin, 0)
-    if transition_steps == 0:
+    transition_steps = _steps(owner, "transition_steps", transition_steps, None)
+    transition_begin = max(_steps(owner, "transition_begin", transition_begin, None), 0)
+    if transition_steps <= 0:
         return constant_schedule(init_value)
 
     def schedule(count):
@@ -305,12 +307,15 @@ def _exponential(
     end_value,
 ) -> Schedule:
     init_value = _finite(owner, "init_value", init_value)
-    transition_steps = _steps(owner, "transition_steps", transition_steps, 1)
-    decay_rate = _positive(owner, "decay_rate", decay_rate)
-    transition_begin = _steps(owner, "transition_begin", transition_begin, 0)
+    transition_steps = _steps(owner, "transition_steps", transition_steps, None)
+    decay_rate = _non_negative(owner, "decay_rate", decay_rate)
+    transition_begin = max(_steps(owner, "transition_begin", transition_begin, None), 0)
     staircase = check_flag(owner, "staircase", staircase)
     if end_value is not None:
         end_value = _finite(owner, "end_value", end_value)
+    if transition_steps <= 0 or decay_rate == 0:
+        # optax's reading of these: the decay is off
+        return constant_schedule(init_value)
     log_rate = math.log(decay_rate)
 
     def schedule(count):
@@ -347,16 +352,17 @@ def exponential_decay(
 
     Args:
       init_value: the value up to step ``transition_begin``.
-      transition_steps: the number of steps :math:`T` per factor of ``decay_rate``, >= 1.
-      decay_rate: the factor :math:`r`, > 0 (> 1 grows).
-      transition_begin: the step :math:`t_b` where the decay starts, >= 0.
+      transition_steps: the number of steps :math:`T` per factor of ``decay_rate``; 0 or less
+        turns the decay off (a constant ``init_value``, as in optax).
+      decay_rate: the factor :math:`r`, >= 0 (> 1 grows; 0 turns the decay off, as in optax).
+      transition_begin: the step :math:`t_b` where the decay starts (a negative one counts
+        from 0, as optax's does).
       staircase: decay in whole periods of ``transition_steps`` (a step function).
       end_value: the bound, or ``None`` for none.
 
     Returns:
-      A schedule ``step -> value``. Matches optax's ``exponential_decay``, except that optax
-      makes ``transition_steps <= 0`` or ``decay_rate == 0`` a constant and a negative
-      ``transition_begin`` zero, where gradtx raises. PyTorch's ``ExponentialLR(gamma)`` is
+      A schedule ``step -> value``. Matches optax's ``exponential_decay``. PyTorch's
+      ``ExponentialLR(gamma)`` is
       ``exponential_decay(lr, 1, gamma)`` and ``StepLR(step_size, gamma)`` is
       ``exponential_decay(lr, step_size, gamma, staircase=True)``. The power is formed as
       ``exp(p log r)`` from the double-precision logarithm, to a few ulps (optax's

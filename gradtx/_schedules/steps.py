@@ -35,10 +35,18 @@ def _positive(owner: str, name: str, value) -> float:
     return _finite(owner, name, value)
 
 
-def _steps(owner: str, name: str, value, minimum: int) -> int:
+def _non_negative(owner: str, name: str, value) -> float:
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        if math.isfinite(value) and value < 0:
+            raise ValueError(f"{owner}: {name} must be >= 0, got {float(value)!r}")
+    return _finite(owner, name, value)
+
+
+def _steps(owner: str, name: str, value, minimum: int | None) -> int:
+    """``value`` as an int, >= ``minimum`` unless that is None (any int)."""
     if not isinstance(value, numbers.Integral) or isinstance(value, bool):
         raise TypeError(f"{owner}: {name} must be an int, got {value!r}")
-    if value < minimum:
+    if minimum is not None and value < minimum:
         raise ValueError(f"{owner}: {name} must be >= {minimum}, got {value!r}")
     return int(value)
 

@@ -10,7 +10,7 @@ import jax
 
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation
-from gradtx._core.checks import check_dtype, check_flag
+from gradtx._core.checks import CLOSED_UNIT, check_dtype, check_flag
 from gradtx._core.hyper import (
     ScalarOrSchedule,
     Value,
@@ -70,6 +70,9 @@ def trace_step(decay: Value) -> Callable[[jax.Array, jax.Array], jax.Array]:
 class TraceState(NamedTuple):
     trace: Any  # like the params (accumulator_dtype if given): the velocity
 
+    # decay = 1 is a plain running sum of the updates (optax accepts it too)
+    live_ranges = {"decay": CLOSED_UNIT}
+
 
 def _trace(decay: Value, *, nesterov: bool, accumulator_dtype: Any) -> GradientTransformation:
     def init(params):
@@ -99,7 +102,7 @@ def trace(
     needs no look-ahead gradient.
 
     Args:
-      decay: β, the momentum, in [0, 1): a float or a schedule.
+      decay: β, the momentum, in [0, 1] (1: a plain running sum): a float or a schedule.
       nesterov: use Nesterov's accelerated gradient.
       accumulator_dtype: dtype of the velocity (default: the params' dtype).
 
@@ -122,7 +125,7 @@ def trace(
     nesterov = check_flag("trace", "nesterov", nesterov)
     accumulator_dtype = check_dtype("trace", "accumulator_dtype", accumulator_dtype)
     build = functools.partial(_trace, nesterov=nesterov, accumulator_dtype=accumulator_dtype)
-    return live("trace", build, decay=decay)
+    return live("trace", build, ranges=TraceState.live_ranges, decay=decay)
 
 
 # ---- ema ---------------------------------------------------------------------------------

@@ -31,7 +31,9 @@ def test_files(smoke=False):
     if smoke:
         return [os.path.join(resolve.OPTAX_DIR, f) for f in SMOKE]
     files = sorted(glob.glob(os.path.join(resolve.OPTAX_DIR, "**", "*_test.py"), recursive=True))
-    neutral = tuple(os.path.join(resolve.OPTAX_DIR, s) + os.sep for s in resolve.NEUTRAL_SUBPACKAGES)
+    neutral = tuple(
+        os.path.join(resolve.OPTAX_DIR, s) + os.sep for s in resolve.NEUTRAL_SUBPACKAGES
+    )
     return [f for f in files if not f.startswith(neutral)]
 
 
