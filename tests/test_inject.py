@@ -235,3 +235,11 @@ def test_optax_code_reads_the_state_as_optaxs():
         state.hyperparams_states["learning_rate"],
         gradtx.WrappedSchedule(lambda c: c).init().__class__,
     )
+
+
+def test_a_random_key_argument_is_passed_as_it_is_not_injected():
+    tx = gradtx.inject_hyperparams(gradtx.noisy_sgd)(learning_rate=0.1, key=jax.random.key(3))
+    state = tx.init(PARAMS)
+    assert "key" not in state.hyperparams and "learning_rate" in state.hyperparams
+    updates, _ = jax.jit(tx.update)(_grads(0), state, PARAMS)
+    assert all(np.all(np.isfinite(u)) for u in jax.tree.leaves(updates))

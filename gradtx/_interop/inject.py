@@ -90,7 +90,10 @@ class WrappedSchedule:
 
 
 def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float, np.number, np.ndarray, jax.Array)) and not isinstance(x, bool)
+    """A number or numeric array (not a bool, nor a random key: optax keeps those fixed)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float, np.number, np.ndarray, jax.Array)):
+        return False
+    return not (hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jax.dtypes.prng_key))
 
 
 def _as_dtype(x: Any, dtype: Any) -> Any:

@@ -33,10 +33,14 @@ def _reduce_on_plateau(factor: Value, threshold: Value, min_scale: Value, *, pat
             cooldown_left=jnp.zeros([], jnp.int32),
         )
 
-    def update(updates, state, params=None, *, loss=None, **extra):
+    def update(updates, state, params=None, *, loss=None, value=None, **extra):
+        if loss is not None and value is not None:
+            raise ValueError("reduce_on_plateau: give the monitored loss once, as loss= or value=")
+        loss = value if loss is None else loss  # value= is optax's name for it
         if loss is None:
             raise ValueError(
-                "reduce_on_plateau: update needs the monitored loss, as update(..., loss=value)"
+                "reduce_on_plateau: update needs the monitored loss, as update(..., loss=value) "
+                "(or optax's value=)"
             )
         if jnp.ndim(loss) != 0:
             raise ValueError(
@@ -78,8 +82,9 @@ def reduce_on_plateau(
 ) -> GradientTransformation:
     r"""Multiplies the updates by a scale that drops by ``factor`` when the loss plateaus.
 
-    ``update(updates, state, params, loss=value)`` takes the monitored loss (for instance the
-    loss whose gradients are being applied, or a validation loss). A loss counts as an
+    ``update(updates, state, params, loss=value)`` (or optax's ``value=value``) takes the
+    monitored loss (for instance the loss whose gradients are being applied, or a validation
+    loss). A loss counts as an
     improvement when :math:`\ell < \ell_{best}(1 - \text{threshold})`; after more than
     ``patience`` losses in a row without one, the scale becomes
     :math:`\max(\text{scale} \cdot \text{factor}, \text{min\_scale})`, and the next

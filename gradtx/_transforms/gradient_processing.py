@@ -62,7 +62,8 @@ def _key_data(owner: str, key: Any) -> tuple[np.ndarray, Any]:
     if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         if key.shape != ():
             raise ValueError(f"{owner}: key must be a single key, got shape {key.shape}")
-        return np.asarray(jax.random.key_data(key)), jax.random.key_impl(key)
+        with jax.ensure_compile_time_eval():  # a concrete key, inside a traced function
+            return np.asarray(jax.random.key_data(key)), jax.random.key_impl(key)
     raw_shape = jax.random.key_data(jax.random.key(0)).shape
     if (
         isinstance(key, (jax.Array, np.ndarray))
