@@ -12,11 +12,20 @@ of a jitted function), nor what a schedule returns after step 0: wrap the optimi
 :func:`checked` to check those at run time, inside the compiled step.
 """
 
+from gradtx import contrib as contrib
+from gradtx import microbatching as microbatching
+from gradtx import schedules as schedules
+from gradtx import second_order as second_order
+from gradtx import transforms as transforms
+from gradtx import tree as tree
+from gradtx import tree_utils as tree_utils
 from gradtx._core.base import EmptyState as EmptyState
 from gradtx._core.base import GradientTransformation as GradientTransformation
+from gradtx._core.base import GradientTransformationExtraArgs as GradientTransformationExtraArgs
 from gradtx._core.base import OptState as OptState
 from gradtx._core.base import Params as Params
 from gradtx._core.base import TransformInitFn as TransformInitFn
+from gradtx._core.base import TransformUpdateExtraArgsFn as TransformUpdateExtraArgsFn
 from gradtx._core.base import TransformUpdateFn as TransformUpdateFn
 from gradtx._core.base import Updates as Updates
 from gradtx._core.base import apply_updates as apply_updates
@@ -25,6 +34,7 @@ from gradtx._core.base import init_empty_state as init_empty_state
 from gradtx._core.base import set_to_zero as set_to_zero
 from gradtx._core.base import stateless as stateless
 from gradtx._core.base import stateless_with_tree_map as stateless_with_tree_map
+from gradtx._core.base import with_extra_args_support as with_extra_args_support
 from gradtx._core.checkpoint import check_state as check_state
 from gradtx._core.checkpoint import restore_state as restore_state
 from gradtx._core.combine import chain as chain
@@ -32,6 +42,7 @@ from gradtx._core.combine import freeze as freeze
 from gradtx._core.combine import masked as masked
 from gradtx._core.combine import named_chain as named_chain
 from gradtx._core.combine import partition as partition
+from gradtx._core.distributions import multi_normal as multi_normal
 from gradtx._core.grouped import GroupedState as GroupedState
 from gradtx._core.grouped import grouped as grouped
 from gradtx._core.hyper import Hyperparam as Hyperparam
@@ -41,13 +52,22 @@ from gradtx._core.hyper import Schedule as Schedule
 from gradtx._core.hyper import hyperparams as hyperparams
 from gradtx._core.hyper import set_hyperparams as set_hyperparams
 from gradtx._core.hyper import sweep as sweep
+from gradtx._core.multi_transform import MaskedNode as MaskedNode
+from gradtx._core.multi_transform import MaskedState as MaskedState
+from gradtx._core.multi_transform import MaskOrFn as MaskOrFn
+from gradtx._core.multi_transform import MultiTransformState as MultiTransformState
+from gradtx._core.multi_transform import multi_transform as multi_transform
+from gradtx._core.multi_transform import selective_transform as selective_transform
 from gradtx._core.numerics import global_norm as global_norm
 from gradtx._core.numerics import incremental_update as incremental_update
 from gradtx._core.numerics import periodic_update as periodic_update
 from gradtx._core.numerics import safe_increment as safe_increment
 from gradtx._core.numerics import safe_int32_increment as safe_int32_increment
+from gradtx._core.numerics import safe_norm as safe_norm
+from gradtx._core.numerics import safe_root_mean_squares as safe_root_mean_squares
 from gradtx._core.numerics import scale_gradient as scale_gradient
 from gradtx._core.sharding import state_sharding as state_sharding
+from gradtx._core.state_utils import tree_map_params as tree_map_params
 from gradtx._curvature.lbfgs import lbfgs as lbfgs
 from gradtx._curvature.lbfgs import scale_by_lbfgs as scale_by_lbfgs
 from gradtx._curvature.linesearch import (
@@ -67,6 +87,16 @@ from gradtx._curvature.sophia import (
 from gradtx._curvature.sophia import scale_by_sophia as scale_by_sophia
 from gradtx._curvature.sophia import sophia as sophia
 from gradtx._curvature.zoom import scale_by_zoom_linesearch as scale_by_zoom_linesearch
+from gradtx._interop.inject import InjectHyperparamsState as InjectHyperparamsState
+from gradtx._interop.inject import (
+    InjectStatefulHyperparamsState as InjectStatefulHyperparamsState,
+)
+from gradtx._interop.inject import StatefulSchedule as StatefulSchedule
+from gradtx._interop.inject import WrappedSchedule as WrappedSchedule
+from gradtx._interop.inject import inject_hyperparams as inject_hyperparams
+from gradtx._interop.inject import inject_stateful_hyperparams as inject_stateful_hyperparams
+from gradtx._interop.migration import from_optax_state as from_optax_state
+from gradtx._interop.migration import to_optax_state as to_optax_state
 from gradtx._linalg.newton_schulz import (
     orthogonalize_via_newton_schulz as orthogonalize_via_newton_schulz,
 )
@@ -153,6 +183,11 @@ from gradtx._schedules.cyclic import (
 )
 from gradtx._schedules.cyclic import one_cycle_schedule as one_cycle_schedule
 from gradtx._schedules.cyclic import sgdr_schedule as sgdr_schedule
+from gradtx._schedules.piecewise import cosine_onecycle_schedule as cosine_onecycle_schedule
+from gradtx._schedules.piecewise import linear_onecycle_schedule as linear_onecycle_schedule
+from gradtx._schedules.piecewise import (
+    piecewise_interpolate_schedule as piecewise_interpolate_schedule,
+)
 from gradtx._schedules.plateau import reduce_on_plateau as reduce_on_plateau
 from gradtx._schedules.warmup import warmup_constant_schedule as warmup_constant_schedule
 from gradtx._schedules.warmup import (
@@ -192,6 +227,12 @@ from gradtx._transforms.clipping import adaptive_grad_clip as adaptive_grad_clip
 from gradtx._transforms.clipping import clip as clip
 from gradtx._transforms.clipping import clip_by_global_norm as clip_by_global_norm
 from gradtx._transforms.clipping import clip_by_norm as clip_by_norm
+from gradtx._transforms.clipping import unitwise_clip as unitwise_clip
+from gradtx._transforms.clipping import unitwise_norm as unitwise_norm
+from gradtx._transforms.constraining import NonNegativeParamsState as NonNegativeParamsState
+from gradtx._transforms.constraining import ZeroNansState as ZeroNansState
+from gradtx._transforms.constraining import keep_params_nonnegative as keep_params_nonnegative
+from gradtx._transforms.constraining import zero_nans as zero_nans
 from gradtx._transforms.decay import add_decayed_weights as add_decayed_weights
 from gradtx._transforms.eigenbasis import scale_by_soap as scale_by_soap
 from gradtx._transforms.factored import scale_by_factored_rms as scale_by_factored_rms
@@ -214,11 +255,16 @@ from gradtx._transforms.lr_free_steps import MomoState as MomoState
 from gradtx._transforms.momentum import bias_correction as bias_correction
 from gradtx._transforms.momentum import ema as ema
 from gradtx._transforms.momentum import trace as trace
+from gradtx._transforms.monitoring import SnapshotState as SnapshotState
+from gradtx._transforms.monitoring import measure_with_ema as measure_with_ema
+from gradtx._transforms.monitoring import snapshot as snapshot
 from gradtx._transforms.optimistic import (
     scale_by_optimistic_gradient as scale_by_optimistic_gradient,
 )
 from gradtx._transforms.orthogonal import scale_by_muon as scale_by_muon
 from gradtx._transforms.orthogonal import scale_by_shape as scale_by_shape
+from gradtx._transforms.periodic import ApplyEvery as ApplyEvery
+from gradtx._transforms.periodic import apply_every as apply_every
 from gradtx._transforms.polyak import scale_by_polyak as scale_by_polyak
 from gradtx._transforms.privacy import (
     DifferentiallyPrivateAggregateState as DifferentiallyPrivateAggregateState,
@@ -226,6 +272,8 @@ from gradtx._transforms.privacy import (
 from gradtx._transforms.privacy import (
     differentially_private_aggregate as differentially_private_aggregate,
 )
+from gradtx._transforms.privacy import per_example_global_norm_clip as per_example_global_norm_clip
+from gradtx._transforms.privacy import per_example_layer_norm_clip as per_example_layer_norm_clip
 from gradtx._transforms.psgd import precond_update_prob_schedule as precond_update_prob_schedule
 from gradtx._transforms.psgd import scale_by_kron as scale_by_kron
 from gradtx._transforms.quantized import QuantizedArray as QuantizedArray
@@ -245,7 +293,10 @@ from gradtx._transforms.step_size import scale_by_trust_ratio as scale_by_trust_
 from gradtx._wrappers.accumulation import ApplyIfFiniteState as ApplyIfFiniteState
 from gradtx._wrappers.accumulation import MultiSteps as MultiSteps
 from gradtx._wrappers.accumulation import MultiStepsState as MultiStepsState
+from gradtx._wrappers.accumulation import ShouldSkipUpdateFunction as ShouldSkipUpdateFunction
 from gradtx._wrappers.accumulation import apply_if_finite as apply_if_finite
+from gradtx._wrappers.accumulation import skip_large_updates as skip_large_updates
+from gradtx._wrappers.accumulation import skip_not_finite as skip_not_finite
 from gradtx._wrappers.averaging import LookaheadParams as LookaheadParams
 from gradtx._wrappers.averaging import ema_params as ema_params
 from gradtx._wrappers.averaging import lookahead as lookahead
@@ -258,8 +309,14 @@ from gradtx._wrappers.complex_pairs import (
     SplitRealAndImaginaryState as SplitRealAndImaginaryState,
 )
 from gradtx._wrappers.complex_pairs import split_real_and_imaginary as split_real_and_imaginary
+from gradtx._wrappers.conditional import ConditionallyMaskState as ConditionallyMaskState
+from gradtx._wrappers.conditional import ConditionallyTransformState as ConditionallyTransformState
+from gradtx._wrappers.conditional import conditionally_mask as conditionally_mask
+from gradtx._wrappers.conditional import conditionally_transform as conditionally_transform
+from gradtx._wrappers.layout import flatten as flatten
 from gradtx._wrappers.mechanic import MechanicState as MechanicState
 from gradtx._wrappers.mechanic import mechanize as mechanize
+from gradtx._wrappers.microbatching import microbatch as microbatch
 from gradtx._wrappers.monitor import MonitorState as MonitorState
 from gradtx._wrappers.monitor import monitor as monitor
 from gradtx._wrappers.monitor import step_stats as step_stats
@@ -269,15 +326,6 @@ from gradtx._wrappers.sam import sam as sam
 from gradtx._wrappers.schedule_free import ScheduleFreeState as ScheduleFreeState
 from gradtx._wrappers.schedule_free import schedule_free as schedule_free
 from gradtx._wrappers.schedule_free import schedule_free_eval_params as schedule_free_eval_params
-
-from gradtx._interop.inject import InjectHyperparamsState as InjectHyperparamsState
-from gradtx._interop.inject import (
-    InjectStatefulHyperparamsState as InjectStatefulHyperparamsState,
-)
-from gradtx._interop.inject import StatefulSchedule as StatefulSchedule
-from gradtx._interop.inject import WrappedSchedule as WrappedSchedule
-from gradtx._interop.inject import inject_hyperparams as inject_hyperparams
-from gradtx._interop.inject import inject_stateful_hyperparams as inject_stateful_hyperparams
 
 __version__ = "0.1.0"
 
@@ -558,3 +606,58 @@ __all__ += [
     "inject_hyperparams",
     "inject_stateful_hyperparams",
 ]
+
+# a run's optimizer state between optax and gradtx
+__all__ += ["from_optax_state", "to_optax_state"]
+
+# optax's transformations and helpers: safe norms, constraints, per-example and unit-wise
+# clipping, apply_every, snapshots, conditional and flattening wrappers, MultiSteps' skip
+# functions, the extra-arguments types
+__all__ += [
+    "ApplyEvery",
+    "ConditionallyMaskState",
+    "ConditionallyTransformState",
+    "GradientTransformationExtraArgs",
+    "NonNegativeParamsState",
+    "ShouldSkipUpdateFunction",
+    "SnapshotState",
+    "TransformUpdateExtraArgsFn",
+    "ZeroNansState",
+    "apply_every",
+    "conditionally_mask",
+    "conditionally_transform",
+    "flatten",
+    "keep_params_nonnegative",
+    "measure_with_ema",
+    "per_example_global_norm_clip",
+    "per_example_layer_norm_clip",
+    "safe_norm",
+    "safe_root_mean_squares",
+    "skip_large_updates",
+    "skip_not_finite",
+    "snapshot",
+    "unitwise_clip",
+    "unitwise_norm",
+    "with_extra_args_support",
+    "zero_nans",
+]
+
+# optax's schedules, combinators and helpers that gradtx lacked: piecewise-interpolated and
+# one-cycle schedules, multi_transform and selective_transform in optax's state layout,
+# multi_normal, microbatch (and the namespaces gradtx.second_order, gradtx.microbatching)
+__all__ += [
+    "MaskOrFn",
+    "MaskedNode",
+    "MaskedState",
+    "MultiTransformState",
+    "cosine_onecycle_schedule",
+    "linear_onecycle_schedule",
+    "microbatch",
+    "multi_normal",
+    "multi_transform",
+    "piecewise_interpolate_schedule",
+    "selective_transform",
+]
+
+# optax's submodule paths (thin namespaces of the same objects) and its top-level state helper
+__all__ += ["contrib", "schedules", "transforms", "tree", "tree_map_params", "tree_utils"]

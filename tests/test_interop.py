@@ -506,3 +506,13 @@ def test_fields_of_the_state_inside_a_table_read_as_optaxs():
     assert state.trace is state.inner_state.trace
     with pytest.raises(AttributeError, match="HyperState .*TraceState.* has no attribute 'mu'"):
         _ = state.mu
+
+
+def test_a_none_param_stays_none_as_in_optax():
+    x = jnp.ones(3)
+    assert gradtx.apply_updates(None, x) is None
+    assert gradtx.incremental_update(None, x, 0.5) is None
+    out = gradtx.apply_updates({"a": None, "b": x}, {"a": x, "b": x})
+    assert out["a"] is None and np.array_equal(out["b"], 2 * x)
+    with pytest.raises(ValueError, match="apply_updates: .*'c'"):
+        gradtx.apply_updates({"a": None, "b": x}, {"a": x, "c": x})

@@ -51,3 +51,19 @@ def test_the_harness_resolves_optax_names_to_gradtxs():
     resolve.USED.start()
     assert view.adam.__wrapped__ is gradtx.adam
     assert resolve.USED.stop()["gradtx"] == {"optax.adam"}
+
+
+def test_optaxs_submodule_paths_hold_gradtxs_objects():
+    # gradtx.contrib, .schedules, .transforms are thin namespaces: every name optax has there
+    # that gradtx has at top level is there too, as the same object
+    import importlib
+
+    import gradtx
+
+    for sub in ("contrib", "schedules", "transforms"):
+        theirs = importlib.import_module("optax." + sub)
+        mine = getattr(gradtx, sub)
+        public = getattr(theirs, "__all__", None) or [n for n in dir(theirs) if n[0] != "_"]
+        shared = [n for n in public if hasattr(gradtx, n)]
+        assert shared and set(shared) <= set(mine.__all__), (sub, set(shared) - set(mine.__all__))
+        assert all(getattr(mine, n) is getattr(gradtx, n) for n in mine.__all__), sub

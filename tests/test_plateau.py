@@ -52,8 +52,6 @@ def test_needs_the_loss():
     tx = gradtx.reduce_on_plateau()
     with pytest.raises(ValueError, match="reduce_on_plateau: update needs the monitored loss"):
         tx.update({"w": jnp.ones(1)}, tx.init(None))
-    with pytest.raises(ValueError, match="reduce_on_plateau: give the monitored loss once"):
-        tx.update({"w": jnp.ones(1)}, tx.init(None), loss=1.0, value=1.0)
 
 
 def test_optaxs_keyword_value_is_the_loss():
@@ -64,6 +62,11 @@ def test_optaxs_keyword_value_is_the_loss():
         _, by_loss = tx.update(g, by_loss, loss=loss)
         _, by_value = tx.update(g, by_value, value=loss)
     assert float(by_value.inner_state.scale) == float(by_loss.inner_state.scale) == 0.25
+    # both given (a line search in the same chain takes value=): loss= is the monitored one
+    both = tx.init(g)
+    for loss in [1.0, 1.0, 2.0, 0.5]:
+        _, both = tx.update(g, both, loss=loss, value=-1.0)
+    assert float(both.inner_state.scale) == 0.25
 
 
 @pytest.mark.parametrize(

@@ -151,6 +151,20 @@ CASES = [
     (S("one_cycle_momentum_schedule", 37, 0.8, 0.9, 0.25, "linear", True), 45, ()),
     (S("one_cycle_momentum_schedule", 7, 0.9, 0.99, 0.3, "cos", True), 12, ()),
     (S("one_cycle_momentum_schedule", 10, 0.85, 0.95, 0.1), 12, ()),
+    (S("piecewise_interpolate_schedule", "linear", 200.0, {5: 1.5, 10: 0.25}), 15, ()),
+    (S("piecewise_interpolate_schedule", "cosine", 400.0, {5: 1.2, 3: 0.6, 7: 1.0}), 10, ()),
+    (S("piecewise_interpolate_schedule", "linear", 13.0, {0: 2.0, 5: 3.0}), 8, ()),
+    (S("piecewise_interpolate_schedule", "cosine", -2.0, {4: 0.0, 9: 5.0, 150: 0.5}), 160, ()),
+    (S("piecewise_interpolate_schedule", "linear", 17.0), 3, ()),
+    (S("linear_onecycle_schedule", 10, 1000.0, 0.3, 0.7, 10.0, 100.0), 12, ()),
+    (S("linear_onecycle_schedule", 100, 1e-3), 110, ()),
+    # boundaries on one step (10 and 10; 0, 0 and 1): the later scale replaces, as in optax
+    (S("linear_onecycle_schedule", 10, 1.0, 0.3, 1.0), 12, ()),
+    (S("linear_onecycle_schedule", 1, 1.0), 3, ()),
+    (S("cosine_onecycle_schedule", 5, 1000.0, 0.4, 10.0, 100.0), 7, ()),
+    (S("cosine_onecycle_schedule", 200, 1e-3), 205, ()),
+    (S("cosine_onecycle_schedule", 10, 1.0, 1.0), 12, ()),
+    (S("cosine_onecycle_schedule", 10, 1.0, 0.0), 12, ()),
 ]
 IDS = [repr(case[0]) for case in CASES]
 SCHEDULES = [case[0] for case in CASES]
@@ -169,6 +183,9 @@ OPTAX_NAMES = {
     "warmup_exponential_decay_schedule",
     "join_schedules",
     "sgdr_schedule",
+    "piecewise_interpolate_schedule",
+    "linear_onecycle_schedule",
+    "cosine_onecycle_schedule",
 }
 OPTAX_CASES = [i for i, case in enumerate(SCHEDULES) if case.name in OPTAX_NAMES]
 
@@ -770,6 +787,11 @@ VALID = {
     ),
     "one_cycle_schedule": dict(transition_steps=10, peak_value=1.0),
     "one_cycle_momentum_schedule": dict(transition_steps=10),
+    "piecewise_interpolate_schedule": dict(
+        interpolate_type="linear", init_value=1.0, boundaries_and_scales={5: 0.1}
+    ),
+    "linear_onecycle_schedule": dict(transition_steps=10, peak_value=1.0),
+    "cosine_onecycle_schedule": dict(transition_steps=10, peak_value=1.0),
 }
 NAN, INF = float("nan"), float("inf")
 # (schedule, argument, bad value, error, what the message names if not the argument)
@@ -857,6 +879,30 @@ BAD = [
     ("one_cycle_momentum_schedule", "anneal_strategy", "exp", ValueError),
     ("one_cycle_momentum_schedule", "base_momentum", NAN, ValueError),
     ("one_cycle_momentum_schedule", "max_momentum", INF, ValueError),
+    # optax raises ValueError for any interpolate_type but its two, a non-string included
+    ("piecewise_interpolate_schedule", "interpolate_type", "cos", ValueError),
+    ("piecewise_interpolate_schedule", "interpolate_type", None, ValueError),
+    ("piecewise_interpolate_schedule", "init_value", NAN, ValueError),
+    (
+        "piecewise_interpolate_schedule",
+        "boundaries_and_scales",
+        {5: -3.0},
+        ValueError,
+        "boundaries_and_scales[5]",
+    ),
+    ("piecewise_interpolate_schedule", "boundaries_and_scales", {-1: 0.5}, ValueError),
+    ("piecewise_interpolate_schedule", "boundaries_and_scales", {1.5: 0.5}, TypeError),
+    ("linear_onecycle_schedule", "transition_steps", 0, ValueError),
+    ("linear_onecycle_schedule", "transition_steps", 10.0, TypeError),
+    ("linear_onecycle_schedule", "pct_start", 1.5, ValueError),
+    ("linear_onecycle_schedule", "pct_final", 0.2, ValueError),  # before pct_start
+    ("linear_onecycle_schedule", "div_factor", 0.0, ValueError),
+    ("linear_onecycle_schedule", "final_div_factor", -1.0, ValueError),
+    ("linear_onecycle_schedule", "peak_value", NAN, ValueError),
+    ("cosine_onecycle_schedule", "transition_steps", -5, ValueError),
+    ("cosine_onecycle_schedule", "pct_start", -0.1, ValueError),
+    ("cosine_onecycle_schedule", "div_factor", -25.0, ValueError),
+    ("cosine_onecycle_schedule", "peak_value", "1.0", TypeError),
 ]
 
 

@@ -1,2 +1,3 @@
 """The core: the transformation pair, chain and partition, live hyperparameters, tree math,
-sharding, grouped per-dtype execution and checkpoint checks. Everything else is built on it."""
+sharding, grouped per-dtype execution and checkpoint checks; optax's multi_transform and
+selective_transform in optax's state layout, and multi_normal. Everything else is built on it."""

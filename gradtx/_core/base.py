@@ -105,6 +105,82 @@ def with_extra_args(tx: GradientTransformation) -> GradientTransformation:
     return GradientTransformation(tx.init, update)
 
 
+# optax's name for the type of an ``update`` that takes extra keyword arguments: gradtx's
+# ``UpdateFn`` already does
+TransformUpdateExtraArgsFn = UpdateFn
+
+
+def _dropping_extra(update: Callable[..., Any]) -> UpdateFn:
+    def with_extra(updates, state, params=None, **extra):
+        del extra
+        return update(updates, state, params)
+
+    return with_extra
+
+
+class _ExtraArgsMeta(type):
+    """``isinstance(tx, GradientTransformationExtraArgs)`` says whether ``tx``'s ``update``
+    takes extra keyword arguments: what optax's subclass promises of its instances, and true of
+    every transformation gradtx makes (a chain of optax's plain ones included)."""
+
+    def __instancecheck__(cls, obj: Any) -> bool:
+        return isinstance(obj, GradientTransformation) and accepts_extra_args(obj.update)
+
+
+class GradientTransformationExtraArgs(GradientTransformation, metaclass=_ExtraArgsMeta):
+    """A :class:`GradientTransformation` whose ``update`` takes extra keyword arguments.
+
+    optax's name. Built from an ``update`` without ``**extra``, it wraps it so that the extra
+    arguments are accepted and dropped; ``isinstance`` holds for any gradtx transformation whose
+    ``update`` takes them (all of gradtx's own do, so ``chain(...)`` is one, as in optax).
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, init: InitFn, update: UpdateFn):
+        if not accepts_extra_args(update):
+            update = _dropping_extra(update)
+        return super().__new__(cls, init, update)
+
+
+def with_extra_args_support(tx: GradientTransformation) -> GradientTransformationExtraArgs:
+    """``tx`` with an ``update`` that accepts (and, if ``tx`` takes none, drops) extra arguments.
+
+    optax's name for wrapping a plain transformation so that a caller may pass extra keyword
+    arguments (a loss, say) to every transformation alike. gradtx's transformations already
+    take them and are returned as they are.
+
+    Args:
+      tx: a transformation (gradtx's or optax's).
+
+    Returns:
+      ``tx`` itself if it is a gradtx transformation whose ``update`` takes ``**extra``; else a
+      :class:`GradientTransformationExtraArgs` of ``tx.init`` and ``tx.update``.
+
+    Raises:
+      TypeError: if ``tx`` is not an ``(init, update)`` pair.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> plain = gradtx.GradientTransformation(lambda p: (), lambda u, s, p=None: (u, s))
+      >>> tx = gradtx.with_extra_args_support(plain)
+      >>> isinstance(plain, gradtx.GradientTransformationExtraArgs)
+      False
+      >>> isinstance(tx, gradtx.GradientTransformationExtraArgs)
+      True
+      >>> tx.update(jnp.ones(2), (), loss=0.5)[0]  # the loss is dropped
+      Array([1., 1.], dtype=float32)
+    """
+    if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
+        raise TypeError(
+            "with_extra_args_support: tx must be a GradientTransformation (init, update), "
+            f"got {type(tx).__name__}"
+        )
+    if isinstance(tx, GradientTransformationExtraArgs):
+        return tx
+    return GradientTransformationExtraArgs(tx.init, tx.update)
+
+
 def _empty_init(params: Params) -> EmptyState:
     del params
     return EmptyState()
@@ -247,9 +323,10 @@ def apply_updates(params: Params, updates: Updates) -> Params:
     .. math:: \theta_i \leftarrow \operatorname{cast}_{\theta_i}(\theta_i + u_i)
 
     The sum is formed in the wider of the two dtypes (so a bf16 param gets an f32 update added
-    at f32 precision) and then cast back to the param's dtype. ``None`` leaves stay ``None``,
-    and a ``float0`` update (the gradient of an integer leaf, from ``jax.grad(...,
-    allow_int=True)``, passed through :func:`gradtx.freeze`) leaves its param unchanged.
+    at f32 precision) and then cast back to the param's dtype. ``None`` params stay ``None``
+    (whatever ``updates`` holds there, as in optax), and a ``float0`` update (the gradient of
+    an integer leaf, from ``jax.grad(..., allow_int=True)``, passed through
+    :func:`gradtx.freeze`) leaves its param unchanged.
 
     Args:
       params: the tree of params.
@@ -288,4 +365,5 @@ def apply_updates(params: Params, updates: Updates) -> Params:
         wide = _tree.wider(p.dtype, u.dtype)
         return (p.astype(wide) + u.astype(wide)).astype(p.dtype)
 
+    updates = _tree.masked_by_none(params, updates)
     return _tree.map(add, params, updates, owner="apply_updates", names=("params", "updates"))

@@ -34,6 +34,8 @@ replicates it; :func:`gradtx.restore_state` converts a checkpoint written in the
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -317,7 +319,8 @@ def live(
     def init(params):
         _tree.check_leaves(owner, params, "params")
         dtype = _float_dtype()
-        count = _tree.zero_count()
+        start = _START.get()
+        count = _tree.zero_count() if start is None else jnp.asarray(start, jnp.int32)
         rows = [_row(schedules[k](count) if k in schedules else given[k], dtype) for k in names]
         table = jnp.stack([_count_row(count, dtype), *rows])
         inner = _naming(owner, (TypeError, ValueError), build(**values(table)).init, params)
@@ -359,6 +362,21 @@ def live(
         return updates, given
 
     return GradientTransformation(init, update)
+
+
+_START: contextvars.ContextVar = contextvars.ContextVar("gradtx_start_count", default=None)
+
+
+@contextlib.contextmanager
+def starting_at(count: Any):
+    """Inside this block, ``init`` builds live tables at step ``count`` (their step count, and
+    each schedule's value at it) instead of 0: for a state that continues a run of another
+    library (:func:`gradtx.from_optax_state`)."""
+    token = _START.set(count)
+    try:
+        yield
+    finally:
+        _START.reset(token)
 
 
 def _is_hyper_state(x: Any) -> bool:

@@ -1,16 +1,20 @@
-"""Helpers of optax's public surface: a saturating counter, the global norm, a gradient scaler,
-and the averaging and periodic updates of target params."""
+"""Helpers of optax's public surface: a saturating counter, the global norm, norms and RMS with a
+floor and a finite gradient at 0, a gradient scaler, and the averaging and periodic updates of
+target params."""
 
 from __future__ import annotations
 
 import numbers
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gradtx._core import norms as _norms
 from gradtx._core import tree as _tree
 from gradtx._core.base import PyTree
+from gradtx._core.checks import check_flag
 
 
 def safe_increment(count: jax.typing.ArrayLike) -> jax.Array:
@@ -104,6 +108,165 @@ def _check_number(owner: str, name: str, x, integer: bool = False) -> None:
         raise TypeError(f"{owner}: {name} must be {what}, got {x!r}")
 
 
+def check_non_negative(owner: str, name: str, x: Any) -> None:
+    """TypeError unless ``x`` is a real number or array; ValueError where a concrete (Python or
+    NumPy) value is negative or NaN (infinity passes: a bound that is never reached). A JAX
+    array is not read: that would wait for the device inside a step."""
+    _check_number(owner, name, x)
+    if isinstance(x, jax.Array):
+        return
+    values = np.asarray(x, np.float64)
+    if np.any(np.isnan(values)) or np.any(values < 0):
+        shown = float(values) if values.ndim == 0 else values.tolist()
+        raise ValueError(f"{owner}: {name} must be >= 0, got {shown!r}")
+
+
+def _check_array(owner: str, name: str, x: Any) -> jax.Array:
+    """``x`` as an array; TypeError unless it is a number or a numeric (not boolean) array."""
+    if isinstance(x, numbers.Number) and not isinstance(x, bool):
+        return jnp.asarray(x)
+    dtype = None if isinstance(x, (str, bytes)) else getattr(x, "dtype", None)
+    if dtype is None or not jnp.issubdtype(dtype, jnp.number):
+        raise TypeError(f"{owner}: {name} must be a numeric array, got {type(x).__name__}")
+    return jnp.asarray(x)
+
+
+def _promoted_dtype(*values: Any) -> Any:
+    """The dtype optax's arithmetic on ``values`` gives: JAX's standard promotion, in which a
+    Python scalar takes the array's dtype (the tests run under strict promotion, which has no
+    rule for ``bfloat16`` with ``float32``)."""
+    with jax.numpy_dtype_promotion("standard"):
+        return jnp.result_type(*values)
+
+
+def _as(value: Any, dtype: Any) -> jax.Array:
+    """``value`` in ``dtype``, a Python number rounded once."""
+    if isinstance(value, numbers.Number):
+        return jnp.asarray(value, dtype)
+    return jnp.asarray(value).astype(dtype)
+
+
+def _norm_axis(owner: str, axis: Any) -> int | tuple[int, ...] | None:
+    if axis is None:
+        return None
+    if isinstance(axis, (int, np.integer)) and not isinstance(axis, bool):
+        return int(axis)
+    if isinstance(axis, tuple) and all(
+        isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in axis
+    ):
+        return tuple(int(a) for a in axis)
+    raise TypeError(f"{owner}: axis must be None, an int or a tuple of ints, got {axis!r}")
+
+
+def safe_norm(
+    x: jax.typing.ArrayLike,
+    min_norm: jax.typing.ArrayLike,
+    ord: int | float | str | None = None,  # noqa: A002 - numpy's and optax's name
+    axis: int | tuple[int, ...] | None = None,
+    keepdims: bool = False,
+) -> jax.Array:
+    r"""``max(norm(x), min_norm)`` whose gradient is finite where the norm is at most the floor.
+
+    .. math:: \max(\|x\|, m), \qquad \frac{\partial}{\partial x} = 0 \text{ where }
+       \|x\| \le m
+
+    ``jnp.maximum(jnp.linalg.norm(x), m)`` has a NaN gradient at ``x = 0`` (the norm's slope is
+    0/0 there, and ``maximum`` differentiates both sides). Here the norm is taken again of
+    ``x`` with the floored units replaced by ones, which has a finite slope, and that slope is
+    dropped: the gradient is 0 wherever the floor is returned, for every ``ord`` (the nuclear
+    and spectral norms too). The values are ``jnp.linalg.norm``'s, in the dtype optax's gives.
+
+    Args:
+      x: an array.
+      min_norm: *m* >= 0, the floor (a number, or an array that broadcasts against the norm).
+      ord: the order of the norm, as in ``jnp.linalg.norm``: ``None`` (2-norm, Frobenius for
+        a matrix), a number, ``inf``, ``-inf``, ``"fro"`` or ``"nuc"``.
+      axis: ``None`` (the whole array; a matrix norm for a 2-D one with ``ord``), an int (vector
+        norms along it) or a pair of ints (matrix norms over those axes).
+      keepdims: keep the reduced axes with size 1.
+
+    Returns:
+      The floored norm(s): a scalar, or an array over the axes not reduced.
+
+    Raises:
+      TypeError: for an ``x``, ``min_norm``, ``ord`` or ``axis`` of the wrong type.
+      ValueError: for a negative or NaN ``min_norm``, or an ``ord`` that does not fit ``axis``.
+
+    Example:
+      >>> import gradtx, jax, jax.numpy as jnp
+      >>> gradtx.safe_norm(jnp.array([3.0, 4.0]), 1.0)
+      Array(5., dtype=float32)
+      >>> jax.grad(gradtx.safe_norm)(jnp.zeros(2), 1.0)  # 0, not NaN
+      Array([0., 0.], dtype=float32)
+    """
+    owner = "safe_norm"
+    x = _check_array(owner, "x", x)
+    check_non_negative(owner, "min_norm", min_norm)
+    if isinstance(ord, str):
+        if ord not in ("fro", "nuc"):
+            raise ValueError(f"{owner}: ord must be None, a number, 'fro' or 'nuc', got {ord!r}")
+    elif ord is not None and (
+        isinstance(ord, bool) or not isinstance(ord, (numbers.Real, np.integer, np.floating))
+    ):
+        raise TypeError(f"{owner}: ord must be None, a number, 'fro' or 'nuc', got {ord!r}")
+    axis = _norm_axis(owner, axis)
+    keepdims = check_flag(owner, "keepdims", keepdims)
+    try:
+        norm = jnp.linalg.norm(x, ord=ord, axis=axis, keepdims=True)
+    except ValueError as err:
+        raise ValueError(
+            f"{owner}: ord={ord!r} and axis={axis!r} do not fit x of shape {x.shape}: {err}"
+        ) from None
+    dtype = _promoted_dtype(norm, min_norm)
+    floor = _as(min_norm, dtype)
+    small = norm.astype(dtype) <= floor
+    safe = jnp.linalg.norm(jnp.where(small, jnp.ones_like(x), x), ord, axis, keepdims)
+    if not keepdims:
+        small = jnp.squeeze(small, axis=axis)
+    return jnp.where(small, floor, safe.astype(dtype))
+
+
+def safe_root_mean_squares(x: jax.typing.ArrayLike, min_rms: jax.typing.ArrayLike) -> jax.Array:
+    r"""``max(rms(x), min_rms)`` whose gradient is 0, not NaN, where the floor is returned.
+
+    .. math:: \max\Big(\sqrt{\tfrac{1}{n} \textstyle\sum_i |x_i|^2},\ m\Big)
+
+    As :func:`safe_norm`, for the root mean square of all elements (complex ones by
+    :math:`|x_i|`).
+
+    Args:
+      x: an array.
+      min_rms: *m* >= 0, the floor.
+
+    Returns:
+      A scalar, in the dtype optax's gives.
+
+    Raises:
+      TypeError: for an ``x`` or ``min_rms`` of the wrong type.
+      ValueError: for a negative or NaN ``min_rms``.
+
+    Example:
+      >>> import gradtx, jax, jax.numpy as jnp
+      >>> gradtx.safe_root_mean_squares(jnp.array([1.0, -1.0, 1.0, -1.0]), 0.1)
+      Array(1., dtype=float32)
+      >>> jax.grad(gradtx.safe_root_mean_squares)(jnp.zeros(3), 0.1)
+      Array([0., 0., 0.], dtype=float32)
+    """
+    owner = "safe_root_mean_squares"
+    x = _check_array(owner, "x", x)
+    check_non_negative(owner, "min_rms", min_rms)
+
+    def rms(v):
+        return jnp.sqrt(jnp.mean(_tree.abs_sq(v)))
+
+    value = rms(x)
+    dtype = _promoted_dtype(value, min_rms)
+    floor = _as(min_rms, dtype)
+    small = value.astype(dtype) <= floor
+    safe = rms(jnp.where(small, jnp.ones_like(x), x)).astype(dtype)
+    return jnp.where(small, floor, safe)
+
+
 def scale_gradient(inputs: PyTree, scale: jax.typing.ArrayLike) -> PyTree:
     """``inputs`` unchanged, with their gradient multiplied by ``scale`` in the backward pass.
 
@@ -165,6 +328,7 @@ def incremental_update(
       Array([1.25, 1.25], dtype=float32)
     """
     _check_number("incremental_update", "step_size", step_size)
+    old_tensors = _tree.masked_by_none(new_tensors, old_tensors)
     _tree.check_match(
         "incremental_update", (old_tensors, new_tensors), ("old_tensors", "new_tensors")
     )

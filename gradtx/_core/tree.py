@@ -85,6 +85,19 @@ def check_match(owner: str, trees: Sequence[PyTree], names: Sequence[str]) -> No
             raise ValueError(f"{owner}: {problem}")
 
 
+def masked_by_none(first: PyTree, second: PyTree) -> PyTree:
+    """``second`` with ``None`` wherever ``first`` is ``None`` (a masked-out param: optax's
+    ``apply_updates`` and ``incremental_update`` leave it ``None`` whatever the other tree
+    holds there). Trees that do not match elsewhere are returned as they are, for the caller's
+    check to name the paths."""
+    try:
+        return jax.tree.map(
+            lambda a, b: None if a is None else b, first, second, is_leaf=lambda x: x is None
+        )
+    except (ValueError, TypeError):
+        return second
+
+
 def map(  # noqa: A001 - the tree-level map of this module
     fn: Callable[..., Any],
     tree: PyTree,

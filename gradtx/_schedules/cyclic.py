@@ -297,8 +297,8 @@ def one_cycle_schedule(
       three_phase)`` at steps 0 to :math:`T - 1`, stepped once per update. PyTorch also gives
       a value at step :math:`T` (past the end of its last phase) and raises after it, and
       divides by zero where :math:`pT = 1` (a first phase of no steps); there gradtx gives
-      ``peak_value`` at step 0. optax's ``cosine_onecycle_schedule`` and
-      ``linear_onecycle_schedule`` are different schedules (other phase boundaries and, for
+      ``peak_value`` at step 0. optax's one-cycle schedules, :func:`cosine_onecycle_schedule`
+      and :func:`linear_onecycle_schedule`, are different ones (other phase boundaries and, for
       the linear one, other phases). Use :func:`one_cycle_momentum_schedule` for the momentum.
 
     Example:

@@ -34,9 +34,9 @@ def _reduce_on_plateau(factor: Value, threshold: Value, min_scale: Value, *, pat
         )
 
     def update(updates, state, params=None, *, loss=None, value=None, **extra):
-        if loss is not None and value is not None:
-            raise ValueError("reduce_on_plateau: give the monitored loss once, as loss= or value=")
-        loss = value if loss is None else loss  # value= is optax's name for it
+        # value= is optax's name for it; in a chain where a line search also takes value=
+        # (the objective), loss= is the monitored one
+        loss = value if loss is None else loss
         if loss is None:
             raise ValueError(
                 "reduce_on_plateau: update needs the monitored loss, as update(..., loss=value) "

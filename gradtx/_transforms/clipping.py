@@ -1,4 +1,5 @@
-"""Clipping: by value, by each tensor's norm, by the global norm, and adaptively (unit-wise)."""
+"""Clipping: by value, by each tensor's norm, by the global norm, and adaptively (unit-wise, with
+optax's unit-wise norm and clipping helpers)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import numpy as np
 from gradtx._core import norms as _norms
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation, stateless
+from gradtx._core.checks import _float_dtype
 from gradtx._core.hyper import ScalarOrSchedule, Value, live, per_dtype, value_as
+from gradtx._core.numerics import _as, _check_array, _promoted_dtype, check_non_negative
 
 
 def _clip(max_delta: Value) -> GradientTransformation:
@@ -208,20 +211,27 @@ def clip_by_global_norm(max_norm: ScalarOrSchedule, *, axis_name=None) -> Gradie
 # ---- adaptive clipping -----------------------------------------------------------------------
 
 
-def unit_axes(shape: tuple[int, ...], axis: int | tuple[int, ...] | None, path: str = ""):
+def unit_axes(
+    shape: tuple[int, ...],
+    axis: int | tuple[int, ...] | None,
+    path: str = "",
+    owner: str = "adaptive_grad_clip",
+    subject: str | None = None,
+):
     """The axes a unit-wise norm sums over (None: the whole leaf).
 
     By default: scalars and vectors (once size-1 axes are dropped) as a whole; ``(in, out)``
     and ``(in, heads, out)`` kernels over axis 0; ``HWIO`` convolutions over ``(0, 1, 2)``;
-    ``DHWIO`` over ``(0, 1, 2, 3)``, as in the NFNets code and optax.
+    ``DHWIO`` over ``(0, 1, 2, 3)``, as in the NFNets code and optax. Errors name ``owner``
+    and ``subject`` (default: the leaf at ``path``).
     """
+    subject = subject or f"the leaf {path!r}"
     if axis is not None:
         axes = (axis,) if isinstance(axis, int) else axis
         for a in axes:
             if not -len(shape) <= a < len(shape):
                 raise ValueError(
-                    f"adaptive_grad_clip: axis {a} is out of range for the leaf {path!r} of "
-                    f"shape {shape}"
+                    f"{owner}: axis {a} is out of range for {subject} of shape {shape}"
                 )
         return axes
     if sum(d != 1 for d in shape) <= 1:
@@ -229,10 +239,123 @@ def unit_axes(shape: tuple[int, ...], axis: int | tuple[int, ...] | None, path: 
     by_rank = {2: (0,), 3: (0,), 4: (0, 1, 2), 5: (0, 1, 2, 3)}
     if len(shape) not in by_rank:
         raise ValueError(
-            f"adaptive_grad_clip: no default unit-wise norm for the leaf {path!r} of shape "
-            f"{shape} (ndim {len(shape)}); give axis, the axes each unit's norm runs over"
+            f"{owner}: no default unit-wise norm for {subject} of shape {shape} (ndim "
+            f"{len(shape)}); give axis, the axes each unit's norm runs over"
         )
     return by_rank[len(shape)]
+
+
+def _check_axis(owner: str, axis: Any) -> int | tuple[int, ...] | None:
+    """``axis`` as None, an int or a tuple of ints; TypeError for anything else."""
+    if axis is None:
+        return None
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else axis
+    if not isinstance(axes, tuple) or not all(
+        isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in axes
+    ):
+        raise TypeError(f"{owner}: axis must be None, an int or a tuple of ints, got {axis!r}")
+    return int(axis) if isinstance(axis, (int, np.integer)) else tuple(int(a) for a in axes)
+
+
+def unitwise_norm(x: jax.typing.ArrayLike, axis: int | tuple[int, ...] | None = None) -> jax.Array:
+    r"""The L2 norm of each unit of ``x``, broadcast back to ``x``'s shape.
+
+    .. math:: \|x_u\|_2 \text{ at every element of unit } u
+
+    A unit is the slice of ``x`` that ``axis`` runs over; by default, chosen by rank as in the
+    NFNets code and optax: a scalar or vector (size-1 axes aside) is one unit, ``(in, out)``
+    and ``(in, heads, out)`` kernels are normed over axis 0, ``HWIO`` convolutions over
+    ``(0, 1, 2)``, ``DHWIO`` over ``(0, 1, 2, 3)``. The norms are taken in at least float32
+    without overflow or underflow (optax's overflow to ``inf`` beyond about 1.8e19 in float32)
+    and returned in ``x``'s real dtype; their gradient at 0 is 0.
+
+    Args:
+      x: an array (a gradient or a param).
+      axis: the axes each unit's norm runs over (an int or a tuple of ints); ``None`` for the
+        default by rank, which needs ``x`` of rank at most 5.
+
+    Returns:
+      An array of ``x``'s shape: each element holds the norm of its unit.
+
+    Raises:
+      TypeError: for an ``x`` that is not a numeric array, or an ``axis`` that is not None, an
+        int or a tuple of ints.
+      ValueError: for an axis out of range, or ``axis=None`` with ``x`` of rank above 5.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> gradtx.unitwise_norm(jnp.array([[3.0, 0.0], [4.0, 1.0]]))  # columns' norms 5 and 1
+      Array([[5., 1.],
+             [5., 1.]], dtype=float32)
+
+    References:
+      Brock, De, Smith and Simonyan, *High-Performance Large-Scale Image Recognition Without
+      Normalization*, 2021.
+    """
+    owner = "unitwise_norm"
+    x = _check_array(owner, "x", x)
+    axes = unit_axes(x.shape, _check_axis(owner, axis), owner=owner, subject="x")
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        x = x.astype(_float_dtype())  # as jnp.sqrt of an integer sum
+    (norm,) = _norms.unit_norms([x], [axes])
+    return jnp.broadcast_to(norm.astype(_tree.real_dtype(x.dtype)), x.shape)
+
+
+def unitwise_clip(
+    g_norm: jax.typing.ArrayLike,
+    max_norm: jax.typing.ArrayLike,
+    grad: jax.typing.ArrayLike,
+    div_eps: jax.typing.ArrayLike = 1e-6,
+) -> jax.Array:
+    r"""Rescales ``grad`` to norm ``max_norm`` wherever its (unit-wise) norm ``g_norm`` exceeds it.
+
+    .. math:: g \leftarrow \begin{cases} g & \text{if } \|g\| < c \\
+       g\, c / \max(\|g\|, \epsilon) & \text{otherwise} \end{cases}
+
+    element by element, with ``g_norm`` and ``max_norm`` given for every element of ``grad``
+    (as :func:`unitwise_norm` gives them). optax's helper of adaptive gradient clipping; ε only
+    keeps the division finite.
+
+    Args:
+      g_norm: ‖g‖, the norm of each element's unit, of ``grad``'s shape.
+      max_norm: *c*, the largest norm allowed for each element's unit, of ``grad``'s shape.
+      grad: the gradient.
+      div_eps: ε >= 0, the least divisor (optax's default 1e-6).
+
+    Returns:
+      The clipped gradient, in the dtype optax's arithmetic gives (``grad``'s, for arguments of
+      one dtype).
+
+    Raises:
+      TypeError: for an argument that is not a numeric array or number.
+      ValueError: if the three arrays' shapes differ, or for a negative ``div_eps``.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> g = jnp.array([[3.0, 0.1], [4.0, 0.0]])
+      >>> gradtx.unitwise_clip(gradtx.unitwise_norm(g), jnp.ones_like(g), g)  # column 0 to norm 1
+      Array([[0.6, 0.1],
+             [0.8, 0. ]], dtype=float32)
+
+    References:
+      Brock, De, Smith and Simonyan, *High-Performance Large-Scale Image Recognition Without
+      Normalization*, 2021.
+    """
+    owner = "unitwise_clip"
+    g_norm = _check_array(owner, "g_norm", g_norm)
+    max_norm = _check_array(owner, "max_norm", max_norm)
+    grad = _check_array(owner, "grad", grad)
+    check_non_negative(owner, "div_eps", div_eps)
+    for name, x in (("max_norm", max_norm), ("grad", grad)):
+        if x.shape != g_norm.shape:
+            raise ValueError(
+                f"{owner}: g_norm and {name} must have one shape, got {g_norm.shape} and {x.shape}"
+            )
+    dtype = _promoted_dtype(g_norm, max_norm, grad, div_eps)
+    real = _tree.real_dtype(dtype)
+    g_norm, max_norm, grad = g_norm.astype(real), max_norm.astype(real), grad.astype(dtype)
+    clipped = _tree.times(grad, max_norm / jnp.maximum(g_norm, _as(div_eps, real)))
+    return jnp.where(g_norm < max_norm, grad, clipped)
 
 
 def adaptive_clip_leaf(g, g_norm, p_norm, clipping: Value, eps: Value):
@@ -310,12 +433,6 @@ def adaptive_grad_clip(
       Normalization*, 2021.
     """
     owner = "adaptive_grad_clip"
-    if axis is not None:
-        axes = (axis,) if isinstance(axis, (int, np.integer)) else axis
-        if not isinstance(axes, tuple) or not all(
-            isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in axes
-        ):
-            raise TypeError(f"{owner}: axis must be None, an int or a tuple of ints, got {axis!r}")
-        axis = int(axis) if isinstance(axis, (int, np.integer)) else tuple(int(a) for a in axes)
+    axis = _check_axis(owner, axis)
     build = functools.partial(_adaptive_grad_clip, axis=axis)
     return live(owner, build, clipping=clipping, eps=eps)

@@ -1,8 +1,10 @@
-"""Differential privacy: per-example clipping, summing and Gaussian noise (DP-SGD's aggregation)."""
+"""Differential privacy: per-example clipping, summing and Gaussian noise (DP-SGD's aggregation),
+and optax's per-example clipping functions (by the global norm, or layer by layer)."""
 
 from __future__ import annotations
 
 import functools
+import math
 import numbers
 from typing import Any, NamedTuple
 
@@ -12,8 +14,10 @@ import numpy as np
 
 from gradtx._core import norms as _norms
 from gradtx._core import tree as _tree
-from gradtx._core.base import GradientTransformation
+from gradtx._core.base import GradientTransformation, PyTree
+from gradtx._core.checks import _float_dtype, check_flag
 from gradtx._core.hyper import ScalarOrSchedule, Value, live, scalar, value_as
+from gradtx._core.numerics import check_non_negative
 from gradtx._transforms.clipping import clip_all_by, clip_scalars
 from gradtx._transforms.gradient_processing import _key_data, add_noise_leaf
 
@@ -44,6 +48,13 @@ def clipped_sums(leaves: list[jax.Array], l2_norm_clip: Value) -> list[jax.Array
     apart as powers of two, exact to rounding, and then summed.
     """
     root, e = _norms.scaled_example_norms(leaves)
+    return clipped_sums_by(leaves, l2_norm_clip, root, e)
+
+
+def clipped_sums_by(
+    leaves: list[jax.Array], l2_norm_clip: Value, root: jax.Array, e: jax.Array
+) -> list[jax.Array]:
+    """:func:`clipped_sums` given the examples' norms ``root * 2**e``."""
     factors = {}
     for dtype in {_tree.real_dtype(g.dtype) for g in leaves}:
         within, r = clip_scalars(l2_norm_clip, root, e, dtype)  # elementwise: one per example
@@ -208,3 +219,157 @@ def differentially_private_aggregate(
         l2_norm_clip=l2_norm_clip,
         noise_multiplier=noise_multiplier,
     )
+
+
+# ---- optax's per-example clipping functions ------------------------------------------------
+
+
+def _examples(owner: str, grads: PyTree) -> tuple[list[jax.Array], Any]:
+    """The leaves of ``grads`` (checked to be numeric arrays sharing a leading axis of examples)
+    and their structure."""
+    paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(grads)
+    for path, g in paths_leaves:
+        dtype = None if isinstance(g, (str, bytes)) else getattr(g, "dtype", None)
+        if dtype is None or not jnp.issubdtype(dtype, jnp.number):
+            raise TypeError(
+                f"{owner}: grads must be numeric arrays, got {type(g).__name__} at "
+                f"{_tree.path_str(path)!r}"
+            )
+    shapes = {_tree.path_str(p): np.shape(g) for p, g in paths_leaves}
+    if any(len(s) == 0 for s in shapes.values()) or len({s[0] for s in shapes.values()}) > 1:
+        shown = ", ".join(f"{path!r}: {shape}" for path, shape in list(shapes.items())[:5])
+        raise ValueError(
+            f"{owner}: grads must be per-example gradients, every leaf with the same number of "
+            f"examples along its first axis; got shapes {shown}"
+        )
+    return [jnp.asarray(g) for _, g in paths_leaves], treedef
+
+
+def _clip_examples(leaves: list[jax.Array], clip: Any) -> tuple[list[jax.Array], jax.Array]:
+    """The clipped sums of ``leaves`` (one per leaf) and the number of examples clipped."""
+    if not leaves:
+        return [], jnp.sum(jnp.zeros(0, bool))
+    # summed in at least float32, integer gradients as floats: the dtype optax's sum has
+    wide = [
+        g.astype(
+            _tree.accumulation_dtype(
+                g.dtype if jnp.issubdtype(g.dtype, jnp.inexact) else _float_dtype()
+            )
+        )
+        for g in leaves
+    ]
+    root, e = _norms.scaled_example_norms(wide)
+    sums = clipped_sums_by(wide, clip, root, e)
+    # a NaN norm is not counted: optax's factor min(1, C / NaN) becomes 1
+    clipped = _norms.from_scaled(root, e) > value_as(clip, root.dtype)
+    return sums, jnp.sum(clipped)
+
+
+def per_example_global_norm_clip(
+    grads: PyTree, l2_norm_clip: jax.typing.ArrayLike
+) -> tuple[PyTree, jax.Array]:
+    r"""Clips each example's gradient to global norm ``l2_norm_clip`` and sums over the examples.
+
+    .. math:: \sum_{i=1}^B g_i \min\big(1, C / \|g_i\|_2\big)
+
+    with :math:`\|g_i\|_2` the norm of example *i* over all leaves. optax's function (the
+    clipping and summing step of DP-SGD, without noise; see
+    :func:`differentially_private_aggregate`). The norms are taken in at least float32 without
+    overflow, and the sums formed in at least float32 (the dtype optax's sum has).
+
+    Args:
+      grads: a tree of per-example gradients: every leaf has the examples along its first
+        axis, *B* of them (as ``jax.vmap`` of a gradient makes it).
+      l2_norm_clip: *C* >= 0, the bound on each example's norm (``inf``: no clipping; 0: every
+        example with a nonzero gradient is dropped).
+
+    Returns:
+      ``(sums, num_clipped)``: a tree of ``grads``' structure, each leaf the sum over the
+      examples of the clipped gradients, and the number of examples whose norm exceeded *C*
+      (an int scalar).
+
+    Raises:
+      TypeError: for a leaf that is not a numeric array, or an ``l2_norm_clip`` that is not a
+        real number or array.
+      ValueError: for a scalar leaf or leaves with different numbers of examples, or a
+        negative ``l2_norm_clip``.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> grads = [jnp.array([[0.0, 0.0, 0.0], [0.0, 3.0, 4.0], [0.3, 0.0, 0.4]])]
+      >>> sums, num_clipped = gradtx.per_example_global_norm_clip(grads, 1.0)
+      >>> sums[0], int(num_clipped)  # [0, 0.6, 0.8] + [0.3, 0, 0.4]: one example clipped
+      (Array([0.3, 0.6, 1.2], dtype=float32), 1)
+
+    References:
+      Abadi, Chu, Goodfellow, McMahan, Mironov, Talwar and Zhang, *Deep Learning with
+      Differential Privacy*, 2016.
+    """
+    owner = "per_example_global_norm_clip"
+    check_non_negative(owner, "l2_norm_clip", l2_norm_clip)
+    leaves, treedef = _examples(owner, grads)
+    sums, num_clipped = _clip_examples(leaves, l2_norm_clip)
+    return treedef.unflatten(sums), num_clipped
+
+
+def per_example_layer_norm_clip(
+    grads: PyTree, global_l2_norm_clip: jax.typing.ArrayLike, uniform: bool = True
+) -> tuple[PyTree, PyTree]:
+    r"""Clips each example's gradient leaf by leaf (per layer) and sums over the examples.
+
+    .. math:: \sum_{i=1}^B g_{i,l} \min\big(1, C_l / \|g_{i,l}\|_2\big) \quad
+       \text{for each leaf } l, \qquad
+       C_l = \begin{cases} C / \sqrt{L} & \text{uniform} \\
+       C \sqrt{D_l / D} & \text{otherwise} \end{cases}
+
+    for *L* leaves, :math:`D_l` the size of one example of leaf *l* and *D* their total: the
+    bounds :math:`C_l` add up (in squares) to *C*, so an example's global norm stays within
+    *C*. With one leaf it is :func:`per_example_global_norm_clip`. optax's function, with its
+    numerics as there.
+
+    Args:
+      grads: a tree of per-example gradients (every leaf with the *B* examples along its
+        first axis).
+      global_l2_norm_clip: *C* >= 0, the bound on each example's global norm.
+      uniform: the same bound for every leaf (``True``, optax's default) or bounds in
+        proportion to the square roots of the leaves' sizes.
+
+    Returns:
+      ``(sums, num_clipped)``: two trees of ``grads``' structure: each leaf's sum of clipped
+      examples, and each leaf's number of examples clipped (int scalars).
+
+    Raises:
+      TypeError: for a leaf that is not a numeric array, a ``global_l2_norm_clip`` that is not
+        a real number or array, or a ``uniform`` that is not a bool.
+      ValueError: for a scalar leaf or leaves with different numbers of examples, or a
+        negative ``global_l2_norm_clip``.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> grads = {"a": jnp.array([[3.0], [0.5]]), "b": jnp.array([[0.0], [4.0]])}
+      >>> sums, num_clipped = gradtx.per_example_layer_norm_clip(grads, 2.0**0.5)
+      >>> sums["a"], sums["b"]  # each leaf's examples clipped to norm 2**0.5 / 2**0.5 = 1
+      (Array([1.5], dtype=float32), Array([1.], dtype=float32))
+      >>> {k: int(v) for k, v in num_clipped.items()}
+      {'a': 1, 'b': 1}
+
+    References:
+      McMahan, Ramage, Talwar and Zhang, *Learning Differentially Private Recurrent Language
+      Models*, 2018 (per-layer clipping).
+    """
+    owner = "per_example_layer_norm_clip"
+    check_non_negative(owner, "global_l2_norm_clip", global_l2_norm_clip)
+    uniform = check_flag(owner, "uniform", uniform)
+    leaves, treedef = _examples(owner, grads)
+    if uniform:
+        shares = [1.0 / len(leaves)] * len(leaves)
+    else:
+        sizes = [math.prod(g.shape[1:]) for g in leaves]
+        total = sum(sizes)
+        shares = [size / total if total else 0.0 for size in sizes]
+    sums, counts = [], []
+    for g, share in zip(leaves, shares):
+        (total_g,), count = _clip_examples([g], global_l2_norm_clip * share**0.5)
+        sums.append(total_g)
+        counts.append(count)
+    return treedef.unflatten(sums), treedef.unflatten(counts)

@@ -8,8 +8,9 @@ emit updates of negative zeros there. ``-0.0`` is the additive identity of IEEE 
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -25,8 +26,22 @@ from gradtx._core.base import (
     with_extra_args,
 )
 from gradtx._core.checks import check_count, check_dtype, check_flag
+from gradtx._core.numerics import check_non_negative
 
-ShouldSkipUpdateFn = Callable[[Updates, jax.Array, Params | None], tuple[jax.Array, PyTree]]
+
+class ShouldSkipUpdateFunction(Protocol):
+    """optax's type of :class:`MultiSteps`' ``should_skip_update_fn``: from a micro-step's
+    updates, the inner step count (``MultiStepsState.gradient_step``) and the params (or
+    ``None``), whether to skip the micro-step (a bool scalar) and a tree of information that
+    :class:`MultiSteps` keeps in ``skip_state``. :func:`skip_not_finite` and
+    :func:`skip_large_updates` are two."""
+
+    def __call__(
+        self, updates: Updates, gradient_step: jax.typing.ArrayLike, params: Params | None
+    ) -> tuple[jax.typing.ArrayLike, PyTree]: ...
+
+
+ShouldSkipUpdateFn = ShouldSkipUpdateFunction  # the earlier name in this module
 
 
 def _check_tx(owner: str, name: str, tx: Any) -> GradientTransformation:
@@ -358,3 +373,122 @@ def apply_if_finite(
         return out, ApplyIfFiniteState(count, finite, total, inner_state)
 
     return GradientTransformation(init, update)
+
+
+# ---- should_skip_update_fn: optax's two -------------------------------------------------
+
+
+def _check_skip_arguments(owner: str, updates: PyTree, gradient_step: Any) -> None:
+    """TypeError for a leaf that is not a numeric array or a step that is not an integer;
+    ValueError for a step that is not a scalar, or a Python or NumPy one below 0."""
+    for path, x in jax.tree_util.tree_flatten_with_path(updates)[0]:
+        dtype = None if isinstance(x, (str, bytes)) else getattr(x, "dtype", None)
+        if dtype is None or not jnp.issubdtype(dtype, jnp.number):
+            raise TypeError(
+                f"{owner}: updates must be numeric arrays, got {type(x).__name__} at "
+                f"{_tree.path_str(path)!r}"
+            )
+    if isinstance(gradient_step, (bool, np.bool_)) or not (
+        isinstance(gradient_step, numbers.Integral)
+        or (
+            isinstance(gradient_step, (jax.Array, np.ndarray, np.generic))
+            and jnp.issubdtype(gradient_step.dtype, jnp.integer)
+        )
+    ):
+        raise TypeError(f"{owner}: gradient_step must be an integer, got {gradient_step!r}")
+    if np.ndim(gradient_step) != 0:
+        raise ValueError(
+            f"{owner}: gradient_step must be a scalar, got shape {np.shape(gradient_step)}"
+        )
+    # a JAX array is not read: that would wait for the device at every micro-step
+    if not isinstance(gradient_step, jax.Array) and int(gradient_step) < 0:
+        raise ValueError(f"{owner}: gradient_step must be >= 0, got {int(gradient_step)}")
+
+
+def skip_not_finite(
+    updates: Updates, gradient_step: jax.typing.ArrayLike, params: Params | None
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    r"""Whether ``updates`` hold a NaN or an infinity: a ``should_skip_update_fn`` for
+    :class:`MultiSteps`.
+
+    .. math:: \text{skip} = \#\{i : g_i \notin \mathbb R\} > 0
+
+    Args:
+      updates: a micro-step's updates (gradients).
+      gradient_step: the inner step count (not read; part of the protocol).
+      params: the params or ``None`` (not read).
+
+    Returns:
+      ``(should_skip, info)``: a bool scalar, and ``{"should_skip": should_skip,
+      "num_not_finite": n}`` with ``n`` the int32 count of non-finite elements.
+
+    Raises:
+      TypeError: for a leaf that is not a numeric array, or a ``gradient_step`` that is not an
+        integer.
+      ValueError: for a ``gradient_step`` that is not a scalar, or is negative.
+
+    Example:
+      >>> import gradtx, jax.numpy as jnp
+      >>> skip, info = gradtx.skip_not_finite([jnp.array([1.0, jnp.inf, jnp.nan])], 0, None)
+      >>> bool(skip), int(info["num_not_finite"])
+      (True, 2)
+      >>> opt = gradtx.MultiSteps(gradtx.sgd(0.1), 2, should_skip_update_fn=gradtx.skip_not_finite)
+    """
+    del params
+    _check_skip_arguments("skip_not_finite", updates, gradient_step)
+    counts = [jnp.sum(~jnp.isfinite(x)).astype(jnp.int32) for x in jax.tree.leaves(updates)]
+    num_not_finite = sum(counts, start=jnp.zeros([], jnp.int32))
+    should_skip = num_not_finite > 0
+    return should_skip, {"should_skip": should_skip, "num_not_finite": num_not_finite}
+
+
+def skip_large_updates(
+    updates: Updates,
+    gradient_step: jax.typing.ArrayLike,
+    params: Params | None,
+    max_squared_norm: jax.typing.ArrayLike,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    r"""Whether the squared global norm of ``updates`` reaches ``max_squared_norm`` (or is NaN):
+    a ``should_skip_update_fn`` for :class:`MultiSteps`, once ``max_squared_norm`` is bound.
+
+    .. math:: \text{skip} = \lnot\big(\textstyle\sum_i |g_i|^2 < m\big)
+
+    The sum of squares is taken in at least float32 (complex elements by :math:`|g_i|^2`); a
+    NaN or an infinity makes it NaN or infinite, so such updates are skipped too.
+
+    Args:
+      updates: a micro-step's updates (gradients).
+      gradient_step: the inner step count (not read; part of the protocol).
+      params: the params or ``None`` (not read).
+      max_squared_norm: *m* >= 0, the least squared norm that is skipped (``inf``: skip only
+        non-finite updates).
+
+    Returns:
+      ``(should_skip, info)``: a bool scalar, and ``{"should_skip": should_skip,
+      "norm_squared": s}`` with ``s`` the squared global norm.
+
+    Raises:
+      TypeError: for a leaf that is not a numeric array, a ``gradient_step`` that is not an
+        integer, or a ``max_squared_norm`` that is not a real number or array.
+      ValueError: for a ``gradient_step`` that is not a scalar or is negative, or a negative
+        ``max_squared_norm``.
+
+    Example:
+      >>> import functools, gradtx, jax.numpy as jnp
+      >>> skip, info = gradtx.skip_large_updates([jnp.array([3.0, 4.0])], 0, None, 16.0)
+      >>> bool(skip), float(info["norm_squared"])
+      (True, 25.0)
+      >>> should_skip = functools.partial(gradtx.skip_large_updates, max_squared_norm=100.0)
+      >>> opt = gradtx.MultiSteps(gradtx.sgd(0.1), 2, should_skip_update_fn=should_skip)
+    """
+    del params
+    owner = "skip_large_updates"
+    _check_skip_arguments(owner, updates, gradient_step)
+    check_non_negative(owner, "max_squared_norm", max_squared_norm)
+    squares = [_tree.sum_of_squares(x) for x in jax.tree.leaves(updates)]
+    dtype = _tree.wider(jnp.float32, *(s.dtype for s in squares))
+    norm_squared = sum((s.astype(dtype) for s in squares), start=jnp.zeros([], dtype))
+    bound = jnp.asarray(max_squared_norm)
+    wide = _tree.wider(dtype, bound.dtype)
+    should_skip = ~(norm_squared.astype(wide) < bound.astype(wide))
+    return should_skip, {"should_skip": should_skip, "norm_squared": norm_squared}

@@ -250,6 +250,54 @@ def one_cycle_momentum_schedule(
     return _one_cycle(transition_steps, pct_start, anneal_strategy, three_phase, values)
 
 
+def _interpolated(init_value, scales, shape):
+    """Through (0, v_0), (b_1, v_1), ... with v_i = v_{i-1} s_i; linear or cosine between."""
+    points = [(0, float(init_value))]
+    for boundary, scale in sorted(scales.items()):
+        points.append((boundary, points[-1][1] * scale))
+
+    def schedule(t):
+        for (b0, v0), (b1, v1) in zip(points, points[1:]):
+            if b0 <= t < b1:
+                x = (t - b0) / (b1 - b0)
+                w = 1 - x if shape == "linear" else _half_cosine(x)
+                return v1 + (v0 - v1) * w
+        return points[-1][1]
+
+    return schedule
+
+
+def piecewise_interpolate_schedule(interpolate_type, init_value, boundaries_and_scales=None):
+    return _interpolated(init_value, boundaries_and_scales or {}, interpolate_type)
+
+
+def linear_onecycle_schedule(
+    transition_steps,
+    peak_value,
+    pct_start=0.3,
+    pct_final=0.85,
+    div_factor=25.0,
+    final_div_factor=1e4,
+):
+    # a dict literal, as optax's: a later boundary on the same step replaces an earlier one
+    scales = {
+        int(pct_start * transition_steps): div_factor,
+        int(pct_final * transition_steps): 1 / div_factor,
+        transition_steps: 1 / final_div_factor,
+    }
+    return _interpolated(peak_value / div_factor, scales, "linear")
+
+
+def cosine_onecycle_schedule(
+    transition_steps, peak_value, pct_start=0.3, div_factor=25.0, final_div_factor=1e4
+):
+    scales = {
+        int(pct_start * transition_steps): div_factor,
+        transition_steps: 1 / (div_factor * final_div_factor),
+    }
+    return _interpolated(peak_value / div_factor, scales, "cosine")
+
+
 SCHEDULES: dict[str, Callable[..., Ref]] = {
     f.__name__: f
     for f in (
@@ -269,5 +317,8 @@ SCHEDULES: dict[str, Callable[..., Ref]] = {
         warmup_stable_decay_schedule,
         one_cycle_schedule,
         one_cycle_momentum_schedule,
+        piecewise_interpolate_schedule,
+        linear_onecycle_schedule,
+        cosine_onecycle_schedule,
     )
 }

@@ -45,6 +45,65 @@ BAD = {
     ),
 }
 
+
+def _optax_adam_state():
+    import optax  # a test dependency, not gradtx's
+
+    return optax.adam(0.1).init({"w": jnp.ones(2)})
+
+
+BAD.update(
+    {
+        "from_optax_state_not_a_transformation": Bad(
+            gradtx.from_optax_state,
+            args=("adam", (), {"w": 1.0}),
+            error=TypeError,
+            names=("from_optax_state", "tx"),
+        ),
+        "from_optax_state_other_algorithm": Bad(
+            gradtx.from_optax_state,
+            late=lambda: (
+                (gradtx.sgd(0.1), _optax_adam_state(), {"w": jnp.ones(2)}),
+                {},
+            ),
+            names=("from_optax_state", "mu"),
+        ),
+        "to_optax_state_not_a_transformation": Bad(
+            gradtx.to_optax_state,
+            args=(3, (), {"w": 1.0}),
+            error=TypeError,
+            names=("to_optax_state", "optax_tx"),
+        ),
+        "to_optax_state_other_algorithm": Bad(
+            gradtx.to_optax_state,
+            late=lambda: (
+                (gradtx.sgd(0.1), gradtx.adam(0.1).init({"w": jnp.ones(2)}), {"w": jnp.ones(2)}),
+                {},
+            ),
+            names=("to_optax_state",),
+        ),
+    }
+)
+
+BAD.update(
+    {
+        "tree_map_params_not_initable": Bad(
+            gradtx.tree_map_params,
+            late=lambda: ((3, lambda x: x, gradtx.adam(0.1).init({"w": jnp.ones(2)})), {}),
+            error=TypeError,
+            names=("tree_map_params", "initable"),
+        ),
+        "tree_map_params_state_of_another_optimizer": Bad(
+            gradtx.tree_map_params,
+            late=lambda: (
+                (gradtx.adam(0.1), lambda x: x, gradtx.sgd(0.1, 0.9).init({"w": jnp.ones(2)})),
+                {},
+            ),
+            names=("tree_map_params", "state"),
+        ),
+    }
+)
+
 NO_ARGUMENTS = {
     "StatefulSchedule": "a protocol (optax's name for it): isinstance checks, not calls",
 }
