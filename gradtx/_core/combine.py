@@ -436,6 +436,20 @@ def freeze(mask: Any, *, inner: GradientTransformation | None = None) -> Gradien
     )
 
 
+def check_labels(owner: str, labels: PyTree, groups: Mapping[Any, Any], name: str) -> None:
+    """Raises ValueError naming each label of ``labels`` that ``groups`` has no entry for."""
+    missing: dict[Any, str] = {}
+    for path, label in jax.tree_util.tree_flatten_with_path(labels)[0]:
+        if label not in groups:
+            missing.setdefault(label, _tree.path_str(path))
+    if missing:
+        shown = ", ".join(f"{label!r} (at {where!r})" for label, where in missing.items())
+        raise ValueError(
+            f"{owner}: no transformation for the label(s) {shown} of {name}; "
+            f"transforms has {list(groups)}"
+        )
+
+
 def partition(
     transforms: Mapping[Hashable, GradientTransformation],
     param_labels: Any,
@@ -521,17 +535,7 @@ def partition(
 
     def checked(spec):
         labels = _static_tree(owner, spec, _label, "param_labels")
-        missing: dict[Any, str] = {}
-        for path, label in jax.tree_util.tree_flatten_with_path(labels)[0]:
-            if label not in groups:
-                missing.setdefault(label, _tree.path_str(path))
-        if missing:
-            shown = ", ".join(f"{label!r} (at {where!r})" for label, where in missing.items())
-            raise ValueError(
-                f"{owner}: no transformation for the label(s) {shown} of param_labels; "
-                f"transforms has "
-                f"{list(groups)}"
-            )
+        check_labels(owner, labels, groups, "param_labels")
         return labels
 
     static = None if callable(param_labels) else checked(param_labels)

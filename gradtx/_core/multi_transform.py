@@ -17,7 +17,6 @@ from typing import Any, NamedTuple
 import jax
 
 from gradtx._core import combine as _combine
-from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation, Params, PyTree, set_to_zero
 from gradtx._core.checks import check_flag
 
@@ -159,16 +158,7 @@ def _groups(
 
     def init(params):
         labels = labels_of(params)
-        missing = {}
-        for path, label in jax.tree_util.tree_flatten_with_path(labels)[0]:
-            if label not in groups:
-                missing.setdefault(label, _tree.path_str(path))
-        if missing:
-            shown = ", ".join(f"{label!r} (at {where!r})" for label, where in missing.items())
-            raise ValueError(
-                f"{owner}: no transformation for the label(s) {shown} of {labels_name}; "
-                f"transforms has {list(groups)}"
-            )
+        _combine.check_labels(owner, labels, groups, labels_name)
         return MultiTransformState(
             {
                 group: MaskedState(tx.init(_masked_out(params, group_mask(labels, group))))

@@ -24,7 +24,6 @@ computes ``t / T`` as ``t * (1 / T)``, and optax's ``1 - t/T`` can end 1 ulp bel
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Mapping
 
 import jax
@@ -32,6 +31,7 @@ import jax.numpy as jnp
 
 from gradtx._core.checks import _float_dtype, check_flag
 from gradtx._schedules.steps import (
+    _boundaries,
     _count,
     _finite,
     _fit,
@@ -260,31 +260,7 @@ def piecewise_constant_schedule(
     """
     owner = "piecewise_constant_schedule"
     init_value = _finite(owner, "init_value", init_value)
-    if boundaries_and_scales is None:
-        boundaries_and_scales = {}
-    if not isinstance(boundaries_and_scales, Mapping):
-        raise TypeError(
-            f"{owner}: boundaries_and_scales must be a dict {{step: scale}} or None, "
-            f"got {type(boundaries_and_scales).__name__}"
-        )
-    pairs = []
-    for boundary, scale in boundaries_and_scales.items():
-        if not isinstance(boundary, numbers.Integral) or isinstance(boundary, bool):
-            raise TypeError(
-                f"{owner}: boundaries_and_scales keys must be ints (steps), got {boundary!r}"
-            )
-        if boundary < 0:
-            raise ValueError(
-                f"{owner}: boundaries_and_scales keys must be >= 0 (steps), got {boundary!r}"
-            )
-        boundary = int(boundary)
-        scale = _finite(owner, f"boundaries_and_scales[{boundary}]", scale)
-        if scale < 0:
-            raise ValueError(
-                f"{owner}: boundaries_and_scales[{boundary}] must be >= 0, got {scale!r}"
-            )
-        pairs.append((boundary, scale))
-    pairs.sort()
+    pairs = _boundaries(owner, boundaries_and_scales)
     boundaries = [b for b, _ in pairs]
     values = [init_value]
     for _, scale in pairs:

@@ -11,45 +11,23 @@ arguments checked when the schedule is built.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping
 
 import jax.numpy as jnp
 
 from gradtx._core.checks import _float_dtype
 from gradtx._schedules.basic import Schedule, _weights
-from gradtx._schedules.steps import _finite, _positive, _reached, _step, _steps, _whole
+from gradtx._schedules.steps import (
+    _boundaries,
+    _finite,
+    _positive,
+    _reached,
+    _step,
+    _steps,
+    _whole,
+)
 
 _SHAPES = {"linear": "linear", "cosine": "cos"}
-
-
-def _boundaries(owner: str, boundaries_and_scales) -> list[tuple[int, float]]:
-    """``{step: scale}`` checked (int steps >= 0, finite scales >= 0), as sorted pairs."""
-    if boundaries_and_scales is None:
-        return []
-    if not isinstance(boundaries_and_scales, Mapping):
-        raise TypeError(
-            f"{owner}: boundaries_and_scales must be a dict {{step: scale}} or None, "
-            f"got {type(boundaries_and_scales).__name__}"
-        )
-    pairs = []
-    for boundary, scale in boundaries_and_scales.items():
-        if not isinstance(boundary, numbers.Integral) or isinstance(boundary, bool):
-            raise TypeError(
-                f"{owner}: boundaries_and_scales keys must be ints (steps), got {boundary!r}"
-            )
-        if boundary < 0:
-            raise ValueError(
-                f"{owner}: boundaries_and_scales keys must be >= 0 (steps), got {boundary!r}"
-            )
-        boundary = int(boundary)
-        scale = _finite(owner, f"boundaries_and_scales[{boundary}]", scale)
-        if scale < 0:
-            raise ValueError(
-                f"{owner}: boundaries_and_scales[{boundary}] must be >= 0, got {scale!r}"
-            )
-        pairs.append((boundary, scale))
-    return sorted(pairs)
 
 
 def _interpolated(init_value: float, pairs: list[tuple[int, float]], shape: str) -> Schedule:

@@ -42,6 +42,35 @@ def _non_negative(owner: str, name: str, value) -> float:
     return _finite(owner, name, value)
 
 
+def _boundaries(owner: str, boundaries_and_scales) -> list[tuple[int, float]]:
+    """``{step: scale}`` checked (int steps >= 0, finite scales >= 0), as sorted pairs."""
+    if boundaries_and_scales is None:
+        return []
+    if not isinstance(boundaries_and_scales, Mapping):
+        raise TypeError(
+            f"{owner}: boundaries_and_scales must be a dict {{step: scale}} or None, "
+            f"got {type(boundaries_and_scales).__name__}"
+        )
+    pairs = []
+    for boundary, scale in boundaries_and_scales.items():
+        if not isinstance(boundary, numbers.Integral) or isinstance(boundary, bool):
+            raise TypeError(
+                f"{owner}: boundaries_and_scales keys must be ints (steps), got {boundary!r}"
+            )
+        if boundary < 0:
+            raise ValueError(
+                f"{owner}: boundaries_and_scales keys must be >= 0 (steps), got {boundary!r}"
+            )
+        boundary = int(boundary)
+        scale = _finite(owner, f"boundaries_and_scales[{boundary}]", scale)
+        if scale < 0:
+            raise ValueError(
+                f"{owner}: boundaries_and_scales[{boundary}] must be >= 0, got {scale!r}"
+            )
+        pairs.append((boundary, scale))
+    return sorted(pairs)
+
+
 def _steps(owner: str, name: str, value, minimum: int | None) -> int:
     """``value`` as an int, >= ``minimum`` unless that is None (any int)."""
     if not isinstance(value, numbers.Integral) or isinstance(value, bool):
