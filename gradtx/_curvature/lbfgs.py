@@ -104,32 +104,41 @@ def _lbfgs_direction(*, memory_size: int, scale_init_precond: bool) -> GradientT
         y = jax.tree.map(lambda g, h: g - h.astype(g.dtype), updates, state.updates)
         sy = _tree.vdot(s, y).astype(dtype)
         yy = _tree.vdot(y, y).astype(dtype)
-        # The curvature condition s'y > 0 keeps the approximation positive definite (N&W 7.2);
-        # a pair failing it (relative to machine precision, as L-BFGS-B does) is not stored.
-        good = (state.count > 0) & (sy > jnp.finfo(dtype).eps * yy) & jnp.isfinite(sy)
+        # Every pair is stored, as in Nocedal and Wright's Algorithm 7.4 and optax: with a Wolfe
+        # line search (the default) s'y > 0 always; without one, a pair of negative curvature
+        # is kept too, which optax's numbers (and its plain reference) rely on. Skipping pairs
+        # with s'y <= eps y'y, as gradtx did, let a barely positive pair through later and
+        # diverged on Himmelblau (x from (1, 1) to (234, 179) in 15 steps of 1e-3). A pair with
+        # s'y = 0 is stored with rho = 0 (it changes nothing); only a non-finite one is not.
+        good = (state.count > 0) & jnp.isfinite(sy) & jnp.isfinite(yy)
         slot = state.next_slot
         s_mem = _set_slot(state.diff_params_memory, slot, s, ~good)
         y_mem = _set_slot(state.diff_updates_memory, slot, y, ~good)
+        safe_sy = jnp.where(sy == 0, 1, sy)
         rho = state.weights_memory.at[slot].set(
-            jnp.where(good, 1 / jnp.where(good, sy, 1), state.weights_memory[slot])
+            jnp.where(good, jnp.where(sy == 0, 0, 1 / safe_sy), state.weights_memory[slot])
         )
         next_slot = jnp.where(good, (slot + 1) % memory_size, slot)
         newest = (next_slot - 1) % memory_size
         if scale_init_precond:
-            # gamma = s'y / y'y of the newest pair (N&W 7.20). Before any pair: 1 / ||g||
-            # capped at 1, so the first trial step has length at most 1.
-            # y'y of the newest pair: this one's, or the previous newest's read from the
+            # gamma = s'y / y'y of the newest pair (N&W 7.20; 1 if y = 0). Before any pair:
+            # 1 / ||g|| capped at 1, so the first trial step has length at most 1.
+            # The newest pair's products: this one's, or the previous newest's read from the
             # memory in a branch (read outside one, XLA copied the whole memory every step)
-            def previous_yy(y_mem):
-                y_new = _slot(y_mem, newest)
-                return _tree.vdot(y_new, y_new).astype(dtype)
+            def previous(memory):
+                s_new, y_new = _slot(memory[0], newest), _slot(memory[1], newest)
+                return (
+                    _tree.vdot(s_new, y_new).astype(dtype),
+                    _tree.vdot(y_new, y_new).astype(dtype),
+                )
 
-            yy_new = jax.lax.cond(good, lambda y_mem: yy, previous_yy, y_mem)
-            have_pair = rho[newest] > 0
+            sy_new, yy_new = jax.lax.cond(
+                good, lambda memory: (sy, yy), previous, (s_mem, y_mem)
+            )
             gnorm = _norms.global_norm(updates).astype(dtype)
             gamma = jnp.where(
-                have_pair,
-                1 / (rho[newest] * jnp.where(have_pair, yy_new, 1)),
+                state.count > 0,
+                jnp.where(yy_new > 0, sy_new / jnp.where(yy_new > 0, yy_new, 1), 1),
                 jnp.minimum(1, 1 / jnp.where(gnorm > 0, gnorm, 1)),
             )
         else:
@@ -167,10 +176,11 @@ def scale_by_lbfgs(
     (``scale_init_precond``; else :math:`\gamma_k = 1`). At the first step, with no pair yet,
     :math:`\gamma_0 = \min(1, 1 / \|g_0\|)`, so that a unit step has length at most 1.
 
-    A pair is stored only if it meets the curvature condition
-    :math:`s^\top y > \varepsilon\, y^\top y` (ε: the machine epsilon), which keeps
-    :math:`H_k` positive definite; otherwise the memory is left as it was. A line search with the
-    Wolfe conditions guarantees the condition on any function.
+    Every pair is stored, as in Nocedal and Wright's Algorithm 7.4 and in optax (a pair with
+    :math:`s^\top y = 0` gets :math:`\rho = 0` and changes nothing; a non-finite one is not
+    stored). :math:`H_k` is positive definite when every :math:`s^\top y > 0`, which a line
+    search with the Wolfe conditions (:func:`lbfgs`'s default) guarantees on any function;
+    with fixed steps on a non-convex function it may not be, as in optax.
 
     The output is a descent direction's negative (like a gradient): follow it with
     ``scale_by_learning_rate`` or a negative scale, as :func:`lbfgs` does. ``update`` needs
