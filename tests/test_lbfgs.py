@@ -12,6 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 import scipy.optimize
 
@@ -63,7 +64,8 @@ def test_direction_matches_the_dense_bfgs_recursion(dtype, request):
     assert int(state.count) == steps
 
 
-def test_pairs_without_curvature_are_skipped():
+def test_pairs_of_negative_curvature_are_stored_as_optax_stores_them():
+    # Nocedal and Wright's Algorithm 7.4 (and optax) keep every pair; a non-finite one is not
     tx = gradtx.scale_by_lbfgs(memory_size=4)
     update = jax.jit(tx.update)
     x0, x1 = jnp.asarray([0.0, 0.0]), jnp.asarray([1.0, 0.0])
@@ -72,14 +74,39 @@ def test_pairs_without_curvature_are_skipped():
     _, state = update(g0, state, x0)
     out, state = update(g1, state, x1)
     assert isinstance(state, ScaleByLBFGSState)
-    np.testing.assert_array_equal(np.asarray(state.weights_memory), 0.0)
-    assert int(state.next_slot) == 0
-    # No pair: the first-step scaling min(1, 1/|g|).
-    np.testing.assert_allclose(out, g1 / np.sqrt(2.0), rtol=1e-6)
-    # A good pair afterwards is stored in the first slot.
-    x2, g2 = jnp.asarray([2.0, 0.0]), jnp.asarray([1.0, 1.0])  # s'y = 2 > 0
+    assert int(state.next_slot) == 1 and float(state.weights_memory[0]) == -0.5
+    with jax.numpy_dtype_promotion("standard"):
+        ref = optax.scale_by_lbfgs(memory_size=4)
+        ref_state = ref.init(x0)
+        _, ref_state = ref.update(g0, ref_state, x0)
+        want, _ = ref.update(g1, ref_state, x1)
+    np.testing.assert_allclose(out, want, rtol=1e-6)
+    x2, g2 = jnp.asarray([jnp.nan, 0.0]), jnp.asarray([1.0, 1.0])
     _, state = update(g2, state, x2)
-    assert int(state.next_slot) == 1 and float(state.weights_memory[0]) == 0.5
+    assert int(state.next_slot) == 1  # the NaN pair was not stored
+
+
+@pytest.mark.parametrize("scale_init_precond", [True, False])
+def test_fixed_steps_on_himmelblau_follow_optax_and_its_plain_reference(scale_init_precond):
+    # optax's suite's case: 15 steps of 1e-3 without a line search from (1, 1), where the
+    # curvature along the path changes sign. gradtx skipped such pairs and ended at
+    # (234, 179) (scale_init_precond=False) or (1.01, 1.01) instead of optax's points.
+    fn = lambda x: (x[0] ** 2 + x[1] - 11.0) ** 2 + (x[0] + x[1] ** 2 - 7.0) ** 2
+    paths = []
+    for lib, promotion in ((gradtx, "strict"), (optax, "standard")):
+        with jax.numpy_dtype_promotion(promotion):
+            tx = lib.lbfgs(
+                1e-3, memory_size=5, scale_init_precond=scale_init_precond, linesearch=None
+            )
+            x, state = jnp.ones(2), None
+            state = tx.init(x)
+            for _ in range(15):
+                updates, state = tx.update(jax.grad(fn)(x), state, x)
+                x = lib.apply_updates(x, updates)
+        paths.append(np.asarray(x))
+    np.testing.assert_allclose(paths[0], paths[1], rtol=1e-5)
+    want = {True: [0.951, 0.918], False: [1.028, 0.992]}[scale_init_precond]
+    np.testing.assert_allclose(paths[0], want, atol=2e-3)
 
 
 def quadratic_100(dtype):
@@ -178,15 +205,34 @@ def test_rosenbrock_float64_against_optax_and_scipy(x64):
     assert ours <= theirs + 3, (ours, theirs)
 
 
-def test_backtracking_lbfgs_reaches_the_minimum_with_reused_evaluations():
-    tx = gradtx.lbfgs(
-        linesearch=gradtx.scale_by_backtracking_linesearch(
-            max_backtracking_steps=20, store_grad=True
-        )
-    )
+def test_backtracking_lbfgs_reaches_the_minimum_skipping_pairs_without_curvature():
+    # Armijo backtracking does not keep s'y > 0: storing every pair (optax's rule, the
+    # default) does not reach Rosenbrock's minimum within 400 steps, in optax too; L-BFGS-B's
+    # rule does within 100, reusing the line search's evaluations
+    linesearch = gradtx.scale_by_backtracking_linesearch(max_backtracking_steps=20, store_grad=True)
     x0 = jnp.asarray([-1.2, 1.0])
     vag = gradtx.value_and_grad_from_state(rosenbrock)
-    assert iterations(tx, vag, rosenbrock, x0, max_iters=100, tol=1e-6) is not None
+    skipping = gradtx.lbfgs(linesearch=linesearch, skip_curvature_failures=True)
+    assert iterations(skipping, vag, rosenbrock, x0, max_iters=100, tol=1e-6) is not None
+    storing = gradtx.lbfgs(linesearch=linesearch)
+    assert iterations(storing, vag, rosenbrock, x0, max_iters=400, tol=1e-6) is None
+
+
+def test_skipping_pairs_without_curvature_keeps_the_memory_as_it_was():
+    tx = gradtx.scale_by_lbfgs(memory_size=4, skip_curvature_failures=True)
+    update = jax.jit(tx.update)
+    x0, x1 = jnp.asarray([0.0, 0.0]), jnp.asarray([1.0, 0.0])
+    g0, g1 = jnp.asarray([1.0, 1.0]), jnp.asarray([-1.0, 1.0])  # s'y = -2 < 0
+    state = tx.init(x0)
+    _, state = update(g0, state, x0)
+    out, state = update(g1, state, x1)
+    np.testing.assert_array_equal(np.asarray(state.weights_memory), 0.0)
+    assert int(state.next_slot) == 0
+    # No pair: the first-step scaling min(1, 1/|g|).
+    np.testing.assert_allclose(out, g1 / np.sqrt(2.0), rtol=1e-6)
+    x2, g2 = jnp.asarray([2.0, 0.0]), jnp.asarray([1.0, 1.0])  # s'y = 2 > 0
+    _, state = update(g2, state, x2)
+    assert int(state.next_slot) == 1 and float(state.weights_memory[0]) == 0.5
 
 
 def test_fixed_steps_without_line_search():

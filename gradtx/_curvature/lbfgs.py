@@ -76,7 +76,9 @@ def two_loop(grad, s_memory, y_memory, rho, newest, gamma):
     return jax.lax.fori_loop(0, m, forward, (r, s_memory, y_memory))
 
 
-def _lbfgs_direction(*, memory_size: int, scale_init_precond: bool) -> GradientTransformation:
+def _lbfgs_direction(
+    *, memory_size: int, scale_init_precond: bool, skip_curvature_failures: bool
+) -> GradientTransformation:
     owner = "scale_by_lbfgs"
 
     def init(params):
@@ -104,13 +106,13 @@ def _lbfgs_direction(*, memory_size: int, scale_init_precond: bool) -> GradientT
         y = jax.tree.map(lambda g, h: g - h.astype(g.dtype), updates, state.updates)
         sy = _tree.vdot(s, y).astype(dtype)
         yy = _tree.vdot(y, y).astype(dtype)
-        # Every pair is stored, as in Nocedal and Wright's Algorithm 7.4 and optax: with a Wolfe
-        # line search (the default) s'y > 0 always; without one, a pair of negative curvature
-        # is kept too, which optax's numbers (and its plain reference) rely on. Skipping pairs
-        # with s'y <= eps y'y, as gradtx did, let a barely positive pair through later and
-        # diverged on Himmelblau (x from (1, 1) to (234, 179) in 15 steps of 1e-3). A pair with
-        # s'y = 0 is stored with rho = 0 (it changes nothing); only a non-finite one is not.
+        # By default every pair is stored, as in Nocedal and Wright's Algorithm 7.4 and optax
+        # (with a Wolfe line search, the default, s'y > 0 always); a pair with s'y = 0 gets
+        # rho = 0 (it changes nothing), a non-finite one is not stored. skip_curvature_failures
+        # is L-BFGS-B's rule: pairs with s'y <= eps y'y are not stored.
         good = (state.count > 0) & jnp.isfinite(sy) & jnp.isfinite(yy)
+        if skip_curvature_failures:
+            good = good & (sy > jnp.finfo(dtype).eps * yy)
         slot = state.next_slot
         s_mem = _set_slot(state.diff_params_memory, slot, s, ~good)
         y_mem = _set_slot(state.diff_updates_memory, slot, y, ~good)
@@ -132,12 +134,13 @@ def _lbfgs_direction(*, memory_size: int, scale_init_precond: bool) -> GradientT
                     _tree.vdot(y_new, y_new).astype(dtype),
                 )
 
-            sy_new, yy_new = jax.lax.cond(
-                good, lambda memory: (sy, yy), previous, (s_mem, y_mem)
-            )
+            sy_new, yy_new = jax.lax.cond(good, lambda memory: (sy, yy), previous, (s_mem, y_mem))
             gnorm = _norms.global_norm(updates).astype(dtype)
+            # a pair to scale by: after the first update (every pair stored), or once one was
+            # stored (skipping)
+            have_pair = (rho[newest] != 0) if skip_curvature_failures else (state.count > 0)
             gamma = jnp.where(
-                state.count > 0,
+                have_pair,
                 jnp.where(yy_new > 0, sy_new / jnp.where(yy_new > 0, yy_new, 1), 1),
                 jnp.minimum(1, 1 / jnp.where(gnorm > 0, gnorm, 1)),
             )
@@ -160,7 +163,10 @@ def _lbfgs_direction(*, memory_size: int, scale_init_precond: bool) -> GradientT
 
 
 def scale_by_lbfgs(
-    memory_size: int = 10, scale_init_precond: bool = True
+    memory_size: int = 10,
+    scale_init_precond: bool = True,
+    *,
+    skip_curvature_failures: bool = False,
 ) -> GradientTransformation:
     r"""Multiplies the gradient by the L-BFGS inverse-Hessian approximation: :math:`u = H_k g_k`.
 
@@ -179,8 +185,12 @@ def scale_by_lbfgs(
     Every pair is stored, as in Nocedal and Wright's Algorithm 7.4 and in optax (a pair with
     :math:`s^\top y = 0` gets :math:`\rho = 0` and changes nothing; a non-finite one is not
     stored). :math:`H_k` is positive definite when every :math:`s^\top y > 0`, which a line
-    search with the Wolfe conditions (:func:`lbfgs`'s default) guarantees on any function;
-    with fixed steps on a non-convex function it may not be, as in optax.
+    search with the Wolfe conditions (:func:`lbfgs`'s default) guarantees on any function.
+    With a backtracking line search or fixed steps it may not be: ``skip_curvature_failures``
+    then stores only pairs with :math:`s^\top y > \varepsilon\, y^\top y` (L-BFGS-B's rule;
+    ε the machine epsilon), which made backtracking L-BFGS reach Rosenbrock's minimum from
+    (-1.2, 1) where optax's (and the default) do not within 400 steps; it also departs from
+    optax's numbers, and with tiny fixed steps a barely positive pair can still be taken.
 
     The output is a descent direction's negative (like a gradient): follow it with
     ``scale_by_learning_rate`` or a negative scale, as :func:`lbfgs` does. ``update`` needs
@@ -191,6 +201,9 @@ def scale_by_lbfgs(
         suggest 3 to 20).
       scale_init_precond: scale the initial approximation by :math:`\gamma_k`. Default
         ``True`` (optax's; Nocedal and Wright's eq. 7.20).
+      skip_curvature_failures: store only pairs with :math:`s^\top y > \varepsilon\,
+        y^\top y` (L-BFGS-B's rule), for line searches without the curvature condition.
+        Default ``False`` (every pair, as optax).
 
     Returns:
       A :class:`GradientTransformation` with :class:`ScaleByLBFGSState`.
@@ -210,7 +223,12 @@ def scale_by_lbfgs(
     """
     memory_size = check_count("scale_by_lbfgs", "memory_size", memory_size)
     scale_init_precond = check_flag("scale_by_lbfgs", "scale_init_precond", scale_init_precond)
-    return _lbfgs_direction(memory_size=memory_size, scale_init_precond=scale_init_precond)
+    skip = check_flag("scale_by_lbfgs", "skip_curvature_failures", skip_curvature_failures)
+    return _lbfgs_direction(
+        memory_size=memory_size,
+        scale_init_precond=scale_init_precond,
+        skip_curvature_failures=skip,
+    )
 
 
 _DEFAULT_LINESEARCH = scale_by_zoom_linesearch(
@@ -223,6 +241,8 @@ def lbfgs(
     memory_size: int = 10,
     scale_init_precond: bool = True,
     linesearch: GradientTransformation | None = _DEFAULT_LINESEARCH,
+    *,
+    skip_curvature_failures: bool = False,
 ) -> GradientTransformation:
     r"""L-BFGS with a line search: ``chain(scale_by_lbfgs, scale(-learning_rate), linesearch)``.
 
@@ -241,6 +261,8 @@ def lbfgs(
       memory_size: the number of pairs kept.
       scale_init_precond: scale the initial approximation by :math:`s^\top y / y^\top y`.
       linesearch: a line search transformation, or None for fixed steps.
+      skip_curvature_failures: as in :func:`scale_by_lbfgs`: worth setting with a
+        backtracking line search, which does not keep :math:`s^\top y > 0`.
 
     Returns:
       A :class:`GradientTransformation`.
@@ -274,7 +296,9 @@ def lbfgs(
         )
     memory_size = check_count("lbfgs", "memory_size", memory_size)
     scale_init_precond = check_flag("lbfgs", "scale_init_precond", scale_init_precond)
-    direction = scale_by_lbfgs(memory_size, scale_init_precond)
+    direction = scale_by_lbfgs(
+        memory_size, scale_init_precond, skip_curvature_failures=skip_curvature_failures
+    )
 
     def build(learning_rate):
         step = _scale(-1.0) if learning_rate is None else _scale_by_learning_rate(learning_rate)
