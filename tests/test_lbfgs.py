@@ -342,3 +342,34 @@ def test_pytree_params_follow_the_same_path_as_one_vector(x64):
             path.append(np.concatenate([np.ravel(leaf) for leaf in jax.tree.leaves(x)]))
         paths.append(np.stack(path))
     np.testing.assert_allclose(paths[1], paths[0], rtol=1e-12, atol=1e-14)
+
+
+def test_complex_params_follow_the_equivalent_real_problem():
+    # optax's suite's case: sum |A z|^1.5 over complex z, against the same function of the
+    # (real, imaginary) pairs (value_and_grad_from_state gives the conjugated gradient, as
+    # optax's loop makes it)
+    mat = jnp.array([[1, -2], [3, 4], [-4 + 2j, 5 - 3j], [-2 - 2j, 6]], jnp.complex64)
+    f_complex = lambda z: jnp.sum(jnp.abs(mat @ z) ** 1.5)
+    to_complex = lambda x: jax.lax.complex(x[..., 0, :], x[..., 1, :])
+    f_real = lambda x: f_complex(to_complex(x))
+
+    def solve(fn, x):
+        tx = gradtx.lbfgs()
+        vag = gradtx.value_and_grad_from_state(fn)
+
+        @jax.jit
+        def step(x, state):
+            value, grad = vag(x, state=state)
+            updates, state = tx.update(grad, state, x, value=value, grad=grad, value_fn=fn)
+            return gradtx.apply_updates(x, updates), state
+
+        state = tx.init(x)
+        for _ in range(40):
+            x, state = step(x, state)
+        return x
+
+    z0 = jnp.array([1 - 1j, 0 + 1j], jnp.complex64)
+    z = solve(f_complex, z0)
+    x = solve(f_real, jnp.stack([z0.real, z0.imag]))
+    np.testing.assert_allclose(z, to_complex(x), atol=1e-5)
+    assert float(f_complex(z)) < 1e-6
