@@ -516,3 +516,19 @@ def test_a_none_param_stays_none_as_in_optax():
     assert out["a"] is None and np.array_equal(out["b"], 2 * x)
     with pytest.raises(ValueError, match="apply_updates: .*'c'"):
         gradtx.apply_updates({"a": None, "b": x}, {"a": x, "c": x})
+
+
+def test_positions_of_a_state_are_optaxs():
+    # code written for optax indexes states: opt_state[0].mu, state[-1] of a chain
+    params = {"w": jnp.ones(2)}
+    mine, theirs = gradtx.adam(0.1).init(params), optax.adam(0.1).init(params)
+    assert type(mine[0]).__name__ == type(theirs[0]).__name__ == "ScaleByAdamState"
+    assert mine[0].mu.keys() == theirs[0].mu.keys() and int(mine[0].count) == 0
+    assert type(mine[-1]).__name__ == "EmptyState"
+    search = gradtx.scale_by_backtracking_linesearch(5).init(params)
+    assert float(search[0]) == float(search.inner_state.learning_rate)
+    # iterating stays the pair's (pytrees and checkpoints use it)
+    assert [type(x).__name__ for x in mine] == ["dict", "tuple"]
+    odd = gradtx.HyperState({"": jnp.zeros((1, 3))}, {"a": jnp.ones(2)})  # a dict inside
+    with pytest.raises(TypeError, match="HyperState: the state inside .*dict.* has no positions"):
+        odd[0]

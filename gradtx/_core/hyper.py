@@ -112,6 +112,18 @@ class HyperState(NamedTuple):
             for i, k in enumerate(self.names)
         }
 
+    def __getitem__(self, index: Any) -> Any:
+        # Positions are the state's inside: code written for optax indexes optimizer states
+        # (``opt_state[0].mu`` of Adam's, ``state[-1]`` of a chain's last link), and there the
+        # table is not a position. The table and inner state are reached by name; iterating
+        # and ``len`` stay the pair's (what pytrees and serialization use).
+        if isinstance(self.inner_state, tuple):
+            return self.inner_state[index]
+        raise TypeError(
+            f"{type(self).__name__}: the state inside ({type(self.inner_state).__name__}) has "
+            f"no positions; read .table and .inner_state"
+        )
+
     def __getattr__(self, name: str) -> Any:
         # the fields of the state inside (``state.mu`` of Adam's), as code written for optax's
         # states reads them
