@@ -482,7 +482,7 @@ def test_stateless_transformations_take_no_state_as_optaxs_do(name, kwargs):
     grads = {"w": jnp.asarray([[1.0, -2.0], [0.25, 4.0]])}
     tx = getattr(gradtx, name)(**kwargs)
     want, _ = tx.update(grads, tx.init(params), params)
-    for given in (None, gradtx.EmptyState()):
+    for given in (None, gradtx.EmptyState(), {}, ()):
         out, state = tx.update(grads, given, params)
         np.testing.assert_array_equal(out["w"], want["w"])
         assert state == given
