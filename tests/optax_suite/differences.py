@@ -1,6 +1,7 @@
-"""The tests of optax's suite that exercise gradtx only and fail on purpose, with the reason.
+"""The tests of optax's smoke subset that exercise gradtx only and fail on purpose, with the
+reason (``docs/optax_differences.md`` lists every failing test of the full run, by cause).
 
-Each entry is ``nodeid: (cause, reason)``; ``docs/optax_differences.md`` groups them by cause.
+Each entry is ``nodeid: (cause, reason)``.
 ``tests/test_optax_suite.py`` checks, on the smoke subset, that every gradtx-only failure is
 listed here and that every listed test of that subset does fail (so the list stays true).
 """
