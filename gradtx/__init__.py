@@ -97,6 +97,23 @@ from gradtx._interop.inject import inject_hyperparams as inject_hyperparams
 from gradtx._interop.inject import inject_stateful_hyperparams as inject_stateful_hyperparams
 from gradtx._interop.migration import from_optax_state as from_optax_state
 from gradtx._interop.migration import to_optax_state as to_optax_state
+from gradtx._interop.state_names import AdaptiveGradClipState as AdaptiveGradClipState
+from gradtx._interop.state_names import AddDecayedWeightsState as AddDecayedWeightsState
+from gradtx._interop.state_names import AddNoiseState as AddNoiseState
+from gradtx._interop.state_names import ClipByGlobalNormState as ClipByGlobalNormState
+from gradtx._interop.state_names import ClipState as ClipState
+from gradtx._interop.state_names import EmaState as EmaState
+from gradtx._interop.state_names import FactoredState as FactoredState
+from gradtx._interop.state_names import HutchinsonState as HutchinsonState
+from gradtx._interop.state_names import NormalizeState as NormalizeState
+from gradtx._interop.state_names import ScaleByLionState as ScaleByLionState
+from gradtx._interop.state_names import ScaleByNovogradState as ScaleByNovogradState
+from gradtx._interop.state_names import ScaleByRssState as ScaleByRssState
+from gradtx._interop.state_names import ScaleBySM3State as ScaleBySM3State
+from gradtx._interop.state_names import ScaleByTrustRatioState as ScaleByTrustRatioState
+from gradtx._interop.state_names import ScaleState as ScaleState
+from gradtx._interop.state_names import SophiaState as SophiaState
+from gradtx._interop.state_names import TraceState as TraceState
 from gradtx._linalg.newton_schulz import (
     orthogonalize_via_newton_schulz as orthogonalize_via_newton_schulz,
 )
@@ -661,3 +678,24 @@ __all__ += [
 
 # optax's submodule paths (thin namespaces of the same objects) and its top-level state helper
 __all__ += ["contrib", "schedules", "transforms", "tree", "tree_map_params", "tree_utils"]
+
+# optax's names of the states gradtx keeps in optax's layout
+__all__ += [
+    "AdaptiveGradClipState",
+    "AddDecayedWeightsState",
+    "AddNoiseState",
+    "ClipByGlobalNormState",
+    "ClipState",
+    "EmaState",
+    "FactoredState",
+    "HutchinsonState",
+    "NormalizeState",
+    "ScaleByLionState",
+    "ScaleByNovogradState",
+    "ScaleByRssState",
+    "ScaleBySM3State",
+    "ScaleByTrustRatioState",
+    "ScaleState",
+    "SophiaState",
+    "TraceState",
+]

@@ -4,10 +4,13 @@ A thin namespace: each name is gradtx's own (``gradtx.contrib.muon is gradtx.muo
 code lives by concern in gradtx's private modules.
 """
 
+from gradtx._curvature.sophia import HutchinsonState as HutchinsonState
+from gradtx._curvature.sophia import SophiaState as SophiaState
 from gradtx._curvature.sophia import (
     hutchinson_estimator_diag_hessian as hutchinson_estimator_diag_hessian,
 )
 from gradtx._curvature.sophia import sophia as sophia
+from gradtx._interop.state_names import NormalizeState as NormalizeState
 from gradtx._linalg.view import MuonDimensionNumbers as MuonDimensionNumbers
 from gradtx._optimizers.adam_descendants import acprop as acprop
 from gradtx._optimizers.adam_descendants import ademamix as ademamix
@@ -69,13 +72,16 @@ __all__ = [
     "DoGState",
     "DoWGState",
     "GaLoreDimensionNumbers",
+    "HutchinsonState",
     "MechanicState",
     "MomoAdamState",
     "MomoState",
     "MuonDimensionNumbers",
+    "NormalizeState",
     "ProdigyState",
     "SAMState",
     "ScheduleFreeState",
+    "SophiaState",
     "SplitRealAndImaginaryState",
     "acprop",
     "ademamix",

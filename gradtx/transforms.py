@@ -20,7 +20,10 @@ from gradtx._transforms.constraining import ZeroNansState as ZeroNansState
 from gradtx._transforms.constraining import keep_params_nonnegative as keep_params_nonnegative
 from gradtx._transforms.constraining import zero_nans as zero_nans
 from gradtx._transforms.decay import add_decayed_weights as add_decayed_weights
+from gradtx._transforms.gradient_processing import AddNoiseState as AddNoiseState
 from gradtx._transforms.gradient_processing import add_noise as add_noise
+from gradtx._transforms.momentum import EmaState as EmaState
+from gradtx._transforms.momentum import TraceState as TraceState
 from gradtx._transforms.momentum import ema as ema
 from gradtx._transforms.momentum import trace as trace
 from gradtx._transforms.monitoring import SnapshotState as SnapshotState
@@ -42,9 +45,11 @@ from gradtx._wrappers.monitor import MonitorState as MonitorState
 from gradtx._wrappers.monitor import monitor as monitor
 
 __all__ = [
+    "AddNoiseState",
     "ApplyIfFiniteState",
     "ConditionallyMaskState",
     "ConditionallyTransformState",
+    "EmaState",
     "MaskedState",
     "MonitorState",
     "MultiSteps",
@@ -52,6 +57,7 @@ __all__ = [
     "NonNegativeParamsState",
     "ShouldSkipUpdateFunction",
     "SnapshotState",
+    "TraceState",
     "ZeroNansState",
     "adaptive_grad_clip",
     "add_decayed_weights",

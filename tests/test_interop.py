@@ -532,3 +532,44 @@ def test_positions_of_a_state_are_optaxs():
     odd = gradtx.HyperState({"": jnp.zeros((1, 3))}, {"a": jnp.ones(2)})  # a dict inside
     with pytest.raises(TypeError, match="HyperState: the state inside .*dict.* has no positions"):
         odd[0]
+
+
+STATE_NAMES = [
+    "AddNoiseState",
+    "EmaState",
+    "FactoredState",
+    "ScaleByLionState",
+    "ScaleByNovogradState",
+    "ScaleByRssState",
+    "ScaleBySM3State",
+    "TraceState",
+    "contrib.HutchinsonState",
+    "contrib.SophiaState",
+    "AdaptiveGradClipState",
+    "AddDecayedWeightsState",
+    "ClipByGlobalNormState",
+    "ClipState",
+    "ScaleByTrustRatioState",
+    "ScaleState",
+    "contrib.NormalizeState",
+]
+
+
+@pytest.mark.parametrize("name", STATE_NAMES)
+def test_optaxs_state_names_are_gradtxs_states_of_the_same_fields(name):
+    def get(lib):
+        obj = lib
+        for part in name.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+    assert get(gradtx)._fields == get(optax)._fields
+
+
+def test_the_named_states_are_what_the_transformations_keep():
+    params = {"w": jnp.ones((3, 2))}
+    assert isinstance(gradtx.trace(0.9).init(params).inner_state, gradtx.TraceState)
+    assert isinstance(gradtx.scale_by_rss().init(params).inner_state, gradtx.ScaleByRssState)
+    assert isinstance(gradtx.clip(1.0).init(params).inner_state, gradtx.ClipState)
+    lion = gradtx.scale_by_lion().init(params)
+    assert isinstance(lion.inner_state, gradtx.ScaleByLionState)

@@ -91,8 +91,9 @@ def _gradtx_counterpart(subpackage, name):
 def public_names():
     """{id(optax object): (qualified name, kind, gradtx object)}, kind gradtx/optax/neutral.
 
-    One object may be public under several names (``optax.adam`` and ``optax.contrib``'s none);
-    the first, top-level name wins.
+    One object may be public under several names (``optax.EmptyState`` is also
+    ``optax.AdaptiveGradClipState``): the first name gradtx has wins, else the first, top-level
+    one.
     """
     table = {}
     with _quiet_deprecations():
@@ -103,7 +104,7 @@ def public_names():
                 obj = getattr(module, name, None)
                 if obj is None or isinstance(obj, types.ModuleType) or not _own(obj):
                     continue
-                if id(obj) in table:
+                if id(obj) in table and table[id(obj)][1] != "optax":
                     continue
                 neutral = subpackage in NEUTRAL_SUBPACKAGES or obj.__module__.startswith(
                     tuple("optax." + s for s in NEUTRAL_SUBPACKAGES)
@@ -112,13 +113,29 @@ def public_names():
                     table[id(obj)] = (prefix + name, "neutral", None)
                     continue
                 found, counterpart = _gradtx_counterpart(subpackage, name)
-                table[id(obj)] = (prefix + name, "gradtx" if found else "optax", counterpart)
+                if found or id(obj) not in table:
+                    table[id(obj)] = (prefix + name, "gradtx" if found else "optax", counterpart)
     return table
 
 
+@functools.cache
 def missing_names():
-    """optax's public names (outside the neutral subpackages) that gradtx does not have."""
-    return sorted(q for q, kind, _ in public_names().values() if kind == "optax")
+    """optax's public names (outside the neutral subpackages) that gradtx does not have, aliases
+    included."""
+    missing = []
+    with _quiet_deprecations():
+        for subpackage in ("",) + GRADTX_SUBPACKAGES:
+            module = importlib.import_module("optax." + subpackage if subpackage else "optax")
+            prefix = "optax." + subpackage + "." if subpackage else "optax."
+            for name in _public(module):
+                obj = getattr(module, name, None)
+                if obj is None or isinstance(obj, types.ModuleType) or not _own(obj):
+                    continue
+                if obj.__module__.startswith(tuple("optax." + s for s in NEUTRAL_SUBPACKAGES)):
+                    continue
+                if not _gradtx_counterpart(subpackage, name)[0]:
+                    missing.append(prefix + name)
+    return sorted(set(missing))
 
 
 class _quiet_deprecations:

@@ -1,0 +1,32 @@
+"""optax's names for optimizer states, where gradtx keeps the same state.
+
+A gradtx transformation with live hyperparameters keeps its state inside a
+:class:`gradtx.HyperState` (``state.inner_state``; its fields and positions are also reached on
+the HyperState itself). Where that inner state has optax's fields and meaning, it is exported
+under optax's name, so that ``isinstance`` checks and annotations written for optax hold; the
+transformations whose state is empty keep :class:`gradtx.EmptyState`, which optax's names of
+their states alias (as optax's do). States whose layout differs from optax's are not named here.
+"""
+
+from __future__ import annotations
+
+from gradtx._core.base import EmptyState
+from gradtx._curvature.sophia import HutchinsonState as HutchinsonState
+from gradtx._curvature.sophia import SophiaState as SophiaState
+from gradtx._transforms.block_norms import ScaleByNovogradState as ScaleByNovogradState
+from gradtx._transforms.factored import FactoredState as FactoredState
+from gradtx._transforms.factored import ScaleBySM3State as ScaleBySM3State
+from gradtx._transforms.gradient_processing import AddNoiseState as AddNoiseState
+from gradtx._transforms.momentum import EmaState as EmaState
+from gradtx._transforms.momentum import TraceState as TraceState
+from gradtx._transforms.second_moments import ScaleByRssState as ScaleByRssState
+from gradtx._transforms.sign import ScaleByLionState as ScaleByLionState
+
+# the states of stateless transformations (beside their tables), as in optax
+AdaptiveGradClipState = EmptyState
+AddDecayedWeightsState = EmptyState
+ClipByGlobalNormState = EmptyState
+ClipState = EmptyState
+NormalizeState = EmptyState
+ScaleByTrustRatioState = EmptyState
+ScaleState = EmptyState
