@@ -34,6 +34,9 @@ CASES = {
     "radam": ("radam", dict(learning_rate=0.01)),
     "yogi": ("yogi", dict(learning_rate=0.01)),
     "adabelief": ("adabelief", dict(learning_rate=0.01)),
+    # optax 0.2.8 weighs Adan's gradient difference by 1 - b2 where the paper weighs it by
+    # b2 (see tests/registry/adam_like.py): the same algorithm at b2 = 0.5 only
+    "adan": ("adan", dict(learning_rate=0.01, b2=0.5)),
     "novograd": ("novograd", dict(learning_rate=0.01)),
     "sm3": ("sm3", dict(learning_rate=0.1)),
     "adafactor": ("adafactor", dict(learning_rate=0.01)),
