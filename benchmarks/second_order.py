@@ -153,9 +153,10 @@ SECOND_ORDER: list[tuple[str, Callable[[], gradtx.GradientTransformation], str]]
         lambda: gradtx.lbfgs(
             linesearch=gradtx.scale_by_backtracking_linesearch(
                 max_backtracking_steps=30, store_grad=True
-            )
+            ),
+            skip_curvature_failures=True,
         ),
-        "memory 10, backtracking (Armijo)",
+        "memory 10, backtracking (Armijo), L-BFGS-B's pair rule",
     ),
     ("Newton-CG", lambda: gradtx.newton_cg(linesearch=_zoom()), "zoom; CG tol min(.5,sqrt|g|)"),
     ("Newton-CG", lambda: gradtx.newton_cg(tol=1e-3, linesearch=_zoom()), "zoom; CG tol 1e-3"),

@@ -355,7 +355,11 @@ def _backtracking():
 
 SOLVERS = {
     "lbfgs": lambda: gradtx.lbfgs(),  # its default line search: zoom from a step of 1
-    "lbfgs_backtracking": lambda: gradtx.lbfgs(linesearch=_backtracking()),
+    # Armijo backtracking does not keep s'y > 0: L-BFGS-B's rule, as recommended with it
+    # (storing every pair, optax's rule and the default, stalls in Rosenbrock's valley)
+    "lbfgs_backtracking": lambda: gradtx.lbfgs(
+        linesearch=_backtracking(), skip_curvature_failures=True
+    ),
     "sgd_zoom": lambda: gradtx.chain(gradtx.sgd(1.0), _zoom()),
     "sgd_backtracking": lambda: gradtx.chain(gradtx.sgd(1.0), _backtracking()),
     "newton_cg_zoom": lambda: gradtx.newton_cg(linesearch=_zoom(initial_guess_strategy="one")),
