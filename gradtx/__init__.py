@@ -106,6 +106,7 @@ from gradtx._interop.state_names import EmaState as EmaState
 from gradtx._interop.state_names import FactoredState as FactoredState
 from gradtx._interop.state_names import HutchinsonState as HutchinsonState
 from gradtx._interop.state_names import NormalizeState as NormalizeState
+from gradtx._interop.state_names import PartitionState as PartitionState
 from gradtx._interop.state_names import ScaleByLionState as ScaleByLionState
 from gradtx._interop.state_names import ScaleByNovogradState as ScaleByNovogradState
 from gradtx._interop.state_names import ScaleByRssState as ScaleByRssState
@@ -690,6 +691,7 @@ __all__ += [
     "FactoredState",
     "HutchinsonState",
     "NormalizeState",
+    "PartitionState",
     "ScaleByLionState",
     "ScaleByNovogradState",
     "ScaleByRssState",

@@ -11,6 +11,7 @@ from gradtx._core.combine import named_chain as named_chain
 from gradtx._core.combine import partition as partition
 from gradtx._core.multi_transform import MaskedState as MaskedState
 from gradtx._core.multi_transform import selective_transform as selective_transform
+from gradtx._interop.state_names import PartitionState as PartitionState
 from gradtx._transforms.block_norms import clip_by_block_rms as clip_by_block_rms
 from gradtx._transforms.clipping import adaptive_grad_clip as adaptive_grad_clip
 from gradtx._transforms.clipping import clip as clip
@@ -55,6 +56,7 @@ __all__ = [
     "MultiSteps",
     "MultiStepsState",
     "NonNegativeParamsState",
+    "PartitionState",
     "ShouldSkipUpdateFunction",
     "SnapshotState",
     "TraceState",

@@ -552,6 +552,8 @@ STATE_NAMES = [
     "ScaleByTrustRatioState",
     "ScaleState",
     "contrib.NormalizeState",
+    "PartitionState",
+    "transforms.PartitionState",
 ]
 
 

@@ -11,6 +11,7 @@ their states alias (as optax's do). States whose layout differs from optax's are
 from __future__ import annotations
 
 from gradtx._core.base import EmptyState
+from gradtx._core.multi_transform import MultiTransformState
 from gradtx._curvature.sophia import HutchinsonState as HutchinsonState
 from gradtx._curvature.sophia import SophiaState as SophiaState
 from gradtx._transforms.block_norms import ScaleByNovogradState as ScaleByNovogradState
@@ -30,3 +31,6 @@ ClipState = EmptyState
 NormalizeState = EmptyState
 ScaleByTrustRatioState = EmptyState
 ScaleState = EmptyState
+
+# optax's name of multi_transform's state (MultiTransformState is its alias there)
+PartitionState = MultiTransformState
