@@ -19,7 +19,6 @@ from gradtx._core.tree_like import tree_zeros_like as zeros_like
 from gradtx._core.tree_math import tree_add as add
 from gradtx._core.tree_math import tree_add_scale as add_scale
 from gradtx._core.tree_math import tree_allclose as allclose
-from gradtx._core.tree_math import tree_bias_correction as bias_correction
 from gradtx._core.tree_math import tree_clip as clip
 from gradtx._core.tree_math import tree_conj as conj
 from gradtx._core.tree_math import tree_div as div
@@ -32,11 +31,14 @@ from gradtx._core.tree_math import tree_scale as scale
 from gradtx._core.tree_math import tree_size as size
 from gradtx._core.tree_math import tree_sub as sub
 from gradtx._core.tree_math import tree_sum as sum
-from gradtx._core.tree_math import tree_update_infinity_moment as update_infinity_moment
-from gradtx._core.tree_math import tree_update_moment as update_moment
-from gradtx._core.tree_math import tree_update_moment_per_elem_norm as update_moment_per_elem_norm
 from gradtx._core.tree_math import tree_vdot as vdot
 from gradtx._core.tree_math import tree_where as where
+from gradtx._core.tree_moments import tree_bias_correction as bias_correction
+from gradtx._core.tree_moments import tree_update_infinity_moment as update_infinity_moment
+from gradtx._core.tree_moments import tree_update_moment as update_moment
+from gradtx._core.tree_moments import (
+    tree_update_moment_per_elem_norm as update_moment_per_elem_norm,
+)
 
 __all__ = [
     "add",

@@ -21,7 +21,6 @@ from gradtx._core.tree_like import tree_zeros_like as tree_zeros_like
 from gradtx._core.tree_math import tree_add as tree_add
 from gradtx._core.tree_math import tree_add_scale as tree_add_scale
 from gradtx._core.tree_math import tree_allclose as tree_allclose
-from gradtx._core.tree_math import tree_bias_correction as tree_bias_correction
 from gradtx._core.tree_math import tree_clip as tree_clip
 from gradtx._core.tree_math import tree_conj as tree_conj
 from gradtx._core.tree_math import tree_div as tree_div
@@ -34,13 +33,14 @@ from gradtx._core.tree_math import tree_scale as tree_scale
 from gradtx._core.tree_math import tree_size as tree_size
 from gradtx._core.tree_math import tree_sub as tree_sub
 from gradtx._core.tree_math import tree_sum as tree_sum
-from gradtx._core.tree_math import tree_update_infinity_moment as tree_update_infinity_moment
-from gradtx._core.tree_math import tree_update_moment as tree_update_moment
-from gradtx._core.tree_math import (
-    tree_update_moment_per_elem_norm as tree_update_moment_per_elem_norm,
-)
 from gradtx._core.tree_math import tree_vdot as tree_vdot
 from gradtx._core.tree_math import tree_where as tree_where
+from gradtx._core.tree_moments import tree_bias_correction as tree_bias_correction
+from gradtx._core.tree_moments import tree_update_infinity_moment as tree_update_infinity_moment
+from gradtx._core.tree_moments import tree_update_moment as tree_update_moment
+from gradtx._core.tree_moments import (
+    tree_update_moment_per_elem_norm as tree_update_moment_per_elem_norm,
+)
 
 __all__ = [
     "NamedTupleKey",

@@ -97,12 +97,7 @@ def with_extra_args(tx: GradientTransformation) -> GradientTransformation:
     """``tx`` with an ``update`` that accepts ``**extra`` (dropping it if ``tx`` takes none)."""
     if accepts_extra_args(tx.update):
         return tx
-
-    def update(updates, state, params=None, **extra):
-        del extra
-        return tx.update(updates, state, params)
-
-    return GradientTransformation(tx.init, update)
+    return GradientTransformation(tx.init, _dropping_extra(tx.update))
 
 
 # optax's name for the type of an ``update`` that takes extra keyword arguments: gradtx's

@@ -578,43 +578,6 @@ def set_hyperparams(state: PyTree, **new_values: Any) -> PyTree:
     return _map_hyper_states(state, replace)
 
 
-def live_names(state: PyTree) -> set[str]:
-    """The plain names of every live hyperparameter in ``state`` (shared ones once)."""
-    return set(_catalogue(state).values())
-
-
-def take_changed_values(state: PyTree, source: PyTree) -> PyTree:
-    """``state`` with each hyperparameter's row taken from ``source`` where the values differ.
-
-    ``source`` is a state of the same transformation built again from other values (its tables
-    in the same order); the step counts stay ``state``'s. A value equal to the stored one keeps
-    the stored row, whose residual makes ``1 - b1`` exact in float32. For
-    :func:`gradtx.inject_hyperparams`, which builds the transformation again at every step.
-    """
-    found: list[HyperState] = []
-
-    def collect(prefix, node):
-        found.append(node)
-        return node
-
-    _map_hyper_states(source, collect)
-    tables = iter(found)
-
-    def replace(prefix, node):
-        other = next(tables, None)
-        if other is None or other.names != node.names:
-            raise ValueError(
-                f"the transformation built again has other hyperparameters at "
-                f"{prefix or 'the root'} ({None if other is None else other.names} instead of "
-                f"{node.names})"
-            )
-        old, new = node.array[..., 1:, :], other.array[..., 1:, :].astype(node.array.dtype)
-        same = (old[..., _VALUE] == new[..., _VALUE])[..., None]
-        return node.with_array(node.array.at[..., 1:, :].set(jnp.where(same, old, new)))
-
-    return _map_hyper_states(state, replace)
-
-
 def sweep(state: PyTree, **values: Any) -> PyTree:
     """N copies of ``state`` stacked on a new leading axis, copy *i* using ``values[name][i]``.
 

@@ -118,6 +118,43 @@ def _float_dtype_of(tree: Any) -> Any:
     return max(dtypes, key=lambda d: jnp.finfo(d).bits)
 
 
+def live_names(state: OptState) -> set[str]:
+    """The plain names of every live hyperparameter in ``state`` (shared ones once)."""
+    return set(hyper._catalogue(state).values())
+
+
+def take_changed_values(state: OptState, source: OptState) -> OptState:
+    """``state`` with each hyperparameter's row taken from ``source`` where the values differ.
+
+    ``source`` is a state of the same transformation built again from other values (its tables
+    in the same order); the step counts stay ``state``'s. A value equal to the stored one keeps
+    the stored row, whose residual makes ``1 - b1`` exact in float32. For
+    :func:`gradtx.inject_hyperparams`, which builds the transformation again at every step.
+    """
+    found: list[hyper.HyperState] = []
+
+    def collect(prefix, node):
+        found.append(node)
+        return node
+
+    hyper._map_hyper_states(source, collect)
+    tables = iter(found)
+
+    def replace(prefix, node):
+        other = next(tables, None)
+        if other is None or other.names != node.names:
+            raise ValueError(
+                f"the transformation built again has other hyperparameters at "
+                f"{prefix or 'the root'} ({None if other is None else other.names} instead of "
+                f"{node.names})"
+            )
+        old, new = node.array[..., 1:, :], other.array[..., 1:, :].astype(node.array.dtype)
+        same = (old[..., hyper._VALUE] == new[..., hyper._VALUE])[..., None]
+        return node.with_array(node.array.at[..., 1:, :].set(jnp.where(same, old, new)))
+
+    return hyper._map_hyper_states(state, replace)
+
+
 def inject_hyperparams(
     inner_factory: Callable[..., GradientTransformation],
     static_args: str | Iterable[str] = (),
@@ -218,7 +255,7 @@ def inject_hyperparams(
         def decide(params):
             if "names" in kept_fixed:
                 return kept_fixed["names"]
-            live = hyper.live_names(inner.init(params))
+            live = live_names(inner.init(params))
             names = set()
             for name in numbers:
                 if name in live:
@@ -277,11 +314,11 @@ def inject_hyperparams(
             rest = {k: v for k, v in numbers.items() if k in not_injected}
             tx = inner_factory(**fixed, **rest, **values)
             inner_state = state.inner_state
-            if hyper.live_names(inner_state):
+            if live_names(inner_state):
                 # gradtx reads its hyperparameters from its state: take the values of the
                 # tables the factory builds from the new values (whatever it computes from them)
                 rebuilt = tx.init(params if params is not None else updates)
-                inner_state = hyper.take_changed_values(inner_state, rebuilt)
+                inner_state = take_changed_values(inner_state, rebuilt)
             updates, inner_state = with_extra_args(tx).update(updates, inner_state, params, **extra)
             return updates, InjectStatefulHyperparamsState(
                 count=safe_increment(state.count),
