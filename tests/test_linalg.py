@@ -79,19 +79,81 @@ def test_matrix_iteration_equals_the_scalar_map_on_the_singular_values(x64):
     np.testing.assert_allclose(np.sort(got), np.sort(want), rtol=1e-12)
 
 
-def test_matches_the_numpy_reference_and_optax_in_float64(x64):
+PRECONDITIONINGS = ("frobenius", "spectral", "schatten", "aol")
+
+
+@pytest.mark.parametrize("ns_coeffs", ["standard", "dion"])
+@pytest.mark.parametrize("preconditioning", PRECONDITIONINGS)
+def test_matches_the_numpy_reference_and_optax_in_float64(preconditioning, ns_coeffs, x64):
     import optax.contrib
 
+    table = numpy_matrix.coefficient_table(ns_coeffs, 5)
     rng = np.random.default_rng(1)
     for shape in [(5, 3), (3, 5), (4, 4)]:
         x = rng.normal(size=shape)
-        want = numpy_matrix.newton_schulz(x, TABLE)
-        got = gradtx.orthogonalize_via_newton_schulz(jnp.asarray(x))
+        want = numpy_matrix.newton_schulz(x, table, preconditioning=preconditioning)
+        got = gradtx.orthogonalize_via_newton_schulz(
+            jnp.asarray(x), ns_coeffs, preconditioning=preconditioning
+        )
         theirs = optax.contrib._muon.orthogonalize_via_newton_schulz(
-            jnp.asarray(x), jnp.asarray(numpy_matrix.MUON_COEFFS)
+            jnp.asarray(x), jnp.asarray(table), preconditioning=preconditioning
         )
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-13)
         np.testing.assert_allclose(got, theirs, rtol=0, atol=1e-13)
+
+
+def _spectral(x):
+    return np.linalg.svd(np.asarray(x), compute_uv=False).max()
+
+
+@pytest.mark.parametrize("shape", [(6, 4), (4, 6), (5, 5)])
+def test_schatten_and_aol_scalings_are_the_formulas_and_bound_the_spectral_norm(shape, x64):
+    """Zero steps leave X_0: X / ||X||_S4 and D X, in float64 against NumPy's SVD and sums; both
+    have spectral norm <= 1 and a larger smallest singular value than X / ||X||_F."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=shape) * rng.uniform(0.1, 10.0, size=(shape[0], 1))  # uneven rows
+    wide = x if shape[0] <= shape[1] else x.T
+    s = np.linalg.svd(x, compute_uv=False)
+    d = 1 / np.sqrt(np.abs(wide @ wide.T).sum(axis=1))
+    aol = d[:, None] * wide
+    want = {"schatten": x / np.sum(s**4) ** 0.25, "aol": aol if wide is x else aol.T}
+    frobenius_low = s.min() / np.linalg.norm(x)
+    for name, expected in want.items():
+        got = np.asarray(
+            gradtx.orthogonalize_via_newton_schulz(
+                jnp.asarray(x), ns_steps=0, preconditioning=name, eps=0.0
+            )
+        )
+        np.testing.assert_allclose(got, expected, rtol=1e-13, atol=0)
+        singular = np.linalg.svd(got, compute_uv=False)
+        assert singular.max() <= 1 + 1e-12 and singular.min() > frobenius_low, name
+
+
+@pytest.mark.parametrize("preconditioning", ["schatten", "aol"])
+def test_the_floored_scalings_do_not_depend_on_the_gradients_scale(preconditioning, x64):
+    """optax floors the squared Schatten-4 norm and AOL's row sums at 1e-8 (whatever eps is), so
+    it stops normalising a matrix whose norm is below 1e-4 (this one's is near 3e-6); gradtx
+    floors the root at eps. (Frobenius and spectral add eps, as optax does.)"""
+    x = np.random.default_rng(5).normal(size=(4, 6))
+    big, small = (
+        gradtx.orthogonalize_via_newton_schulz(jnp.asarray(x * k), preconditioning=preconditioning)
+        for k in (1.0, 1e-6)
+    )
+    np.testing.assert_allclose(small, big, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("preconditioning", ["schatten", "aol"])
+def test_zero_rows_and_matrices_stay_zero_with_eps_zero(preconditioning):
+    x = jnp.array([[1.0, 2.0, 0.0], [0.0, 0.0, 0.0]])
+    for m in (x, jnp.zeros((2, 3))):
+        out = gradtx.orthogonalize_via_newton_schulz(m, preconditioning=preconditioning, eps=0.0)
+        assert np.isfinite(out).all() and not out[1].any()
+        grad = jax.grad(
+            lambda m: gradtx.orthogonalize_via_newton_schulz(
+                m, preconditioning=preconditioning, eps=0.0
+            ).sum()
+        )(m)
+        assert np.isfinite(grad).all()
 
 
 def test_zero_and_empty_matrices_stay_zero():

@@ -133,7 +133,8 @@ def muon(
 
     Args:
       learning_rate: η >= 0 (no default, as in optax).
-      ns_coeffs: Newton–Schulz's (a, b, c) or a table with one row per step. Default Muon's.
+      ns_coeffs: Newton–Schulz's (a, b, c), a table with one row per step, or a name as in
+        optax: ``"standard"`` (Muon's, the default) or ``"dion"`` (Ahn et al., 2025).
       ns_steps: Newton–Schulz steps. Default 5.
       beta: β in [0, 1), the momentum's decay. Default 0.95.
       eps: ε >= 0, added to each matrix's norm and Adam's denominator. Default 1e-8.
@@ -142,7 +143,9 @@ def muon(
       mu_dtype: dtype of both groups' first moments (default: the params').
       nesterov: Nesterov momentum for both groups. Default True.
       adaptive: scale each orthogonalized matrix by its dual norm. Default False.
-      preconditioning: ``"frobenius"`` (default) or ``"spectral"``.
+      preconditioning: the scaling before Newton–Schulz: ``"frobenius"`` (default),
+        ``"spectral"``, ``"schatten"`` or ``"aol"`` (see
+        :func:`gradtx.orthogonalize_via_newton_schulz`).
       adam_b1: β₁ in [0, 1) of the AdamW group. Default 0.9.
       adam_b2: β₂ in [0, 1) of the AdamW group. Default 0.999.
       adam_eps_root: ε inside the AdamW group's root, >= 0. Default 0.

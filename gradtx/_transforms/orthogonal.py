@@ -183,16 +183,22 @@ def scale_by_muon(
     the default is optax's.
 
     Args:
-      ns_coeffs: Newton–Schulz's (a, b, c), or a table of them with one row per step. Default
-        Muon's (3.4445, -4.7750, 2.0315). Fixed when built, as is ``ns_steps``.
+      ns_coeffs: Newton–Schulz's (a, b, c), a table of them with one row per step, or the
+        name of a set, ``"standard"`` (Muon's) or ``"dion"`` (Ahn et al., 2025: five rows).
+        Default Muon's (3.4445, -4.7750, 2.0315). Fixed when built, as is ``ns_steps``.
       ns_steps: the number of Newton–Schulz steps. Default 5.
       beta: β in [0, 1), the momentum's decay. Default 0.95.
-      eps: ε >= 0 added to each matrix's norm before the iteration. Default 1e-8, optax's.
+      eps: ε >= 0 added to each matrix's norm before the iteration (with ``"schatten"`` and
+        ``"aol"``: the floor of the norm and of each row's scale). Default 1e-8, optax's.
       mu_dtype: dtype of the momentum (default: the params').
       nesterov: the Nesterov direction (default, as in the paper) or the momentum itself.
       adaptive: scale each orthogonalized matrix by its dual norm. Default False.
-      preconditioning: the norm divided by first, ``"frobenius"`` (default) or
-        ``"spectral"``.
+      preconditioning: the scaling before the iteration: ``"frobenius"`` (default),
+        ``"spectral"`` (an SVD per matrix), ``"schatten"`` (the Schatten-4 norm) or ``"aol"``
+        (AOL's diagonal row scaling), as in
+        :func:`gradtx.orthogonalize_via_newton_schulz`. The last two lift the small singular
+        values for no extra matrix product; with AOL one Newton–Schulz step fewer often
+        suffices (Boissin et al., 2025).
       weight_dimension_numbers: which axes of each leaf are a matrix's rows and columns: None
         (every leaf is a matrix: rank 2), one :class:`gradtx.MatrixDimensionNumbers` for every
         leaf, a tree of them with the params' structure, or a function of the params returning
@@ -216,7 +222,9 @@ def scale_by_muon(
     References:
       Jordan, Jin, Boza, You, Cesista, Newhouse and Bernstein, *Muon: An optimizer for hidden
       layers in neural networks*, 2024 (kellerjordan.github.io/posts/muon); Bernstein and
-      Newhouse, *Old Optimizer, New Norm: An Anthology*, 2024.
+      Newhouse, *Old Optimizer, New Norm: An Anthology*, 2024; Boissin et al., *Turbo-Muon:
+      Accelerating Orthogonality-Based Optimization with Pre-Conditioning*, 2025; Ahn et al.,
+      *Dion: Distributed Orthonormalized Updates*, 2025.
     """
     owner = "scale_by_muon"
     fixed = muon_arguments(

@@ -9,6 +9,11 @@ momentum): per matrix, m_t = b m + (1 - b) g; u = b m_t / (1 - b^(t+1)) + (1 - b
 (Nesterov) or m_t / (1 - b^t); O = NS(u), five quintic Newton-Schulz steps from u / (||u||_F +
 eps); out = s O with s = sqrt(max(1, cols / rows)) or rho sqrt(max(rows, cols)). The leaves
 that are not matrices (rank != 2) take an AdamW step.
+
+The other first scalings of Newton-Schulz, on the wide orientation X (rows <= cols): the spectral
+norm, X / (s_max + eps); the Schatten-4 norm (Grishina et al., 2025), X / max((sum s_i^4)^(1/4),
+eps), its singular values from an SVD; AOL (Prach and Lampert, 2022), D X with D_ii = 1 /
+max(sqrt(sum_j |X X^H|_ij), eps).
 """
 
 from __future__ import annotations
@@ -20,22 +25,44 @@ import numpy as np
 from tests.reference.numpy_reference import Ref, _value, scale_by_adam
 
 MUON_COEFFS = (3.4445, -4.7750, 2.0315)
+# Dion's five per-step rows (Ahn et al., 2025), optax's ns_coeffs="dion"
+DION_COEFFS = (
+    (4.0848, -6.8946, 2.9270),
+    (3.9505, -6.3029, 2.6377),
+    (3.7418, -5.5913, 2.3037),
+    (2.8769, -3.1427, 1.2046),
+    (2.8366, -3.0525, 1.2012),
+)
+NAMED_COEFFS = {"standard": MUON_COEFFS, "dion": DION_COEFFS}
 
 
 def coefficient_table(ns_coeffs, ns_steps) -> np.ndarray:
+    if isinstance(ns_coeffs, str):
+        ns_coeffs = NAMED_COEFFS[ns_coeffs]
     table = np.asarray(ns_coeffs, np.float64)
     return np.tile(table, (ns_steps, 1)) if table.ndim == 1 else table[len(table) - ns_steps :]
 
 
+def first_scaling(y, eps=1e-8, preconditioning="frobenius") -> np.ndarray:
+    """X_0 of a wide (rows <= cols) non-empty matrix y (module docstring)."""
+    if preconditioning == "aol":
+        rows = np.sqrt(np.abs(y @ y.conj().T).sum(axis=1))
+        return y / np.maximum(rows, eps)[:, None]
+    s = np.linalg.svd(y, compute_uv=False)
+    if preconditioning == "schatten":
+        return y / max(np.sum(s**4) ** 0.25, eps)
+    norm = s.max() if preconditioning == "spectral" else np.linalg.norm(y)
+    return y / (norm + eps)
+
+
 def newton_schulz(x, table, eps=1e-8, preconditioning="frobenius") -> np.ndarray:
-    """X_0 = X / (||X|| + eps); X_k = a X + (b A + c A^2) X with A = X X^H; a tall matrix is
-    iterated transposed (the same polynomial of the singular values)."""
+    """X_0 as :func:`first_scaling`; X_k = a X + (b A + c A^2) X with A = X X^H; a tall
+    matrix is iterated transposed (the same polynomial of the singular values)."""
     tall = x.shape[0] > x.shape[1]
     y = x.T if tall else x
     if y.size == 0:
         return np.array(x)
-    norm = np.linalg.norm(y, 2) if preconditioning == "spectral" else np.linalg.norm(y)
-    y = y / (norm + eps)
+    y = first_scaling(y, eps, preconditioning)
     for a, b, c in table:
         gram = y @ y.conj().T
         y = a * y + (b * gram + c * gram @ gram) @ y

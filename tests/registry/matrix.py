@@ -47,8 +47,7 @@ class ContribCase(Case):
         return getattr(optax.contrib, self.name)(**self.optax, **extra)
 
 
-DION = ((4.0848, -6.8946, 2.9270), (3.9505, -6.3029, 2.6377), (3.7418, -5.5913, 2.3037))
-DION += ((2.8769, -3.1427, 1.2046), (2.8366, -3.0525, 1.2012))
+DION = numpy_matrix.DION_COEFFS
 
 OPTIMIZERS = [
     ContribCase("muon", "muon", {"learning_rate": LR}, optax={"learning_rate": LR}),
@@ -80,6 +79,30 @@ OPTIMIZERS = [
         "muon",
         {"learning_rate": LR, "ns_coeffs": DION, "preconditioning": "spectral", "beta": 0.9},
         optax={"learning_rate": LR, "ns_coeffs": DION, "preconditioning": "spectral", "beta": 0.9},
+    ),
+    # the scalings read off X X^H: AOL's diagonal with one step fewer (its point, Boissin et al.,
+    # 2025), and the Schatten-4 norm with Dion's coefficients by name
+    ContribCase(
+        "muon_aol",
+        "muon",
+        {"learning_rate": LR, "preconditioning": "aol", "ns_steps": 4},
+        optax={"learning_rate": LR, "preconditioning": "aol", "ns_steps": 4},
+    ),
+    ContribCase(
+        "muon_schatten_dion",
+        "muon",
+        {
+            "learning_rate": LR,
+            "preconditioning": "schatten",
+            "ns_coeffs": "dion",
+            "nesterov": False,
+        },
+        optax={
+            "learning_rate": LR,
+            "preconditioning": "schatten",
+            "ns_coeffs": "dion",
+            "nesterov": False,
+        },
     ),
     # PyTorch's choices: no debiasing, eps 0 (its max(||u||, 1e-7)), decoupled decay; scheduled
     Case(
@@ -180,8 +203,16 @@ BAD = {
     "muon_beta_one": Bad(gradtx.muon, dict(learning_rate=0.1, beta=1.0), names=("muon", "beta")),
     "muon_preconditioning_unknown": Bad(
         gradtx.muon,
-        dict(learning_rate=0.1, preconditioning="aol"),
+        dict(learning_rate=0.1, preconditioning="nuclear"),
         names=("muon", "preconditioning"),
+    ),
+    "muon_ns_coeffs_unknown_name": Bad(
+        gradtx.muon, dict(learning_rate=0.1, ns_coeffs="polar"), names=("muon", "ns_coeffs")
+    ),
+    "scale_by_muon_dion_rows_short": Bad(
+        gradtx.scale_by_muon,
+        dict(ns_coeffs="dion", ns_steps=6),
+        names=("scale_by_muon", "ns_coeffs", "dion"),
     ),
     "muon_ns_coeffs_shape": Bad(
         gradtx.muon, dict(learning_rate=0.1, ns_coeffs=(1.0, 2.0)), names=("muon", "ns_coeffs")
