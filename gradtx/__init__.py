@@ -87,6 +87,7 @@ from gradtx._curvature.sophia import (
 from gradtx._curvature.sophia import scale_by_sophia as scale_by_sophia
 from gradtx._curvature.sophia import sophia as sophia
 from gradtx._curvature.zoom import scale_by_zoom_linesearch as scale_by_zoom_linesearch
+from gradtx._interop.as_optax import as_optax as as_optax
 from gradtx._interop.inject import InjectHyperparamsState as InjectHyperparamsState
 from gradtx._interop.inject import (
     InjectStatefulHyperparamsState as InjectStatefulHyperparamsState,
@@ -206,6 +207,7 @@ from gradtx._schedules.piecewise import linear_onecycle_schedule as linear_onecy
 from gradtx._schedules.piecewise import (
     piecewise_interpolate_schedule as piecewise_interpolate_schedule,
 )
+from gradtx._schedules.plateau import ReduceLROnPlateauState as ReduceLROnPlateauState
 from gradtx._schedules.plateau import reduce_on_plateau as reduce_on_plateau
 from gradtx._schedules.warmup import warmup_constant_schedule as warmup_constant_schedule
 from gradtx._schedules.warmup import (
@@ -273,6 +275,7 @@ from gradtx._transforms.lr_free_steps import MomoState as MomoState
 from gradtx._transforms.momentum import bias_correction as bias_correction
 from gradtx._transforms.momentum import ema as ema
 from gradtx._transforms.momentum import trace as trace
+from gradtx._transforms.monitoring import MeasuresState as MeasuresState
 from gradtx._transforms.monitoring import SnapshotState as SnapshotState
 from gradtx._transforms.monitoring import measure_with_ema as measure_with_ema
 from gradtx._transforms.monitoring import snapshot as snapshot
@@ -429,6 +432,7 @@ __all__ = [
     "piecewise_constant_schedule",
     "polynomial_schedule",
     "radam",
+    "ReduceLROnPlateauState",
     "reduce_on_plateau",
     "restore_state",
     "rmsprop",
@@ -626,7 +630,7 @@ __all__ += [
 ]
 
 # a run's optimizer state between optax and gradtx
-__all__ += ["from_optax_state", "to_optax_state"]
+__all__ += ["as_optax", "from_optax_state", "to_optax_state"]
 
 # optax's transformations and helpers: safe norms, constraints, per-example and unit-wise
 # clipping, apply_every, snapshots, conditional and flattening wrappers, MultiSteps' skip
@@ -638,6 +642,7 @@ __all__ += [
     "GradientTransformationExtraArgs",
     "NonNegativeParamsState",
     "ShouldSkipUpdateFunction",
+    "MeasuresState",
     "SnapshotState",
     "TransformUpdateExtraArgsFn",
     "ZeroNansState",

@@ -29,6 +29,7 @@ from gradtx._optimizers.matrix import muon as muon
 from gradtx._optimizers.privacy import dpsgd as dpsgd
 from gradtx._optimizers.schedule_free import schedule_free_adamw as schedule_free_adamw
 from gradtx._optimizers.schedule_free import schedule_free_sgd as schedule_free_sgd
+from gradtx._schedules.plateau import ReduceLROnPlateauState as ReduceLROnPlateauState
 from gradtx._schedules.plateau import reduce_on_plateau as reduce_on_plateau
 from gradtx._transforms.adam_descendants import scale_by_ademamix as scale_by_ademamix
 from gradtx._transforms.adam_descendants import (
@@ -101,6 +102,7 @@ __all__ = [
     "muon",
     "normalize",
     "prodigy",
+    "ReduceLROnPlateauState",
     "reduce_on_plateau",
     "sam",
     "scale_by_acprop",

@@ -27,6 +27,7 @@ from gradtx._transforms.momentum import EmaState as EmaState
 from gradtx._transforms.momentum import TraceState as TraceState
 from gradtx._transforms.momentum import ema as ema
 from gradtx._transforms.momentum import trace as trace
+from gradtx._transforms.monitoring import MeasuresState as MeasuresState
 from gradtx._transforms.monitoring import SnapshotState as SnapshotState
 from gradtx._transforms.monitoring import measure_with_ema as measure_with_ema
 from gradtx._transforms.monitoring import snapshot as snapshot
@@ -58,6 +59,7 @@ __all__ = [
     "NonNegativeParamsState",
     "PartitionState",
     "ShouldSkipUpdateFunction",
+    "MeasuresState",
     "SnapshotState",
     "TraceState",
     "ZeroNansState",

@@ -164,15 +164,15 @@ def test_loss_reaches_reduce_on_plateau_through_nnx_optimizer_update():
     assert float(nnx.as_pure(optimizer.opt_state)[1].inner_state.scale) == 1.0
 
     # Learning rate 0: the loss stops moving. The first loss after the change is still a new best
-    # (it is taken at the params the last real step made); then patience + 1 = 3 equal losses
-    # reduce the scale.
+    # (it is taken at the params the last real step made); the patience-th equal loss after it
+    # (the 3rd loss) cuts the scale, from that update on.
     pure = gradtx.set_hyperparams(nnx.as_pure(optimizer.opt_state), learning_rate=0.0)
     nnx.update(optimizer.opt_state, nnx.state(pure))
     scales = []
     for _ in range(4):
         step(model, optimizer, x, y)
         scales.append(float(nnx.as_pure(optimizer.opt_state)[1].inner_state.scale))
-    assert scales == [1.0, 1.0, 1.0, 0.5]
+    assert scales == [1.0, 1.0, 0.5, 0.5]
 
 
 def test_lbfgs_line_search_gets_its_objective_through_nnx_optimizer_update():
@@ -265,7 +265,7 @@ def test_train_state_extras_need_an_explicit_update_call():
     not as ``update`` arguments: a transformation that needs a loss is called directly."""
     x, y = _regression()
     model = _LinenMLP()
-    tx = gradtx.chain(gradtx.sgd(0.0), gradtx.reduce_on_plateau(factor=0.5, patience=0))
+    tx = gradtx.chain(gradtx.sgd(0.0), gradtx.reduce_on_plateau(factor=0.5, patience=1))
     state = train_state.TrainState.create(
         apply_fn=model.apply, params=model.init(jax.random.key(0), x)["params"], tx=tx
     )
@@ -281,7 +281,7 @@ def test_train_state_extras_need_an_explicit_update_call():
 
     with pytest.raises(ValueError, match="reduce_on_plateau: update needs the monitored loss"):
         state.apply_gradients(grads=state.params)
-    for _ in range(3):  # rate 0: the loss repeats; patience 0 halves the scale from the 2nd on
+    for _ in range(3):  # rate 0: the loss repeats; patience 1 halves the scale from the 2nd on
         state = step(state)
     assert float(state.opt_state[1].inner_state.scale) == 0.25
 

@@ -311,7 +311,7 @@ def test_gradtx_link_needing_extra_args_inside_optax_chain_needs_the_adapter():
     def extra(params, loss, grads):
         return {"loss": loss}
 
-    plateau = dict(factor=0.5, patience=1, threshold=0.9)
+    plateau = dict(factor=0.5, patience=1, rtol=0.9)
     plain = optax.chain(gradtx.sgd(0.05), gradtx.reduce_on_plateau(**plateau))
     with pytest.raises(ValueError, match=r"reduce_on_plateau: update needs the monitored loss"):
         _run(plain, jit=False, optax_inside=True, extra=extra)
@@ -325,6 +325,93 @@ def test_gradtx_link_needing_extra_args_inside_optax_chain_needs_the_adapter():
     run_gradtx, _ = _run(all_gradtx, jit=True, optax_inside=False, extra=extra)
     _assert_same(run_adapted, run_gradtx)
     assert float(state[1].inner_state.scale) < 1.0  # the loss did arrive
+
+
+def _checks_optax_type(tx):
+    """What a library written for optax does with the ``tx`` it is given."""
+    if not isinstance(tx, optax.GradientTransformation):
+        raise TypeError(f"expected an optax.GradientTransformation, got {type(tx).__name__}")
+    return tx
+
+
+def test_as_optax_passes_optaxs_type_check_with_gradtxs_numbers():
+    tx = gradtx.adamw(0.1, weight_decay=0.01)
+    with pytest.raises(TypeError, match="expected an optax.GradientTransformation"):
+        _checks_optax_type(tx)
+    wrapped = _checks_optax_type(gradtx.as_optax(tx))
+    assert isinstance(wrapped, optax.GradientTransformationExtraArgs)
+    assert isinstance(wrapped, gradtx.GradientTransformation)  # still one for gradtx
+    assert gradtx.as_optax(wrapped) is wrapped
+    assert optax.with_extra_args_support(wrapped) is wrapped
+    _assert_same(
+        _run(wrapped, jit=True, optax_inside=True)[0], _run(tx, jit=True, optax_inside=False)[0]
+    )
+    # inside gradtx's combinators and optax's, as the transformation it wraps
+    _assert_same(
+        _run(gradtx.chain(gradtx.clip_by_global_norm(1.0), wrapped), jit=True, optax_inside=False)[
+            0
+        ],
+        _run(gradtx.chain(gradtx.clip_by_global_norm(1.0), tx), jit=True, optax_inside=False)[0],
+    )
+    _assert_same(
+        _run(optax.MultiSteps(wrapped, 2), jit=True, optax_inside=True)[0],
+        _run(gradtx.MultiSteps(tx, 2), jit=True, optax_inside=False)[0],
+    )
+
+
+def test_as_optax_passes_extra_arguments_to_gradtx_and_drops_them_for_plain_updates():
+    def extra(params, loss, grads):
+        return {"loss": loss}
+
+    def keep_loss(updates, state, params=None, *, loss, **extra):
+        return updates, loss
+
+    needs_loss = gradtx.GradientTransformation(lambda p: jnp.zeros([]), keep_loss)
+    tx = optax.chain(gradtx.sgd(0.05), gradtx.as_optax(needs_loss))  # optax passes it on
+    _, state = _run(tx, jit=True, optax_inside=True, extra=extra)
+    assert float(state[1]) > 0.0  # the last loss arrived
+    plain = optax.GradientTransformation(lambda p: (), lambda u, s, p=None: (u, s))
+    wrapped = gradtx.as_optax(plain)
+    assert isinstance(wrapped, optax.GradientTransformationExtraArgs)
+    assert wrapped.update(1.0, (), None, loss=2.0) == (1.0, ())
+
+
+def test_optaxs_transformations_are_gradtx_transformations():
+    """gradtx takes optax's pairs wherever it takes its own, and its type check says so."""
+    assert isinstance(optax.adam(0.1), gradtx.GradientTransformation)
+    assert isinstance(optax.adam(0.1), gradtx.GradientTransformationExtraArgs)
+    plain = optax.GradientTransformation(lambda p: (), lambda u, s, p=None: (u, s))
+    assert isinstance(plain, gradtx.GradientTransformation)
+    assert not isinstance(plain, gradtx.GradientTransformationExtraArgs)
+    assert not isinstance((len, len), gradtx.GradientTransformation)  # not a pair's type
+
+
+def test_as_optax_refuses_what_is_not_a_pair_and_names_a_missing_optax(monkeypatch):
+    with pytest.raises(TypeError, match=r"as_optax: tx must be a GradientTransformation"):
+        gradtx.as_optax(gradtx.adam)
+    monkeypatch.setitem(__import__("sys").modules, "optax", None)
+    with pytest.raises(ImportError, match=r"as_optax: optax is not installed"):
+        gradtx.as_optax(gradtx.adam(0.1))
+
+
+@pytest.mark.parametrize(
+    "name, make",
+    [
+        ("scale_by_polyak", lambda: gradtx.scale_by_polyak()),  # no value=
+        ("add_decayed_weights", lambda: gradtx.add_decayed_weights(0.1)),  # no params
+        ("scale_by_lbfgs", lambda: gradtx.scale_by_lbfgs()),
+        ("reduce_on_plateau", lambda: gradtx.reduce_on_plateau()),  # no value=
+    ],
+)
+def test_a_missing_update_argument_is_a_type_error_as_in_optax_and_a_value_error(name, make):
+    """Python (and optax) raise TypeError for a missing argument; gradtx raised ValueError
+    before: its error is both, and names the function."""
+    tx = make()
+    grads = {"w": jnp.ones(3)}
+    state = tx.init(grads)
+    for error in (TypeError, ValueError):
+        with pytest.raises(error, match=rf"^{name}: update needs"):
+            tx.update(grads, state)
 
 
 def test_gradtx_update_accepts_what_optax_typed_code_passes():

@@ -361,6 +361,50 @@ def test_measure_with_ema_averages_a_bool_measure_as_a_fraction():
     np.testing.assert_allclose(average, 0.5 * (0.5 * 0.5 + 0.0) + 0.5, rtol=1e-6)
 
 
+def _monitored(lib, norm, ema, clip=1.0):
+    return lib.chain(
+        lib.sgd(0.1, momentum=0.9),
+        lib.monitor({"norm": norm, "norm_ema": ema(norm, 0.9, True)}),
+        lib.clip_by_global_norm(clip),
+    )
+
+
+@JIT
+def test_monitor_of_measures_matches_optaxs(jit):
+    grads = gradients(4)
+    tx = _monitored(gradtx, gradtx.global_norm, gradtx.measure_with_ema)
+    otx = _monitored(optax, optax.tree.norm, optax.measure_with_ema)
+    got, state = run(tx, grads, jit=jit)
+    want, ostate = run(otx, grads, jit=jit, optax_tx=True)
+    assert_trees_close(got, want, rtol=2e-6)
+    for name in ("norm", "norm_ema"):
+        np.testing.assert_allclose(
+            gradtx.tree.get(state, name), optax.tree.get(ostate, name), rtol=2e-6
+        )
+    assert isinstance(state[1], gradtx.MeasuresState)
+
+
+def test_monitor_of_measures_keeps_its_state_structure_and_compiles_once():
+    tx = _monitored(gradtx, gradtx.global_norm, gradtx.measure_with_ema)
+    update, traces = counting_jit(tx.update)
+    state = tx.init(PARAMS)
+    assert float(gradtx.tree.get(state, "norm")) == 0.0  # nothing measured yet
+    for g in gradients(3):
+        _, state = update(g, state)
+    assert len(traces) == 1
+
+
+def test_monitor_refuses_bad_measures_by_name():
+    with pytest.raises(TypeError, match=r"monitor: the measure 'n' must be a function"):
+        gradtx.monitor({"n": 3})
+    with pytest.raises(TypeError, match=r"monitor: the measures' names must be strings"):
+        gradtx.monitor({1: gradtx.global_norm})
+    with pytest.raises(ValueError, match=r"monitor: axis_name applies to a wrapped optimizer"):
+        gradtx.monitor({"n": gradtx.global_norm}, axis_name="batch")
+    with pytest.raises(TypeError, match=r"or a dictionary of measures, got int"):
+        gradtx.monitor(3)
+
+
 # ---- conditionally_transform, conditionally_mask ---------------------------------------------
 
 _WRAPPERS = {

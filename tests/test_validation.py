@@ -479,6 +479,20 @@ BAD = {
         TypeError,
         names=("reduce_on_plateau", "cooldown"),
     ),
+    "reduce_on_plateau_rtol_one": Bad(
+        gradtx.reduce_on_plateau, dict(rtol=1.0), names=("reduce_on_plateau", "rtol")
+    ),
+    "reduce_on_plateau_atol_negative": Bad(
+        gradtx.reduce_on_plateau, dict(atol=-0.1), names=("reduce_on_plateau", "atol")
+    ),
+    "reduce_on_plateau_accumulation_size_zero": Bad(
+        gradtx.reduce_on_plateau,
+        dict(accumulation_size=0),
+        names=("reduce_on_plateau", "accumulation_size"),
+    ),
+    "reduce_on_plateau_rule_unknown": Bad(
+        gradtx.reduce_on_plateau, dict(rule="torch"), names=("reduce_on_plateau", "rule")
+    ),
     # wrappers and combinators: a non-transformation where one is expected, bad numbers
     "MultiSteps_opt_string": Bad(
         gradtx.MultiSteps,
@@ -573,6 +587,12 @@ BAD = {
         names=("partition", "param_labels", "bias"),
     ),
     "monitor_tx_none": Bad(gradtx.monitor, args=(None,), error=TypeError, names=("monitor", "tx")),
+    "monitor_measures_split_along_an_axis": Bad(
+        gradtx.monitor,
+        args=({"norm": gradtx.global_norm},),
+        kwargs=dict(axis_name="batch"),
+        names=("monitor", "axis_name"),
+    ),
     "checked_tx_none": Bad(gradtx.checked, args=(None,), error=TypeError, names=("checked", "tx")),
     "stateless_not_callable": Bad(
         gradtx.stateless, args=(0.5,), error=TypeError, names=("stateless", "fn")
@@ -989,7 +1009,6 @@ NO_ARGUMENTS.update(registry.entries("NO_ARGUMENTS"))
 # Public callables without an argument that has a range: a wrong-type row only.
 NO_RANGE = {
     "chain": "only transformations; a non-transformation is the wrong-type row",
-    "monitor": "only a transformation",
     "checked": "only a transformation (the values it checks are tested in test_checked)",
     "masked": "a transformation and a mask of bools (a mask that does not fit: test_partition)",
     "freeze": "a mask of bools and an optional transformation",

@@ -54,7 +54,25 @@ def _abstract_aware(init: InitFn) -> InitFn:
     return wrapped
 
 
-class GradientTransformation(_Pair):
+def _is_pair(obj: Any) -> bool:
+    """Whether ``obj`` is an ``(init, update)`` NamedTuple: gradtx's, optax's, or another's."""
+    return isinstance(obj, tuple) and getattr(type(obj), "_fields", None) == ("init", "update")
+
+
+class _PairMeta(type):
+    """``isinstance(tx, GradientTransformation)`` holds for every ``(init, update)`` NamedTuple,
+    optax's included: gradtx takes optax's transformations wherever it takes its own (in
+    ``chain``, the wrappers, ``with_extra_args_support``), so the type is the pair's shape, as a
+    protocol would say. optax's check of its own class cannot be answered from here:
+    :func:`gradtx.as_optax` gives a transformation that passes it."""
+
+    def __instancecheck__(cls, obj: Any) -> bool:
+        if type.__instancecheck__(cls, obj):
+            return True
+        return cls is GradientTransformation and _is_pair(obj)
+
+
+class GradientTransformation(_Pair, metaclass=_PairMeta):
     """A pair of pure functions ``(init, update)``.
 
     ``init(params) -> state`` builds the state for a tree of params;
@@ -113,7 +131,7 @@ def _dropping_extra(update: Callable[..., Any]) -> UpdateFn:
     return with_extra
 
 
-class _ExtraArgsMeta(type):
+class _ExtraArgsMeta(_PairMeta):
     """``isinstance(tx, GradientTransformationExtraArgs)`` says whether ``tx``'s ``update``
     takes extra keyword arguments: what optax's subclass promises of its instances, and true of
     every transformation gradtx makes (a chain of optax's plain ones included)."""

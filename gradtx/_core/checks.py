@@ -17,6 +17,13 @@ import numpy as np
 
 from gradtx._core import tree as _tree
 
+
+class MissingArgumentError(TypeError, ValueError):
+    """An ``update`` called without an argument its transformation needs (params, a loss, an
+    objective). A TypeError, as Python's own for a missing argument (and optax's), and a
+    ValueError, as gradtx raised before."""
+
+
 # Validation by argument name: the same name means the same thing in every transformation, so
 # the factories, set_hyperparams and gradtx.checked share one table. Each test is written with
 # ``&`` so that it applies to Python floats and to arrays (inside jit) alike.

@@ -44,10 +44,10 @@ class MultiNormalDiagFromLogScale:
         log_sigma = _real_array(owner, "log_scale", log_scale)
         try:
             shape = jax.lax.broadcast_shapes(mean.shape, log_sigma.shape)
-        except ValueError:
+        except ValueError as e:
             raise ValueError(
                 f"{owner}: loc and log_scale must have shapes that broadcast together, got "
-                f"{mean.shape} and {log_sigma.shape}"
+                f"{mean.shape} and {log_sigma.shape} ({e})"
             ) from None
         dtype = _tree.wider(mean.dtype, log_sigma.dtype, jnp.float32)
         self._mean = mean

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from gradtx._core import norms as _norms
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation
-from gradtx._core.checks import check_count, check_flag
+from gradtx._core.checks import MissingArgumentError, check_count, check_flag
 from gradtx._core.combine import chain
 from gradtx._core.hyper import ScalarOrSchedule, live
 from gradtx._curvature.linesearch import scalar_dtype
@@ -99,7 +99,9 @@ def _lbfgs_direction(
 
     def update(updates, state, params=None, **extra):
         if params is None:
-            raise ValueError(f"{owner}: update needs params (the pairs are params differences)")
+            raise MissingArgumentError(
+                f"{owner}: update needs params (the pairs are params differences)"
+            )
         _tree.check_match(owner, (params, updates, state.params), ("params", "updates", "state"))
         dtype = state.weights_memory.dtype
         s = jax.tree.map(lambda p, q: p - q.astype(p.dtype), params, state.params)

@@ -20,7 +20,7 @@ import numpy as np
 
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation, PyTree, with_extra_args
-from gradtx._core.checks import check_count, check_dtype, check_flag
+from gradtx._core.checks import MissingArgumentError, check_count, check_dtype, check_flag
 from gradtx._core.combine import chain, check_mask
 from gradtx._core.hyper import ScalarOrSchedule, Value, live, per_dtype, scalar, value_as
 from gradtx._transforms.decay import _add_decayed_weights
@@ -48,13 +48,15 @@ class HutchinsonState(NamedTuple):
 def _objective_fn(owner: str, params: PyTree, extra: dict[str, Any]) -> Callable:
     """The objective from ``update``'s extras (``obj_fn`` or ``value_fn``), checked."""
     if params is None:
-        raise ValueError(f"{owner}: update needs params (the point the Hessian is estimated at)")
+        raise MissingArgumentError(
+            f"{owner}: update needs params (the point the Hessian is estimated at)"
+        )
     given = {k: extra[k] for k in ("obj_fn", "value_fn") if extra.get(k) is not None}
     if len(given) == 2:
         raise ValueError(f"{owner}: give the objective as obj_fn or as value_fn, not both")
     fn = next(iter(given.values()), None)
     if not callable(fn):
-        raise ValueError(
+        raise MissingArgumentError(
             f"{owner}: update needs the objective as obj_fn=fn (a scalar function of the "
             f"params), got {fn!r}"
         )
@@ -144,10 +146,12 @@ class GaussNewtonBartlettState(NamedTuple):
 def _logits_fn(owner: str, params: PyTree, extra: dict[str, Any]) -> Callable:
     """The model from ``update``'s extras (``logits_fn``), checked: its logits' shape."""
     if params is None:
-        raise ValueError(f"{owner}: update needs params (the point the Hessian is estimated at)")
+        raise MissingArgumentError(
+            f"{owner}: update needs params (the point the Hessian is estimated at)"
+        )
     fn = extra.get("logits_fn")
     if not callable(fn):
-        raise ValueError(
+        raise MissingArgumentError(
             f"{owner}: update needs the model as logits_fn=fn (params -> logits of shape "
             f"(..., classes) on this step's batch), got {fn!r}"
         )
@@ -284,7 +288,9 @@ def _scale_by_sophia(
 
     def update(updates, state, params=None, **extra):
         if params is None:
-            raise ValueError(f"{owner}: update needs params (the Hessian is estimated at them)")
+            raise MissingArgumentError(
+                f"{owner}: update needs params (the Hessian is estimated at them)"
+            )
         _tree.check_match(
             owner, (updates, state.mu, state.nu, params), ("updates", "state", "state", "params")
         )

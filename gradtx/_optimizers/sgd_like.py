@@ -17,7 +17,7 @@ import numpy as np
 
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation, PyTree, identity
-from gradtx._core.checks import check_dtype, check_flag, check_range
+from gradtx._core.checks import MissingArgumentError, check_dtype, check_flag, check_range
 from gradtx._core.combine import chain
 from gradtx._core.hyper import ScalarOrSchedule, Value, live, per_dtype, scalar, value_as
 from gradtx._transforms.decay import _add_decayed_weights
@@ -248,7 +248,9 @@ def _scale_by_asgd(learning_rate, lambd, alpha, t0):
 
     def update(updates, state, params=None, **extra):
         if params is None:
-            raise ValueError(f"{owner}: update needs params (the decay and the average use them)")
+            raise MissingArgumentError(
+                f"{owner}: update needs params (the decay and the average use them)"
+            )
         _tree.check_match(owner, (updates, params, state.ax), ("updates", "params", "state"))
         eta, mu = asgd_rates(learning_rate, lambd, alpha, t0, state.count)
         shrink = value_as(lambd, eta.dtype) * eta

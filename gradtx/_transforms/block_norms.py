@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from gradtx._core import norms as _norms
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation, stateless
-from gradtx._core.checks import check_dtype, check_range
+from gradtx._core.checks import MissingArgumentError, check_dtype, check_range
 from gradtx._core.hyper import ScalarOrSchedule, Value, live, per_dtype, value_as
 from gradtx._transforms.momentum import ema_step, trace_step
 
@@ -38,7 +38,9 @@ def _scaled(g: jax.Array, factor: jax.Array) -> jax.Array:
 def _by_param_block(owner: str, measure, min_scale: Value) -> GradientTransformation:
     def update(updates, params):
         if params is None:
-            raise ValueError(f"{owner}: update needs params (the scale is a norm of the params)")
+            raise MissingArgumentError(
+                f"{owner}: update needs params (the scale is a norm of the params)"
+            )
         _tree.check_match(owner, (updates, params), ("updates", "params"))
         grads, treedef = jax.tree.flatten(updates)
         sizes = measure(jax.tree.leaves(params))
@@ -227,7 +229,7 @@ def _scale_by_novograd(b1, b2, eps, eps_root, weight_decay, *, mu_dtype=None):
 
     def update(updates, state, params=None, **extra):
         if params is None:
-            raise ValueError(f"{owner}: update needs params (for the weight decay term)")
+            raise MissingArgumentError(f"{owner}: update needs params (for the weight decay term)")
         _tree.check_match(owner, (state.mu, updates, params), ("state", "updates", "params"))
         first = state.count == 0
         average, accumulate = ema_step(b2), trace_step(b1)

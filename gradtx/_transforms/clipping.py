@@ -13,7 +13,7 @@ import numpy as np
 from gradtx._core import norms as _norms
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation, stateless
-from gradtx._core.checks import _float_dtype
+from gradtx._core.checks import MissingArgumentError, _float_dtype
 from gradtx._core.hyper import ScalarOrSchedule, Value, live, per_dtype, value_as
 from gradtx._core.numerics import _as, _check_array, _promoted_dtype, check_non_negative
 
@@ -372,7 +372,7 @@ def adaptive_clip_leaf(g, g_norm, p_norm, clipping: Value, eps: Value):
 def _adaptive_grad_clip(clipping: Value, eps: Value, *, axis) -> GradientTransformation:
     def clip_all(updates, params):
         if params is None:
-            raise ValueError(
+            raise MissingArgumentError(
                 "adaptive_grad_clip: update needs params (the clipping threshold is relative "
                 "to their norms)"
             )

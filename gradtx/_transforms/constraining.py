@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from gradtx._core import tree as _tree
 from gradtx._core.base import EmptyState, GradientTransformation
+from gradtx._core.checks import MissingArgumentError
 
 # ---- zero_nans ---------------------------------------------------------------------------
 
@@ -101,7 +102,7 @@ def keep_params_nonnegative() -> GradientTransformation:
     def update(updates, state, params=None, **extra):
         del extra
         if params is None:
-            raise ValueError(
+            raise MissingArgumentError(
                 f"{owner}: update needs params (the updates are limited by the params' values)"
             )
         _tree.check_match(owner, (updates, params), ("updates", "params"))

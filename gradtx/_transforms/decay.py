@@ -6,6 +6,7 @@ import jax
 
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation, stateless
+from gradtx._core.checks import MissingArgumentError
 from gradtx._core.combine import check_mask, masked
 from gradtx._core.hyper import ScalarOrSchedule, Value, live, per_dtype, value_as
 
@@ -26,7 +27,9 @@ def _add_decayed_weights(weight_decay: Value, mask=None) -> GradientTransformati
         if params is None and not jax.tree.leaves(updates):
             return updates  # nothing to decay (a parameter group without leaves)
         if params is None:
-            raise ValueError("add_decayed_weights: update needs params (the decay is λ·params)")
+            raise MissingArgumentError(
+                "add_decayed_weights: update needs params (the decay is λ·params)"
+            )
         return _tree.map(
             decay_step(weight_decay),
             updates,

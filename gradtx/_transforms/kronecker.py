@@ -31,7 +31,7 @@ from jax import lax
 from gradtx._core import norms as _norms
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation
-from gradtx._core.checks import CLOSED_UNIT, UNIT
+from gradtx._core.checks import CLOSED_UNIT, UNIT, MissingArgumentError
 from gradtx._core.hyper import ScalarOrSchedule, Value, live, one_minus, one_minus_power, value_as
 from gradtx._linalg.blocks import _layout_of, _precondition
 from gradtx._transforms.shampoo_arguments import shampoo_arguments
@@ -156,7 +156,7 @@ def _scale_by_shampoo(
         names.append("state")
         if weight_decay is not None:
             if params is None:
-                raise ValueError(
+                raise MissingArgumentError(
                     f"{owner}: update needs params (weight_decay is added to the step before the "
                     f"momentum)"
                 )

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation
+from gradtx._core.checks import MissingArgumentError
 from gradtx._core.hyper import (
     ScalarOrSchedule,
     Value,
@@ -69,7 +70,7 @@ def real_dot(a: jax.Array, b: jax.Array) -> jax.Array:
 
 def need_params(owner: str, params: Any, why: str) -> None:
     if params is None:
-        raise ValueError(f"{owner}: update needs params ({why})")
+        raise MissingArgumentError(f"{owner}: update needs params ({why})")
 
 
 def _bias_correction(b1: Value, b2: Value, count: jax.Array, dtype: Any) -> jax.Array:

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation
-from gradtx._core.checks import CLOSED_UNIT
+from gradtx._core.checks import CLOSED_UNIT, MissingArgumentError
 from gradtx._core.hyper import Value, one_minus, one_minus_power, per_dtype, value_as
 from gradtx._core.norms import sqrt
 
@@ -50,7 +50,7 @@ def _squares(tree: Any, axes, dtype: Any) -> jax.Array:
 
 def _need_params(owner: str, params: Any, why: str) -> None:
     if params is None:
-        raise ValueError(f"{owner}: update needs params ({why})")
+        raise MissingArgumentError(f"{owner}: update needs params ({why})")
 
 
 def _check_trees(owner: str, updates: Any, init_params: Any, params: Any) -> None:
@@ -197,7 +197,7 @@ class MomoAdamState(NamedTuple):
 
 def check_value(owner: str, value: Any) -> None:
     if value is None:
-        raise ValueError(
+        raise MissingArgumentError(
             f"{owner}: update needs the loss at the current params: "
             f"update(grads, state, params, value=loss)"
         )

@@ -11,7 +11,13 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradtx._core.base import GradientTransformation, PyTree, stateless
+from gradtx._core.base import (
+    GradientTransformation,
+    PyTree,
+    _is_pair,
+    stateless,
+    with_extra_args,
+)
 from gradtx._core.checks import _float_dtype, check_dtype, check_flag
 from gradtx._core.combine import chain
 from gradtx._core.hyper import ScalarOrSchedule, Value, live
@@ -158,3 +164,58 @@ def measure_with_ema(
         _measure_with_ema, measure=measure, debias=debias, accumulator_dtype=accumulator_dtype
     )
     return live(owner, build, decay=decay)
+
+
+# ---- monitor's dictionary of measures ------------------------------------------------------
+
+
+class MeasuresState(NamedTuple):
+    """The state of :func:`gradtx.monitor` given a dictionary of measures (optax's fields)."""
+
+    measurements: dict[str, Any]  # {name: the measure's last result}: zeros shaped as the
+    #   measure's result until the first update
+    measure_states: tuple[Any, ...]  # each measure's state, in the dictionary's order
+
+
+def measures_link(owner: str, measures: Any) -> GradientTransformation:
+    """The link that records each of ``measures`` (name -> function of the updates, or a
+    transformation whose "updates" are the measurement, as :func:`measure_with_ema`) in the
+    state; the updates pass unchanged."""
+    links = {}
+    for name, measure in measures.items():
+        if not isinstance(name, str):
+            raise TypeError(f"{owner}: the measures' names must be strings, got {name!r}")
+        if _is_pair(measure):
+            links[name] = with_extra_args(measure)
+        elif callable(measure):
+            links[name] = stateless(lambda updates, params, m=measure: m(updates))
+        else:
+            raise TypeError(
+                f"{owner}: the measure {name!r} must be a function of the updates or a "
+                f"transformation, got {type(measure).__name__}"
+            )
+
+    def init(params):
+        states = tuple(link.init(params) for link in links.values())
+        # zeros shaped as each measurement, so that the state's structure never changes (a
+        # jitted step or a scan carries it)
+        shapes = {
+            name: jax.eval_shape(lambda s, link=link: link.update(params, s, params)[0], state)
+            for (name, link), state in zip(links.items(), states)
+        }
+        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        return MeasuresState(measurements=zeros, measure_states=states)
+
+    def update(updates, state, params=None, **extra):
+        if not isinstance(state, MeasuresState) or len(state.measure_states) != len(links):
+            raise ValueError(
+                f"{owner}: the state must be the MeasuresState that init made, got "
+                f"{type(state).__name__}"
+            )
+        measurements, states = {}, []
+        for (name, link), inner in zip(links.items(), state.measure_states):
+            measurements[name], new = link.update(updates, inner, params, **extra)
+            states.append(new)
+        return updates, MeasuresState(measurements=measurements, measure_states=tuple(states))
+
+    return GradientTransformation(init, update)

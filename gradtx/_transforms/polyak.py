@@ -11,6 +11,7 @@ import numpy as np
 
 from gradtx._core import tree as _tree
 from gradtx._core.base import EmptyState, GradientTransformation
+from gradtx._core.checks import MissingArgumentError
 from gradtx._core.hyper import ScalarOrSchedule, Value, live, value_as
 
 _VARIANTS = ("sps", "sps+")
@@ -52,7 +53,7 @@ def _scale_by_polyak(
 
     def update(updates, state, params=None, *, value=None, **extra):
         if value is None:
-            raise ValueError(
+            raise MissingArgumentError(
                 f"{owner}: update needs the loss at the current params: "
                 f"update(grads, state, params, value=loss)"
             )

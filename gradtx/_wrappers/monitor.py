@@ -9,6 +9,7 @@ the gradients afterwards), so a jitted step can return them for logging.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -18,6 +19,7 @@ from gradtx._core import norms as _norms
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation, OptState, PyTree, with_extra_args
 from gradtx._core.hyper import _catalogue, _public_names, hyperparams
+from gradtx._transforms.monitoring import measures_link
 from gradtx._wrappers.accumulation import ApplyIfFiniteState
 
 
@@ -45,8 +47,9 @@ def _norm_dtype(tree: PyTree) -> Any:
     return _tree.wider(jnp.float32, *(_tree.real_dtype(jnp.result_type(x)) for x in leaves))
 
 
-def monitor(tx: GradientTransformation, *, axis_name: Any = None) -> GradientTransformation:
-    r"""Wraps ``tx`` so that its state records what a training step should log.
+def monitor(tx: Any, *, axis_name: Any = None) -> GradientTransformation:
+    r"""Wraps ``tx`` so that its state records what a training step should log; or, given a
+    dictionary of measures (optax's form), records them where it stands in a chain.
 
     Each update stores, in the state:
 
@@ -66,8 +69,16 @@ def monitor(tx: GradientTransformation, *, axis_name: Any = None) -> GradientTra
     its tree once more). Read everything with :func:`step_stats`. Place ``monitor`` outermost
     to see the raw gradients and the final updates.
 
+    optax's form, ``monitor({name: measure, ...})``, is a link of a chain that keeps each
+    ``measure(updates)`` of the updates it sees (which pass unchanged) in its state, a
+    :class:`MeasuresState` (optax's ``MonitorState`` fields, ``measurements`` and
+    ``measure_states``); read one with ``gradtx.tree.get(state, name)``. A measure is a function
+    of the updates or a transformation whose "updates" are the measurement, such as
+    :func:`gradtx.measure_with_ema`. Unlike optax's, the measurements are zeros of their shapes
+    from ``init`` on, so the state's structure never changes.
+
     Args:
-      tx: the optimizer to monitor.
+      tx: the optimizer to monitor; or a dictionary of measures (optax's form).
       axis_name: inside ``shard_map``/``pmap``, the axis (or axes) the leaves are split along,
         so the norms are those of the whole arrays (see :func:`gradtx.clip_by_global_norm`).
         Default ``None``: the leaves are whole arrays.
@@ -84,10 +95,22 @@ def monitor(tx: GradientTransformation, *, axis_name: Any = None) -> GradientTra
       >>> updates, state = tx.update({"w": jnp.array([3.0, 4.0])}, state)
       >>> {k: float(v) for k, v in gradtx.step_stats(state).items()}
       {'grad_norm': 5.0, 'update_norm': 2.5, 'learning_rate': 0.5}
+      >>> probe = gradtx.chain(
+      ...     gradtx.monitor({"norm_before_clip": gradtx.global_norm}),
+      ...     gradtx.clip_by_global_norm(1.0),
+      ... )
+      >>> _, state = probe.update({"w": jnp.array([3.0, 4.0])}, probe.init(params))
+      >>> float(gradtx.tree.get(state, "norm_before_clip"))
+      5.0
     """
+    if isinstance(tx, Mapping):
+        if axis_name is not None:
+            raise ValueError("monitor: axis_name applies to a wrapped optimizer, not to measures")
+        return measures_link("monitor", tx)
     if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
         raise TypeError(
-            f"monitor: tx must be a GradientTransformation (init, update), got {type(tx).__name__}"
+            f"monitor: tx must be a GradientTransformation (init, update) or a dictionary of "
+            f"measures, got {type(tx).__name__}"
         )
     inner = with_extra_args(GradientTransformation(tx.init, tx.update))
     axes = _tree.axis_names("monitor", axis_name)

@@ -29,7 +29,7 @@ from gradtx._core.base import (
     apply_updates,
     stateless,
 )
-from gradtx._core.checks import check_count, check_flag
+from gradtx._core.checks import MissingArgumentError, check_count, check_flag
 from gradtx._core.hyper import ScalarOrSchedule, Value, live, value_as
 from gradtx._wrappers.accumulation import _check_tx
 from gradtx._wrappers.averaging import _copy, _merge_reset
@@ -42,7 +42,9 @@ def _adaptive_normalize(eta: Value) -> GradientTransformation:
 
     def update(updates, params):
         if params is None:
-            raise ValueError(f"{owner}: update needs params (T_w = |w| + eta scales by them)")
+            raise MissingArgumentError(
+                f"{owner}: update needs params (T_w = |w| + eta scales by them)"
+            )
         _tree.check_match(owner, (params, updates), ("params", "updates"))
 
         def scale(p):  # T_w = |w| + eta, in at least float32
@@ -150,7 +152,9 @@ def _check_update(owner, updates, state, params, *, opaque: bool):
             f"got {type(state).__name__}"
         )
     if params is None:
-        raise ValueError(f"{owner}: update needs params (the weights the gradients are taken at)")
+        raise MissingArgumentError(
+            f"{owner}: update needs params (the weights the gradients are taken at)"
+        )
     _tree.check_leaves(owner, updates, "updates")
     _tree.check_match(owner, (params, updates), ("params", "updates"))
     if not opaque:
@@ -286,7 +290,7 @@ def sam(
         _check_update(owner, updates, state, params, opaque=True)
         grad_fn = extra.pop("grad_fn", None)
         if not callable(grad_fn):
-            raise ValueError(
+            raise MissingArgumentError(
                 f"{owner}: with opaque_mode=True, update needs the gradient function as "
                 f"grad_fn=fn (fn(params, i) -> gradients), got {grad_fn!r}"
             )

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation, OptState, Params, PyTree, with_extra_args
-from gradtx._core.checks import _float_dtype, check_dtype
+from gradtx._core.checks import MissingArgumentError, _float_dtype, check_dtype
 from gradtx._core.hyper import ScalarOrSchedule, Value, live, per_dtype, value_as
 
 # b1 = 0 would make y = z and x unrecoverable from them; 1 is primal averaging (y = x)
@@ -77,7 +77,9 @@ def _schedule_free(
 
     def update(updates, state, params=None, **extra):
         if params is None:
-            raise ValueError(f"{owner}: update needs params (the point y the gradient is at)")
+            raise MissingArgumentError(
+                f"{owner}: update needs params (the point y the gradient is at)"
+            )
         base_updates, base_state = base_optimizer.update(
             updates, state.base_optimizer_state, params, **extra
         )

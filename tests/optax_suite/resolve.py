@@ -55,11 +55,17 @@ class Used:
 USED = Used()
 
 
+# Names optax binds for its users but leaves out of a module's __all__. optax.MaskedNode is one:
+# optax.masked's docstring tells users to test for it (is_leaf=... isinstance(v,
+# optax.MaskedNode)), and optax's tests reach it as _masking.MaskedNode.
+_UNLISTED = {"optax": ("MaskedNode",), "optax.transforms": ("MaskedNode",)}
+
+
 def _public(module):
     names = getattr(module, "__all__", None)
     if names is None:
         names = [n for n in dir(module) if not n.startswith("_")]
-    return names
+    return [*names, *_UNLISTED.get(module.__name__, ())]
 
 
 def _own(obj):
@@ -167,9 +173,29 @@ _VIEWS: dict[str, types.ModuleType] = {}
 _RESOLVED: dict[int, object] = {}
 
 
-def _resolve(obj):
+def _private(obj):
+    """Whether obj is one of optax's own functions or classes that optax does not make public
+    (outside its test utilities): a test that uses one runs optax's code, whatever it does with
+    gradtx's."""
+    module = getattr(obj, "__module__", None) or ""
+    return (
+        (inspect.isfunction(obj) or inspect.isclass(obj))
+        and module.startswith("optax")
+        and not module.startswith(tuple("optax." + s for s in NEUTRAL_SUBPACKAGES))
+        and not module.endswith(("test_utils", "_test"))
+    )
+
+
+def _resolve(obj, qualified=None):
     entry = public_names().get(id(obj))
     if entry is None:
+        if qualified is not None and _private(obj):
+            # recorded at each access, and at each call of a function bound before the test
+            USED.add("optax", "(private) " + qualified)
+            key = id(obj)
+            if key not in _RESOLVED:
+                _RESOLVED[key] = _recording(obj, "optax", "(private) " + qualified)
+            return _RESOLVED[key]
         return obj
     qualified, kind, counterpart = entry
     if kind == "neutral":
@@ -203,7 +229,7 @@ class ModuleView(types.ModuleType):
                 raise AttributeError(name) from None
         if isinstance(value, types.ModuleType):
             return view(value) if value.__name__.startswith("optax") else value
-        return _resolve(value)
+        return _resolve(value, module.__name__ + "." + name)
 
     def __setattr__(self, name, value):
         setattr(object.__getattribute__(self, "_module"), name, value)

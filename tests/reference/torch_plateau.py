@@ -1,7 +1,9 @@
 """Records PyTorch's ReduceLROnPlateau decisions on fixed loss sequences (the test's reference).
 
 Run with PyTorch installed: ``python -m tests.reference.torch_plateau``; it rewrites
-torch_plateau.json beside this file. The tests read the JSON, so they need no PyTorch.
+torch_plateau.json beside this file. The tests read the JSON, so they need no PyTorch. The
+settings are PyTorch's arguments: ``gradtx.reduce_on_plateau(rule="pytorch")`` takes ``threshold``
+as ``rtol`` (tests/test_plateau.py maps it).
 """
 
 import json

@@ -107,6 +107,11 @@ BAD.update(
 NO_ARGUMENTS = {
     "StatefulSchedule": "a protocol (optax's name for it): isinstance checks, not calls",
 }
+BAD["as_optax_not_a_pair"] = Bad(
+    gradtx.as_optax, args=(gradtx.adam,), error=TypeError, names=("as_optax", "tx")
+)
+
 NO_RANGE = {
     "WrappedSchedule": "any function of the step count",
+    "as_optax": "only a transformation",
 }
