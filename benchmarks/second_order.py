@@ -89,7 +89,7 @@ def second_order(problem, name: str, tx, setting: str, max_iters: int) -> Result
     def counters(state):
         trials, products = 0, 0
         for node in jax.tree.leaves(state, is_leaf=_is_info):
-            if isinstance(node, gradtx._curvature.linesearch.LinesearchInfo):
+            if isinstance(node, _LINESEARCH_INFOS):
                 trials += node.num_linesearch_steps
             if isinstance(node, gradtx._curvature.newton.CGInfo):
                 products += node.num_steps
@@ -116,10 +116,14 @@ def second_order(problem, name: str, tx, setting: str, max_iters: int) -> Result
     return Result(problem.name, name, setting, None, None, None, None, excess)
 
 
+_LINESEARCH_INFOS = (
+    gradtx._curvature.linesearch.BacktrackingLinesearchInfo,
+    gradtx._curvature.linesearch.ZoomLinesearchInfo,
+)
+
+
 def _is_info(x) -> bool:
-    return isinstance(
-        x, (gradtx._curvature.linesearch.LinesearchInfo, gradtx._curvature.newton.CGInfo)
-    )
+    return isinstance(x, (*_LINESEARCH_INFOS, gradtx._curvature.newton.CGInfo))
 
 
 # The tuned rows of tests/test_convergence.py (see the comments there).

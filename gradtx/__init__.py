@@ -106,19 +106,35 @@ from gradtx._interop.state_names import ClipState as ClipState
 from gradtx._interop.state_names import EmaState as EmaState
 from gradtx._interop.state_names import FactoredState as FactoredState
 from gradtx._interop.state_names import HutchinsonState as HutchinsonState
+from gradtx._interop.state_names import LookaheadState as LookaheadState
 from gradtx._interop.state_names import NormalizeState as NormalizeState
 from gradtx._interop.state_names import PartitionState as PartitionState
+from gradtx._interop.state_names import ScaleByAdaDeltaState as ScaleByAdaDeltaState
+from gradtx._interop.state_names import ScaleByAdanState as ScaleByAdanState
+from gradtx._interop.state_names import ScaleByAmsgradState as ScaleByAmsgradState
+from gradtx._interop.state_names import (
+    ScaleByBacktrackingLinesearchState as ScaleByBacktrackingLinesearchState,
+)
+from gradtx._interop.state_names import ScaleByBeliefState as ScaleByBeliefState
+from gradtx._interop.state_names import ScaleByLBFGSState as ScaleByLBFGSState
 from gradtx._interop.state_names import ScaleByLionState as ScaleByLionState
 from gradtx._interop.state_names import ScaleByNovogradState as ScaleByNovogradState
+from gradtx._interop.state_names import ScaleByRmsState as ScaleByRmsState
+from gradtx._interop.state_names import ScaleByRpropState as ScaleByRpropState
 from gradtx._interop.state_names import ScaleByRssState as ScaleByRssState
+from gradtx._interop.state_names import ScaleByRStdDevState as ScaleByRStdDevState
+from gradtx._interop.state_names import ScaleByScheduleState as ScaleByScheduleState
 from gradtx._interop.state_names import ScaleBySM3State as ScaleBySM3State
 from gradtx._interop.state_names import ScaleByTrustRatioState as ScaleByTrustRatioState
+from gradtx._interop.state_names import ScaleByZoomLinesearchState as ScaleByZoomLinesearchState
 from gradtx._interop.state_names import ScaleState as ScaleState
 from gradtx._interop.state_names import SophiaState as SophiaState
 from gradtx._interop.state_names import TraceState as TraceState
+from gradtx._interop.state_names import ZoomLinesearchInfo as ZoomLinesearchInfo
 from gradtx._linalg.newton_schulz import (
     orthogonalize_via_newton_schulz as orthogonalize_via_newton_schulz,
 )
+from gradtx._linalg.nnls import nnls as nnls
 from gradtx._linalg.roots import matrix_inverse_pth_root as matrix_inverse_pth_root
 from gradtx._linalg.roots import power_iteration as power_iteration
 from gradtx._linalg.view import MatrixDimensionNumbers as MatrixDimensionNumbers
@@ -705,4 +721,22 @@ __all__ += [
     "ScaleState",
     "SophiaState",
     "TraceState",
+]
+
+# optax's names of the states gradtx keeps in optax's layout, and optax's nnls
+__all__ += [
+    "LookaheadState",
+    "ScaleByAdaDeltaState",
+    "ScaleByAdanState",
+    "ScaleByAmsgradState",
+    "ScaleByBacktrackingLinesearchState",
+    "ScaleByBeliefState",
+    "ScaleByLBFGSState",
+    "ScaleByRStdDevState",
+    "ScaleByRmsState",
+    "ScaleByRpropState",
+    "ScaleByScheduleState",
+    "ScaleByZoomLinesearchState",
+    "ZoomLinesearchInfo",
+    "nnls",
 ]

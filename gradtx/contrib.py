@@ -10,7 +10,13 @@ from gradtx._curvature.sophia import (
     hutchinson_estimator_diag_hessian as hutchinson_estimator_diag_hessian,
 )
 from gradtx._curvature.sophia import sophia as sophia
+from gradtx._interop.state_names import GaLoreState as GaLoreState
+from gradtx._interop.state_names import MadgradState as MadgradState
 from gradtx._interop.state_names import NormalizeState as NormalizeState
+from gradtx._interop.state_names import ScaleByAdemamixState as ScaleByAdemamixState
+from gradtx._interop.state_names import (
+    ScaleBySimplifiedAdEMAMixState as ScaleBySimplifiedAdEMAMixState,
+)
 from gradtx._linalg.view import MuonDimensionNumbers as MuonDimensionNumbers
 from gradtx._optimizers.adam_descendants import acprop as acprop
 from gradtx._optimizers.adam_descendants import ademamix as ademamix
@@ -67,6 +73,10 @@ from gradtx._wrappers.schedule_free import schedule_free as schedule_free
 from gradtx._wrappers.schedule_free import schedule_free_eval_params as schedule_free_eval_params
 
 __all__ = [
+    "GaLoreState",
+    "MadgradState",
+    "ScaleByAdemamixState",
+    "ScaleBySimplifiedAdEMAMixState",
     "COCOBState",
     "DAdaptAdamWState",
     "DifferentiallyPrivateAggregateState",

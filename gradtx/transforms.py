@@ -9,6 +9,7 @@ from gradtx._core.combine import freeze as freeze
 from gradtx._core.combine import masked as masked
 from gradtx._core.combine import named_chain as named_chain
 from gradtx._core.combine import partition as partition
+from gradtx._core.multi_transform import MaskedNode as MaskedNode
 from gradtx._core.multi_transform import MaskedState as MaskedState
 from gradtx._core.multi_transform import selective_transform as selective_transform
 from gradtx._interop.state_names import PartitionState as PartitionState
@@ -52,6 +53,7 @@ __all__ = [
     "ConditionallyMaskState",
     "ConditionallyTransformState",
     "EmaState",
+    "MaskedNode",
     "MaskedState",
     "MonitorState",
     "MultiSteps",

@@ -292,7 +292,10 @@ MISMATCHES = {
         gradtx.masked(gradtx.adam(1e-3), {"dense": True, "scale": False}),
         gradtx.masked(gradtx.adam(1e-3), {"dense": True, "scale": True}),
         _PARAMS_SHAPES,
-        ["missing from the checkpoint: 'inner_state/0/mu/scale', 'inner_state/0/nu/scale'"],
+        [
+            "missing from the checkpoint: 'inner_state/inner_state/0/mu/scale', "
+            "'inner_state/inner_state/0/nu/scale'"
+        ],
     ),
 }
 
@@ -437,3 +440,146 @@ def test_adam_refuses_a_state_of_another_layout_and_names_the_conversion():
         r"restore_state",
     ):
         tx.update(params, old, params)
+
+
+# The optimizers whose states took optax's layouts after gradtx 849c3e7, as that commit and
+# this one build them (tests/fixtures/optax_layouts_v3.msgpack was written from them by 849c3e7).
+LAYOUT_CASES: dict[str, tuple[Callable[[], gradtx.GradientTransformation], bool]] = {
+    "rmsprop": (lambda: gradtx.rmsprop(1e-2, momentum=0.5), False),
+    "rmsprop_centered": (lambda: gradtx.rmsprop(1e-2, centered=True), False),
+    "rmsprop_centered_debiased": (
+        lambda: gradtx.rmsprop(1e-2, centered=True, bias_correction=True),
+        False,
+    ),
+    "schedule_free_adamw": (lambda: gradtx.schedule_free_adamw(1e-2), False),
+    "amsgrad": (lambda: gradtx.amsgrad(1e-2), False),
+    "amsgrad_debias_after_max": (
+        lambda: gradtx.chain(gradtx.scale_by_amsgrad(debias_after_max=True), gradtx.scale(-1e-2)),
+        False,
+    ),
+    "adabelief": (lambda: gradtx.adabelief(1e-2), False),
+    "adan": (lambda: gradtx.adan(1e-2), False),
+    "rprop": (lambda: gradtx.rprop(1e-2), False),
+    "schedule": (
+        lambda: gradtx.chain(
+            gradtx.scale_by_adam(),
+            gradtx.scale_by_schedule(gradtx.linear_schedule(-1e-2, -1e-3, 10)),
+        ),
+        False,
+    ),
+    "ademamix": (lambda: gradtx.contrib.ademamix(1e-2), False),
+    "simplified_ademamix": (lambda: gradtx.contrib.simplified_ademamix(1e-2), False),
+    "lbfgs": (lambda: gradtx.lbfgs(), True),
+    "backtracking": (
+        lambda: gradtx.chain(
+            gradtx.sgd(1.0),
+            gradtx.scale_by_backtracking_linesearch(max_backtracking_steps=15, store_grad=True),
+        ),
+        True,
+    ),
+}
+
+
+def layout_params():
+    return {"w": jnp.array([[0.5, -1.0], [2.0, 0.25]]), "b": jnp.array([0.1, -0.2])}
+
+
+def _layout_loss(params):
+    weighted = [
+        jnp.sum(jnp.arange(1, x.size + 1, dtype=x.dtype) * (x.ravel() - 0.3) ** 2)
+        for x in jax.tree.leaves(params)
+    ]
+    return sum(weighted[1:], weighted[0])
+
+
+def layout_step(tx, params, state, searches):
+    """One step: ``(params after, update, state after)``."""
+    if searches:
+        value, grad = jax.value_and_grad(_layout_loss)(params)
+        update, state = tx.update(
+            grad, state, params, value=value, grad=grad, value_fn=_layout_loss
+        )
+    else:
+        grads = jax.tree.map(lambda p: 0.7 * p + 0.05 + 0.1 * jnp.sin(3 * p), params)
+        update, state = tx.update(grads, state, params)
+    return gradtx.apply_updates(params, update), update, state
+
+
+@pytest.mark.parametrize("name", sorted(LAYOUT_CASES))
+def test_a_checkpoint_of_the_layouts_before_optax_s_restores_and_resumes(name):
+    """tests/fixtures/optax_layouts_v3.msgpack was written by gradtx 849c3e7, before these
+    states took optax's layouts (RMSProp's and centred RMSProp's moments as EmaStates in the
+    pieces' tuples, AMSGrad's with a count per moment, AdaBelief's count inside ``mu``, Adan's
+    and Simplified AdEMAMix's ``count``, AdEMAMix without ``count_m2``, Rprop's ``prev_signs``,
+    ``scale_by_schedule`` without a count, the line searches' ``info.succeeded``): the params
+    and state after four steps, and the update and state of the fifth. restore_state converts
+    each, and the fifth step is the same, bit for bit."""
+    blob = serialization.msgpack_restore(
+        (pathlib.Path(__file__).parent / "fixtures" / "optax_layouts_v3.msgpack").read_bytes()
+    )
+    make, searches = LAYOUT_CASES[name]
+    tx, saved = make(), blob[name]
+    fresh = tx.init(layout_params())
+    with pytest.raises(ValueError, match="in gradtx's layout before optax's"):
+        gradtx.check_state(fresh, saved["state"])
+    state = gradtx.restore_state(fresh, saved["state"])
+    params = jax.tree.map(jnp.asarray, saved["params"])
+    _, update, state = layout_step(tx, params, state, searches)
+    jax.tree.map(np.testing.assert_array_equal, update, saved["next_update"])
+    after = gradtx.restore_state(tx.init(layout_params()), saved["next_state"])
+    jax.tree.map(np.testing.assert_array_equal, state, after)
+
+
+# masked and freeze inside optimizers, as gradtx 964dd01 and this commit build them
+# (tests/fixtures/masked_bare_v4.msgpack was written by 964dd01, which kept their inner state
+# bare, with None in place of the leaves left out).
+_BARE_MASK = {"w": True, "b": False, "c": True}
+MASKED_CASES: dict[str, Callable[[], gradtx.GradientTransformation]] = {
+    "masked_adam": lambda: gradtx.masked(
+        gradtx.adam(1e-2), lambda p: jax.tree.map(lambda x: x.ndim > 1, p)
+    ),
+    "freeze_sgd": lambda: gradtx.freeze(
+        {"w": False, "b": True, "c": False}, inner=gradtx.sgd(0.1, momentum=0.9)
+    ),
+    "nested": lambda: gradtx.masked(
+        gradtx.chain(gradtx.masked(gradtx.trace(0.9), _BARE_MASK), gradtx.adam(1e-2)),
+        {"w": True, "b": True, "c": False},
+    ),
+    "multi_transform": lambda: gradtx.multi_transform(
+        {"a": gradtx.masked(gradtx.sgd(0.1, momentum=0.9), _BARE_MASK), "b": gradtx.adam(1e-2)},
+        {"w": "a", "b": "a", "c": "b"},
+    ),
+    "partition_freeze": lambda: gradtx.partition(
+        {
+            "train": gradtx.freeze({"w": False, "b": True, "c": False}, inner=gradtx.adam(1e-2)),
+            "other": gradtx.sgd(0.1),
+        },
+        {"w": "train", "b": "train", "c": "other"},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MASKED_CASES))
+def test_a_checkpoint_of_masked_and_freeze_before_masked_state_restores_and_resumes(name):
+    """The params and state after four steps, and the update and state of the fifth, saved
+    when masked's and freeze's state was the inner state alone: restore_state moves it under
+    MaskedState's inner_state (the multi_transform's groups were optax's already), and the fifth
+    step is the same, bit for bit."""
+    blob = serialization.msgpack_restore(
+        (pathlib.Path(__file__).parent / "fixtures" / "masked_bare_v4.msgpack").read_bytes()
+    )
+    tx, saved = MASKED_CASES[name](), blob[name]
+    params = jax.tree.map(jnp.asarray, saved["params"])
+    fresh = tx.init(params)
+    with pytest.raises(ValueError, match="state of masked or freeze in gradtx's layout before"):
+        gradtx.check_state(fresh, saved["state"])
+    state = gradtx.restore_state(fresh, saved["state"])
+    assert jax.tree.structure(state) == jax.tree.structure(fresh)
+    grads = jax.tree.map(lambda p: 0.7 * p + 0.05 + 0.1 * jnp.sin(3 * p), params)
+    update, state = tx.update(grads, state, params)
+    jax.tree.map(np.testing.assert_array_equal, update, saved["next_update"])
+    after = gradtx.restore_state(tx.init(params), saved["next_state"])
+    jax.tree.map(np.testing.assert_array_equal, state, after)
+    # a checkpoint of the new layout is restored as it is
+    again = gradtx.restore_state(tx.init(params), jax.tree.map(np.asarray, state))
+    jax.tree.map(np.testing.assert_array_equal, again, state)

@@ -78,7 +78,8 @@ def test_gradtx_links_inside_an_optax_chain():
 def test_masked_keeps_state_for_selected_leaves_only():
     tx = gradtx.masked(gradtx.trace(0.9), {"w": True, "b": False})
     state = tx.init(PARAMS)
-    assert state.inner_state.trace["b"] is None
+    assert isinstance(state, gradtx.MaskedState)  # optax's layout
+    assert state.inner_state.trace["b"] == gradtx.MaskedNode()
     assert state.inner_state.trace["w"].shape == (2, 2)
     updates, state = tx.update(GRADS, state)
     updates, state = tx.update(GRADS, state)

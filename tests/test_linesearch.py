@@ -20,7 +20,7 @@ import pytest
 import scipy.optimize
 
 import gradtx
-from gradtx._curvature.linesearch import LinesearchInfo
+from gradtx._curvature.linesearch import BacktrackingLinesearchInfo, ZoomLinesearchInfo
 
 C1, C2 = 1e-4, 0.9
 
@@ -261,6 +261,7 @@ def test_failure_leaves_params_and_is_never_nan(make):
     inner, out = searcher(tx, quadratic)(x, jax.grad(quadratic)(x))
     np.testing.assert_array_equal(np.asarray(out), 0.0)
     assert not bool(inner.info.succeeded)
+    assert 0 < float(inner.info.decrease_error) < np.inf  # how much the last trial missed by
     assert float(inner.value) == float(quadratic(x))
     # A function that is NaN beyond a point: the search shrinks into the finite region.
     nan_beyond = lambda z: jnp.where(z[0] > 0.3, jnp.nan, jnp.sum((z - 1) ** 2))
@@ -268,6 +269,57 @@ def test_failure_leaves_params_and_is_never_nan(make):
     inner, out = searcher(tx, nan_beyond)(z, -jax.grad(nan_beyond)(z))
     assert bool(jnp.all(jnp.isfinite(out))) and bool(jnp.isfinite(inner.value))
     assert float(inner.value) < float(nan_beyond(z))
+
+
+# optax's info: each error 0 for a condition the step taken meets, positive for one it misses
+# (optax's linesearch_test: test_failure_descent_direction, test_failure_not_enough_iter and
+# test_high_smaller_than_low, on the same functions)
+
+
+def _squared_norm(w):
+    return jnp.dot(w, w)
+
+
+def test_zoom_info_when_the_direction_ascends():
+    # phi(s) = (60 + s)**2 grows from s = 0: nothing decreases, no step is taken
+    tx = gradtx.scale_by_zoom_linesearch(max_linesearch_steps=18, curv_rtol=0.5)
+    inner, out = search(tx, _squared_norm, jnp.asarray([60.0, 0.0]), jnp.asarray([1.0, 0.0]))
+    np.testing.assert_array_equal(np.asarray(out), 0.0)
+    assert float(inner.info.decrease_error) > 0 and not bool(inner.info.succeeded)
+
+
+@pytest.mark.parametrize("steps", [5, 30])
+def test_zoom_info_when_the_steps_run_out(steps):
+    # phi(s) = (s - 60)**2, slope -120 at 0: curvature needs |2 (s - 60)| <= 60, s in [30, 90];
+    # the steps 1, 2, 4, 8, 16 all decrease, and 16 misses curvature by 88 - 60
+    tx = gradtx.scale_by_zoom_linesearch(max_linesearch_steps=steps, curv_rtol=0.5)
+    inner, _ = search(tx, _squared_norm, jnp.asarray([-60.0, 0.0]), jnp.asarray([1.0, 0.0]))
+    if steps == 5:
+        assert float(inner.learning_rate) == 16.0
+        assert float(inner.info.decrease_error) == 0.0
+        assert float(inner.info.curvature_error) == 28.0
+        assert not bool(inner.info.succeeded)
+    else:
+        assert float(inner.learning_rate) >= 30.0
+        assert float(inner.info.decrease_error) == float(inner.info.curvature_error) == 0.0
+        assert bool(inner.info.succeeded)
+
+
+def test_zoom_info_when_the_first_trial_overshoots():
+    # x**2 from -1 along 1.95: the first trial decreases with a slope of the other sign, so the
+    # bracket's high end is below its low end (jax issue 16236)
+    tx = gradtx.scale_by_zoom_linesearch(max_linesearch_steps=20)
+    inner, _ = search(tx, lambda x: x**2, jnp.asarray(-1.0), jnp.asarray(1.95))
+    assert float(inner.info.decrease_error) == float(inner.info.curvature_error) == 0.0
+
+
+def test_zoom_info_is_nan_free_and_inf_for_a_nan_objective():
+    # NaN everywhere but at the start: every trial fails, as a NaN value
+    nan_off_zero = lambda z: jnp.where(jnp.all(z == 0), 0.0, jnp.nan) + jnp.sum(z**2)
+    tx = gradtx.scale_by_zoom_linesearch(max_linesearch_steps=4)
+    inner, out = search(tx, nan_off_zero, jnp.zeros(2), -jnp.ones(2))
+    np.testing.assert_array_equal(np.asarray(out), 0.0)
+    assert float(inner.info.decrease_error) == np.inf
 
 
 # ---- backtracking -------------------------------------------------------------------------
@@ -398,6 +450,38 @@ def test_value_and_grad_from_state_errors():
         vag(x, state=tx.init(x))
     with pytest.raises(TypeError, match="value_fn must be callable"):
         gradtx.value_and_grad_from_state(3.0)
+    # two searches: the lookup is ambiguous (KeyError, as gradtx.tree.get's and optax's)
+    two = gradtx.chain(
+        gradtx.scale_by_backtracking_linesearch(3, store_grad=True),
+        gradtx.scale_by_backtracking_linesearch(3, store_grad=True),
+    )
+    with pytest.raises(KeyError, match="exactly one line search .* found 2"):
+        vag(x, state=two.init(x))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: gradtx.scale_by_backtracking_linesearch(max_backtracking_steps=5),
+        lambda: gradtx.scale_by_zoom_linesearch(max_linesearch_steps=5),
+    ],
+    ids=["backtracking", "zoom"],
+)
+def test_an_extra_argument_value_fn_does_not_take_is_named(make):
+    """Every extra argument but value, grad and value_fn goes to value_fn: one it does not take
+    (misspelt, or meant for another link) is a TypeError naming it, before the search runs."""
+    tx = make()
+    x = jnp.asarray([1.0, 2.0])
+    fn = lambda params, batch: jnp.sum(params * batch)  # noqa: E731
+    batch = jnp.ones(2)
+    value, grad = jax.value_and_grad(fn)(x, batch)
+    state = tx.init(x)
+    kwargs = dict(value=value, grad=grad, value_fn=fn, batch=batch)
+    tx.update(-grad, state, x, **kwargs)  # the arguments it takes pass
+    with pytest.raises(TypeError, match=r"Unexpected keyword arguments \['unused'\] for value_fn"):
+        tx.update(-grad, state, x, unused=42, **kwargs)
+    with pytest.raises((TypeError, ValueError), match=r"update needs value="):
+        tx.update(-grad, state, x, grad=grad, value_fn=fn, batch=batch)
 
 
 def test_hyperparameters_are_live():
@@ -510,8 +594,13 @@ def test_update_names_missing_extras(make):
 
 def test_info_structure():
     state = gradtx.scale_by_zoom_linesearch(5).init(jnp.ones(2))
-    assert isinstance(state.inner_state.info, LinesearchInfo)
+    assert isinstance(state.inner_state.info, ZoomLinesearchInfo)
     assert state.inner_state.info.num_linesearch_steps.dtype == jnp.int32
+    assert state.inner_state.info.decrease_error.dtype == jnp.float32
+    assert not bool(state.inner_state.info.succeeded)  # inf errors before the first search
+    state = gradtx.scale_by_backtracking_linesearch(5).init(jnp.ones(2))
+    assert isinstance(state.inner_state.info, BacktrackingLinesearchInfo)
+    assert float(state.inner_state.info.decrease_error) == np.inf
 
 
 def test_verbose_reports_a_failed_search(capsys):

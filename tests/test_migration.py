@@ -3,7 +3,8 @@
 Each case: 20 steps with one library, the state converted, 20 more with the other, against 40
 steps with the library that finished the run; in float64, so that the comparison sees the
 conversion and not float32 rounding. The tolerance is that of the two libraries' own agreement
-on the algorithm (1e-12 relative, Adafactor's 1e-6: optax's forms its decay in float32).
+on the algorithm (1e-12 relative; Adafactor's 1e-6 and MADGRAD's 1e-7: optax forms a decay or a
+step weight in float32).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ CASES = {
     "adamw_schedule": ("adamw", dict(learning_rate="warmup_cosine", weight_decay=0.1)),
     "nadamw": ("nadamw", dict(learning_rate=0.01)),
     "rmsprop": ("rmsprop", dict(learning_rate=0.01, momentum=0.5)),
+    "rmsprop_centered": ("rmsprop", dict(learning_rate=0.01, centered=True)),
+    "rmsprop_bias_correction": ("rmsprop", dict(learning_rate=0.01, bias_correction=True)),
     "adagrad": ("adagrad", dict(learning_rate=0.1)),
     "adadelta": ("adadelta", dict(learning_rate=0.5)),
     "lion": ("lion", dict(learning_rate=0.001)),
@@ -44,10 +47,13 @@ CASES = {
     "fromage": ("fromage", dict(learning_rate=0.01)),
     "signum": ("signum", dict(learning_rate=0.01)),
     "optimistic_gradient_descent": ("optimistic_gradient_descent", dict(learning_rate=0.01)),
+    "ademamix": ("contrib.ademamix", dict(learning_rate=0.01)),
+    "simplified_ademamix": ("contrib.simplified_ademamix", dict(learning_rate=0.01)),
+    "madgrad": ("contrib.madgrad", dict(learning_rate=0.01)),
 }
-# the libraries' own agreement: optax's Adafactor forms its decay, and its cosine schedule its
-# value, in float32 under x64 too
-TOLERANCE = {"adafactor": 1e-6, "adamw_schedule": 1e-6}
+# the libraries' own agreement: optax's Adafactor forms its decay, its cosine schedule its value,
+# and its MADGRAD sqrt(k + 1), in float32 under x64 too
+TOLERANCE = {"adafactor": 1e-6, "adamw_schedule": 1e-6, "madgrad": 1e-7}
 
 
 def _params():
@@ -86,8 +92,11 @@ def _pair(case):
     made = {}
     for lib in (gradtx, optax):
         args = {k: _schedule(lib) if v == "warmup_cosine" else v for k, v in kwargs.items()}
+        factory = lib
+        for part in name.split("."):  # "contrib.ademamix": each library's contrib namespace
+            factory = getattr(factory, part)
         with jax.numpy_dtype_promotion("standard"):
-            made[lib] = getattr(lib, name)(**args)
+            made[lib] = factory(**args)
     return made[gradtx], made[optax]
 
 

@@ -443,3 +443,95 @@ def test_microbatch_keeps_an_explicitly_sharded_batch_sharded():
         np.testing.assert_array_equal(doubled, 2 * np.arange(64.0).reshape(32, 2))
         with pytest.raises(ValueError, match=r"multiple of the 8 shards"):
             mb.reshape_batch_axis(x, 4)
+
+
+# ---- states in optax's layout --------------------------------------------------------------
+
+# optax's state class, the transformation that keeps it (each library's, same arguments), and the
+# fields whose buffers differ by design (compared by name only)
+STATE_LAYOUTS = {
+    "ScaleByRmsState": ("scale_by_rms", {}, ()),
+    "ScaleByRStdDevState": ("scale_by_stddev", {}, ()),
+    "ScaleByAdaDeltaState": ("scale_by_adadelta", {}, ()),
+    "ScaleByAmsgradState": ("scale_by_amsgrad", {}, ()),
+    "ScaleByBeliefState": ("scale_by_belief", {}, ()),
+    "ScaleByAdanState": ("scale_by_adan", {}, ()),
+    "ScaleByRpropState": ("scale_by_rprop", dict(learning_rate=0.1), ()),
+    "ScaleByScheduleState": ("scale_by_schedule", dict(step_size_fn="schedule"), ()),
+    "ScaleByLBFGSState": ("scale_by_lbfgs", {}, ()),
+    "ScaleByBacktrackingLinesearchState": (
+        "scale_by_backtracking_linesearch",
+        dict(max_backtracking_steps=5),
+        (),
+    ),
+    "ScaleByZoomLinesearchState": ("scale_by_zoom_linesearch", dict(max_linesearch_steps=5), ()),
+    "LookaheadState": ("lookahead", dict(sync_period=2, slow_step_size=0.5), ()),
+    # optax.contrib's
+    "GaLoreState": (
+        "contrib.scale_by_galore",
+        dict(rank=1),
+        ("projector",),  # a non-matrix leaf's: optax a zero-size placeholder, gradtx None
+    ),
+    "MadgradState": ("contrib.scale_by_madgrad", dict(learning_rate=0.1), ()),
+    "ScaleByAdemamixState": ("contrib.scale_by_ademamix", {}, ()),
+    "ScaleBySimplifiedAdEMAMixState": ("contrib.scale_by_simplified_ademamix", {}, ()),
+}
+
+
+def _resolve(lib, dotted):
+    for part in dotted.split("."):
+        lib = getattr(lib, part)
+    return lib
+
+
+def _built(lib, factory, kwargs):
+    kwargs = dict(kwargs)
+    if kwargs.get("step_size_fn") == "schedule":
+        kwargs["step_size_fn"] = lib.linear_schedule(1.0, 0.5, 10)
+    if factory == "lookahead":
+        kwargs["fast_optimizer"] = lib.sgd(0.1)
+    return _resolve(lib, factory)(**kwargs)
+
+
+def _inner(state):
+    while isinstance(state, gradtx.HyperState):
+        state = state.inner_state
+    return state
+
+
+def _specs(tree):
+    """Each buffer's shape and dtype, in order; a nested state's without gradtx's tables."""
+    hyper = lambda x: isinstance(x, gradtx.HyperState)  # noqa: E731
+    leaves = jax.tree.leaves(tree, is_leaf=hyper)
+    return [
+        spec
+        for x in leaves
+        for spec in (_specs(x.inner_state) if hyper(x) else [(np.shape(x), jnp.result_type(x))])
+    ]
+
+
+@pytest.mark.parametrize("name", sorted(STATE_LAYOUTS))
+def test_states_have_optax_s_fields_first_in_optax_s_order(name):
+    from gradtx._interop import state_names
+
+    factory, kwargs, differ = STATE_LAYOUTS[name]
+    contrib = factory.startswith("contrib.")
+    theirs_cls = getattr(optax.contrib if contrib else optax, name)
+    ours_cls = getattr(state_names, name)
+    assert getattr(gradtx.contrib if contrib else gradtx, name, ours_cls) is ours_cls
+    assert ours_cls._fields[: len(theirs_cls._fields)] == theirs_cls._fields
+    params = {"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}
+    ours_params = theirs_params = params
+    if factory == "lookahead":  # optax's lookahead takes the (fast, slow) pair
+        ours_params = gradtx.LookaheadParams.init_synced(params)
+        theirs_params = optax.LookaheadParams(*ours_params)
+    ours = _inner(_built(gradtx, factory, kwargs).init(ours_params))
+    theirs = _optax(lambda: _built(optax, factory, kwargs).init(theirs_params))
+    assert isinstance(ours, ours_cls), type(ours)
+    for field in theirs_cls._fields:  # the same buffers: shapes and dtypes
+        if field not in differ:
+            assert _specs(getattr(ours, field)) == _specs(getattr(theirs, field)), field
+    if name.endswith("LinesearchState"):  # the info: optax's fields (the zoom's is exported)
+        assert type(ours.info)._fields == type(theirs.info)._fields
+    if name == "ScaleByZoomLinesearchState":
+        assert type(ours.info) is state_names.ZoomLinesearchInfo

@@ -351,7 +351,8 @@ def test_partition_and_masked_pass_extra_arguments_to_inner_transformations():
     )
     tx.update(params, tx.init(params), params, loss=2.0, tags=tags)
     [(_, extra)] = seen
-    assert extra["loss"] == 2.0 and extra["tags"] == {"w": tags["w"], "b": None}
+    assert extra["loss"] == 2.0 and extra["tags"]["w"] is tags["w"]
+    assert extra["tags"]["b"] == gradtx.MaskedNode()
 
 
 def test_partition_with_none_leaves_and_empty_subtrees():
@@ -525,7 +526,8 @@ def test_freeze_zeroes_frozen_updates_like_optax_freeze(jit):
     grads = helpers.gradient_sequence(params, 3, seed=9)
     frozen = {"params": {"embed": True, "dense": False, "norm": True, "head": False}}
     tx = gradtx.freeze(frozen)
-    assert tx.init(params) == gradtx.EmptyState()
+    assert tx.init(params) == gradtx.MaskedState(gradtx.EmptyState())  # optax's state
+    assert layout(tx.init(params)) == layout(optax.freeze(frozen).init(params))
     got = helpers.run_gradtx(tx, params, grads, jit=jit)
     with jax.numpy_dtype_promotion("standard"):
         want = helpers.run_optax(optax.freeze(frozen), params, grads, jit=jit)
@@ -580,6 +582,197 @@ def test_freeze_keeps_hyperparameters_of_the_inner_optimizer_visible():
     state = gradtx.set_hyperparams(tx.init(params), learning_rate=0.0)
     updates, _ = tx.update(params, state, params)
     assert all(float(jnp.abs(u).max()) == 0.0 for u in jax.tree.leaves(updates))
+
+
+# ---- optax's layout: masked and freeze -----------------------------------------------------
+
+
+def layout(tree):
+    """Each leaf's path and shape, and each placeholder and empty state by its class name: a
+    state's layout, whichever library made it."""
+    kinds = (gradtx.MaskedNode, optax.MaskedNode, gradtx.EmptyState, optax.EmptyState)
+    flat = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: isinstance(x, kinds))[0]
+    return [
+        (jax.tree_util.keystr(path), type(x).__name__ if isinstance(x, kinds) else np.shape(x))
+        for path, x in flat
+    ]
+
+
+def keeping(lib, factor):
+    """A transformation whose state is the params it is given (where the placeholders are), and
+    whose update scales the updates it is given."""
+
+    def update(updates, state, params=None):
+        return jax.tree.map(lambda u: factor * u, updates), {"params": params}
+
+    return lib.GradientTransformation(lambda params: {"params": params}, update)
+
+
+LAYERS = {
+    "linear_1": {"w": jnp.full((1, 1), 0.5), "b": jnp.full(1, -1.0)},
+    "linear_2": {"w": jnp.full((1, 2), 2.0), "b": jnp.full(2, 0.25)},
+    "linear_3": {"w": jnp.full((2, 3), -0.5), "b": (jnp.full(3, 1.5), jnp.ones(1))},
+}
+NOT_BIAS = lambda p: jax.tree.map(lambda x: x.ndim > 1, p)  # noqa: E731
+NOT_LINEAR_2 = {"linear_1": True, "linear_2": False, "linear_3": True}
+MASKS = {
+    "tree": jax.tree.map(lambda x: x.ndim > 1, LAYERS),
+    "prefix": {"linear_1": True, "linear_2": False, "linear_3": {"w": False, "b": True}},
+    "function": NOT_BIAS,
+    "all": True,
+    "none": False,
+}
+BUILDS = {
+    **{f"masked_{k}": lambda lib, m=m: lib.masked(keeping(lib, -2.0), m) for k, m in MASKS.items()},
+    # optax's issue 271: a mask inside another, both written for the whole tree
+    "nested": lambda lib: lib.masked(lib.masked(keeping(lib, -2.0), NOT_LINEAR_2), NOT_BIAS),
+    "nested_prefix": lambda lib: lib.masked(lib.masked(keeping(lib, 3.0), NOT_BIAS), NOT_LINEAR_2),
+    **{f"freeze_{k}": lambda lib, m=m: lib.freeze(m) for k, m in MASKS.items() if k != "function"},
+}
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+@pytest.mark.parametrize("build", BUILDS)
+def test_masked_and_freeze_states_and_updates_are_optax_s(build, jit):
+    ours_tx = BUILDS[build](gradtx)
+    with jax.numpy_dtype_promotion("standard"):
+        theirs_tx = BUILDS[build](optax)
+    runs = []
+    for tx in (ours_tx, theirs_tx):
+        update = jax.jit(tx.update) if jit else tx.update
+        params, state = LAYERS, tx.init(LAYERS)
+        states, steps = [state], []
+        with jax.numpy_dtype_promotion("standard"):
+            for k in range(2):
+                grads = jax.tree.map(lambda p, k=k: (k + 1.0) * p + 1.0, params)
+                updates, state = update(grads, state, params)
+                params = jax.tree.map(lambda p, u: p + u, params, updates)
+                states.append(state)
+                steps.append(updates)
+        runs.append((states, steps))
+    (ours, ours_steps), (theirs, theirs_steps) = runs
+    assert [type(s).__name__ for s in ours] == ["MaskedState"] * 3
+    assert [layout(s) for s in ours] == [layout(s) for s in theirs]
+    for a, b in zip(ours_steps, theirs_steps):
+        assert jax.tree.structure(a) == jax.tree.structure(b)
+        jax.tree.map(np.testing.assert_array_equal, a, b)
+    placeholders = [p for p, kind in layout(ours[0]) if kind == "MaskedNode"]
+    if build == "masked_prefix":  # one placeholder for a subtree a mask leaf leaves out
+        assert placeholders == [
+            ".inner_state['params']['linear_2']",
+            ".inner_state['params']['linear_3']['w']",
+        ]
+    if build == "nested":
+        assert ".inner_state.inner_state['params']['linear_2']" in placeholders
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+def test_masked_and_freeze_with_optimizers_match_optax(jit):
+    params = flax_params()
+    grads = helpers.gradient_sequence(params, 4, seed=11)
+    mask = {"params": {"embed": False, "dense": {"kernel": True, "bias": False}, "norm": False}}
+    mask["params"]["head"] = True
+    frozen = jax.tree.map(lambda m: not m, mask)
+    with jax.numpy_dtype_promotion("standard"):
+        pairs = {
+            "masked": (
+                gradtx.masked(gradtx.sgd(0.1, momentum=0.9), mask),
+                optax.masked(optax.sgd(0.1, momentum=0.9), mask),
+            ),
+            "freeze": (
+                gradtx.freeze(frozen, inner=gradtx.sgd(0.1, momentum=0.9)),
+                optax.selective_transform(optax.sgd(0.1, momentum=0.9), freeze_mask=frozen),
+            ),
+        }
+        for name, (ours, theirs) in pairs.items():
+            got = helpers.run_gradtx(ours, params, grads, jit=jit)
+            want = helpers.run_optax(theirs, params, grads, jit=jit)
+            assert helpers.deviation(got, want) < 1e-6, name
+            ours_trace = ours.init(params).inner_state[0].trace
+            theirs_state = theirs.init(params)
+            if name == "freeze":  # the train group's state is freeze's
+                theirs_state = theirs_state.inner_states["train"]
+            assert layout(ours_trace) == layout(theirs_state.inner_state[0].trace), name
+            assert jax.tree.leaves(ours_trace)  # the trainable leaves have momentum
+
+
+def test_masked_state_keeps_the_inner_hyperparameters_visible():
+    params = {"w": jnp.ones((2, 2)), "b": jnp.ones(2)}
+    tx = gradtx.masked(gradtx.adam(0.1), {"w": True, "b": False})
+    state = tx.init(params)
+    assert isinstance(state, gradtx.MaskedState)
+    assert float(gradtx.hyperparams(state)["learning_rate"]) == pytest.approx(0.1)
+    assert float(gradtx.tree_utils.tree_get(state, "learning_rate")) == pytest.approx(0.1)
+    state = gradtx.set_hyperparams(state, learning_rate=0.0)
+    assert isinstance(state, gradtx.MaskedState)
+    updates, state = jax.jit(tx.update)(params, state, params)
+    assert not np.any(updates["w"]) and np.array_equal(updates["b"], params["b"])
+    assert int(gradtx.tree_utils.tree_get(state, "count")) == 1
+
+
+def test_tree_map_params_reaches_through_masked_states_as_optax_s():
+    params = {"w": jnp.ones((2, 3)), "b": jnp.ones(3), "c": {"d": jnp.ones(1)}}
+    specs = {"w": "rows", "b": "cols", "c": {"d": "one"}}
+    mask = {"w": True, "b": False, "c": True}
+    got, want = [], []
+    for lib, out in ((gradtx, got), (optax, want)):
+        with jax.numpy_dtype_promotion("standard"):
+            tx = lib.masked(lib.scale_by_adam(), mask)
+            state = tx.init(params)
+        node = lib.MaskedNode
+        for initable in (tx, tx.init):
+            out.append(
+                lib.tree_utils.tree_map_params(
+                    initable,
+                    lambda p, spec, node=node: None if isinstance(p, node) else spec,
+                    state,
+                    specs,
+                    is_leaf=lambda x, node=node: isinstance(x, node),
+                    transform_non_params=lambda _: "replicated",
+                )
+            )
+    for ours, theirs in zip(got, want):
+        assert isinstance(ours, gradtx.MaskedState)
+        assert ours.inner_state.mu == theirs.inner_state.mu
+        assert ours.inner_state.mu == {"w": "rows", "b": None, "c": {"d": "one"}}
+        assert "replicated" in jax.tree.leaves(ours)  # the count, and gradtx's table
+
+
+@jax.tree_util.register_pytree_node_class
+class CallableModule:
+    """A callable pytree, as an Equinox module is: as a mask, a tree of bools, not a function."""
+
+    def __init__(self, w, b):
+        self.w, self.b = w, b
+
+    def __call__(self, x):
+        return self.w * x + self.b
+
+    def tree_flatten(self):
+        return (self.w, self.b), None
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls(*children)
+
+
+def test_a_callable_pytree_mask_is_a_tree_of_bools():
+    params = CallableModule(jnp.ones(2), jnp.ones(3))
+    mask = CallableModule(True, False)
+    tx = gradtx.masked(gradtx.scale(2.0), mask)
+    updates, state = tx.update(params, tx.init(params), params)
+    np.testing.assert_array_equal(updates.w, 2.0)
+    np.testing.assert_array_equal(updates.b, 1.0)
+    decay = gradtx.add_decayed_weights(0.5, mask=mask)  # checked when built, as a tree
+    updates, _ = decay.update(params, decay.init(params), params)
+    np.testing.assert_array_equal(updates.w, 1.5)
+    np.testing.assert_array_equal(updates.b, 1.0)
+    frozen = gradtx.selective_transform(gradtx.scale(2.0), freeze_mask=mask)
+    updates, _ = frozen.update(params, frozen.init(params), params)
+    np.testing.assert_array_equal(updates.w, 0.0)
+    np.testing.assert_array_equal(updates.b, 2.0)
+    with pytest.raises(TypeError, match="masked: mask leaves must be bools, got int 1 at"):
+        gradtx.masked(gradtx.scale(2.0), CallableModule(True, 1))
 
 
 # ---- memory --------------------------------------------------------------------------------
@@ -690,6 +883,68 @@ def test_masked_inside_partition_and_partition_inside_masked(jit):
     updates, _ = (jax.jit(outer.update) if jit else outer.update)(GRADS, outer.init(PARAMS), PARAMS)
     factors = {"enc": {"w": 3.0, "b": 1.0}, "dec": {"w": -1.0, "b": 1.0}}
     assert_trees_equal(updates, scaled(GRADS, factors))
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_wrappers_nested_under_a_prefix_mask_ignore_the_masks_below_its_holes(jit):
+    # the outer mask leaves "dec" out as one MaskedNode; the nested masks and labels are written
+    # for the whole tree and go on below it
+    enc_only = {"enc": True, "dec": False}
+    by_name = lambda p: jax.tree_util.tree_map_with_path(lambda path, _: path[-1].key, p)  # noqa: E731
+    cases = {
+        "partition": (
+            gradtx.masked(
+                gradtx.partition({"w": gradtx.scale(3.0), "b": gradtx.scale(-1.0)}, by_name),
+                enc_only,
+            ),
+            {"enc": {"w": 3.0, "b": -1.0}, "dec": {"w": 1.0, "b": 1.0}},
+        ),
+        "multi_transform": (
+            gradtx.masked(
+                gradtx.multi_transform(
+                    {"w": gradtx.scale(3.0), "b": gradtx.scale(-1.0)}, by_name(PARAMS)
+                ),
+                enc_only,
+            ),
+            {"enc": {"w": 3.0, "b": -1.0}, "dec": {"w": 1.0, "b": 1.0}},
+        ),
+        "freeze": (
+            gradtx.freeze(
+                {"enc": False, "dec": True}, inner=gradtx.masked(gradtx.scale(3.0), IS_W)
+            ),
+            {"enc": {"w": 3.0, "b": 1.0}, "dec": {"w": 0.0, "b": 0.0}},
+        ),
+        "masked_freeze": (
+            gradtx.masked(gradtx.freeze({"enc": IS_W["enc"], "dec": True}), enc_only),
+            {"enc": {"w": 0.0, "b": 1.0}, "dec": {"w": 1.0, "b": 1.0}},
+        ),
+    }
+    for name, (tx, factors) in cases.items():
+        updates, state = (jax.jit(tx.update) if jit else tx.update)(GRADS, tx.init(PARAMS), PARAMS)
+        assert_trees_equal(updates, scaled(GRADS, factors))
+        assert jax.tree.structure(state) == jax.tree.structure(tx.init(PARAMS)), name
+
+
+def test_a_nested_wrapper_sees_one_placeholder_for_a_subtree_left_out():
+    seen = []
+
+    def update(updates, state, params=None):
+        seen.append(updates)
+        return updates, state
+
+    spy = gradtx.GradientTransformation(lambda p: gradtx.EmptyState(), update)
+    tx = gradtx.masked(gradtx.masked(spy, IS_W), {"enc": True, "dec": False})
+    tx.update(GRADS, tx.init(PARAMS), PARAMS)
+    assert seen[-1]["dec"] == gradtx.MaskedNode()  # the outer mask's hole, kept
+    assert seen[-1]["enc"]["b"] == gradtx.MaskedNode() and seen[-1]["enc"]["w"] is not None
+    seen.clear()
+    within = gradtx.partition({"in": gradtx.masked(spy, IS_W), "out": gradtx.identity()}, by_layer)
+    within.update(GRADS, within.init(PARAMS), PARAMS)
+    assert seen[-1]["dec"] == {"w": None, "b": gradtx.MaskedNode()}  # partition's holes: None
+
+
+def by_layer(params):
+    return {"enc": "in", "dec": "out"}
 
 
 def test_partition_inside_partition_with_freeze():

@@ -229,7 +229,7 @@ def test_state_sharding_lays_z_out_like_the_params_and_the_step_keeps_it():
     z = state.inner_state.z
     for k in params:
         assert z[k].sharding.is_equivalent_to(params[k].sharding, z[k].ndim)
-    nu = state.inner_state.base_optimizer_state[0][1][1].ema
+    nu = state.inner_state.base_optimizer_state[0].nu
     assert nu["kernel"].sharding.is_equivalent_to(params["kernel"].sharding, 2)
     for leaf in (state.inner_state.b1, state.inner_state.weight_sum, state.count):
         assert leaf.sharding.is_fully_replicated

@@ -26,6 +26,8 @@ import numpy as np
 from gradtx._core import hyper as _hyper
 from gradtx._core import tree as _tree
 from gradtx._core.base import OptState, PyTree
+from gradtx._core.masking import MaskedState
+from gradtx._core.multi_transform import MultiTransformState
 
 _EARLIER_FIELDS = ("value", "residual", "manual")  # a hyperparameter's leaves before the table
 
@@ -72,6 +74,49 @@ def _nodes(tree: PyTree, kind: type, inside: str, prefix: tuple[str, ...] = ()):
 def _hyper_states(tree: PyTree):
     """Each :class:`HyperState` in ``tree``, nested ones too, with its path (as in _parts)."""
     return _nodes(tree, _hyper.HyperState, "inner_state")
+
+
+def _masked_wrappers(tree: PyTree, prefix: tuple[str, ...] = ()):
+    """The paths (as in _parts) of the :class:`MaskedState` of each :func:`gradtx.masked` and
+    :func:`gradtx.freeze` in ``tree``, outer ones first. The groups of a
+    :class:`MultiTransformState`, in optax's layout from the start, are not among them."""
+    kinds = (MaskedState, MultiTransformState)
+    found = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: isinstance(x, kinds))[0]
+    for path, node in found:
+        at = prefix + tuple(_tree.path_str((key,)) for key in path)
+        if isinstance(node, MaskedState):
+            yield at
+            yield from _masked_wrappers(node.inner_state, at + ("inner_state",))
+        elif isinstance(node, MultiTransformState):
+            groups = jax.tree_util.tree_flatten_with_path(
+                node.inner_states, is_leaf=lambda x: isinstance(x, MaskedState)
+            )[0]
+            for key, group in groups:
+                where = at + ("inner_states",) + tuple(_tree.path_str((k,)) for k in key)
+                yield from _masked_wrappers(group.inner_state, where + ("inner_state",))
+
+
+def _masked_from_bare(target: OptState, have: dict[tuple[str, ...], Any]) -> dict:
+    """``have`` with the states of :func:`gradtx.masked` and :func:`gradtx.freeze` saved in
+    the layout before optax's (gradtx until December 2026: the inner state alone, where
+    :class:`MaskedState` now holds it as ``inner_state``) moved under ``inner_state``."""
+    wrappers = list(_masked_wrappers(target))
+
+    def bare(path: tuple[str, ...]) -> tuple[str, ...]:
+        for at in reversed(wrappers):  # the inner ones first: their field lies further in
+            if path[: len(at) + 1] == at + ("inner_state",):
+                path = path[: len(at)] + path[len(at) + 1 :]
+        return path
+
+    moved = [(path, bare(path)) for path in _parts(target)]
+    moved = [(path, old) for path, old in moved if path != old]
+    have = dict(have)
+    if any(path in have for path, _ in moved) or not any(old in have for _, old in moved):
+        return have
+    for at in wrappers:  # the outer ones first: then a nested one's path is have's already
+        for path in [p for p in have if p[: len(at)] == at]:
+            have[at + ("inner_state",) + path[len(at) :]] = have.pop(path)
+    return have
 
 
 # Adam's state before it kept one step count for both moments (gradtx until December 2026): the
@@ -122,7 +167,13 @@ def _from_earlier_layout(target: OptState, have: dict[tuple[str, ...], Any]) -> 
 
 
 def _earlier_layout_hint(target: OptState, have: dict[tuple[str, ...], Any]) -> list[str]:
-    """A sentence when ``have`` holds live states in the layout before the table."""
+    """A sentence when ``have`` holds states in one of gradtx's earlier layouts."""
+    if set(_masked_from_bare(target, have)) != set(have):
+        return [
+            "it holds the state of masked or freeze in gradtx's layout before optax's (the inner "
+            "state alone, without MaskedState's inner_state): read it without a target and "
+            "convert it with gradtx.restore_state"
+        ]
     for at, _ in _hyper_states(target):
         if at + ("count",) in have and any(p[: len(at) + 1] == at + ("hyperparams",) for p in have):
             return [
@@ -130,6 +181,7 @@ def _earlier_layout_hint(target: OptState, have: dict[tuple[str, ...], Any]) -> 
                 "per transformation: read it without a target and convert it with "
                 "gradtx.restore_state"
             ]
+    from gradtx._interop import earlier_layouts  # a layer above _core
     from gradtx._transforms.second_moments import ScaleByAdamState
 
     for at, _ in _nodes(target, ScaleByAdamState, ""):
@@ -139,6 +191,12 @@ def _earlier_layout_hint(target: OptState, have: dict[tuple[str, ...], Any]) -> 
                 "both (0/ema and 1/1/ema): read it without a target and convert it with "
                 "gradtx.restore_state"
             ]
+    _, converted = earlier_layouts.convert(target, have)
+    if converted:
+        return [
+            f"it holds {_tree._listing(sorted(set(converted)))} in gradtx's layout before "
+            f"optax's: read it without a target and convert it with gradtx.restore_state"
+        ]
     return []
 
 
@@ -237,7 +295,11 @@ def restore_state(target: OptState, restored: PyTree) -> OptState:
     ``value``, ``residual`` and ``manual`` beside each ``inner_state``) is converted to it, and
     so is one written before Adam kept one step count for both moments (until December 2026:
     ``0/count``, ``0/ema``, ``1/1/count``, ``1/1/ema`` where :class:`gradtx.ScaleByAdamState`
-    has ``count``, ``mu`` and ``nu``).
+    has ``count``, ``mu`` and ``nu``), and one written before the states of RMSProp, AMSGrad,
+    AdaBelief, Adan, Rprop, the AdEMAMixes, ``scale_by_schedule`` and the line searches took
+    optax's layouts (see :mod:`gradtx._interop.earlier_layouts`), and one of :func:`gradtx.masked`
+    or :func:`gradtx.freeze` written before their state was optax's :class:`MaskedState` (until
+    December 2026: the inner state alone).
 
     Args:
       target: the state of the optimizer to restore into (arrays or ``ShapeDtypeStruct``).
@@ -260,8 +322,12 @@ def restore_state(target: OptState, restored: PyTree) -> OptState:
       >>> int(restored.count), float(gradtx.hyperparams(restored)["learning_rate"])
       (1, 1.0000000656873453e-05)
     """
+    from gradtx._interop import earlier_layouts  # a layer above _core
+
     want = _parts(target)
-    have = _adam_from_two_counts(target, _from_earlier_layout(target, _parts(restored)))
+    have = _masked_from_bare(target, _parts(restored))
+    have = _adam_from_two_counts(target, _from_earlier_layout(target, have))
+    have, _ = earlier_layouts.convert(target, have)
     problems = _differences(want, have)
     if problems:
         raise ValueError(

@@ -8,11 +8,23 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation, PyTree, identity, with_extra_args
 from gradtx._core.checks import check_flag
+from gradtx._core.masking import (
+    MaskedState,
+    as_flag,
+    as_label,
+    check_labels,
+    fitted,
+    is_params_fn,
+    masked_out,
+    per_leaf,
+    static_tree,
+)
+from gradtx._core.masking import check_mask as check_mask
+from gradtx._core.state_utils import _Params
 
 
 def _check_links(owner: str, transforms: tuple[Any, ...]) -> tuple[GradientTransformation, ...]:
@@ -161,107 +173,13 @@ def join(
 
 # ---- routing leaves: masked, freeze, partition ---------------------------------------------
 #
-# A wrapper that sends some leaves to an inner transformation gives it the whole tree with None
-# in place of the other leaves. None is an empty subtree in JAX: the inner transformation sees
-# no leaf there and allocates no state for it, while the tree keeps the params' containers, so
-# a mask or label tree written for the whole model also fits what a nested wrapper sees.
-
-
-def _describe(x: Any) -> str:
-    if isinstance(x, (np.ndarray, jax.Array)):
-        return f"an array of shape {np.shape(x)} and dtype {x.dtype}"
-    return f"{type(x).__name__} {x!r}"
-
-
-def _flag(owner: str, where: str, leaf: Any, name: str = "mask") -> bool:
-    """A mask leaf as a Python bool: bools and concrete scalar bool arrays are accepted."""
-    if isinstance(leaf, (bool, np.bool_)):
-        return bool(leaf)
-    if isinstance(leaf, jax.core.Tracer):
-        raise TypeError(
-            f"{owner}: the {name} must be static, but {where!r} is a traced value; build it from "
-            f"the params' structure and shapes, not their values"
-        )
-    if isinstance(leaf, (np.ndarray, jax.Array)) and leaf.dtype == np.bool_ and leaf.ndim == 0:
-        return bool(leaf)
-    raise TypeError(f"{owner}: {name} leaves must be bools, got {_describe(leaf)} at {where!r}")
-
-
-def _label(owner: str, where: str, leaf: Any, name: str = "param_labels") -> Any:
-    """A label leaf, checked to be a static hashable value."""
-    try:
-        hash(leaf)
-    except TypeError:
-        raise TypeError(
-            f"{owner}: labels must be hashable values such as strings, got {_describe(leaf)} "
-            f"at {where!r} of {name}"
-        ) from None
-    if isinstance(leaf, jax.core.Tracer):
-        raise TypeError(f"{owner}: labels must be static, but {where!r} of {name} is traced")
-    return leaf
-
-
-def _static_tree(
-    owner: str, tree: Any, convert: Callable[[str, str, Any, str], Any], name: str
-) -> PyTree:
-    """``tree`` (the argument ``name``) with every leaf checked and converted by
-    ``convert(owner, path, leaf, name)``."""
-    if tree is None:
-        raise TypeError(
-            f"{owner}: expected a tree (or a function of the params) as {name}, got None"
-        )
-    return jax.tree_util.tree_map_with_path(
-        lambda path, leaf: convert(owner, _tree.path_str(path), leaf, name), tree
-    )
-
-
-def check_mask(owner: str, name: str, mask: Any) -> Any:
-    """Checks a mask argument when the transformation is built (a tree of bools: every leaf; a
-    function of the params: only that it is one); returns it unchanged. ``None`` (no mask)
-    passes."""
-    if mask is not None and not callable(mask):
-        _static_tree(owner, mask, _flag, name)
-    return mask
-
-
-def _key_parts(path: Any) -> tuple[str, ...]:
-    return tuple(_tree.path_str((key,)) for key in path)
-
-
-def _prefix_problem(params: PyTree, tree: PyTree, what: str) -> str:
-    """Why ``tree`` is not a prefix of ``params``, as the paths it leaves uncovered or adds."""
-    spots = jax.tree_util.tree_flatten_with_path(params, is_leaf=lambda x: x is None)[0]
-    param_paths = [_key_parts(path) for path, _ in spots]
-    given = {_key_parts(path) for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]}
-    prefixes = {q[:i] for q in param_paths for i in range(len(q) + 1)}
-    uncovered = [
-        "/".join(q) or "<root>"
-        for q in param_paths
-        if not any(q[:i] in given for i in range(len(q) + 1))
-    ]
-    unknown = sorted("/".join(p) or "<root>" for p in given if p not in prefixes)
-    lines = []
-    if uncovered:
-        lines.append(f"params not covered by the {what}: {_tree._listing(uncovered)}")
-    if unknown:
-        lines.append(f"in the {what} but not in params: {_tree._listing(unknown)}")
-    if not lines:
-        lines.append(
-            f"the containers differ: {jax.tree.structure(tree)} is not a prefix of "
-            f"{jax.tree.structure(params)}"
-        )
-    return "; ".join(lines)
-
-
-def _per_leaf(owner: str, what: str, spec: PyTree, params: PyTree) -> list[Any]:
-    """The mask or label of each leaf of ``params``; ``spec`` is the params' tree or a prefix."""
-    try:
-        full = jax.tree.broadcast(spec, params)
-        return jax.tree.structure(params).flatten_up_to(full)
-    except (ValueError, TypeError):
-        problem = _prefix_problem(params, spec, what)
-        verb = "do" if what.endswith("s") else "does"
-        raise ValueError(f"{owner}: the {what} {verb} not fit the params: {problem}") from None
+# A wrapper that sends some leaves to an inner transformation gives it the whole tree with holes
+# in place of the other leaves (gradtx._core.masking): masked and freeze put optax's MaskedNode
+# where optax does and keep the inner state in optax's MaskedState; partition puts None in place
+# of each leaf and keeps the inner states bare. A hole is an empty subtree: the inner
+# transformation sees no leaf and allocates no state there, while the tree keeps the params'
+# containers, so that a mask or label tree written for the whole model also fits what a nested
+# wrapper sees (cut at the holes by masking.fit).
 
 
 def _holes(tree: PyTree, keep: list[bool]) -> PyTree:
@@ -306,31 +224,60 @@ def _masked(
     others: Callable[[jax.Array], jax.Array] | None,
     mask_compatible_extra_args: bool,
 ) -> GradientTransformation:
-    """``inner`` on the leaves whose mask is ``select``; the rest mapped by ``others`` (or kept)."""
+    """``inner`` on the leaves whose mask is ``select``; the rest mapped by ``others`` (or kept).
+
+    ``inner`` sees the tree with a :class:`MaskedNode` in place of each subtree whose mask leaf
+    is not ``select``; the state is ``MaskedState(inner_state)``.
+    """
     inner = _check_tx(owner, "inner", inner)
     check_flag(owner, "mask_compatible_extra_args", mask_compatible_extra_args)
-    static = None if callable(mask) else _static_tree(owner, mask, _flag, "mask")
+    static = None if is_params_fn(mask) else static_tree(owner, mask, as_flag, "mask")
+    rest = (lambda sub: sub) if others is None else (lambda sub: jax.tree.map(others, sub))
 
-    def chosen(tree):
-        spec = _static_tree(owner, mask(tree), _flag, "mask") if static is None else static
-        return [flag == select for flag in _per_leaf(owner, "mask", spec, tree)]
+    def kept(tree):
+        """A tree of bools, a prefix of ``tree``: True for the subtrees ``inner`` gets."""
+        spec = static_tree(owner, mask(tree), as_flag, "mask") if static is None else static
+        # a subtree of the mask below a hole of the tree (a nested wrapper's) keeps the hole
+        return jax.tree.map(lambda flag: flag == select, fitted(owner, "mask", spec, tree, select))
 
     def init(params):
-        return inner.init(_holes(params, chosen(params)))
+        if isinstance(params, _Params):  # tree_map_params' placeholder: no tree to mask
+            return MaskedState(inner.init(params))
+        return MaskedState(inner.init(masked_out(params, kept(params))))
 
     def update(updates, state, params=None, **extra):
+        if not isinstance(state, MaskedState):
+            raise ValueError(
+                f"{owner}: the state must be the MaskedState that init made, got "
+                f"{type(state).__name__} (a checkpoint of gradtx's earlier layout, the inner "
+                f"state alone, is converted by gradtx.restore_state)"
+            )
         if params is not None:
             _tree.check_match(owner, (params, updates), ("params", "updates"))
-        keep = chosen(updates if params is None else params)
-        flat, treedef = jax.tree.flatten(updates)
+        keep = kept(updates if params is None else params)
         if mask_compatible_extra_args:
-            extra = _restrict_extra(extra, treedef, keep)
-        inner_params = None if params is None else _holes(params, keep)
-        new, state = inner.update(_holes(updates, keep), state, inner_params, **extra)
-        flat_new = _flat_output(owner, treedef, new)
-        rest = (lambda u: u) if others is None else others
-        merged = [n if k else rest(u) for u, k, n in zip(flat, keep, flat_new)]
-        return treedef.unflatten(merged), state
+            structure = jax.tree.structure(updates)
+            extra = {
+                name: masked_out(value, keep) if jax.tree.structure(value) == structure else value
+                for name, value in extra.items()
+            }
+        new, inner_state = inner.update(
+            masked_out(updates, keep),
+            state.inner_state,
+            None if params is None else masked_out(params, keep),
+            **extra,
+        )
+        try:
+            merged = jax.tree.map(lambda k, n, o: n if k else rest(o), keep, new, updates)
+        except (ValueError, TypeError):
+            merged = None
+        if merged is None or jax.tree.structure(merged) != jax.tree.structure(updates):
+            raise ValueError(
+                f"{owner}: the inner transformation returned updates with another tree "
+                f"structure than it was given: {jax.tree.structure(new)} vs "
+                f"{jax.tree.structure(masked_out(updates, keep))}"
+            )
+        return merged, MaskedState(inner_state)
 
     return GradientTransformation(init, update)
 
@@ -345,25 +292,30 @@ def masked(
       \end{cases}
 
     where :math:`T` is ``inner`` and :math:`u_M` the selected leaves only. ``inner`` sees the
-    updates (and params) tree with ``None`` in place of the unselected leaves, so its state holds
-    the selected leaves only, and tree-wide quantities (a global norm) cover those leaves only.
+    updates (and params) tree with a :class:`MaskedNode` in place of each subtree left out, as
+    optax's ``masked`` gives it (one placeholder for a whole subtree that a mask leaf leaves
+    out), so its state holds the selected leaves only, and tree-wide quantities (a global norm)
+    cover those leaves only.
 
     Args:
       inner: the transformation for the selected leaves.
       mask: a tree of bools with the params' structure, or a prefix of it (``True`` selects
         everything, ``{"encoder": True, "decoder": False}`` whole subtrees); or a function of the
-        params returning one. The function is called by ``init`` on the params and by
-        ``update`` on the params, or on the updates when no params are given (same structure
-        and shapes). The mask must be static: built from the structure, names and shapes, not
-        from traced values. Nested inside another ``masked`` or a :func:`partition`, a mask
-        still describes the whole params tree (the leaves left out by the outer wrapper are
-        ``None`` there).
+        params returning one (told apart as optax does: a tree whose leaves are all callable;
+        a callable pytree with bool leaves, such as an Equinox module, is a mask tree). The
+        function is called by ``init`` on the params and by ``update`` on the params, or on the
+        updates when no params are given (same structure and shapes). The mask must be static:
+        built from the structure, names and shapes, not from traced values. Nested inside
+        another ``masked``, a :func:`freeze` or a :func:`partition`, a mask still describes the
+        whole params tree: where the outer wrapper left leaves out (a :class:`MaskedNode` or
+        ``None`` there), it may go on below, and that part of it is not used.
       mask_compatible_extra_args: also restrict extra arguments of ``update`` whose tree
         structure is the updates' to the selected leaves. Default False, optax's.
 
     Returns:
-      A :class:`GradientTransformation` whose state is ``inner``'s state for the selected
-      leaves (so :func:`gradtx.hyperparams` sees ``inner``'s hyperparameters unchanged).
+      A :class:`GradientTransformation` whose state is optax's :class:`MaskedState`
+      ``(inner_state)``, ``inner``'s state for the selected leaves (:func:`gradtx.hyperparams`
+      finds ``inner``'s hyperparameters under their own names).
 
     Raises:
       TypeError: for a mask leaf that is not a bool (checked when built if the mask is a tree).
@@ -377,6 +329,9 @@ def masked(
       >>> updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
       >>> updates["w"][0], updates["b"]
       (Array([0.5, 0.5], dtype=float32), Array([0., 0.], dtype=float32))
+      >>> momentum = gradtx.masked(gradtx.trace(0.9), {"w": True, "b": False})
+      >>> momentum.init(params).inner_state.trace["b"]  # no momentum for the bias
+      MaskedNode()
     """
     return _masked(
         "masked",
@@ -395,12 +350,15 @@ def freeze(mask: Any, *, inner: GradientTransformation | None = None) -> Gradien
       u_i \leftarrow \begin{cases} 0 & m_i = \text{True (frozen)} \\ T(u_F)_i & m_i =
       \text{False} \end{cases}
 
-    With ``inner=None``, :math:`T` is the identity: a stateless transformation, as optax's
-    ``freeze``. Given an optimizer as ``inner``, it is applied to the trainable leaves only
-    (:math:`u_F`) and its state holds no moment for a frozen leaf: ``freeze(mask, inner=adam(lr))``
-    is ``partition({"train": adam(lr), "frozen": freeze(True)}, labels)`` without writing the
-    labels. Placing a plain ``freeze(mask)`` before an optimizer in a chain instead would still
-    give the optimizer state for the frozen leaves, and decoupled weight decay would move them.
+    With ``inner=None``, :math:`T` is the identity: optax's ``freeze``, with its state
+    ``MaskedState(inner_state=EmptyState())``. Given an optimizer as ``inner``, it is applied to
+    the trainable leaves only (:math:`u_F`), which it sees with a :class:`MaskedNode` in place of
+    each frozen subtree, as :func:`masked` gives them, and its state holds no moment for a
+    frozen leaf: ``freeze(mask, inner=adam(lr))`` is ``partition({"train": adam(lr), "frozen":
+    freeze(True)}, labels)`` without writing the labels, and its inner state is that of the
+    ``"train"`` group of optax's ``selective_transform(adam(lr), freeze_mask=mask)``. Placing a
+    plain ``freeze(mask)`` before an optimizer in a chain instead would still give the optimizer
+    state for the frozen leaves, and decoupled weight decay would move them.
 
     Args:
       mask: a tree of bools (True: frozen) with the params' structure or a prefix of it, or a
@@ -408,8 +366,8 @@ def freeze(mask: Any, *, inner: GradientTransformation | None = None) -> Gradien
       inner: optional transformation for the trainable leaves.
 
     Returns:
-      A :class:`GradientTransformation`: stateless without ``inner``, else ``inner``'s state
-      for the trainable leaves.
+      A :class:`GradientTransformation` whose state is :class:`MaskedState` ``(inner_state)``:
+      :class:`EmptyState` without ``inner``, else ``inner``'s state for the trainable leaves.
 
     Example:
       >>> import gradtx, jax.numpy as jnp
@@ -417,7 +375,7 @@ def freeze(mask: Any, *, inner: GradientTransformation | None = None) -> Gradien
       >>> tx = gradtx.freeze({"embed": True, "head": False}, inner=gradtx.sgd(0.1, momentum=0.9))
       >>> state = tx.init(params)
       >>> state.inner_state[0].trace  # momentum for the trainable leaves only
-      {'embed': None, 'head': Array([0., 0.], dtype=float32)}
+      {'embed': MaskedNode(), 'head': Array([0., 0.], dtype=float32)}
       >>> updates, state = tx.update(params, state, params)
       >>> updates["embed"], updates["head"]
       (Array([0., 0., 0.], dtype=float32), Array([-0.1, -0.1], dtype=float32))
@@ -434,20 +392,6 @@ def freeze(mask: Any, *, inner: GradientTransformation | None = None) -> Gradien
         others=jnp.zeros_like,
         mask_compatible_extra_args=False,
     )
-
-
-def check_labels(owner: str, labels: PyTree, groups: Mapping[Any, Any], name: str) -> None:
-    """Raises ValueError naming each label of ``labels`` that ``groups`` has no entry for."""
-    missing: dict[Any, str] = {}
-    for path, label in jax.tree_util.tree_flatten_with_path(labels)[0]:
-        if label not in groups:
-            missing.setdefault(label, _tree.path_str(path))
-    if missing:
-        shown = ", ".join(f"{label!r} (at {where!r})" for label, where in missing.items())
-        raise ValueError(
-            f"{owner}: no transformation for the label(s) {shown} of {name}; "
-            f"transforms has {list(groups)}"
-        )
 
 
 def partition(
@@ -534,15 +478,15 @@ def partition(
     check_flag(owner, "mask_compatible_extra_args", mask_compatible_extra_args)
 
     def checked(spec):
-        labels = _static_tree(owner, spec, _label, "param_labels")
+        labels = static_tree(owner, spec, as_label, "param_labels")
         check_labels(owner, labels, groups, "param_labels")
         return labels
 
-    static = None if callable(param_labels) else checked(param_labels)
+    static = None if is_params_fn(param_labels) else checked(param_labels)
 
     def labels_of(tree):
         spec = checked(param_labels(tree)) if static is None else static
-        return _per_leaf(owner, "labels", spec, tree)
+        return per_leaf(owner, "labels", spec, tree)
 
     def init(params):
         labels = labels_of(params)

@@ -1,12 +1,12 @@
 """optax's parameter groups, in optax's state layout: multi_transform, selective_transform.
 
-:func:`gradtx.partition`, :func:`gradtx.masked` and :func:`gradtx.freeze`
-(:mod:`gradtx._core.combine`) route leaves with ``None`` in place of the leaves left out and keep
-the inner states bare (``{label: state}``). The names here are optax's and keep optax's layout,
-for code and checkpoints written against it: the state is
+:func:`gradtx.partition` (:mod:`gradtx._core.combine`) routes leaves with ``None`` in place of
+the leaves left out and keeps the inner states bare (``{label: state}``). The names here are
+optax's and keep optax's layout, for code and checkpoints written against it, as
+:func:`gradtx.masked` and :func:`gradtx.freeze` do: the state is
 ``MultiTransformState(inner_states={label: MaskedState(inner_state)})``, and each group's inner
 state holds a :class:`MaskedNode` where another group's subtree is, exactly where optax puts
-one.
+one (:mod:`gradtx._core.masking`).
 """
 
 from __future__ import annotations
@@ -17,43 +17,25 @@ from typing import Any, NamedTuple
 import jax
 
 from gradtx._core import combine as _combine
+from gradtx._core import masking as _masking
 from gradtx._core.base import GradientTransformation, Params, PyTree, set_to_zero
 from gradtx._core.checks import check_flag
+from gradtx._core.masking import MaskedNode as MaskedNode
+from gradtx._core.masking import MaskedState as MaskedState
+from gradtx._core.masking import masked_out as _masked_out
 
 MaskOrFn = Any | Callable[[Params], Any] | None
 """A mask argument: a tree of bools (or a prefix of the params' tree), a function of the params
 returning one, or ``None``; optax's name for the type."""
 
 
-class MaskedNode(NamedTuple):
-    """The placeholder of a subtree left out of a group's params, updates and state.
-
-    An empty container: ``jax.tree.map`` and the other tree functions see no leaf in it, so a
-    group's transformation allocates no state there. ``isinstance(x, gradtx.MaskedNode)`` picks
-    the placeholders out of the states of :func:`multi_transform` and
-    :func:`selective_transform` (:func:`gradtx.masked` and :func:`gradtx.partition` leave
-    ``None`` there instead).
-    """
-
-
-class MaskedState(NamedTuple):
-    """One group's state in a :class:`MultiTransformState`."""
-
-    inner_state: Any  # the group's transformation's state, MaskedNode() for the other groups
+_NO_GROUP = object()  # the label of a hole's subtree (a nested wrapper's): in no group
 
 
 class MultiTransformState(NamedTuple):
     """The state of :func:`multi_transform` (optax's ``PartitionState``)."""
 
     inner_states: Mapping[Hashable, MaskedState]  # label -> that group's MaskedState
-
-
-def _masked_out(tree: PyTree, mask: PyTree) -> PyTree:
-    """``tree`` with a :class:`MaskedNode` in place of each subtree whose mask leaf is False.
-
-    ``mask`` has ``tree``'s structure or a prefix of it (checked before, by the caller).
-    """
-    return jax.tree.map(lambda keep, sub: sub if keep else MaskedNode(), mask, tree)
 
 
 def _merged(mask: PyTree, new: PyTree, old: PyTree) -> PyTree:
@@ -144,21 +126,21 @@ def _groups(
     )
 
     def checked(spec: PyTree) -> PyTree:
-        return _combine._static_tree(owner, spec, _combine._label, labels_name)
+        return _masking.static_tree(owner, spec, _masking.as_label, labels_name)
 
-    static = None if callable(param_labels) else checked(param_labels)
+    static = None if _masking.is_params_fn(param_labels) else checked(param_labels)
 
-    def labels_of(tree: PyTree) -> PyTree:
+    def labels_of(tree: PyTree) -> tuple[PyTree, PyTree]:
+        """The labels as given, and fitted to ``tree`` (a prefix of it, cut at its holes)."""
         labels = checked(param_labels(tree)) if static is None else static
-        _combine._per_leaf(owner, labels_name, labels, tree)  # a prefix of the tree
-        return labels
+        return labels, _masking.fitted(owner, labels_name, labels, tree, fill=_NO_GROUP)
 
     def group_mask(labels: PyTree, group: Hashable) -> PyTree:
         return jax.tree.map(lambda label: label == group, labels)
 
     def init(params):
-        labels = labels_of(params)
-        _combine.check_labels(owner, labels, groups, labels_name)
+        given, labels = labels_of(params)
+        _masking.check_labels(owner, given, groups, labels_name)
         return MultiTransformState(
             {
                 group: MaskedState(tx.init(_masked_out(params, group_mask(labels, group))))
@@ -174,7 +156,7 @@ def _groups(
                 f"{owner}: the state must be the MultiTransformState that init made, with "
                 f"groups {list(groups)}, got {got}"
             )
-        labels = labels_of(updates)
+        _, labels = labels_of(updates)
         structure = jax.tree.structure(updates)
         new_states = {}
         for group, tx in groups.items():
@@ -210,13 +192,14 @@ def selective_transform(
     optax's ``selective_transform``: :func:`multi_transform` with the groups ``"train"``
     (``optimizer``) and ``"freeze"`` (:func:`gradtx.set_to_zero`), so that ``optimizer`` keeps
     no state for a frozen leaf. :func:`gradtx.freeze` ``(mask, inner=optimizer)`` gives the
-    same updates with gradtx's bare state.
+    same updates, with the ``"train"`` group's :class:`MaskedState` alone as its state.
 
     Args:
       optimizer: the transformation of the trainable leaves.
       freeze_mask: a bool (True freezes everything), a tree of bools with the params' structure
         or a prefix of it (True: frozen), or a function of the params returning one (an
-        extension: optax's would freeze every leaf). It must be static.
+        extension: optax's would freeze every leaf; told from a tree as :func:`gradtx.masked`
+        tells them). It must be static.
 
     Returns:
       A :class:`GradientTransformation` whose state is :class:`MultiTransformState` with the
@@ -245,11 +228,11 @@ def selective_transform(
     optimizer = _combine._check_tx(owner, "optimizer", optimizer)
 
     def labels_of(mask: PyTree) -> PyTree:
-        mask = _combine._static_tree(owner, mask, _combine._flag, "freeze_mask")
+        mask = _masking.static_tree(owner, mask, _masking.as_flag, "freeze_mask")
         return jax.tree.map(lambda frozen: "freeze" if frozen else "train", mask)
 
     labels: Any
-    if callable(freeze_mask):
+    if _masking.is_params_fn(freeze_mask):
 
         def labels(params: PyTree) -> PyTree:
             return labels_of(freeze_mask(params))

@@ -19,6 +19,7 @@ float64 params).
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -28,7 +29,7 @@ import jax.numpy as jnp
 
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation, PyTree
-from gradtx._core.checks import check_count, check_flag
+from gradtx._core.checks import MissingArgumentError, check_count, check_flag
 from gradtx._core.hyper import ScalarOrSchedule, Value, live, value_as
 
 _RESERVED = ("value", "grad", "value_fn")
@@ -37,11 +38,41 @@ _RESERVED = ("value", "grad", "value_fn")
 # ---- shared pieces -------------------------------------------------------------------------
 
 
-class LinesearchInfo(NamedTuple):
-    """What the last search did."""
+def failure_error(gap: jax.Array) -> jax.Array:
+    """By how much a condition the search needs was missed: ``gap`` (the value minus its bound)
+    where it is positive, else inf (a NaN value or slope, or a trial refused for a reason the
+    gap does not show)."""
+    return jnp.where(gap > 0, gap, jnp.inf).astype(gap.dtype)
+
+
+class BacktrackingLinesearchInfo(NamedTuple):
+    """What the last backtracking search did, as optax's (its ``decrease_error``: 0 when a step
+    met the sufficient decrease condition, positive when none did)."""
 
     num_linesearch_steps: jax.Array  # int32 []: trial points evaluated by the last update
-    succeeded: jax.Array  # bool []: the step taken meets all of the search's conditions
+    decrease_error: jax.Array  # [] scalar dtype: 0, or how much the last trial missed the
+    # condition by (its value minus the bound; inf for a NaN value; inf before the first search)
+
+    @property
+    def succeeded(self) -> jax.Array:
+        """bool: the step taken meets the sufficient decrease condition."""
+        return self.decrease_error == 0
+
+
+class ZoomLinesearchInfo(NamedTuple):
+    """What the last zoom search did, as optax's: both errors 0 when the step taken meets the
+    search's conditions, and a positive one names the condition it misses."""
+
+    num_linesearch_steps: jax.Array  # int32 []: trial points evaluated by the last update
+    decrease_error: jax.Array  # [] scalar dtype: 0 when the step taken decreases sufficiently;
+    # else (no step taken) how much the last trial missed that by (inf for a NaN value)
+    curvature_error: jax.Array  # [] scalar dtype: 0 when the step taken meets the curvature
+    # condition; else how much it (or with no step taken, the last trial) missed it by
+
+    @property
+    def succeeded(self) -> jax.Array:
+        """bool: the step taken meets the strong Wolfe (or approximate Wolfe) conditions."""
+        return (self.decrease_error == 0) & (self.curvature_error == 0)
 
 
 def scalar_dtype(params: PyTree) -> Any:
@@ -69,12 +100,12 @@ def value_fn_of(owner: str, params: PyTree, extra: dict[str, Any], at: str) -> C
     """``extra["value_fn"]``; ValueError naming ``owner`` if it or ``params`` is missing."""
     value_fn = extra.get("value_fn")
     if not callable(value_fn):
-        raise ValueError(
+        raise MissingArgumentError(
             f"{owner}: update needs the objective as value_fn=fn (a function of the params), "
             f"got {value_fn!r}"
         )
     if params is None:
-        raise ValueError(f"{owner}: update needs params ({at})")
+        raise MissingArgumentError(f"{owner}: update needs params ({at})")
     return value_fn
 
 
@@ -86,7 +117,7 @@ def objective(owner: str, params: PyTree, extra: dict[str, Any]):
     value_fn = value_fn_of(owner, params, extra, "the point the search starts from")
     for name in ("value", "grad"):
         if extra.get(name) is None:
-            raise ValueError(
+            raise MissingArgumentError(
                 f"{owner}: update needs {name}=..., the objective's "
                 f"{'value' if name == 'value' else 'gradient'} at params"
             )
@@ -95,28 +126,63 @@ def objective(owner: str, params: PyTree, extra: dict[str, Any]):
         raise ValueError(f"{owner}: value must be a scalar, got shape {jnp.shape(value)}")
     _tree.check_match(owner, (params, extra["grad"]), ("params", "grad"))
     fn_kwargs = {k: v for k, v in extra.items() if k not in _RESERVED}
+    _check_takes(owner, value_fn, fn_kwargs)
     return value_fn, value, extra["grad"], fn_kwargs
+
+
+def _check_takes(owner: str, value_fn: Callable, fn_kwargs: dict[str, Any]) -> None:
+    """TypeError naming the extra arguments ``value_fn`` does not take (every extra argument of
+    ``update`` but the reserved ones goes to it): an argument meant for it but misspelt, or one
+    meant for another link of the chain, fails here rather than inside the search."""
+    try:
+        parameters = inspect.signature(value_fn).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C function: let the call tell
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return
+    named = {
+        p.name
+        for p in parameters
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    }
+    unexpected = sorted(set(fn_kwargs) - named)
+    if unexpected:
+        raise TypeError(
+            f"{owner}: Unexpected keyword arguments {unexpected} for value_fn, which takes "
+            f"{sorted(named)}: every extra argument of update but {sorted(_RESERVED)} is passed "
+            f"to value_fn"
+        )
 
 
 def _as_like(tree: PyTree, like: PyTree) -> PyTree:
     return jax.tree.map(lambda x, p: jnp.asarray(x).astype(jnp.asarray(p).dtype), tree, like)
 
 
-class ZoomLinesearchState(NamedTuple):
+class ScaleByZoomLinesearchState(NamedTuple):
+    """The state of :func:`gradtx.scale_by_zoom_linesearch`, as optax's."""
+
     learning_rate: jax.Array  # [] scalar dtype: the step size taken last (1 before the first)
     value: jax.Array  # [] scalar dtype: the objective at params + updates (inf before a step)
     grad: PyTree  # like params: its gradient
-    info: LinesearchInfo
+    info: ZoomLinesearchInfo
+
+
+ZoomLinesearchState = ScaleByZoomLinesearchState  # gradtx's earlier name
 
 
 # ---- backtracking --------------------------------------------------------------------------
 
 
-class BacktrackingLinesearchState(NamedTuple):
+class ScaleByBacktrackingLinesearchState(NamedTuple):
+    """The state of :func:`scale_by_backtracking_linesearch`, as optax's."""
+
     learning_rate: jax.Array  # [] scalar dtype: the last step size tried; the next guess grows it
     value: jax.Array  # [] scalar dtype: the objective at params + updates (inf before a step)
     grad: PyTree | None  # like params: its gradient (None unless store_grad)
-    info: LinesearchInfo
+    info: BacktrackingLinesearchInfo
+
+
+BacktrackingLinesearchState = ScaleByBacktrackingLinesearchState  # gradtx's earlier name
 
 
 def _backtracking(
@@ -135,11 +201,11 @@ def _backtracking(
 
     def init(params):
         dtype = scalar_dtype(params)
-        return BacktrackingLinesearchState(
+        return ScaleByBacktrackingLinesearchState(
             learning_rate=value_as(max_learning_rate, dtype),
             value=jnp.full([], jnp.inf, dtype),
             grad=_tree.zeros_like(params) if store_grad else None,
-            info=LinesearchInfo(jnp.zeros([], jnp.int32), jnp.zeros([], bool)),
+            info=BacktrackingLinesearchInfo(jnp.zeros([], jnp.int32), jnp.full([], jnp.inf, dtype)),
         )
 
     def update(updates, state, params=None, **extra):
@@ -165,18 +231,20 @@ def _backtracking(
             return ~ok & (it < max_backtracking_steps)
 
         def body(carry):
-            it, step, ok, _, f_best, g_best = carry
+            it, step, ok, _, f_best, g_best, _ = carry
             f, g = evaluate(_tree.add_scaled(params, step, updates))
             f = jnp.asarray(f).astype(dtype)
-            armijo = f <= bound + c1 * step * slope
+            threshold = bound + c1 * step * slope
+            armijo = f <= threshold
             g = _as_like(g, params) if store_grad else None
             next_step = jnp.where(armijo, step, step * value_as(decrease_factor, dtype))
             pick = functools.partial(jnp.where, armijo)
             g_best = jax.tree.map(pick, g, g_best) if store_grad else None
-            return it + 1, next_step, armijo, step, pick(f, f_best), g_best
+            return it + 1, next_step, armijo, step, pick(f, f_best), g_best, f - threshold
 
-        start = (jnp.zeros([], jnp.int32), guess, jnp.zeros([], bool), guess, f0, zero_grad)
-        it, _, ok, tried, f_new, g_new = jax.lax.while_loop(cond, body, start)
+        inf = jnp.full([], jnp.inf, dtype)
+        start = (jnp.zeros([], jnp.int32), guess, jnp.zeros([], bool), guess, f0, zero_grad, inf)
+        it, _, ok, tried, f_new, g_new, gap = jax.lax.while_loop(cond, body, start)
         step = jnp.where(ok, tried, jnp.zeros_like(tried))
         if verbose:
             jax.lax.cond(
@@ -188,11 +256,12 @@ def _backtracking(
                 ),
             )
         out = jax.tree.map(lambda u: (step.astype(u.dtype) * u).astype(u.dtype), updates)
-        new_state = BacktrackingLinesearchState(
+        error = jnp.where(ok, jnp.zeros_like(gap), failure_error(gap))
+        new_state = ScaleByBacktrackingLinesearchState(
             learning_rate=tried,
             value=f_new,
             grad=g_new,
-            info=LinesearchInfo(num_linesearch_steps=it, succeeded=ok),
+            info=BacktrackingLinesearchInfo(num_linesearch_steps=it, decrease_error=error),
         )
         return out, new_state
 
@@ -224,7 +293,8 @@ def scale_by_backtracking_linesearch(
 
     If no trial meets the condition within ``max_backtracking_steps`` (a direction that does
     not descend, or a decrease below the float precision), the update is zero: the params stay
-    where they are, never NaN; ``state.info.succeeded`` is False and the next search starts
+    where they are, never NaN; ``state.info.decrease_error`` is positive (how much the last
+    trial missed the condition by; ``state.info.succeeded`` is False) and the next search starts
     from the smallest step tried. A trial whose value is NaN or infinite counts as failing.
 
     Args:
@@ -243,7 +313,8 @@ def scale_by_backtracking_linesearch(
 
     Returns:
       A :class:`GradientTransformation` whose ``update`` needs ``value``, ``grad`` and
-      ``value_fn`` (see the module notes).
+      ``value_fn`` (see the module notes); its state (inside the table's
+      :class:`gradtx.HyperState`) is optax's :class:`gradtx.ScaleByBacktrackingLinesearchState`.
 
     Example:
       >>> import gradtx, jax.numpy as jnp
@@ -291,7 +362,7 @@ def scale_by_backtracking_linesearch(
 
 # ---- reusing the last evaluation -----------------------------------------------------------
 
-_STATES = (BacktrackingLinesearchState, ZoomLinesearchState)
+_STATES = (ScaleByBacktrackingLinesearchState, ScaleByZoomLinesearchState)
 
 
 def _find_linesearch_states(state: PyTree) -> list[Any]:
@@ -354,7 +425,9 @@ def value_and_grad_from_state(
     def value_and_grad(params, *args, state, **kwargs):
         found = _find_linesearch_states(state)
         if len(found) != 1:
-            raise ValueError(
+            # several are a lookup that is ambiguous: KeyError, as gradtx.tree.get's and optax's
+            error = ValueError if not found else KeyError
+            raise error(
                 f"{owner}: the state must hold exactly one line search "
                 "(scale_by_zoom_linesearch or scale_by_backtracking_linesearch), "
                 f"found {len(found)}"

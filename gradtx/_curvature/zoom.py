@@ -17,9 +17,10 @@ from gradtx._core.base import GradientTransformation
 from gradtx._core.checks import check_count, check_flag
 from gradtx._core.hyper import ScalarOrSchedule, Value, live, value_as
 from gradtx._curvature.linesearch import (
-    LinesearchInfo,
-    ZoomLinesearchState,
+    ScaleByZoomLinesearchState,
+    ZoomLinesearchInfo,
     _as_like,
+    failure_error,
     objective,
     scalar_dtype,
     value_and_update_grad,
@@ -67,11 +68,12 @@ def _zoom(
 
     def init(params):
         dtype = scalar_dtype(params)
-        return ZoomLinesearchState(
+        inf = jnp.full([], jnp.inf, dtype)
+        return ScaleByZoomLinesearchState(
             learning_rate=jnp.ones([], dtype),
-            value=jnp.full([], jnp.inf, dtype),
+            value=inf,
             grad=_tree.zeros_like(params),
-            info=LinesearchInfo(jnp.zeros([], jnp.int32), jnp.zeros([], bool)),
+            info=ZoomLinesearchInfo(jnp.zeros([], jnp.int32), inf, inf),
         )
 
     def update(updates, state, params=None, **extra):
@@ -101,6 +103,8 @@ def _zoom(
         false = jnp.zeros([], bool)
         # lo: the best point meeting sufficient decrease so far (step 0 at first); hi: the other
         # end of the bracket once one is found (Nocedal and Wright's alpha_lo and alpha_hi).
+        inf = jnp.full([], jnp.inf, dtype)
+        curvature_bound = c2 * jnp.abs(d0) + eps
         start = dict(
             it=jnp.zeros([], jnp.int32),
             done=false,
@@ -109,6 +113,7 @@ def _zoom(
             trial=jnp.minimum(first, cap),
             lo=(zero, f0, d0, g0),
             hi=(zero, f0, d0),
+            gaps=(inf, inf),
         )
 
         def cond(c):
@@ -119,9 +124,10 @@ def _zoom(
             f, g, d = phi(step)
             a_lo, f_lo, d_lo, g_lo = c["lo"]
             a_hi, f_hi, d_hi = c["hi"]
-            armijo = f <= f0 + c1 * step * d0 + eps
+            armijo_bound = f0 + c1 * step * d0 + eps
+            armijo = f <= armijo_bound
             decrease = armijo & ((c["it"] == 0) | (f < f_lo))
-            curvature = jnp.abs(d) <= c2 * jnp.abs(d0) + eps
+            curvature = jnp.abs(d) <= curvature_bound
             accept = decrease & curvature
             if approx_dec_rtol is not None:
                 # Hager and Zhang's approximate Wolfe conditions, checkable to machine precision
@@ -158,10 +164,22 @@ def _zoom(
                 trial=trial,
                 lo=new_lo,
                 hi=new_hi,
+                gaps=(f - armijo_bound, jnp.abs(d) - curvature_bound),
             )
 
         c = jax.lax.while_loop(cond, body, start)
-        step, f_new, _, g_new = c["lo"]
+        step, f_new, d_new, g_new = c["lo"]
+        # optax's errors: 0 for each condition the step taken meets. A step taken (> 0) met
+        # sufficient decrease (the bracket's low end) and, unless accepted, missed curvature;
+        # with no step taken, the last trial's misses say why.
+        taken, (decrease_gap, curvature_gap) = step > 0, c["gaps"]
+        curvature_gap = jnp.where(taken, jnp.abs(d_new) - curvature_bound, curvature_gap)
+        missed = taken | ~(curvature_gap <= 0)  # NaN too
+        info = ZoomLinesearchInfo(
+            num_linesearch_steps=c["it"],
+            decrease_error=jnp.where(c["accepted"] | taken, zero, failure_error(decrease_gap)),
+            curvature_error=jnp.where(~c["accepted"] & missed, failure_error(curvature_gap), zero),
+        )
         if verbose:
             jax.lax.cond(
                 c["accepted"],
@@ -171,11 +189,11 @@ def _zoom(
                 ),
             )
         out = jax.tree.map(lambda u: (step.astype(u.dtype) * u).astype(u.dtype), updates)
-        new_state = ZoomLinesearchState(
-            learning_rate=jnp.where(step > 0, step, state.learning_rate),
+        new_state = ScaleByZoomLinesearchState(
+            learning_rate=jnp.where(taken, step, state.learning_rate),
             value=f_new,
             grad=g_new,
-            info=LinesearchInfo(num_linesearch_steps=c["it"], succeeded=c["accepted"]),
+            info=info,
         )
         return out, new_state
 
@@ -217,8 +235,12 @@ def scale_by_zoom_linesearch(
     Failure: when no trial meets the conditions within ``max_linesearch_steps``, or the bracket
     becomes narrower than ``stepsize_precision``, or the step reaches ``max_learning_rate``, the
     step taken is the best trial that met the sufficient decrease condition (the bracket's low
-    end); if none did, the step is 0 and the params stay, never NaN. ``state.info.succeeded``
-    tells which happened. A NaN or infinite trial value counts as failing sufficient decrease.
+    end); if none did, the step is 0 and the params stay, never NaN. ``state.info`` tells which
+    happened, as optax's :class:`gradtx.ZoomLinesearchInfo`: ``decrease_error`` and
+    ``curvature_error`` are 0 for each condition the step taken meets, and positive (by how
+    much it, or with no step taken the last trial, missed the condition; inf for a NaN) for
+    each it misses; ``state.info.succeeded`` is both at 0. A NaN or infinite trial value counts
+    as failing sufficient decrease.
 
     Args:
       max_linesearch_steps: the most trial points evaluated per update (>= 1).
@@ -235,7 +257,9 @@ def scale_by_zoom_linesearch(
 
     Returns:
       A :class:`GradientTransformation` whose ``update`` needs ``value``, ``grad`` and
-      ``value_fn``; its state keeps the accepted point's value and gradient.
+      ``value_fn``; its state (inside the table's :class:`gradtx.HyperState`) is optax's
+      :class:`gradtx.ScaleByZoomLinesearchState`, keeping the accepted point's value and
+      gradient.
 
     Example:
       >>> import gradtx, jax.numpy as jnp

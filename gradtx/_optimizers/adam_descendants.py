@@ -19,7 +19,7 @@ from gradtx._core.hyper import ScalarOrSchedule, live
 from gradtx._optimizers.adam_like import with_weight_decay
 from gradtx._transforms.adam_descendants import (
     ScaleByAdemamixState,
-    ScaleBySimplifiedAdemamixState,
+    ScaleBySimplifiedAdEMAMixState,
     _scale_by_ademamix,
     _scale_by_laprop,
     _scale_by_simplified_ademamix,
@@ -264,7 +264,7 @@ def simplified_ademamix(
     return live(
         "simplified_ademamix",
         build,
-        ranges=ScaleBySimplifiedAdemamixState.live_ranges,
+        ranges=ScaleBySimplifiedAdEMAMixState.live_ranges,
         learning_rate=learning_rate,
         b1=b1,
         b2=b2,

@@ -13,7 +13,7 @@ from gradtx._core.base import GradientTransformation
 from gradtx._core.combine import chain, check_mask
 from gradtx._core.hyper import ScalarOrSchedule, live
 from gradtx._transforms.decay import _add_decayed_weights
-from gradtx._transforms.low_rank import ScaleByGaloreState, _scale_by_galore, galore_arguments
+from gradtx._transforms.low_rank import GaLoreState, _scale_by_galore, galore_arguments
 from gradtx._transforms.step_size import _scale_by_learning_rate
 
 
@@ -104,7 +104,7 @@ def galore(
     return live(
         owner,
         build,
-        ranges=ScaleByGaloreState.live_ranges,
+        ranges=GaLoreState.live_ranges,
         learning_rate=learning_rate,
         scale=scale,
         weight_decay=weight_decay,

@@ -57,7 +57,11 @@ def _init_moments(params, mu_dtype, n_first: int = 1):
 
 
 class ScaleByAdemamixState(NamedTuple):
-    count: jax.Array  # int32 []: updates so far
+    """The state of :func:`scale_by_ademamix`, as optax's."""
+
+    count: jax.Array  # int32 []: updates so far (the fast average's and nu's bias correction)
+    count_m2: jax.Array  # int32 []: the slow average's updates so far (optax reads b3's and
+    # alpha's schedules at it; gradtx at the table's count, the same number)
     m1: Any  # like the params (mu_dtype if given): the fast average of the gradients (b1)
     m2: Any  # like the params (mu_dtype if given): the slow average of the gradients (b3)
     nu: Any  # like the params' real parts: the average of |g|**2
@@ -70,10 +74,12 @@ def _scale_by_ademamix(b1, b2, b3, alpha, eps, eps_root, *, mu_dtype):
     scale = root_scale_step(eps, eps_in_sqrt=False, eps_root=eps_root)
 
     def init(params):
-        return ScaleByAdemamixState(*_init_moments(params, mu_dtype, 2))
+        count, m1, m2, nu = _init_moments(params, mu_dtype, 2)
+        return ScaleByAdemamixState(count, _tree.zero_count(), m1, m2, nu)
 
     def update(updates, state, params=None, **extra):
         count = _tree.saturating_increment(state.count)
+        count_m2 = _tree.saturating_increment(state.count_m2)
         ema1, ema2, ema3 = ema_step(b1), ema_step(b2), ema_step(b3)
         debias1, debias2 = debias_step(b1, count), debias_step(b2, count)
         alpha_as = per_dtype(lambda dtype: value_as(alpha, dtype))
@@ -87,7 +93,7 @@ def _scale_by_ademamix(b1, b2, b3, alpha, eps, eps_root, *, mu_dtype):
 
         moments = (state.m1, state.m2, state.nu)
         direction, m1, m2, nu = _map_moments("scale_by_ademamix", step, updates, moments)
-        return direction, ScaleByAdemamixState(count, m1, m2, nu)
+        return direction, ScaleByAdemamixState(count, count_m2, m1, m2, nu)
 
     return in_gradient_dtypes(GradientTransformation(init, update), mu_dtype)
 
@@ -153,10 +159,12 @@ def scale_by_ademamix(
     )
 
 
-class ScaleBySimplifiedAdemamixState(NamedTuple):
-    count: jax.Array  # int32 []: updates so far
+class ScaleBySimplifiedAdEMAMixState(NamedTuple):
+    """The state of :func:`scale_by_simplified_ademamix`, as optax's."""
+
+    t: jax.Array  # int32 []: updates so far (the bias correction's step), saturating
     m: Any  # like the params (mu_dtype if given): the heavy-ball sum of the gradients
-    nu: Any  # like the params' real parts: the average of |g|**2
+    n: Any  # like the params' real parts: the average of |g|**2
 
     live_ranges = {"alpha": _NON_NEGATIVE}
 
@@ -165,10 +173,10 @@ def _scale_by_simplified_ademamix(b1, b2, alpha, eps, eps_root, *, mu_dtype):
     scale = root_scale_step(eps, eps_in_sqrt=False, eps_root=eps_root)
 
     def init(params):
-        return ScaleBySimplifiedAdemamixState(*_init_moments(params, mu_dtype))
+        return ScaleBySimplifiedAdEMAMixState(*_init_moments(params, mu_dtype))
 
     def update(updates, state, params=None, **extra):
-        count = _tree.saturating_increment(state.count)
+        count = _tree.saturating_increment(state.t)
         heavy_ball, ema2, debias2 = trace_step(b1), ema_step(b2), debias_step(b2, count)
         alpha_as = per_dtype(lambda dtype: value_as(alpha, dtype))
 
@@ -180,8 +188,8 @@ def _scale_by_simplified_ademamix(b1, b2, alpha, eps, eps_root, *, mu_dtype):
             return scale(m + _tree.times(g, alpha_as(_tree.real_dtype(dtype))), debias2(v)), m, v
 
         owner = "scale_by_simplified_ademamix"
-        direction, m, nu = _map_moments(owner, step, updates, (state.m, state.nu))
-        return direction, ScaleBySimplifiedAdemamixState(count, m, nu)
+        direction, m, nu = _map_moments(owner, step, updates, (state.m, state.n))
+        return direction, ScaleBySimplifiedAdEMAMixState(count, m, nu)
 
     return in_gradient_dtypes(GradientTransformation(init, update), mu_dtype)
 
@@ -234,7 +242,7 @@ def scale_by_simplified_ademamix(
     return live(
         owner,
         build,
-        ranges=ScaleBySimplifiedAdemamixState.live_ranges,
+        ranges=ScaleBySimplifiedAdEMAMixState.live_ranges,
         b1=b1,
         b2=b2,
         alpha=alpha,

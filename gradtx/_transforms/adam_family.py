@@ -17,16 +17,22 @@ import jax
 import jax.numpy as jnp
 
 from gradtx._core import tree as _tree
-from gradtx._core.base import GradientTransformation
+from gradtx._core.base import EmptyState, GradientTransformation
 from gradtx._core.checks import check_dtype, check_flag
 from gradtx._core.combine import chain, join
 from gradtx._core.hyper import ScalarOrSchedule, Value, live, one_minus, per_dtype, scalar, value_as
-from gradtx._transforms.momentum import EmaState, _bias_correction, _ema, ema_step
+from gradtx._transforms.moment_storage import _in_gradient_dtypes, _widened
+from gradtx._transforms.momentum import (
+    BiasCorrectionState,
+    EmaState,
+    _bias_correction,
+    _ema,
+    ema_step,
+)
 from gradtx._transforms.second_moments import (
     _computed_dtype,
-    _in_gradient_dtypes,
+    _relayout,
     _second_moment,
-    _widened,
     root_scale_step,
 )
 
@@ -130,6 +136,15 @@ def scale_by_adamax(
 # ---- AMSGrad -----------------------------------------------------------------------------
 
 
+class ScaleByAmsgradState(NamedTuple):
+    """The state of :func:`scale_by_amsgrad`, as optax's: one step count for both moments."""
+
+    count: jax.Array  # int32 []: updates so far (both moments' bias correction), saturating
+    mu: Any  # like the params (mu_dtype if given): the first moment
+    nu: Any  # like the params' real parts: the second moment of |g|
+    nu_max: Any  # like nu: the running maximum of the (debiased, unless debias_after_max) nu
+
+
 class RunningMaxState(NamedTuple):
     nu_max: Any  # like the incoming (real) moment: its elementwise maximum so far
 
@@ -161,7 +176,19 @@ def _scale_by_amsgrad(
         nu = chain(_second_moment(b2, debias=bias_correction_nu), _running_max())
     first = first_moment(b1, mu_dtype, debias=bias_correction_mu)
     scale = root_scale_step(eps, eps_in_sqrt=False, eps_root=eps_root)
-    return in_gradient_dtypes(join(scale, first, nu), mu_dtype)
+
+    def unpack(s):
+        after = (BiasCorrectionState(s.count),) if debias_after_max else ()
+        moment = ((EmptyState(), EmaState(s.count, s.nu)), RunningMaxState(s.nu_max), *after)
+        return EmaState(s.count, s.mu), moment
+
+    moments = _relayout(
+        join(scale, first, nu),
+        ScaleByAmsgradState,
+        lambda s: ScaleByAmsgradState(s[0].count, s[0].ema, s[1][0][1].ema, s[1][1].nu_max),
+        unpack,
+    )
+    return in_gradient_dtypes(moments, mu_dtype)
 
 
 def check_amsgrad_flags(owner, bias_correction_mu, bias_correction_nu, debias_after_max):
@@ -213,7 +240,8 @@ def scale_by_amsgrad(
       debias_after_max: PyTorch's form (needs ``bias_correction_nu``).
 
     Returns:
-      A :class:`GradientTransformation`.
+      A :class:`GradientTransformation`; its state is optax's :class:`gradtx.ScaleByAmsgradState`
+      (one step count for both moments).
 
     Example:
       >>> import gradtx, jax.numpy as jnp

@@ -27,7 +27,10 @@ from gradtx._transforms.second_moments import root_scale_step
 
 
 class ScaleByBeliefState(NamedTuple):
-    mu: EmaState  # the first moment (its count is the step)
+    """The state of :func:`scale_by_belief`, as optax's."""
+
+    count: jax.Array  # int32 []: updates so far (both moments' bias correction), saturating
+    mu: Any  # like the params (mu_dtype if given): the first moment
     nu: Any  # like the params' real parts: the average of |g - m|**2, eps_root included
 
 
@@ -36,10 +39,11 @@ def _scale_by_belief(b1, b2, eps, eps_root, *, nesterov, mu_dtype):
     scale = root_scale_step(eps, eps_in_sqrt=False)
 
     def init(params):
-        return ScaleByBeliefState(first.init(params), _tree.zeros_like(_tree.real_like(params)))
+        mu = first.init(params)
+        return ScaleByBeliefState(mu.count, mu.ema, _tree.zeros_like(_tree.real_like(params)))
 
     def update(updates, state, params=None, **extra):
-        m_hat, mu = first.update(updates, state.mu, params)
+        m_hat, mu = first.update(updates, EmaState(state.count, state.mu), params)
         average, debias = ema_step(b2), debias_step(b2, mu.count)
         eps_root_as = per_dtype(lambda dtype: value_as(eps_root, dtype))
 
@@ -51,7 +55,7 @@ def _scale_by_belief(b1, b2, eps, eps_root, *, nesterov, mu_dtype):
 
         s = _tree.map(belief, updates, mu.ema, state.nu, owner="scale_by_belief")
         out = jax.tree.map(lambda m, s: scale(m, debias(s)), m_hat, s)
-        return out, ScaleByBeliefState(mu, _tree.cast_like(s, state.nu))
+        return out, ScaleByBeliefState(mu.count, mu.ema, _tree.cast_like(s, state.nu))
 
     return in_gradient_dtypes(GradientTransformation(init, update), mu_dtype)
 
@@ -87,7 +91,7 @@ def scale_by_belief(
       mu_dtype: dtype of the first moment (default: the params' dtype).
 
     Returns:
-      A :class:`GradientTransformation`.
+      A :class:`GradientTransformation`; its state is optax's :class:`gradtx.ScaleByBeliefState`.
 
     Example:
       >>> import gradtx, jax.numpy as jnp
@@ -203,11 +207,13 @@ def scale_by_yogi(
 
 
 class ScaleByAdanState(NamedTuple):
-    count: jax.Array  # int32 []: updates so far
+    """The state of :func:`scale_by_adan`, as optax's (the step count last, named ``t``)."""
+
     m: Any  # like the params (mu_dtype if given): the average of the gradients
     v: Any  # like the params (mu_dtype if given): the average of the gradients' differences
     n: Any  # like the params' real parts: the average of |g + b2 (g - g_prev)|**2
     g: Any  # like the params: the previous gradient
+    t: jax.Array  # int32 []: updates so far, saturating
 
 
 def _scale_by_adan(b1, b2, b3, eps, eps_root, *, mu_dtype):
@@ -216,15 +222,15 @@ def _scale_by_adan(b1, b2, b3, eps, eps_root, *, mu_dtype):
     def init(params):
         first = _tree.zeros_like(params, mu_dtype)
         real = _tree.zeros_like(_tree.real_like(params))
-        return ScaleByAdanState(_tree.zero_count(), first, first, real, _tree.zeros_like(params))
+        return ScaleByAdanState(first, first, real, _tree.zeros_like(params), _tree.zero_count())
 
     def update(updates, state, params=None, **extra):
         _tree.check_match("scale_by_adan", (updates, state.g), ("updates", "state"))
-        count = _tree.saturating_increment(state.count)
+        count = _tree.saturating_increment(state.t)
         ema1, ema2, ema3 = ema_step(b1), ema_step(b2), ema_step(b3)
         debias1, debias2, debias3 = (debias_step(b, count) for b in (b1, b2, b3))
         b2_as = per_dtype(lambda dtype: value_as(b2, dtype))
-        first_step = state.count == 0
+        first_step = state.t == 0
 
         def step(g, m, v, n, g_prev):
             dtype = _tree.wider(g.dtype, g_prev.dtype)
@@ -241,11 +247,11 @@ def _scale_by_adan(b1, b2, b3, eps, eps_root, *, mu_dtype):
         out = jax.tree.map(step, updates, state.m, state.v, state.n, state.g)
         parts = [jax.tree.map(lambda _, o, i=i: o[i], updates, out) for i in range(4)]
         new = ScaleByAdanState(
-            count,
             _tree.cast_like(parts[1], state.m),
             _tree.cast_like(parts[2], state.v),
             _tree.cast_like(parts[3], state.n),
             _tree.cast_like(updates, state.g),
+            count,
         )
         return parts[0], new
 
@@ -287,7 +293,8 @@ def scale_by_adan(
       mu_dtype: dtype of the two first moments :math:`m, v` (default: the params').
 
     Returns:
-      A :class:`GradientTransformation`; its state keeps the previous gradient too.
+      A :class:`GradientTransformation`; its state is optax's :class:`gradtx.ScaleByAdanState`
+      (the previous gradient too).
 
     Example:
       >>> import gradtx, jax.numpy as jnp

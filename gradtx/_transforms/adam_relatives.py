@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation
-from gradtx._core.checks import check_dtype, check_flag
+from gradtx._core.checks import MissingArgumentError, check_dtype, check_flag
 from gradtx._core.hyper import (
     ScalarOrSchedule,
     live,
@@ -33,7 +33,9 @@ from gradtx._transforms.second_moments import root_scale_step
 # ---- MADGRAD -----------------------------------------------------------------------------
 
 
-class ScaleByMadgradState(NamedTuple):
+class MadgradState(NamedTuple):
+    """The state of :func:`gradtx.contrib.scale_by_madgrad`, as optax's."""
+
     count: jax.Array  # int32 []: updates taken so far
     grad_sum_sq: Any  # like the params' real parts, at least float32: sum of lambda_k |g_k|**2
     s: Any  # like the params, at least float32: sum of lambda_k g_k
@@ -45,7 +47,7 @@ def _scale_by_madgrad(learning_rate, momentum, eps):
 
     def init(params):
         wide = lambda x: jnp.zeros_like(x, _tree.accumulation_dtype(jnp.result_type(x)))  # noqa: E731
-        return ScaleByMadgradState(
+        return MadgradState(
             _tree.zero_count(),
             jax.tree.map(wide, _tree.real_like(params)),
             jax.tree.map(wide, params),
@@ -54,7 +56,9 @@ def _scale_by_madgrad(learning_rate, momentum, eps):
 
     def update(updates, state, params=None, **extra):
         if params is None:
-            raise ValueError(f"{owner}: update needs params (the step moves towards z from them)")
+            raise MissingArgumentError(
+                f"{owner}: update needs params (the step moves towards z from them)"
+            )
         _tree.check_match(owner, (updates, state.x0, params), ("updates", "state", "params"))
         dtype = scalar(learning_rate).dtype
         # lambda_k = (lr + eps) sqrt(k + 1), k the updates before this one
@@ -83,7 +87,7 @@ def _scale_by_madgrad(learning_rate, momentum, eps):
 
         out = jax.tree.map(leaf, updates, state.grad_sum_sq, state.s, state.x0, params)
         pick = lambda i: jax.tree.map(lambda _, r: r[i], updates, out)  # noqa: E731
-        new = ScaleByMadgradState(
+        new = MadgradState(
             _tree.saturating_increment(state.count),
             _tree.cast_like(pick(1), state.grad_sum_sq),
             _tree.cast_like(pick(2), state.s),

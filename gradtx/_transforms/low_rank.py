@@ -127,7 +127,9 @@ def _maybe_refresh(refresh, matrices, olds, *, kinds, align):
     return jax.lax.cond(refresh, fresh, lambda matrices, olds: tuple(olds), matrices, olds)
 
 
-class ScaleByGaloreState(NamedTuple):
+class GaLoreState(NamedTuple):
+    """The state of :func:`gradtx.contrib.scale_by_galore` (and galore's), as optax's."""
+
     count: jax.Array  # int32 []: updates so far; a refresh when count % update_proj_gap == 0
     base_optimizer_state: Any  # the inner optimizer's, over the projected gradients
     projector: Any  # like the params: (batch..., rows or cols, r) per projected leaf, in the
@@ -170,7 +172,7 @@ def _scale_by_galore(
             else:
                 projectors.append(jnp.zeros(lay.projector_shape, _tree.wider(dtype, jnp.float32)))
                 proxies.append(jnp.zeros(lay.projected_shape, dtype))
-        return ScaleByGaloreState(
+        return GaLoreState(
             count=_tree.zero_count(),
             base_optimizer_state=inner.init(treedef.unflatten(proxies)),
             projector=treedef.unflatten(projectors),
@@ -238,7 +240,7 @@ def _scale_by_galore(
             full = _matmul(p, u) if lay.left else _matmul(u, _herm(p))
             alpha = value_as(scale, _tree.real_dtype(p.dtype))
             out.append(_tree.cast(_restore(_tree.times(full, alpha), g.shape, lay), g.dtype))
-        new_state = ScaleByGaloreState(
+        new_state = GaLoreState(
             count=_tree.saturating_increment(state.count),
             base_optimizer_state=inner_state,
             projector=treedef.unflatten(projectors),
@@ -385,4 +387,4 @@ def scale_by_galore(
         align_signs,
     )
     build = functools.partial(_scale_by_galore, **fixed)
-    return live(owner, build, ranges=ScaleByGaloreState.live_ranges, scale=scale)
+    return live(owner, build, ranges=GaLoreState.live_ranges, scale=scale)

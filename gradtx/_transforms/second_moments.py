@@ -17,6 +17,7 @@ from gradtx._core.hyper import ScalarOrSchedule, Value, live, per_dtype, value_a
 from gradtx._core.norms import sqrt
 from gradtx._core.tree import abs_sq
 from gradtx._transforms import quantized as _quantized
+from gradtx._transforms.moment_storage import _eight_bit, _in_gradient_dtypes, _narrow, _widened
 from gradtx._transforms.momentum import EmaState, _ema, ema_step
 
 # ---- the math, for one array -------------------------------------------------------------
@@ -63,13 +64,67 @@ def _second_moment(decay: Value, *, debias: bool, initial_value: float = 0.0, st
     return chain(square, average if store is None else store(average))
 
 
+# ---- optax's state layouts ---------------------------------------------------------------
+
+
+def _relayout(tx: GradientTransformation, kind: type, pack, unpack) -> GradientTransformation:
+    """``tx`` (a chain or join of the pieces) with its state kept as ``pack(state)``, a ``kind``:
+    optax's layout, whose fields are the pieces' buffers. ``unpack`` rebuilds the pieces' state
+    from it (a count the layout does not keep, unused, is a constant there, not a buffer)."""
+
+    def init(params):
+        return pack(tx.init(params))
+
+    def update(updates, state, params=None, **extra):
+        if not isinstance(state, kind):
+            raise ValueError(
+                f"the state must be the {kind.__name__} that init made, got a "
+                f"{type(state).__name__} (a checkpoint of an earlier gradtx layout converts "
+                f"with gradtx.restore_state)"
+            )
+        out, new = tx.update(updates, unpack(state), params, **extra)
+        return out, pack(new)
+
+    return GradientTransformation(init, update)
+
+
 # ---- RMSProp -----------------------------------------------------------------------------
+
+
+class ScaleByRmsState(NamedTuple):
+    """The state of :func:`scale_by_rms` (without ``bias_correction``), as optax's."""
+
+    nu: Any  # like the params' real parts: the average of |g|**2
+
+
+class ScaleByRmsWithCountState(NamedTuple):
+    """The state of :func:`scale_by_rms` with ``bias_correction``, as optax's."""
+
+    count: jax.Array  # int32 []: updates so far (the bias correction's step), saturating
+    nu: Any  # like the params' real parts: the average of |g|**2
+
+
+def _moment_of(count: jax.Array | None, average: Any) -> EmaState:
+    return EmaState(_tree.zero_count() if count is None else count, average)
 
 
 def _scale_by_rms(decay, eps, *, initial_scale, eps_in_sqrt, bias_correction):
     scale = root_scale_step(eps, eps_in_sqrt)
     moment = _second_moment(decay, debias=bias_correction, initial_value=initial_scale)
-    return join(scale, identity(), moment)
+    moments = join(scale, identity(), moment)
+    if bias_correction:
+        return _relayout(
+            moments,
+            ScaleByRmsWithCountState,
+            lambda s: ScaleByRmsWithCountState(s[1][1].count, s[1][1].ema),
+            lambda s: (EmptyState(), (EmptyState(), _moment_of(s.count, s.nu))),
+        )
+    return _relayout(
+        moments,
+        ScaleByRmsState,
+        lambda s: ScaleByRmsState(s[1][1].ema),
+        lambda s: (EmptyState(), (EmptyState(), _moment_of(None, s.nu))),
+    )
 
 
 def scale_by_rms(
@@ -99,7 +154,9 @@ def scale_by_rms(
 
     Returns:
       A :class:`GradientTransformation` whose state holds the live hyperparameters and
-      :math:`s` (like the params' real parts).
+      optax's :class:`gradtx.ScaleByRmsState`, :math:`s` (like the params' real parts) as
+      ``nu`` (with ``bias_correction``, ``ScaleByRmsWithCountState``: the step count, then
+      ``nu``).
 
     Example:
       >>> import gradtx, jax.numpy as jnp
@@ -129,11 +186,41 @@ def centred_scale_step(eps: Value, eps_in_sqrt: bool):
     return lambda g, m, v: scale(g, v - _tree.cast(abs_sq(m), v.dtype))
 
 
+class ScaleByRStdDevState(NamedTuple):
+    """The state of :func:`scale_by_stddev` (without ``bias_correction``), as optax's."""
+
+    mu: Any  # like the params: the average of g
+    nu: Any  # like the params' real parts: the average of |g|**2
+
+
+class ScaleByRStdDevWithCountState(NamedTuple):
+    """The state of :func:`scale_by_stddev` with ``bias_correction``, as optax's."""
+
+    count: jax.Array  # int32 []: updates so far (both averages' bias correction), saturating
+    mu: Any  # like the params: the average of g
+    nu: Any  # like the params' real parts: the average of |g|**2
+
+
 def _scale_by_stddev(decay, eps, *, initial_scale, eps_in_sqrt, bias_correction):
     scale = centred_scale_step(eps, eps_in_sqrt)
     mean = _ema(decay, debias=bias_correction)
     moment = _second_moment(decay, debias=bias_correction, initial_value=initial_scale)
-    return join(scale, identity(), mean, moment)
+    moments = join(scale, identity(), mean, moment)
+
+    def unpack(s):
+        count = s.count if bias_correction else None
+        return (EmptyState(), _moment_of(count, s.mu), (EmptyState(), _moment_of(count, s.nu)))
+
+    if bias_correction:
+        return _relayout(
+            moments,
+            ScaleByRStdDevWithCountState,
+            lambda s: ScaleByRStdDevWithCountState(s[1].count, s[1].ema, s[2][1].ema),
+            unpack,
+        )
+    return _relayout(
+        moments, ScaleByRStdDevState, lambda s: ScaleByRStdDevState(s[1].ema, s[2][1].ema), unpack
+    )
 
 
 def scale_by_stddev(
@@ -163,8 +250,10 @@ def scale_by_stddev(
       bias_correction: debias :math:`m` and :math:`s` as Adam does. Default ``False``.
 
     Returns:
-      A :class:`GradientTransformation` whose state holds the live hyperparameters, :math:`m`
-      (like the params) and :math:`s` (like their real parts).
+      A :class:`GradientTransformation` whose state holds the live hyperparameters and
+      optax's :class:`gradtx.ScaleByRStdDevState`: :math:`m` (like the params) as ``mu`` and
+      :math:`s` (like their real parts) as ``nu`` (with ``bias_correction``,
+      ``ScaleByRStdDevWithCountState``: the step count first).
 
     Example:
       >>> import gradtx, jax.numpy as jnp
@@ -265,7 +354,9 @@ def scale_by_rss(
 # ---- Adadelta ----------------------------------------------------------------------------
 
 
-class ScaleByAdadeltaState(NamedTuple):
+class ScaleByAdaDeltaState(NamedTuple):
+    """The state of :func:`scale_by_adadelta`, as optax's."""
+
     e_g: Any  # like the params: running average of squared gradients, E[g²]
     e_x: Any  # like the params: running average of squared updates, E[Δx²]
 
@@ -286,7 +377,7 @@ def adadelta_step(eps: Value):
 def _scale_by_adadelta(rho, eps):
     def init(params):
         magnitudes = _tree.real_like(params)
-        return ScaleByAdadeltaState(_tree.zeros_like(magnitudes), _tree.zeros_like(magnitudes))
+        return ScaleByAdaDeltaState(_tree.zeros_like(magnitudes), _tree.zeros_like(magnitudes))
 
     def update(updates, state, params=None, **extra):
         average = ema_step(rho)
@@ -294,7 +385,7 @@ def _scale_by_adadelta(rho, eps):
         e_g = _tree.map(square_avg, updates, state.e_g, owner="scale_by_adadelta")
         delta = jax.tree.map(adadelta_step(eps), updates, e_g, state.e_x)
         e_x = jax.tree.map(square_avg, delta, state.e_x)
-        new_state = ScaleByAdadeltaState(
+        new_state = ScaleByAdaDeltaState(
             _tree.cast_like(e_g, state.e_g), _tree.cast_like(e_x, state.e_x)
         )
         return delta, new_state
@@ -339,73 +430,6 @@ def scale_by_adadelta(rho: ScalarOrSchedule = 0.9, eps: ScalarOrSchedule = 1e-6)
 # ---- Adam --------------------------------------------------------------------------------
 
 
-# Low-memory moments. Each wrapper keeps the state structure of the moment it wraps (an EmaState
-# whose ``ema`` is stored narrower), and each feeds it updates in at least float32: the moment is
-# always computed in float32 or wider, only the stored copy is narrow.
-
-
-def _at_least_f32(x: jax.Array) -> jax.Array:
-    return x.astype(_tree.accumulation_dtype(x.dtype))
-
-
-def _widened(tx: GradientTransformation) -> GradientTransformation:
-    """``tx`` fed its updates in at least float32."""
-
-    def update(updates, state, params=None, **extra):
-        return tx.update(jax.tree.map(_at_least_f32, updates), state, params, **extra)
-
-    return GradientTransformation(tx.init, update)
-
-
-def _narrow(dtype: Any):
-    """An ema stored in ``dtype``: round-to-nearest if at least float32, else stochastic."""
-
-    def store(average: GradientTransformation) -> GradientTransformation:
-        def init(params):
-            state = average.init(params)
-            return state._replace(ema=jax.tree.map(lambda x: x.astype(dtype), state.ema))
-
-        def update(updates, state, params=None, **extra):
-            wide = state._replace(ema=jax.tree.map(_at_least_f32, state.ema))
-            out, new = average.update(updates, wide, params, **extra)
-            leaves, treedef = jax.tree.flatten(new.ema)
-            if jnp.finfo(dtype).nmant >= jnp.finfo(jnp.float32).nmant:
-                stored = [x.astype(dtype) for x in leaves]
-            else:
-                stored = [
-                    _quantized.stochastic_round(x, dtype, new.count, salt)
-                    for salt, x in enumerate(leaves)
-                ]
-            return out, new._replace(ema=treedef.unflatten(stored))
-
-        return GradientTransformation(init, update)
-
-    return store
-
-
-def _eight_bit(*, signed: bool, min_size: int):
-    """An ema whose leaves of at least ``min_size`` elements are stored block-wise in 8 bits, the
-    others in at least float32."""
-
-    def store(average: GradientTransformation) -> GradientTransformation:
-        def init(params):
-            reason = "8-bit moments are real (use optim_bits=32, or a larger min_8bit_size)"
-            _tree.check_real_leaves("optim_bits=8", params, reason, min_size)
-            state = average.init(params)
-            ema = jax.tree.map(_at_least_f32, state.ema)
-            return state._replace(ema=_quantized.compress(ema, signed=signed, min_size=min_size))
-
-        def update(updates, state, params=None, **extra):
-            wide = state._replace(ema=_quantized.decompress(state.ema, signed=signed))
-            out, new = average.update(updates, wide, params, **extra)
-            ema = _quantized.compress(new.ema, signed=signed, min_size=min_size)
-            return out, new._replace(ema=ema)
-
-        return GradientTransformation(init, update)
-
-    return store
-
-
 def _scale_by_adam(
     b1,
     b2,
@@ -448,35 +472,12 @@ def _one_count(moments: GradientTransformation) -> GradientTransformation:
     """Adam's ``join(scale, ema(b1), chain(square, ema(b2)))`` with one step count for both
     averages, as :class:`ScaleByAdamState`: the two counts always agree, and each is a buffer
     passed in and out of every step (on XLA:CPU about 1.5 us each, 6% of a small model's step)."""
-
-    def init(params):
-        first, (_, second) = moments.init(params)
-        return ScaleByAdamState(first.count, first.ema, second.ema)
-
-    def update(updates, state, params=None, **extra):
-        if not isinstance(state, ScaleByAdamState):
-            raise ValueError(
-                f"the state must be the ScaleByAdamState that init made, got a "
-                f"{type(state).__name__} (a checkpoint of Adam's earlier layout, two EmaStates, "
-                f"converts with gradtx.restore_state)"
-            )
-        count = state.count
-        inner = (EmaState(count, state.mu), (EmptyState(), EmaState(count, state.nu)))
-        out, (first, (_, second)) = moments.update(updates, inner, params, **extra)
-        return out, ScaleByAdamState(first.count, first.ema, second.ema)
-
-    return GradientTransformation(init, update)
-
-
-def _in_gradient_dtypes(tx: GradientTransformation) -> GradientTransformation:
-    """``tx`` whose updates come out in each gradient's dtype (the low-memory moments are fed
-    and computed in float32; the update is rounded once, at the end)."""
-
-    def update(updates, state, params=None, **extra):
-        out, state = tx.update(updates, state, params, **extra)
-        return jax.tree.map(lambda u, g: u.astype(g.dtype), out, updates), state
-
-    return GradientTransformation(tx.init, update)
+    return _relayout(
+        moments,
+        ScaleByAdamState,
+        lambda s: ScaleByAdamState(s[0].count, s[0].ema, s[1][1].ema),
+        lambda s: (EmaState(s.count, s.mu), (EmptyState(), EmaState(s.count, s.nu))),
+    )
 
 
 def check_storage(owner: str, mu_dtype, nu_dtype, optim_bits, min_8bit_size) -> dict[str, Any]:

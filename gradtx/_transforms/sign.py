@@ -172,29 +172,34 @@ def scale_by_lion(
 
 
 class ScaleByRpropState(NamedTuple):
+    """The state of :func:`scale_by_rprop`: optax's fields, then the learning rate."""
+
     step_sizes: Any  # like the params, in at least float32: each element's step size
-    prev_signs: Any  # like the params: the last gradient's sign, 0 after a sign change
+    prev_updates: Any  # like the params: the last update, step size times sign(g), 0 after a
+    # sign change (its sign is the sign the next gradient is compared with)
     learning_rate: jax.Array  # float []: the learning rate the step sizes were last scaled to
 
 
 def rprop_step(eta_minus: Value, eta_plus: Value, min_step_size: Value, max_step_size: Value):
-    """``(g, prev_sign, step_size, rescale) -> (update, sign to keep, new step size)``; make
-    one per update."""
+    """``(g, prev_update, step_size, rescale) -> (update, new step size)``; make one per
+    update."""
     constants = per_dtype(
         lambda dtype: tuple(
             value_as(h, dtype) for h in (eta_minus, eta_plus, min_step_size, max_step_size)
         )
     )
 
-    def step(g, prev_sign, size, rescale):
+    def step(g, prev_update, size, rescale):
         minus, plus, low, high = constants(size.dtype)
         sign = jnp.sign(g)
-        # the sign of g * g_prev from the signs: a product of two tiny gradients is not 0
-        agree = sign * prev_sign.astype(sign.dtype)
+        # the sign of g * g_prev from the signs: a product of two tiny gradients is not 0 (a
+        # previous update is 0 only after a sign change, or with a step size that underflowed
+        # the params' dtype, where the factor no longer matters)
+        agree = sign * jnp.sign(prev_update).astype(sign.dtype)
         factor = jnp.where(agree > 0, plus, jnp.where(agree < 0, minus, jnp.ones_like(plus)))
         size = jnp.clip(size * rescale.astype(size.dtype) * factor, low, high)
         kept = jnp.where(agree < 0, jnp.zeros_like(sign), sign)
-        return (size * kept.astype(size.dtype)).astype(g.dtype), kept, size
+        return (size * kept.astype(size.dtype)).astype(g.dtype), size
 
     return step
 
@@ -218,19 +223,18 @@ def _scale_by_rprop(learning_rate, eta_minus, eta_plus, min_step_size, max_step_
         seen, now = state.learning_rate, scalar(learning_rate).astype(state.learning_rate.dtype)
         rescale = jnp.where(seen > 0, now / jnp.where(seen > 0, seen, 1), jnp.ones_like(now))
         step = rprop_step(eta_minus, eta_plus, min_step_size, max_step_size)
-        triples = _tree.map(
-            lambda g, s, d: step(g, s, d, rescale),
+        pairs = _tree.map(
+            lambda g, u, d: step(g, u, d, rescale),
             updates,
-            state.prev_signs,
+            state.prev_updates,
             state.step_sizes,
             owner=owner,
         )
         treedef = jax.tree.structure(updates)
-        flat = treedef.flatten_up_to(triples)
+        flat = treedef.flatten_up_to(pairs)
         out = treedef.unflatten([t[0] for t in flat])
-        signs = _tree.cast_like(treedef.unflatten([t[1] for t in flat]), state.prev_signs)
-        sizes = treedef.unflatten([t[2] for t in flat])
-        return out, ScaleByRpropState(sizes, signs, now)
+        sizes = treedef.unflatten([t[1] for t in flat])
+        return out, ScaleByRpropState(sizes, _tree.cast_like(out, state.prev_updates), now)
 
     return GradientTransformation(init, update)
 
@@ -280,8 +284,9 @@ def scale_by_rprop(
       max_step_size: :math:`\Delta_{\max}` > 0 (50, the paper's).
 
     Returns:
-      A :class:`GradientTransformation`; its state keeps each element's step size and last
-      gradient sign. Real params only.
+      A :class:`GradientTransformation`; its state (:class:`gradtx.ScaleByRpropState`) keeps
+      each element's step size and last update, as optax's, and the learning rate the step
+      sizes were scaled to. Real params only.
 
     Example:
       >>> import gradtx, jax.numpy as jnp

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from gradtx._core import norms as _norms
 from gradtx._core import tree as _tree
-from gradtx._core.base import GradientTransformation, identity, stateless
-from gradtx._core.checks import check_flag
+from gradtx._core.base import EmptyState, GradientTransformation, identity, stateless
+from gradtx._core.checks import MissingArgumentError, check_flag
 from gradtx._core.hyper import ScalarOrSchedule, Value, live, per_dtype, value_as
 
 
@@ -56,8 +56,23 @@ def scale(step_size: ScalarOrSchedule) -> GradientTransformation:
     return live("scale", _scale, step_size=step_size)
 
 
+class ScaleByScheduleState(NamedTuple):
+    """The state of :func:`scale_by_schedule` (beside its table), as optax's."""
+
+    count: jax.Array  # int32 []: updates so far, saturating (the table's count too)
+
+
 def _scale_by_schedule(step_size_fn: Value) -> GradientTransformation:
-    return _scale(step_size_fn)
+    scale = _scale(step_size_fn)
+
+    def init(params):
+        return ScaleByScheduleState(_tree.zero_count())
+
+    def update(updates, state, params=None, **extra):
+        out, _ = scale.update(updates, EmptyState(), params)
+        return out, ScaleByScheduleState(_tree.saturating_increment(state.count))
+
+    return GradientTransformation(init, update)
 
 
 def scale_by_schedule(step_size_fn: Callable[[jax.Array], Any]) -> GradientTransformation:
@@ -77,7 +92,7 @@ def scale_by_schedule(step_size_fn: Callable[[jax.Array], Any]) -> GradientTrans
 
     Returns:
       A :class:`gradtx.GradientTransformation`; its state holds the step count and the live
-      value.
+      value, and inside, optax's :class:`gradtx.ScaleByScheduleState` (the step count).
 
     Example:
       >>> import gradtx, jax.numpy as jnp
@@ -168,7 +183,7 @@ def trust_ratio_leaf(g, p_norm, g_norm, min_norm: Value, trust_coefficient: Valu
 def _scale_by_trust_ratio(min_norm, trust_coefficient, eps, *, axes=None):
     def update(updates, state, params=None, **extra):
         if params is None:
-            raise ValueError(
+            raise MissingArgumentError(
                 "scale_by_trust_ratio: update needs params (the trust ratio uses them)"
             )
         _tree.check_match("scale_by_trust_ratio", (updates, params), ("updates", "params"))

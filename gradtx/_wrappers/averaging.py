@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation, OptState, Params, PyTree, with_extra_args
-from gradtx._core.checks import check_count, check_dtype, check_flag
+from gradtx._core.checks import MissingArgumentError, check_count, check_dtype, check_flag
 from gradtx._core.hyper import HyperState, ScalarOrSchedule, Value, live, one_minus, value_as
 from gradtx._transforms.momentum import debias_step, ema_step
 
@@ -56,6 +56,9 @@ class LookaheadParams(NamedTuple):
 
 
 class LookaheadState(NamedTuple):
+    """The state of :func:`lookahead`: optax's fields, then the slow weights, which optax keeps
+    in :class:`LookaheadParams` (as gradtx does when given them: then ``slow`` is None)."""
+
     fast_state: OptState  # the fast optimizer's state
     steps_since_sync: jax.Array  # int32 []: fast steps since the last synchronisation, < k
     slow: Params | None  # like the params: the slow weights (None with LookaheadParams)
@@ -94,7 +97,7 @@ def _lookahead(
 
     def update(updates, state, params=None, **extra):
         if params is None:
-            raise ValueError("lookahead: update needs params (the fast weights)")
+            raise MissingArgumentError("lookahead: update needs params (the fast weights)")
         pair = _is_pair(params)
         if pair != (state.slow is None):
             made = "plain params" if state.slow is not None else "a LookaheadParams pair"

@@ -196,6 +196,20 @@ BAD = {
     ),
 }
 
+BAD.update(
+    {
+        "nnls_iters_float": Bad(
+            gradtx.nnls,
+            args=(np.ones((3, 2)), np.ones(3), 2.5),
+            error=TypeError,
+            names=("nnls", "iters"),
+        ),
+        "nnls_A_not_a_matrix": Bad(
+            gradtx.nnls, args=(np.ones(3), np.ones(3), 5), names=("nnls", "A")
+        ),
+    }
+)
+
 NO_RANGE = {
     "multi_transform": (
         "a mapping and a tree of labels: labels without a transformation, or that do not fit "
