@@ -105,12 +105,15 @@ from gradtx._interop.state_names import ClipByGlobalNormState as ClipByGlobalNor
 from gradtx._interop.state_names import ClipState as ClipState
 from gradtx._interop.state_names import EmaState as EmaState
 from gradtx._interop.state_names import FactoredState as FactoredState
+from gradtx._interop.state_names import GaLoreState as GaLoreState
 from gradtx._interop.state_names import HutchinsonState as HutchinsonState
 from gradtx._interop.state_names import LookaheadState as LookaheadState
+from gradtx._interop.state_names import MadgradState as MadgradState
 from gradtx._interop.state_names import NormalizeState as NormalizeState
 from gradtx._interop.state_names import PartitionState as PartitionState
 from gradtx._interop.state_names import ScaleByAdaDeltaState as ScaleByAdaDeltaState
 from gradtx._interop.state_names import ScaleByAdanState as ScaleByAdanState
+from gradtx._interop.state_names import ScaleByAdemamixState as ScaleByAdemamixState
 from gradtx._interop.state_names import ScaleByAmsgradState as ScaleByAmsgradState
 from gradtx._interop.state_names import (
     ScaleByBacktrackingLinesearchState as ScaleByBacktrackingLinesearchState,
@@ -124,6 +127,9 @@ from gradtx._interop.state_names import ScaleByRpropState as ScaleByRpropState
 from gradtx._interop.state_names import ScaleByRssState as ScaleByRssState
 from gradtx._interop.state_names import ScaleByRStdDevState as ScaleByRStdDevState
 from gradtx._interop.state_names import ScaleByScheduleState as ScaleByScheduleState
+from gradtx._interop.state_names import (
+    ScaleBySimplifiedAdEMAMixState as ScaleBySimplifiedAdEMAMixState,
+)
 from gradtx._interop.state_names import ScaleBySM3State as ScaleBySM3State
 from gradtx._interop.state_names import ScaleByTrustRatioState as ScaleByTrustRatioState
 from gradtx._interop.state_names import ScaleByZoomLinesearchState as ScaleByZoomLinesearchState
@@ -725,6 +731,10 @@ __all__ += [
 
 # optax's names of the states gradtx keeps in optax's layout, and optax's nnls
 __all__ += [
+    "GaLoreState",
+    "MadgradState",
+    "ScaleByAdemamixState",
+    "ScaleBySimplifiedAdEMAMixState",
     "LookaheadState",
     "ScaleByAdaDeltaState",
     "ScaleByAdanState",
