@@ -93,6 +93,25 @@ def _gradtx_counterpart(subpackage, name):
     return False, None
 
 
+def _optax_objects(subpackages):
+    """(subpackage, qualified name, object) of each public object optax defines in
+    ``subpackages`` ("" for the top level); modules, type aliases and re-exports left out."""
+    with _quiet_deprecations():
+        for subpackage in subpackages:
+            module = importlib.import_module("optax." + subpackage if subpackage else "optax")
+            prefix = "optax." + subpackage + "." if subpackage else "optax."
+            for name in _public(module):
+                obj = getattr(module, name, None)
+                if obj is not None and not isinstance(obj, types.ModuleType) and _own(obj):
+                    yield subpackage, prefix + name, obj
+
+
+def _neutral(subpackage, obj):
+    return subpackage in NEUTRAL_SUBPACKAGES or obj.__module__.startswith(
+        tuple("optax." + s for s in NEUTRAL_SUBPACKAGES)
+    )
+
+
 @functools.cache
 def public_names():
     """{id(optax object): (qualified name, kind, gradtx object)}, kind gradtx/optax/neutral.
@@ -102,25 +121,17 @@ def public_names():
     one.
     """
     table = {}
-    with _quiet_deprecations():
-        for subpackage in ("",) + GRADTX_SUBPACKAGES + NEUTRAL_SUBPACKAGES:
-            module = importlib.import_module("optax." + subpackage if subpackage else "optax")
-            prefix = "optax." + subpackage + "." if subpackage else "optax."
-            for name in _public(module):
-                obj = getattr(module, name, None)
-                if obj is None or isinstance(obj, types.ModuleType) or not _own(obj):
-                    continue
-                if id(obj) in table and table[id(obj)][1] != "optax":
-                    continue
-                neutral = subpackage in NEUTRAL_SUBPACKAGES or obj.__module__.startswith(
-                    tuple("optax." + s for s in NEUTRAL_SUBPACKAGES)
-                )
-                if neutral:
-                    table[id(obj)] = (prefix + name, "neutral", None)
-                    continue
-                found, counterpart = _gradtx_counterpart(subpackage, name)
-                if found or id(obj) not in table:
-                    table[id(obj)] = (prefix + name, "gradtx" if found else "optax", counterpart)
+    for subpackage, qualified, obj in _optax_objects(
+        ("",) + GRADTX_SUBPACKAGES + NEUTRAL_SUBPACKAGES
+    ):
+        if id(obj) in table and table[id(obj)][1] != "optax":
+            continue
+        if _neutral(subpackage, obj):
+            table[id(obj)] = (qualified, "neutral", None)
+            continue
+        found, counterpart = _gradtx_counterpart(subpackage, qualified.rsplit(".", 1)[1])
+        if found or id(obj) not in table:
+            table[id(obj)] = (qualified, "gradtx" if found else "optax", counterpart)
     return table
 
 
@@ -128,20 +139,14 @@ def public_names():
 def missing_names():
     """optax's public names (outside the neutral subpackages) that gradtx does not have, aliases
     included."""
-    missing = []
-    with _quiet_deprecations():
-        for subpackage in ("",) + GRADTX_SUBPACKAGES:
-            module = importlib.import_module("optax." + subpackage if subpackage else "optax")
-            prefix = "optax." + subpackage + "." if subpackage else "optax."
-            for name in _public(module):
-                obj = getattr(module, name, None)
-                if obj is None or isinstance(obj, types.ModuleType) or not _own(obj):
-                    continue
-                if obj.__module__.startswith(tuple("optax." + s for s in NEUTRAL_SUBPACKAGES)):
-                    continue
-                if not _gradtx_counterpart(subpackage, name)[0]:
-                    missing.append(prefix + name)
-    return sorted(set(missing))
+    return sorted(
+        {
+            qualified
+            for subpackage, qualified, obj in _optax_objects(("",) + GRADTX_SUBPACKAGES)
+            if not _neutral(subpackage, obj)
+            and not _gradtx_counterpart(subpackage, qualified.rsplit(".", 1)[1])[0]
+        }
+    )
 
 
 class _quiet_deprecations:
