@@ -109,6 +109,7 @@ from gradtx._interop.state_names import GaLoreState as GaLoreState
 from gradtx._interop.state_names import HutchinsonState as HutchinsonState
 from gradtx._interop.state_names import LookaheadState as LookaheadState
 from gradtx._interop.state_names import MadgradState as MadgradState
+from gradtx._interop.state_names import MuonState as MuonState
 from gradtx._interop.state_names import NormalizeState as NormalizeState
 from gradtx._interop.state_names import PartitionState as PartitionState
 from gradtx._interop.state_names import ScaleByAdaDeltaState as ScaleByAdaDeltaState
@@ -733,6 +734,7 @@ __all__ += [
 __all__ += [
     "GaLoreState",
     "MadgradState",
+    "MuonState",
     "ScaleByAdemamixState",
     "ScaleBySimplifiedAdEMAMixState",
     "LookaheadState",

@@ -12,6 +12,7 @@ from gradtx._curvature.sophia import (
 from gradtx._curvature.sophia import sophia as sophia
 from gradtx._interop.state_names import GaLoreState as GaLoreState
 from gradtx._interop.state_names import MadgradState as MadgradState
+from gradtx._interop.state_names import MuonState as MuonState
 from gradtx._interop.state_names import NormalizeState as NormalizeState
 from gradtx._interop.state_names import ScaleByAdemamixState as ScaleByAdemamixState
 from gradtx._interop.state_names import (
@@ -75,6 +76,7 @@ from gradtx._wrappers.schedule_free import schedule_free_eval_params as schedule
 __all__ = [
     "GaLoreState",
     "MadgradState",
+    "MuonState",
     "ScaleByAdemamixState",
     "ScaleBySimplifiedAdEMAMixState",
     "COCOBState",

@@ -583,3 +583,71 @@ def test_a_checkpoint_of_masked_and_freeze_before_masked_state_restores_and_resu
     # a checkpoint of the new layout is restored as it is
     again = gradtx.restore_state(tx.init(params), jax.tree.map(np.asarray, state))
     jax.tree.map(np.testing.assert_array_equal, again, state)
+
+
+# Muon as gradtx e38ebff and this commit build it (tests/fixtures/muon_two_fields_v5.msgpack was
+# written by e38ebff, whose ScaleByMuonState(count, mu) fixed the Newton-Schulz coefficients
+# when built; MuonState keeps them in ns_coeffs, as optax's does).
+MUON_CASES: dict[str, Callable[[], gradtx.GradientTransformation]] = {
+    "muon": lambda: gradtx.contrib.muon(1e-2),
+    "muon_dion_aol": lambda: gradtx.muon(
+        1e-2,
+        ns_coeffs="dion",
+        preconditioning="aol",
+        adaptive=True,
+        weight_decay=0.1,
+        nesterov=False,
+    ),
+    "scale_by_muon_bf16": lambda: gradtx.chain(
+        gradtx.scale_by_muon((3.0, -3.2, 1.2), ns_steps=3, mu_dtype=jnp.bfloat16),
+        gradtx.scale(-1e-2),
+    ),
+}
+
+
+def _muon_states(state):
+    return [x for x in jax.tree.leaves(state, is_leaf=_is_muon) if _is_muon(x)]
+
+
+def _is_muon(x):
+    return isinstance(x, gradtx.contrib.MuonState)
+
+
+@pytest.mark.parametrize("name", sorted(MUON_CASES))
+def test_a_checkpoint_of_muon_before_its_ns_coeffs_restores_and_resumes(name):
+    """The params and state after four steps, and the update and state of the fifth, saved
+    when Muon's state had no ns_coeffs: restore_state fills them in from the target (the
+    coefficients the optimizer was built with), and the fifth step is the same, bit for bit."""
+    blob = serialization.msgpack_restore(
+        (pathlib.Path(__file__).parent / "fixtures" / "muon_two_fields_v5.msgpack").read_bytes()
+    )
+    tx, saved = MUON_CASES[name](), blob[name]
+    params = jax.tree.map(jnp.asarray, saved["params"])
+    fresh = tx.init(params)
+    with pytest.raises(ValueError, match="'MuonState' in gradtx's layout before optax's"):
+        gradtx.check_state(fresh, saved["state"])
+    state = gradtx.restore_state(fresh, saved["state"])
+    assert jax.tree.structure(state) == jax.tree.structure(fresh)
+    (muon,) = _muon_states(state)
+    np.testing.assert_array_equal(muon.ns_coeffs, _muon_states(fresh)[0].ns_coeffs)
+    assert int(muon.count) == 4
+    grads = jax.tree.map(lambda p: 0.7 * p + 0.05 + 0.1 * jnp.sin(3 * p), params)
+    update, state = tx.update(grads, state, params)
+    jax.tree.map(np.testing.assert_array_equal, update, saved["next_update"])
+    after = gradtx.restore_state(tx.init(params), saved["next_state"])
+    jax.tree.map(np.testing.assert_array_equal, state, after)
+    # a checkpoint of the new layout is restored as it is
+    again = gradtx.restore_state(tx.init(params), jax.tree.map(np.asarray, state))
+    jax.tree.map(np.testing.assert_array_equal, again, state)
+
+
+def test_muon_s_earlier_layout_needs_a_target_with_its_coefficients():
+    # an abstract target has no coefficients to fill in: the checkpoint does not fit, naming them
+    blob = serialization.msgpack_restore(
+        (pathlib.Path(__file__).parent / "fixtures" / "muon_two_fields_v5.msgpack").read_bytes()
+    )
+    saved = blob["muon"]
+    params = jax.tree.map(jnp.asarray, saved["params"])
+    abstract = jax.eval_shape(MUON_CASES["muon"]().init, params)
+    with pytest.raises(ValueError, match=r"missing from the checkpoint: .*muon/0/ns_coeffs"):
+        gradtx.restore_state(abstract, saved["state"])

@@ -256,6 +256,80 @@ def test_scale_by_muon_beta_is_live_with_its_range():
         gradtx.set_hyperparams(state, beta=1.0)
 
 
+# ---- Muon's state: optax's MuonState, the coefficients in it -------------------------------
+
+
+@pytest.mark.parametrize(
+    "ns_coeffs, ns_steps, shape",
+    [(numpy_matrix.MUON_COEFFS, 5, (3,)), ("dion", 5, (5, 3)), ("dion", 3, (3, 3))],
+)
+@pytest.mark.parametrize("precision", ["float32", "x64"])
+def test_muon_state_is_optax_s_with_the_coefficients_optax_keeps(
+    ns_coeffs, ns_steps, shape, precision, request
+):
+    import optax.contrib
+
+    if precision == "x64":
+        request.getfixturevalue("x64")
+    assert gradtx.contrib.MuonState is gradtx.MuonState
+    assert gradtx.MuonState._fields == optax.contrib.MuonState._fields
+    g = {"w": jnp.ones((3, 2)), "v": jnp.ones((2, 4, 3))}
+    dims = {"w": MDN(), "v": MDN(1, 2)}
+    tx = gradtx.scale_by_muon(ns_coeffs, ns_steps, weight_dimension_numbers=dims)
+    ours = tx.init(g).inner_state
+    assert isinstance(ours, gradtx.MuonState)
+    assert ours.ns_coeffs.shape == shape
+    assert ours.ns_coeffs.dtype == (jnp.float64 if precision == "x64" else jnp.float32)
+    if ns_steps == 5:  # optax runs a table's rows whatever ns_steps is (refusing more rows)
+        optax_dims = {
+            "w": optax.contrib.MuonDimensionNumbers(),
+            "v": optax.contrib.MuonDimensionNumbers(1, 2),
+        }
+        given = numpy_matrix.DION_COEFFS if ns_coeffs == "dion" else ns_coeffs
+        with jax.numpy_dtype_promotion("standard"):
+            theirs = optax.contrib.scale_by_muon(
+                given, ns_steps, weight_dimension_numbers=optax_dims
+            ).init(g)
+        for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs)):
+            assert (a.shape, a.dtype) == (b.shape, b.dtype)
+        np.testing.assert_array_equal(ours.ns_coeffs, theirs.ns_coeffs)
+    _, after = tx.update(g, tx.init(g))
+    np.testing.assert_array_equal(after.inner_state.ns_coeffs, ours.ns_coeffs)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_muon_s_update_runs_with_the_coefficients_of_its_state(jit):
+    # a state holding other coefficients (as one converted from optax's may) steps as the
+    # transformation built with them, to the bit (the same program either way)
+    g = {"w": jnp.asarray(np.random.default_rng(5).normal(size=(4, 6)), jnp.float32)}
+    run = jax.jit if jit else (lambda f: f)
+    built = gradtx.scale_by_muon()
+    ours, _ = run(built.update)(g, built.init(g))
+    for other in ((3.0, -3.2, 1.2), "dion"):
+        tx = gradtx.scale_by_muon(other)
+        want, _ = run(tx.update)(g, tx.init(g))
+        theirs = tx.init(g).inner_state.ns_coeffs
+        state = built.init(g)
+        state = state._replace(inner_state=state.inner_state._replace(ns_coeffs=theirs))
+        got, after = run(built.update)(g, state)
+        np.testing.assert_array_equal(got["w"], want["w"])
+        np.testing.assert_array_equal(after.inner_state.ns_coeffs, theirs)
+        assert np.abs(np.asarray(ours["w"]) - np.asarray(want["w"])).max() > 1e-3
+
+
+def test_muon_refuses_a_state_whose_coefficients_have_another_shape():
+    g = jnp.ones((2, 3))
+    tx = gradtx.scale_by_muon()
+    state = tx.init(g)
+    state = state._replace(inner_state=state.inner_state._replace(ns_coeffs=jnp.ones(4)))
+    with pytest.raises(
+        ValueError,
+        match=r"^scale_by_muon: the state's ns_coeffs must have shape \(3,\) or \(steps, 3\), "
+        r"got \(4,\)",
+    ):
+        tx.update(g, state)
+
+
 # ---- muon's split of a model -----------------------------------------------------------------
 
 

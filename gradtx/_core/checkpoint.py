@@ -296,7 +296,7 @@ def restore_state(target: OptState, restored: PyTree) -> OptState:
     so is one written before Adam kept one step count for both moments (until December 2026:
     ``0/count``, ``0/ema``, ``1/1/count``, ``1/1/ema`` where :class:`gradtx.ScaleByAdamState`
     has ``count``, ``mu`` and ``nu``), and one written before the states of RMSProp, AMSGrad,
-    AdaBelief, Adan, Rprop, the AdEMAMixes, ``scale_by_schedule`` and the line searches took
+    AdaBelief, Adan, Rprop, the AdEMAMixes, Muon, ``scale_by_schedule`` and the line searches took
     optax's layouts (see :mod:`gradtx._interop.earlier_layouts`), and one of :func:`gradtx.masked`
     or :func:`gradtx.freeze` written before their state was optax's :class:`MaskedState` (until
     December 2026: the inner state alone).

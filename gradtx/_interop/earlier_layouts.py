@@ -16,6 +16,10 @@ new one, so that a run saved before resumes bit for bit:
 * ``scale_by_schedule`` gained a ``count`` (the table's);
 * the line searches' ``info`` lost ``succeeded`` for optax's errors: 0 where it was True, inf
   where it was False (the update never reads them; which condition failed was not kept).
+* ``scale_by_muon``'s ``ScaleByMuonState(count, mu)`` became :class:`MuonState`, which keeps
+  the Newton–Schulz coefficients as optax's does: ``ns_coeffs`` is the target's (those its
+  transformation's ``init`` gives, which the earlier layout fixed when it was built), so the
+  target must hold arrays there, not ``ShapeDtypeStruct``.
 
 A converter only acts on a checkpoint that has the earlier layout's paths at the place of the
 new state, and leaves everything else to :func:`gradtx.check_state`'s comparison.
@@ -26,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import jax
 import numpy as np
 
 from gradtx._core import hyper as _hyper
@@ -41,6 +46,7 @@ from gradtx._transforms.adam_descendants import (
 )
 from gradtx._transforms.adam_family import ScaleByAmsgradState
 from gradtx._transforms.adam_family_moments import ScaleByAdanState, ScaleByBeliefState
+from gradtx._transforms.orthogonal import MuonState
 from gradtx._transforms.second_moments import (
     ScaleByRmsState,
     ScaleByRmsWithCountState,
@@ -133,6 +139,14 @@ def _rprop(node: Any, sub: Leaves) -> Leaves | None:
     return out
 
 
+def _muon(node: Any, sub: Leaves) -> Leaves | None:
+    if ("ns_coeffs",) in sub or ("count",) not in sub:
+        return None
+    if not isinstance(node.ns_coeffs, (np.ndarray, jax.Array)):
+        return None  # an abstract target (ShapeDtypeStruct): no coefficients to fill in
+    return {**sub, ("ns_coeffs",): node.ns_coeffs}
+
+
 def _info_errors(fields: tuple[str, ...]) -> Callable[[Any, Leaves], Leaves | None]:
     def convert(node: Any, sub: Leaves) -> Leaves | None:
         if ("info", "succeeded") not in sub:
@@ -158,6 +172,7 @@ _CONVERTERS: dict[type, Callable[[Any, Leaves], Leaves | None]] = {
     ScaleBySimplifiedAdEMAMixState: _simplified_ademamix,
     ScaleByAdemamixState: _ademamix,
     ScaleByRpropState: _rprop,
+    MuonState: _muon,
     ScaleByBacktrackingLinesearchState: _info_errors(("decrease_error",)),
     ScaleByZoomLinesearchState: _info_errors(("decrease_error", "curvature_error")),
 }

@@ -9,8 +9,8 @@ their states alias (as optax's do). States whose layout differs from optax's are
 A few keep a field optax has no use for after optax's (:class:`ScaleByRpropState`'s
 ``learning_rate``, :class:`ScaleByLBFGSState`'s ``next_slot``, :class:`LookaheadState`'s
 ``slow``): optax's fields come first, in optax's order. The states optax keeps under
-``optax.contrib`` (:class:`GaLoreState`, :class:`MadgradState`, :class:`ScaleByAdemamixState`,
-:class:`ScaleBySimplifiedAdEMAMixState`) are here too.
+``optax.contrib`` (:class:`GaLoreState`, :class:`MadgradState`, :class:`MuonState`,
+:class:`ScaleByAdemamixState`, :class:`ScaleBySimplifiedAdEMAMixState`) are here too.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from gradtx._transforms.gradient_processing import AddNoiseState as AddNoiseStat
 from gradtx._transforms.low_rank import GaLoreState as GaLoreState
 from gradtx._transforms.momentum import EmaState as EmaState
 from gradtx._transforms.momentum import TraceState as TraceState
+from gradtx._transforms.orthogonal import MuonState as MuonState
 from gradtx._transforms.second_moments import ScaleByAdaDeltaState as ScaleByAdaDeltaState
 from gradtx._transforms.second_moments import ScaleByRmsState as ScaleByRmsState
 from gradtx._transforms.second_moments import ScaleByRssState as ScaleByRssState

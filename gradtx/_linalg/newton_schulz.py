@@ -156,7 +156,7 @@ def newton_schulz(
 
 
 def newton_schulz_many(
-    batches: list[jax.Array], table: np.ndarray, preconditioning: str, eps: Any
+    batches: list[jax.Array], table: jax.Array, preconditioning: str, eps: Any
 ) -> list[jax.Array]:
     """:func:`newton_schulz` of each (batch, rows, columns) array, the arrays of one shape
     (after turning each wide: X X^H the smaller) and dtype iterated as one batch: a model's

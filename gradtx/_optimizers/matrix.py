@@ -21,7 +21,7 @@ from gradtx._linalg.newton_schulz import MUON_COEFFS
 from gradtx._linalg.view import MatrixDimensionNumbers, leaf_dimension_numbers
 from gradtx._transforms.decay import _add_decayed_weights
 from gradtx._transforms.orthogonal import (
-    ScaleByMuonState,
+    MuonState,
     _scale_by_muon,
     _scale_by_shape,
     muon_arguments,
@@ -134,8 +134,9 @@ def muon(
     Args:
       learning_rate: η >= 0 (no default, as in optax).
       ns_coeffs: Newton–Schulz's (a, b, c), a table with one row per step, or a name as in
-        optax: ``"standard"`` (Muon's, the default) or ``"dion"`` (Ahn et al., 2025).
-      ns_steps: Newton–Schulz steps. Default 5.
+        optax: ``"standard"`` (Muon's, the default) or ``"dion"`` (Ahn et al., 2025). Kept
+        in the state, as optax keeps them (:class:`gradtx.contrib.MuonState`).
+      ns_steps: Newton–Schulz steps, fixed when built. Default 5.
       beta: β in [0, 1), the momentum's decay. Default 0.95.
       eps: ε >= 0, added to each matrix's norm and Adam's denominator. Default 1e-8.
       weight_decay: λ >= 0, decoupled, for the matrices. Default 0 (optax's).
@@ -246,7 +247,7 @@ def muon(
         owner,
         build,
         optional=("adam_learning_rate", "consistent_rms"),
-        ranges=ScaleByMuonState.live_ranges,
+        ranges=MuonState.live_ranges,
         learning_rate=learning_rate,
         beta=beta,
         eps=eps,

@@ -14,13 +14,15 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation
-from gradtx._core.checks import UNIT, check_dtype, check_flag
+from gradtx._core.checks import UNIT, _float_dtype, check_dtype, check_flag
 from gradtx._core.hyper import ScalarOrSchedule, Value, live, one_minus, per_dtype, scalar, value_as
 from gradtx._linalg.newton_schulz import (
     MUON_COEFFS,
+    NS_COEFFS_PRESETS,
     check_coefficients,
     check_preconditioning,
     compute_dtype,
@@ -55,19 +57,39 @@ def _leaf_matrices(owner: str, name: str, spec: Any, tree: Any) -> list[Any]:
 # ---- scale_by_muon ---------------------------------------------------------------------------
 
 
-class ScaleByMuonState(NamedTuple):
+class MuonState(NamedTuple):
+    """The state of :func:`gradtx.scale_by_muon`: optax's ``MuonState``, fields in its order."""
+
     count: jax.Array  # int32 []: updates so far (the bias correction's step)
     mu: Any  # like the params (mu_dtype if given): the momentum
+    # float32 (float64 with x64), (3,) for every step or (steps, 3) one row per step: the
+    # Newton-Schulz coefficients the update reads, as optax keeps them (a state converted from
+    # optax's runs with its own)
+    ns_coeffs: jax.Array
 
     # Muon's beta is a decay in [0, 1): "beta" means another thing elsewhere (optimism)
     live_ranges = {"beta": UNIT}
+
+
+def _steps_table(owner: str, ns_coeffs: jax.Array, ns_steps: int) -> jax.Array:
+    """The (steps, 3) coefficients of a state's ``ns_coeffs``: a row repeated ``ns_steps``
+    times, or the table's rows (one step each, as in optax)."""
+    shape = tuple(ns_coeffs.shape)
+    if len(shape) not in (1, 2) or shape[-1] != 3:
+        raise ValueError(
+            f"{owner}: the state's ns_coeffs must have shape (3,) or (steps, 3), got {shape}"
+        )
+    if len(shape) == 1:
+        return jnp.broadcast_to(ns_coeffs, (ns_steps, 3))
+    return ns_coeffs
 
 
 def _scale_by_muon(
     beta: Value,
     eps: Value,
     *,
-    table,
+    coefficients: np.ndarray,
+    ns_steps: int,
     preconditioning: str,
     mu_dtype: Any,
     nesterov: bool,
@@ -79,11 +101,16 @@ def _scale_by_muon(
 ) -> GradientTransformation:
     def init(params):
         _leaf_matrices(owner, "weight_dimension_numbers", dimension_numbers, params)
-        return ScaleByMuonState(_tree.zero_count(), _tree.zeros_like(params, mu_dtype))
+        return MuonState(
+            _tree.zero_count(),
+            _tree.zeros_like(params, mu_dtype),
+            jnp.asarray(coefficients, _float_dtype()),
+        )
 
     def update(updates, state, params=None, **extra):
         _tree.check_match(owner, (state.mu, updates), ("state", "updates"))
         specs = _leaf_matrices(owner, "weight_dimension_numbers", dimension_numbers, updates)
+        table = _steps_table(owner, state.ns_coeffs, ns_steps)
         count = _tree.saturating_increment(state.count)
         mu = _tree.map(ema_step(beta), updates, state.mu, owner=owner)
         identity = lambda x: x  # noqa: E731
@@ -121,7 +148,7 @@ def _scale_by_muon(
         out = treedef.unflatten(
             [restore(o).astype(g.dtype) for (_, restore), o, g in zip(views, orthogonal, flat_g)]
         )
-        return out, ScaleByMuonState(count, _tree.cast_like(mu, state.mu))
+        return out, MuonState(count, _tree.cast_like(mu, state.mu), state.ns_coeffs)
 
     return GradientTransformation(init, update)
 
@@ -137,9 +164,15 @@ def muon_arguments(
     bias_correction: Any,
     dtype: Any,
 ) -> dict[str, Any]:
-    """The validated arguments of scale_by_muon that are fixed when it is built."""
+    """The validated arguments of scale_by_muon that are fixed when it is built; the
+    coefficients as its state keeps them (as optax does): the row (a, b, c) given for every
+    step, or the ``ns_steps`` rows of a table that the steps use."""
+    table = check_coefficients(owner, ns_coeffs, ns_steps)
+    given = NS_COEFFS_PRESETS[ns_coeffs] if isinstance(ns_coeffs, str) else ns_coeffs
+    row = np.asarray(given, np.float64)
     return dict(
-        table=check_coefficients(owner, ns_coeffs, ns_steps),
+        coefficients=row if row.ndim == 1 else table,
+        ns_steps=len(table),
         preconditioning=check_preconditioning(owner, preconditioning),
         mu_dtype=check_dtype(owner, "mu_dtype", mu_dtype),
         nesterov=check_flag(owner, "nesterov", nesterov),
@@ -185,8 +218,9 @@ def scale_by_muon(
     Args:
       ns_coeffs: Newton–Schulz's (a, b, c), a table of them with one row per step, or the
         name of a set, ``"standard"`` (Muon's) or ``"dion"`` (Ahn et al., 2025: five rows).
-        Default Muon's (3.4445, -4.7750, 2.0315). Fixed when built, as is ``ns_steps``.
-      ns_steps: the number of Newton–Schulz steps. Default 5.
+        Default Muon's (3.4445, -4.7750, 2.0315). The state keeps them, as optax's does: the
+        row, or the table's last ``ns_steps`` rows (:class:`gradtx.contrib.MuonState`).
+      ns_steps: the number of Newton–Schulz steps, fixed when built. Default 5.
       beta: β in [0, 1), the momentum's decay. Default 0.95.
       eps: ε >= 0 added to each matrix's norm before the iteration (with ``"schatten"`` and
         ``"aol"``: the floor of the norm and of each row's scale). Default 1e-8, optax's.
@@ -209,7 +243,9 @@ def scale_by_muon(
       dtype: the dtype the iteration runs in (default: the momentum's, at least float32).
 
     Returns:
-      A :class:`GradientTransformation`; the updates have the gradients' dtypes.
+      A :class:`GradientTransformation` with :class:`gradtx.contrib.MuonState` state (inside
+      the live hyperparameters' :class:`gradtx.HyperState`); the updates have the gradients'
+      dtypes.
 
     Example:
       >>> import gradtx, jax.numpy as jnp
@@ -239,7 +275,7 @@ def scale_by_muon(
         dtype,
     )
     build = functools.partial(_scale_by_muon, dimension_numbers=weight_dimension_numbers, **fixed)
-    return live(owner, build, ranges=ScaleByMuonState.live_ranges, beta=beta, eps=eps)
+    return live(owner, build, ranges=MuonState.live_ranges, beta=beta, eps=eps)
 
 
 # ---- scale_by_shape --------------------------------------------------------------------------
