@@ -304,3 +304,50 @@ def test_live_hyperparameters_add_only_their_tables_to_optax_state(name):
         if isinstance(x, _hyper.HyperState)
     ]
     assert len(tables) == one_per_transformation
+
+
+# A state given without gradtx's table (optax's state of the same algorithm, or the inner state
+# built by hand): updated with the values the transformation was built with, and handed back in
+# its own classes; optax's stateless ones' (EmptyState(), ...) where the table is all gradtx keeps.
+WITHOUT_TABLE = {
+    "scale_by_adam": lambda lib: lib.scale_by_adam(b1=0.8),
+    "trace": lambda lib: lib.trace(decay=0.9, nesterov=True),
+    "scale_by_amsgrad": lambda lib: lib.scale_by_amsgrad(),
+    "adam": lambda lib: lib.adam(0.1),
+    "sgd": lambda lib: lib.sgd(0.1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WITHOUT_TABLE))
+def test_a_state_without_the_table_is_updated_in_its_own_classes(name):
+    import optax
+
+    tx, theirs = WITHOUT_TABLE[name](gradtx), WITHOUT_TABLE[name](optax)
+    ours = tx.init(PARAMS)
+    for bare in (jax.tree.map(lambda x: x, _inner(ours)), theirs.init(PARAMS)):
+        updates, new = tx.update(GRADS, bare, PARAMS)
+        want_updates, want = tx.update(GRADS, ours, PARAMS)
+        assert jax.tree.structure(new) == jax.tree.structure(bare)
+        jax.tree.map(np.testing.assert_array_equal, updates, want_updates)
+        jax.tree.map(
+            np.testing.assert_array_equal, jax.tree.leaves(new), jax.tree.leaves(_inner(want))
+        )
+
+
+def _inner(state):
+    return jax.tree.map(
+        lambda x: x.inner_state if isinstance(x, _hyper.HyperState) else x,
+        state,
+        is_leaf=lambda x: isinstance(x, _hyper.HyperState),
+    )
+
+
+def test_a_state_without_the_table_is_refused_when_it_is_another_s_or_values_are_scheduled():
+    tx = gradtx.scale_by_adam()
+    other = gradtx.trace(0.9).init(PARAMS).inner_state
+    with pytest.raises(ValueError, match=r"scale_by_adam: the state was not made .*TraceState"):
+        tx.update(GRADS, other, PARAMS)
+    scheduled = gradtx.scale_by_adam(b1=gradtx.constant_schedule(0.9))
+    bare = scheduled.init(PARAMS).inner_state
+    with pytest.raises(ValueError, match=r"scale_by_adam: a ScaleByAdamState .*\['b1'\]"):
+        scheduled.update(GRADS, bare, PARAMS)

@@ -307,7 +307,11 @@ def live(
       **hyper: each hyperparameter by name: a float, a scalar array, or a schedule.
 
     Returns:
-      A :class:`GradientTransformation` with :class:`HyperState` state.
+      A :class:`GradientTransformation` with :class:`HyperState` state. Its ``update`` also
+      takes a state without the table, when no value is a schedule: the inner state alone, or
+      optax's state of the same algorithm (the same field names, leaf for leaf), updated with
+      the values given here and handed back in its own classes; and, where the table is all it
+      keeps, ``None`` or an empty state, as optax's stateless transformations do.
     """
     for k, v in hyper.items():
         if v is None and k not in optional:
@@ -341,11 +345,12 @@ def live(
     def update(updates, state, params=None, **extra):
         if state is None or isinstance(state, EmptyState) or _no_leaves(state):
             return _without_state(updates, state, params, **extra)
-        if not isinstance(state, HyperState) or state.names != names:
-            found = list(state.names) if isinstance(state, HyperState) else type(state)
+        if not isinstance(state, HyperState):
+            return _without_table(updates, state, params, **extra)
+        if state.names != names:
             raise ValueError(
                 f"{owner}: the state was not made by this transformation's init "
-                f"(expected hyperparameters {list(names)}, got {found})"
+                f"(expected hyperparameters {list(names)}, got {list(state.names)})"
             )
         _tree.check_leaves(owner, updates, "updates")
         table = state.array
@@ -363,7 +368,7 @@ def live(
         # table is all they keep, when no value is a schedule (without a state there is no
         # step count); the state handed in is handed back
         fresh = init(updates)
-        if schedules or not isinstance(fresh.inner_state, EmptyState):
+        if schedules or jax.tree.leaves(fresh.inner_state):
             why = (
                 f"{sorted(schedules)} follow schedules, which need the step count"
                 if schedules
@@ -373,7 +378,45 @@ def live(
         updates, _ = update(updates, fresh, params, **extra)
         return updates, given
 
+    def _without_table(updates, given, params, **extra):
+        # a state without the table: optax's state of the same algorithm, or this
+        # transformation's inner state built by hand (the same field names, leaf for leaf). It
+        # is updated with the values given when built, and comes back in its own classes
+        fresh = init(updates)
+        layout = lambda tree: [  # noqa: E731
+            _tree.path_str(path) for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]
+        ]
+        if layout(given) != layout(fresh.inner_state):
+            raise ValueError(
+                f"{owner}: the state was not made by this transformation's init (expected "
+                f"hyperparameters {list(names)} and its inner state, got {type(given).__name__})"
+            )
+        if schedules:
+            raise ValueError(
+                f"{owner}: a {type(given).__name__} without gradtx's table of live "
+                f"hyperparameters has no step count for {sorted(schedules)}, which follow "
+                f"schedules; pass the state init made"
+            )
+        made, treedef = jax.tree.flatten(fresh.inner_state)
+        leaves = [_as_made(x, m) for x, m in zip(jax.tree.leaves(given), made)]
+        updates, new = update(
+            updates, fresh._replace(inner_state=treedef.unflatten(leaves)), params, **extra
+        )
+        return updates, jax.tree.structure(given).unflatten(jax.tree.leaves(new.inner_state))
+
     return GradientTransformation(init, update)
+
+
+def _as_made(given: Any, made: Any) -> Any:
+    """A leaf of a state given without its table, in the dtype ``init`` makes where it is a
+    Python number or an integer of another width (a hand-built count); other arrays as given."""
+    made_dtype = jnp.result_type(made)
+    if not isinstance(given, (jax.Array, np.ndarray, np.generic)):
+        return jnp.asarray(given, made_dtype)
+    both_integers = jnp.issubdtype(given.dtype, jnp.integer) and jnp.issubdtype(
+        made_dtype, jnp.integer
+    )
+    return given.astype(made_dtype) if both_integers else given
 
 
 _START: contextvars.ContextVar = contextvars.ContextVar("gradtx_start_count", default=None)

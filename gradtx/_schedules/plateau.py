@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation
 from gradtx._core.checks import UNIT, MissingArgumentError, _float_dtype, check_count
-from gradtx._core.hyper import HyperState, ScalarOrSchedule, Value, live, one_minus, value_as
+from gradtx._core.hyper import ScalarOrSchedule, Value, live, one_minus, value_as
 
 _RULES = ("optax", "pytorch")
 _NEGLIGIBLE = 1e-8  # PyTorch's eps: a smaller reduction is float noise at the floor, not a step
@@ -137,15 +137,6 @@ def _reduce_on_plateau(
     return GradientTransformation(init, update)
 
 
-def _is_bare(state: Any) -> bool:
-    """A ReduceLROnPlateauState without the live table: optax's, or gradtx's built by hand."""
-    return (
-        not isinstance(state, HyperState)
-        and isinstance(state, tuple)
-        and getattr(type(state), "_fields", None) == ReduceLROnPlateauState._fields
-    )
-
-
 def reduce_on_plateau(
     factor: ScalarOrSchedule = 0.1,
     patience: int = 10,
@@ -249,27 +240,4 @@ def reduce_on_plateau(
         accumulation_size=check_count(owner, "accumulation_size", accumulation_size, 1),
         rule=rule,
     )
-    tx = live(owner, build, ranges=ReduceLROnPlateauState.live_ranges, **hyper)
-    scheduled = sorted(k for k, v in hyper.items() if callable(v) and not hasattr(v, "dtype"))
-
-    def update(updates, state, params=None, **extra):
-        if not _is_bare(state):
-            return tx.update(updates, state, params, **extra)
-        if scheduled:
-            raise ValueError(
-                f"{owner}: a {type(state).__name__} without gradtx's table of live "
-                f"hyperparameters has no step count for {scheduled}, which follow schedules; "
-                f"pass the state init made"
-            )
-        counts = ("plateau_count", "cooldown_count", "count")
-        bare = ReduceLROnPlateauState(
-            **{
-                k: jnp.asarray(x).astype(jnp.int32) if k in counts else jnp.asarray(x)
-                for k, x in state._asdict().items()
-            }
-        )
-        wrapped = tx.init(updates)._replace(inner_state=bare)
-        updates, new = tx.update(updates, wrapped, params, **extra)
-        return updates, type(state)(*new.inner_state)
-
-    return GradientTransformation(tx.init, update)
+    return live(owner, build, ranges=ReduceLROnPlateauState.live_ranges, **hyper)
