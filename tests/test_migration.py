@@ -7,10 +7,10 @@ on the algorithm (1e-12 relative; Adafactor's 1e-6 and MADGRAD's 1e-7: optax for
 step weight in float32).
 
 Every optimizer of optax's (top level and ``optax.contrib``) that gradtx has under the same name
-is a case, with settings where the two algorithms agree, but ``muon`` (not here yet),
-``reduce_on_plateau`` (tests/test_plateau.py), ``lookahead`` (its slow weights move between
-params and state: a test of its own), and ``rprop``, whose algorithms differ (optax's returns
-each update one step late), which is refused.
+is a case, with settings where the two algorithms agree (L-BFGS has one more test, for a ring
+that skipped a pair), but ``reduce_on_plateau`` (tests/test_plateau.py), ``lookahead`` (a test
+of its own: its slow weights move between params and state), and ``rprop``, whose algorithms
+differ (optax's returns each update one step late), which is refused.
 """
 
 from __future__ import annotations
