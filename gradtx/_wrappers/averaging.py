@@ -24,9 +24,11 @@ def lookahead_leaf(
 
     Off a synchronisation step the fast weights take ``u`` and the slow ones stay. On one, the
     fast weights end at the new slow weights ``slow + alpha (fast + u - slow)``: the last fast
-    step and the synchronisation merged into one update.
+    step and the synchronisation merged into one update. Formed in at least float32: ``fast +
+    u`` rounded to a half-precision leaf would lose the step (``u`` is often below the params'
+    ulp), and the roundings would be at the params' scale, not the update's.
     """
-    dtype = _tree.wider(u.dtype, fast.dtype, slow.dtype)
+    dtype = _tree.wider(u.dtype, fast.dtype, slow.dtype, jnp.float32)
     diff = (fast.astype(dtype) + u.astype(dtype)) - slow.astype(dtype)
     wide_u = u.astype(dtype)
     fast_update = jnp.where(sync, wide_u - one_minus(alpha, dtype) * diff, wide_u)
