@@ -49,9 +49,9 @@ from gradtx._core.hyper import Hyperparam as Hyperparam
 from gradtx._core.hyper import HyperState as HyperState
 from gradtx._core.hyper import ScalarOrSchedule as ScalarOrSchedule
 from gradtx._core.hyper import Schedule as Schedule
-from gradtx._core.hyper import hyperparams as hyperparams
-from gradtx._core.hyper import set_hyperparams as set_hyperparams
-from gradtx._core.hyper import sweep as sweep
+from gradtx._core.hyper_access import hyperparams as hyperparams
+from gradtx._core.hyper_access import set_hyperparams as set_hyperparams
+from gradtx._core.hyper_access import sweep as sweep
 from gradtx._core.multi_transform import MaskedNode as MaskedNode
 from gradtx._core.multi_transform import MaskedState as MaskedState
 from gradtx._core.multi_transform import MaskOrFn as MaskOrFn

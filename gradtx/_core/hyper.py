@@ -3,10 +3,10 @@
 Every public factory hands its numeric hyperparameters to :func:`live`. They are validated there,
 on concrete Python values, and stored in the state as arrays, so that:
 
-* changing one (:func:`set_hyperparams`) changes data, not the trace: no recompilation;
+* changing one (:func:`gradtx.set_hyperparams`) changes data, not the trace: no recompilation;
 * a hyperparameter may follow a schedule (a function of the step count) with the same state
   structure as a float, so checkpoints and jitted steps do not care which it is;
-* :func:`hyperparams` reads the values the next update will use, inside or outside ``jit``.
+* :func:`gradtx.hyperparams` reads the values the next update will use, in ``jit`` or out.
 
 The update math itself lives in private "build" functions that take the current values and
 return a plain :class:`GradientTransformation`; :func:`live` rebuilds it at trace time from the
@@ -26,8 +26,9 @@ state's ``table``: row 0 holds the step count split in two halves that float32 h
 (``count // 65536`` and ``count % 65536``), row ``1 + i`` the value, residual and flag (0 or 1)
 of the ``i``-th name, in the factory's argument order. The array is the value of a one-entry
 dict whose key is the names, comma-separated, so the names are in the tree structure and in
-checkpoints and cost nothing per call. :func:`hyperparams`, :func:`set_hyperparams` and the
-state's ``count`` and ``hyperparams`` properties read and write it; :func:`gradtx.state_sharding`
+checkpoints and cost nothing per call. :func:`gradtx.hyperparams` and
+:func:`gradtx.set_hyperparams` (:mod:`gradtx._core.hyper_access`) and the state's ``count`` and
+``hyperparams`` properties read and write it; :func:`gradtx.state_sharding`
 replicates it; :func:`gradtx.restore_state` converts a checkpoint written in the earlier layout
 (a count and three arrays per hyperparameter).
 """
@@ -44,14 +45,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradtx._core import tree as _tree
-from gradtx._core.base import EmptyState, GradientTransformation, OptState, PyTree
+from gradtx._core.base import EmptyState, GradientTransformation, OptState
 from gradtx._core.checks import (
-    _concrete_float,
     _float_dtype,
-    _is_real_number,
     check_hyperparam,
-    check_number,
-    constraint,
 )
 
 Schedule = Callable[[jax.Array], jax.typing.ArrayLike]
@@ -438,244 +435,3 @@ def _no_leaves(state: Any) -> bool:
     """An empty container (``{}``, ``()``) given as a state: optax's stateless transformations
     ignore their state, and code written for them passes such things."""
     return not isinstance(state, HyperState) and not jax.tree.leaves(state)
-
-
-def _is_hyper_state(x: Any) -> bool:
-    return isinstance(x, HyperState)
-
-
-def _prefix(path: tuple[Any, ...]) -> str:
-    return "" if not path else _tree.path_str(path) + "/"
-
-
-def _map_hyper_states(state: PyTree, fn: Callable[[str, HyperState], HyperState], at: str = ""):
-    """Applies ``fn(prefix, hyper_state)`` to every HyperState in ``state``, nested ones first."""
-
-    def visit(path, node):
-        if not isinstance(node, HyperState):
-            return node
-        prefix = at + _prefix(path)
-        inner = _map_hyper_states(node.inner_state, fn, prefix)
-        return fn(prefix, node._replace(inner_state=inner))
-
-    return jax.tree_util.tree_map_with_path(visit, state, is_leaf=_is_hyper_state)
-
-
-def _own_ranges(node: HyperState) -> dict[str, Any]:
-    """The ranges particular to ``node``'s transformation: the ``live_ranges`` of the state
-    types inside its inner state (not inside a nested HyperState, which has its own)."""
-    found: dict[str, Any] = {}
-
-    def stop(x):
-        declared = getattr(type(x), "live_ranges", None)
-        if declared is not None:
-            found.update(declared)
-        return isinstance(x, HyperState) or declared is not None
-
-    jax.tree_util.tree_leaves(node.inner_state, is_leaf=stop)
-    return found
-
-
-def _rules(state: PyTree) -> dict[str, Any]:
-    """Maps each hyperparameter's qualified name to its range ``(text, test)``, or None."""
-    found: dict[str, Any] = {}
-
-    def collect(prefix, node):
-        own = _own_ranges(node)
-        for name in node.names:
-            found[prefix + name] = own.get(name) or constraint(name)
-        return node
-
-    _map_hyper_states(state, collect)
-    return found
-
-
-def _catalogue(state: PyTree) -> dict[str, str]:
-    """Maps each hyperparameter's qualified name (path/name) to its plain name."""
-    found: dict[str, str] = {}
-
-    def collect(prefix, node):
-        for name in node.names:
-            found[prefix + name] = name
-        return node
-
-    _map_hyper_states(state, collect)
-    return found
-
-
-def _public_names(catalogue: dict[str, str]) -> dict[str, str]:
-    """Qualified name -> the key users see: the plain name where it is unique."""
-    counts: dict[str, int] = {}
-    for name in catalogue.values():
-        counts[name] = counts.get(name, 0) + 1
-    return {q: (n if counts[n] == 1 else q) for q, n in catalogue.items()}
-
-
-def hyperparams(state: PyTree) -> dict[str, jax.Array]:
-    """The current hyperparameters of an optimizer state, as a flat dict.
-
-    The values are those the next update will use (for a schedule: its value at the current
-    step count). Keys are the argument names (``"learning_rate"``, ``"b1"``, ...); where two
-    transformations of a chain share a name, their keys are qualified by the position in the
-    chain or the ``named_chain`` name (``"0/decay"``, ``"clip/max_norm"``). Works inside ``jit``.
-
-    Args:
-      state: an optimizer state (as from ``tx.init``), or any pytree holding one.
-
-    Returns:
-      A dict from each hyperparameter's key to its current value, a scalar array.
-
-    Example:
-      >>> import gradtx, jax.numpy as jnp
-      >>> state = gradtx.adam(1e-3).init({"w": jnp.zeros(3)})
-      >>> float(gradtx.hyperparams(state)["learning_rate"])
-      0.0010000000474974513
-    """
-    public = _public_names(_catalogue(state))
-    out: dict[str, jax.Array] = {}
-
-    def collect(prefix, node):
-        for i, name in enumerate(node.names):
-            out[public[prefix + name]] = node.array[..., 1 + i, _VALUE]
-        return node
-
-    _map_hyper_states(state, collect)
-    return out
-
-
-def _new_row(name: str, x: Any, table: jax.Array, i: int, rule: Any) -> jax.Array:
-    """The row of hyperparameter ``i`` set to ``x`` by hand, after checking ``x``."""
-    owner = "set_hyperparams"
-    if callable(x) and not isinstance(x, (jax.Array, np.ndarray)):
-        raise TypeError(
-            f"{owner}: {name} must be a number or an array; a schedule is fixed when the "
-            f"optimizer is built"
-        )
-    concrete = _concrete_float(owner, name, x) if np.ndim(x) == 0 else None
-    shape = table.shape[:-2]
-    if np.shape(x) != shape:
-        raise ValueError(f"{owner}: {name} must have shape {shape}, got {np.shape(x)}")
-    if concrete is not None:
-        check_number(owner, name, concrete, dtype=table.dtype, rule=rule)
-    return _row(concrete if _is_real_number(x) else x, table.dtype, manual=True)
-
-
-def set_hyperparams(state: PyTree, **new_values: Any) -> PyTree:
-    """Returns ``state`` with hyperparameters replaced, used from the next update on.
-
-    Keys are as in :func:`hyperparams`. Values are numbers or scalar arrays (traced ones too, so
-    a ``vmap`` over learning rates works). A value set here also replaces a schedule: that
-    hyperparameter keeps the new value from then on. Nothing is recompiled.
-
-    Args:
-      state: an optimizer state (as from ``tx.init``), or any pytree holding one.
-      **new_values: the new value of each hyperparameter to change, by its key.
-
-    Returns:
-      A state of the same structure, shapes and dtypes: a jitted step takes it without
-      recompiling.
-
-    Raises:
-      ValueError: for an unknown or ambiguous name, or a value out of the argument's range.
-      TypeError: for a value that is not a real number or array.
-
-    Example:
-      >>> import gradtx, jax.numpy as jnp
-      >>> tx = gradtx.adam(gradtx.linear_schedule(1e-3, 0.0, 100))
-      >>> state = gradtx.set_hyperparams(tx.init(jnp.zeros(2)), learning_rate=0.5, b1=0.8)
-      >>> sorted((k, round(float(v), 4)) for k, v in gradtx.hyperparams(state).items())
-      [('b1', 0.8), ('b2', 0.999), ('eps', 0.0), ('eps_root', 0.0), ('learning_rate', 0.5)]
-      >>> gradtx.set_hyperparams(state, b1=1.5)
-      Traceback (most recent call last):
-      ...
-      ValueError: set_hyperparams: b1 must be in [0, 1), got 1.5
-    """
-    catalogue = _catalogue(state)
-    public = _public_names(catalogue)
-    by_key = {key: q for q, key in public.items()}
-    targets: dict[str, Any] = {}
-    for key, x in new_values.items():
-        if key in by_key:
-            targets[by_key[key]] = x
-        elif key in catalogue:
-            targets[key] = x
-        else:
-            shared = sorted(q for q, n in catalogue.items() if n == key)
-            if shared:
-                raise ValueError(
-                    f"set_hyperparams: {key!r} names several hyperparameters; use one of {shared}"
-                )
-            raise ValueError(
-                f"set_hyperparams: no hyperparameter named {key!r}; this state has {sorted(by_key)}"
-            )
-
-    def replace(prefix, node):
-        table = node.array
-        own = _own_ranges(node)
-        for i, name in enumerate(node.names):
-            if prefix + name in targets:
-                row = _new_row(name, targets[prefix + name], table, i, own.get(name))
-                table = table.at[..., 1 + i, :].set(row)
-        return node.with_array(table)
-
-    return _map_hyper_states(state, replace)
-
-
-def sweep(state: PyTree, **values: Any) -> PyTree:
-    """N copies of ``state`` stacked on a new leading axis, copy *i* using ``values[name][i]``.
-
-    This is the way to train N models with different hyperparameters in one compiled program:
-    hyperparameters are data in the state, so ``jax.vmap`` of an ordinary training step over
-    the stacked states (and stacked params) runs all N at once.
-
-    Example:
-      >>> import gradtx, jax, jax.numpy as jnp
-      >>> tx = gradtx.adam(1e-3)
-      >>> params = {"w": jnp.ones(3)}
-      >>> rates = jnp.array([1e-3, 1e-2, 1e-1])
-      >>> states = gradtx.sweep(tx.init(params), learning_rate=rates)
-      >>> stacked = jax.tree.map(lambda p: jnp.stack([p] * 3), params)
-      >>> def step(params, state):
-      ...     updates, state = tx.update(jax.tree.map(jnp.ones_like, params), state, params)
-      ...     return gradtx.apply_updates(params, updates), state
-      >>> stacked, states = jax.jit(jax.vmap(step))(stacked, states)
-      >>> [round(w, 4) for w in stacked["w"][:, 0].tolist()]  # one Adam step of each rate
-      [0.999, 0.99, 0.9]
-
-    Args:
-      state: an optimizer state (as from ``tx.init``).
-      **values: 1-D arrays or sequences of equal length N, keyed as in :func:`set_hyperparams`.
-
-    Returns:
-      The stacked state: every leaf gains a leading axis of size N.
-    """
-    if not values:
-        raise ValueError("sweep: give at least one hyperparameter to sweep")
-    columns = {}
-    for name, column in values.items():
-        if isinstance(column, jax.core.Tracer):
-            raise ValueError(f"sweep: {name} must be concrete values, not traced")
-        column = np.asarray(column)
-        if not (
-            np.issubdtype(column.dtype, np.floating) or np.issubdtype(column.dtype, np.integer)
-        ):
-            raise TypeError(f"sweep: {name} must be real numbers, got dtype {column.dtype}")
-        if column.ndim != 1 or column.size == 0:
-            raise ValueError(
-                f"sweep: {name} must be a non-empty 1-D sequence, got shape {column.shape}"
-            )
-        columns[name] = column
-    sizes = {name: column.size for name, column in columns.items()}
-    if len(set(sizes.values())) != 1:
-        raise ValueError(f"sweep: the swept values must have one length, got {sizes}")
-    copies = []
-    for i in range(next(iter(sizes.values()))):
-        try:
-            copies.append(
-                set_hyperparams(
-                    state, **{name: column[i].item() for name, column in columns.items()}
-                )
-            )
-        except (TypeError, ValueError) as err:  # name the call the user made, and the copy
-            raise type(err)(f"sweep: copy {i}: {err}") from None
-    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *copies)

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradtx._core import hyper as _hyper
+from gradtx._core import hyper_access as _hyper_access
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation, OptState, PyTree
 from gradtx._core.hyper import HyperState
@@ -331,7 +332,7 @@ class _Setter(_Search):
         return node
 
     def _set_views(self, node: HyperState, path: KeyPath, shadow, count_set: bool) -> HyperState:
-        table, ranges = node.array, _hyper._own_ranges(node)
+        table, ranges = node.array, _hyper_access._own_ranges(node)
         for key in self.values:
             if key != "count" and self.shows(node, key, shadow):
                 suffix, value = _view(node, key)
@@ -339,7 +340,7 @@ class _Setter(_Search):
                     self.hits[key] += 1
                     i = node.names.index(key)
                     row = _renamed(
-                        _hyper._new_row, key, self.values[key], table, i, ranges.get(key)
+                        _hyper_access._new_row, key, self.values[key], table, i, ranges.get(key)
                     )
                     table = table.at[..., 1 + i, :].set(row)
         if "count" in self.values:

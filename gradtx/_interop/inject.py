@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradtx._core import hyper
+from gradtx._core import hyper, hyper_access
 from gradtx._core.base import GradientTransformation, OptState, with_extra_args
 from gradtx._core.numerics import safe_increment
 
@@ -120,7 +120,7 @@ def _float_dtype_of(tree: Any) -> Any:
 
 def live_names(state: OptState) -> set[str]:
     """The plain names of every live hyperparameter in ``state`` (shared ones once)."""
-    return set(hyper._catalogue(state).values())
+    return set(hyper_access._catalogue(state).values())
 
 
 def take_changed_values(state: OptState, source: OptState) -> OptState:
@@ -137,7 +137,7 @@ def take_changed_values(state: OptState, source: OptState) -> OptState:
         found.append(node)
         return node
 
-    hyper._map_hyper_states(source, collect)
+    hyper_access._map_hyper_states(source, collect)
     tables = iter(found)
 
     def replace(prefix, node):
@@ -152,7 +152,7 @@ def take_changed_values(state: OptState, source: OptState) -> OptState:
         same = (old[..., hyper._VALUE] == new[..., hyper._VALUE])[..., None]
         return node.with_array(node.array.at[..., 1:, :].set(jnp.where(same, old, new)))
 
-    return hyper._map_hyper_states(state, replace)
+    return hyper_access._map_hyper_states(state, replace)
 
 
 def inject_hyperparams(

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradtx._core import hyper
+from gradtx._core import hyper, hyper_access
 from gradtx._core.base import GradientTransformation, OptState, Params
 from gradtx._core.tree import path_str
 from gradtx._interop import migration_rules as rules
@@ -225,7 +225,7 @@ def _tables_step(state: OptState) -> jax.Array | None:
         counts.append(node.count)
         return node
 
-    hyper._map_hyper_states(state, collect)
+    hyper_access._map_hyper_states(state, collect)
     return jnp.max(jnp.stack(counts)) if counts else None
 
 

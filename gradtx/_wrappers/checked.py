@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from jax.experimental import checkify
 
 from gradtx._core.base import GradientTransformation, with_extra_args
-from gradtx._core.hyper import _catalogue, _public_names, _rules, hyperparams
+from gradtx._core.hyper_access import _catalogue, _public_names, _rules, hyperparams
 
 
 def _check_values(state) -> None:

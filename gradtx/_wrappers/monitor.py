@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from gradtx._core import norms as _norms
 from gradtx._core import tree as _tree
 from gradtx._core.base import GradientTransformation, OptState, PyTree, with_extra_args
-from gradtx._core.hyper import _catalogue, _public_names, hyperparams
+from gradtx._core.hyper_access import _catalogue, _public_names, hyperparams
 from gradtx._transforms.monitoring import measures_link
 from gradtx._wrappers.accumulation import ApplyIfFiniteState
 
