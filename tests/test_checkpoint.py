@@ -565,24 +565,35 @@ def test_a_checkpoint_of_masked_and_freeze_before_masked_state_restores_and_resu
     when masked's and freeze's state was the inner state alone: restore_state moves it under
     MaskedState's inner_state (the multi_transform's groups were optax's already), and the fifth
     step is the same, bit for bit."""
-    blob = serialization.msgpack_restore(
-        (pathlib.Path(__file__).parent / "fixtures" / "masked_bare_v4.msgpack").read_bytes()
+    saved = _fixture("masked_bare_v4.msgpack")[name]
+    _restores_and_resumes(MASKED_CASES[name](), saved, "state of masked or freeze in gradtx's")
+
+
+def _fixture(filename):
+    return serialization.msgpack_restore(
+        (pathlib.Path(__file__).parent / "fixtures" / filename).read_bytes()
     )
-    tx, saved = MASKED_CASES[name](), blob[name]
+
+
+def _restores_and_resumes(tx, saved, refusal):
+    """A checkpoint of an earlier layout (``saved``: params, state, and the fifth step's update
+    and state) is refused by check_state with ``refusal``, restored by restore_state to ``tx``'s
+    structure, and the next step is the saved one, bit for bit; a checkpoint of the new layout
+    is restored as it is. Returns the fresh and the restored states."""
     params = jax.tree.map(jnp.asarray, saved["params"])
     fresh = tx.init(params)
-    with pytest.raises(ValueError, match="state of masked or freeze in gradtx's layout before"):
+    with pytest.raises(ValueError, match=refusal):
         gradtx.check_state(fresh, saved["state"])
-    state = gradtx.restore_state(fresh, saved["state"])
-    assert jax.tree.structure(state) == jax.tree.structure(fresh)
+    restored = gradtx.restore_state(fresh, saved["state"])
+    assert jax.tree.structure(restored) == jax.tree.structure(fresh)
     grads = jax.tree.map(lambda p: 0.7 * p + 0.05 + 0.1 * jnp.sin(3 * p), params)
-    update, state = tx.update(grads, state, params)
+    update, state = tx.update(grads, restored, params)
     jax.tree.map(np.testing.assert_array_equal, update, saved["next_update"])
     after = gradtx.restore_state(tx.init(params), saved["next_state"])
     jax.tree.map(np.testing.assert_array_equal, state, after)
-    # a checkpoint of the new layout is restored as it is
     again = gradtx.restore_state(tx.init(params), jax.tree.map(np.asarray, state))
     jax.tree.map(np.testing.assert_array_equal, again, state)
+    return fresh, restored
 
 
 # Muon as gradtx e38ebff and this commit build it (tests/fixtures/muon_two_fields_v5.msgpack was
@@ -618,35 +629,17 @@ def test_a_checkpoint_of_muon_before_its_ns_coeffs_restores_and_resumes(name):
     """The params and state after four steps, and the update and state of the fifth, saved
     when Muon's state had no ns_coeffs: restore_state fills them in from the target (the
     coefficients the optimizer was built with), and the fifth step is the same, bit for bit."""
-    blob = serialization.msgpack_restore(
-        (pathlib.Path(__file__).parent / "fixtures" / "muon_two_fields_v5.msgpack").read_bytes()
-    )
-    tx, saved = MUON_CASES[name](), blob[name]
-    params = jax.tree.map(jnp.asarray, saved["params"])
-    fresh = tx.init(params)
-    with pytest.raises(ValueError, match="'MuonState' in gradtx's layout before optax's"):
-        gradtx.check_state(fresh, saved["state"])
-    state = gradtx.restore_state(fresh, saved["state"])
-    assert jax.tree.structure(state) == jax.tree.structure(fresh)
-    (muon,) = _muon_states(state)
+    saved = _fixture("muon_two_fields_v5.msgpack")[name]
+    refusal = "'MuonState' in gradtx's layout before optax's"
+    fresh, restored = _restores_and_resumes(MUON_CASES[name](), saved, refusal)
+    (muon,) = _muon_states(restored)
     np.testing.assert_array_equal(muon.ns_coeffs, _muon_states(fresh)[0].ns_coeffs)
     assert int(muon.count) == 4
-    grads = jax.tree.map(lambda p: 0.7 * p + 0.05 + 0.1 * jnp.sin(3 * p), params)
-    update, state = tx.update(grads, state, params)
-    jax.tree.map(np.testing.assert_array_equal, update, saved["next_update"])
-    after = gradtx.restore_state(tx.init(params), saved["next_state"])
-    jax.tree.map(np.testing.assert_array_equal, state, after)
-    # a checkpoint of the new layout is restored as it is
-    again = gradtx.restore_state(tx.init(params), jax.tree.map(np.asarray, state))
-    jax.tree.map(np.testing.assert_array_equal, again, state)
 
 
 def test_muon_s_earlier_layout_needs_a_target_with_its_coefficients():
     # an abstract target has no coefficients to fill in: the checkpoint does not fit, naming them
-    blob = serialization.msgpack_restore(
-        (pathlib.Path(__file__).parent / "fixtures" / "muon_two_fields_v5.msgpack").read_bytes()
-    )
-    saved = blob["muon"]
+    saved = _fixture("muon_two_fields_v5.msgpack")["muon"]
     params = jax.tree.map(jnp.asarray, saved["params"])
     abstract = jax.eval_shape(MUON_CASES["muon"]().init, params)
     with pytest.raises(ValueError, match=r"missing from the checkpoint: .*muon/0/ns_coeffs"):
