@@ -298,7 +298,7 @@ from gradtx._transforms.lr_free_steps import MomoState as MomoState
 from gradtx._transforms.momentum import bias_correction as bias_correction
 from gradtx._transforms.momentum import ema as ema
 from gradtx._transforms.momentum import trace as trace
-from gradtx._transforms.monitoring import MeasuresState as MeasuresState
+from gradtx._transforms.monitoring import MonitorState as MonitorState
 from gradtx._transforms.monitoring import SnapshotState as SnapshotState
 from gradtx._transforms.monitoring import measure_with_ema as measure_with_ema
 from gradtx._transforms.monitoring import snapshot as snapshot
@@ -361,7 +361,7 @@ from gradtx._wrappers.layout import flatten as flatten
 from gradtx._wrappers.mechanic import MechanicState as MechanicState
 from gradtx._wrappers.mechanic import mechanize as mechanize
 from gradtx._wrappers.microbatching import microbatch as microbatch
-from gradtx._wrappers.monitor import MonitorState as MonitorState
+from gradtx._wrappers.monitor import MonitoredState as MonitoredState
 from gradtx._wrappers.monitor import monitor as monitor
 from gradtx._wrappers.monitor import step_stats as step_stats
 from gradtx._wrappers.sam import SAMState as SAMState
@@ -381,7 +381,7 @@ __all__ = [
     "HyperState",
     "Hyperparam",
     "LookaheadParams",
-    "MonitorState",
+    "MonitoredState",
     "MultiSteps",
     "MultiStepsState",
     "OptState",
@@ -665,7 +665,7 @@ __all__ += [
     "GradientTransformationExtraArgs",
     "NonNegativeParamsState",
     "ShouldSkipUpdateFunction",
-    "MeasuresState",
+    "MonitorState",
     "SnapshotState",
     "TransformUpdateExtraArgsFn",
     "ZeroNansState",

@@ -28,7 +28,7 @@ from gradtx._transforms.momentum import EmaState as EmaState
 from gradtx._transforms.momentum import TraceState as TraceState
 from gradtx._transforms.momentum import ema as ema
 from gradtx._transforms.momentum import trace as trace
-from gradtx._transforms.monitoring import MeasuresState as MeasuresState
+from gradtx._transforms.monitoring import MonitorState as MonitorState
 from gradtx._transforms.monitoring import SnapshotState as SnapshotState
 from gradtx._transforms.monitoring import measure_with_ema as measure_with_ema
 from gradtx._transforms.monitoring import snapshot as snapshot
@@ -44,7 +44,7 @@ from gradtx._wrappers.conditional import ConditionallyTransformState as Conditio
 from gradtx._wrappers.conditional import conditionally_mask as conditionally_mask
 from gradtx._wrappers.conditional import conditionally_transform as conditionally_transform
 from gradtx._wrappers.layout import flatten as flatten
-from gradtx._wrappers.monitor import MonitorState as MonitorState
+from gradtx._wrappers.monitor import MonitoredState as MonitoredState
 from gradtx._wrappers.monitor import monitor as monitor
 
 __all__ = [
@@ -55,13 +55,13 @@ __all__ = [
     "EmaState",
     "MaskedNode",
     "MaskedState",
-    "MonitorState",
+    "MonitoredState",
     "MultiSteps",
     "MultiStepsState",
     "NonNegativeParamsState",
     "PartitionState",
     "ShouldSkipUpdateFunction",
-    "MeasuresState",
+    "MonitorState",
     "SnapshotState",
     "TraceState",
     "ZeroNansState",

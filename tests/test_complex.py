@@ -167,7 +167,7 @@ def run(tx, *problems):
             trajectory, all_updates, stats = out[i]
             trajectory.append(_numpy_leaves(params[i]))
             all_updates.append(_numpy_leaves(updates))
-            if isinstance(state, gradtx.MonitorState):
+            if isinstance(state, gradtx.MonitoredState):
                 stats.append({k: np.asarray(v) for k, v in gradtx.step_stats(state).items()})
     assert update._cache_size() == 1
     return out

@@ -220,5 +220,5 @@ def test_step_stats_and_monitor_report_misuse():
     with pytest.raises(TypeError, match="monitor: tx must be a GradientTransformation"):
         gradtx.monitor(0.1)
     tx = gradtx.monitor(gradtx.sgd(0.1))
-    with pytest.raises(ValueError, match="monitor: the state must be the MonitorState"):
+    with pytest.raises(ValueError, match="monitor: the state must be the MonitoredState"):
         tx.update(PARAMS, gradtx.sgd(0.1).init(PARAMS))

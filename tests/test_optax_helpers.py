@@ -381,7 +381,7 @@ def test_monitor_of_measures_matches_optaxs(jit):
         np.testing.assert_allclose(
             gradtx.tree.get(state, name), optax.tree.get(ostate, name), rtol=2e-6
         )
-    assert isinstance(state[1], gradtx.MeasuresState)
+    assert isinstance(state[1], gradtx.MonitorState)
 
 
 def test_monitor_of_measures_keeps_its_state_structure_and_compiles_once():

@@ -169,8 +169,10 @@ def measure_with_ema(
 # ---- monitor's dictionary of measures ------------------------------------------------------
 
 
-class MeasuresState(NamedTuple):
-    """The state of :func:`gradtx.monitor` given a dictionary of measures (optax's fields)."""
+class MonitorState(NamedTuple):
+    """The state of :func:`gradtx.monitor` given a dictionary of measures: optax's
+    ``MonitorState`` (``MeasuresState`` for a day; the state of ``monitor`` wrapping an
+    optimizer is :class:`gradtx.MonitoredState`)."""
 
     measurements: dict[str, Any]  # {name: the measure's last result}: zeros shaped as the
     #   measure's result until the first update
@@ -204,18 +206,18 @@ def measures_link(owner: str, measures: Any) -> GradientTransformation:
             for (name, link), state in zip(links.items(), states)
         }
         zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-        return MeasuresState(measurements=zeros, measure_states=states)
+        return MonitorState(measurements=zeros, measure_states=states)
 
     def update(updates, state, params=None, **extra):
-        if not isinstance(state, MeasuresState) or len(state.measure_states) != len(links):
+        if not isinstance(state, MonitorState) or len(state.measure_states) != len(links):
             raise ValueError(
-                f"{owner}: the state must be the MeasuresState that init made, got "
+                f"{owner}: the state must be the MonitorState that init made, got "
                 f"{type(state).__name__}"
             )
         measurements, states = {}, []
         for (name, link), inner in zip(links.items(), state.measure_states):
             measurements[name], new = link.update(updates, inner, params, **extra)
             states.append(new)
-        return updates, MeasuresState(measurements=measurements, measure_states=tuple(states))
+        return updates, MonitorState(measurements=measurements, measure_states=tuple(states))
 
     return GradientTransformation(init, update)

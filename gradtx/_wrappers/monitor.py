@@ -23,8 +23,11 @@ from gradtx._transforms.monitoring import measures_link
 from gradtx._wrappers.accumulation import ApplyIfFiniteState
 
 
-class MonitorState(NamedTuple):
-    """The state of :func:`monitor`."""
+class MonitoredState(NamedTuple):
+    """The state of :func:`monitor` wrapping an optimizer (``MonitorState`` until December
+    2026, a name that is optax's for the state of ``monitor({name: measure})``: see
+    :class:`gradtx.MonitorState`). Checkpoints keep field names, not class names: they restore
+    as before."""
 
     grad_norm: jax.Array  # float32 [] (float64 for float64 grads): the last gradients' norm
     update_norm: jax.Array  # float32 [] (as grad_norm): the last updates' global norm
@@ -70,12 +73,12 @@ def monitor(tx: Any, *, axis_name: Any = None) -> GradientTransformation:
     to see the raw gradients and the final updates.
 
     optax's form, ``monitor({name: measure, ...})``, is a link of a chain that keeps each
-    ``measure(updates)`` of the updates it sees (which pass unchanged) in its state, a
-    :class:`MeasuresState` (optax's ``MonitorState`` fields, ``measurements`` and
-    ``measure_states``); read one with ``gradtx.tree.get(state, name)``. A measure is a function
-    of the updates or a transformation whose "updates" are the measurement, such as
-    :func:`gradtx.measure_with_ema`. Unlike optax's, the measurements are zeros of their shapes
-    from ``init`` on, so the state's structure never changes.
+    ``measure(updates)`` of the updates it sees (which pass unchanged) in its state, optax's
+    :class:`MonitorState` (``measurements``, ``measure_states``); read one with
+    ``gradtx.tree.get(state, name)``. A measure is a function of the updates or a
+    transformation whose "updates" are the measurement, such as :func:`gradtx.measure_with_ema`.
+    Unlike optax's, the measurements are zeros of their shapes from ``init`` on, so the state's
+    structure never changes.
 
     Args:
       tx: the optimizer to monitor; or a dictionary of measures (optax's form).
@@ -84,7 +87,7 @@ def monitor(tx: Any, *, axis_name: Any = None) -> GradientTransformation:
         Default ``None``: the leaves are whole arrays.
 
     Returns:
-      A :class:`GradientTransformation` with :class:`MonitorState` state; its updates are
+      A :class:`GradientTransformation` with :class:`MonitoredState` state; its updates are
       ``tx``'s, unchanged.
 
     Example:
@@ -118,7 +121,7 @@ def monitor(tx: Any, *, axis_name: Any = None) -> GradientTransformation:
     def init(params):
         inner_state = inner.init(params)
         zero = jnp.zeros([], _norm_dtype(params))
-        return MonitorState(
+        return MonitoredState(
             grad_norm=zero,
             update_norm=zero,
             learning_rate=_learning_rates(inner_state),
@@ -126,16 +129,16 @@ def monitor(tx: Any, *, axis_name: Any = None) -> GradientTransformation:
         )
 
     def update(updates, state, params=None, **extra):
-        if not isinstance(state, MonitorState):
+        if not isinstance(state, MonitoredState):
             raise ValueError(
-                f"monitor: the state must be the MonitorState that init made, "
+                f"monitor: the state must be the MonitoredState that init made, "
                 f"got {type(state).__name__}"
             )
         _tree.check_leaves("monitor", updates, "updates")  # before their norm is taken
         rates = _learning_rates(state.inner_state)
         grad_norm = _norms.global_norm(updates, axes)
         out, inner_state = inner.update(updates, state.inner_state, params, **extra)
-        new_state = MonitorState(
+        new_state = MonitoredState(
             grad_norm=grad_norm.astype(state.grad_norm.dtype),
             update_norm=_norms.global_norm(out, axes).astype(state.update_norm.dtype),
             learning_rate=_tree.cast_like(rates, state.learning_rate),
@@ -152,10 +155,10 @@ def _find(state: PyTree, cls: type) -> list[tuple[str, Any]]:
 
     def visit(tree, at):
         flat, _ = jax.tree_util.tree_flatten_with_path(
-            tree, is_leaf=lambda x: isinstance(x, (MonitorState, ApplyIfFiniteState))
+            tree, is_leaf=lambda x: isinstance(x, (MonitoredState, ApplyIfFiniteState))
         )
         for path, node in flat:
-            if isinstance(node, (MonitorState, ApplyIfFiniteState)):
+            if isinstance(node, (MonitoredState, ApplyIfFiniteState)):
                 where = at + _tree.path_str(path)
                 if isinstance(node, cls):
                     found.append((where, node))
@@ -174,7 +177,7 @@ def step_stats(state: OptState) -> dict[str, jax.Array]:
     ``jit``, ``lax.scan`` and ``vmap``.
 
     Args:
-      state: an optimizer state holding exactly one :class:`MonitorState` (the state of a
+      state: an optimizer state holding exactly one :class:`MonitoredState` (the state of a
         :func:`monitor`-wrapped optimizer, or any state containing it, such as the
         ``opt_state`` of a Flax ``TrainState``).
 
@@ -217,7 +220,7 @@ def step_stats(state: OptState) -> dict[str, jax.Array]:
       >>> int(stats["skipped_steps"]), float(stats["update_norm"])
       (1, 0.0)
     """
-    monitors = _find(state, MonitorState)
+    monitors = _find(state, MonitoredState)
     if not monitors:
         raise ValueError(
             "step_stats: the state holds no monitor state; build the optimizer with "
