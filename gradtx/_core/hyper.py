@@ -380,10 +380,7 @@ def live(
         # transformation's inner state built by hand (the same field names, leaf for leaf). It
         # is updated with the values given when built, and comes back in its own classes
         fresh = init(updates)
-        layout = lambda tree: [  # noqa: E731
-            _tree.path_str(path) for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]
-        ]
-        if layout(given) != layout(fresh.inner_state):
+        if _leaf_paths(given) != _leaf_paths(fresh.inner_state):
             raise ValueError(
                 f"{owner}: the state was not made by this transformation's init (expected "
                 f"hyperparameters {list(names)} and its inner state, got {type(given).__name__})"
@@ -402,6 +399,11 @@ def live(
         return updates, jax.tree.structure(given).unflatten(jax.tree.leaves(new.inner_state))
 
     return GradientTransformation(init, update)
+
+
+def _leaf_paths(tree: Any) -> list[str]:
+    """Each leaf's path by field names and keys: the same for two classes with the same fields."""
+    return [_tree.path_str(path) for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
 
 
 def _as_made(given: Any, made: Any) -> Any:
