@@ -43,6 +43,19 @@ def _map_hyper_states(state: PyTree, fn: Callable[[str, HyperState], HyperState]
     return jax.tree_util.tree_map_with_path(visit, state, is_leaf=_is_hyper_state)
 
 
+def _hyper_states(state: PyTree) -> list[tuple[str, HyperState]]:
+    """Every HyperState in ``state`` with its prefix, nested ones first (as
+    :func:`_map_hyper_states` visits them)."""
+    found: list[tuple[str, HyperState]] = []
+
+    def collect(prefix, node):
+        found.append((prefix, node))
+        return node
+
+    _map_hyper_states(state, collect)
+    return found
+
+
 def _own_ranges(node: HyperState) -> dict[str, Any]:
     """The ranges particular to ``node``'s transformation: the ``live_ranges`` of the state
     types inside its inner state (not inside a nested HyperState, which has its own)."""
@@ -61,28 +74,16 @@ def _own_ranges(node: HyperState) -> dict[str, Any]:
 def _rules(state: PyTree) -> dict[str, Any]:
     """Maps each hyperparameter's qualified name to its range ``(text, test)``, or None."""
     found: dict[str, Any] = {}
-
-    def collect(prefix, node):
+    for prefix, node in _hyper_states(state):
         own = _own_ranges(node)
         for name in node.names:
             found[prefix + name] = own.get(name) or constraint(name)
-        return node
-
-    _map_hyper_states(state, collect)
     return found
 
 
 def _catalogue(state: PyTree) -> dict[str, str]:
     """Maps each hyperparameter's qualified name (path/name) to its plain name."""
-    found: dict[str, str] = {}
-
-    def collect(prefix, node):
-        for name in node.names:
-            found[prefix + name] = name
-        return node
-
-    _map_hyper_states(state, collect)
-    return found
+    return {prefix + name: name for prefix, node in _hyper_states(state) for name in node.names}
 
 
 def _public_names(catalogue: dict[str, str]) -> dict[str, str]:
@@ -114,15 +115,11 @@ def hyperparams(state: PyTree) -> dict[str, jax.Array]:
       0.0010000000474974513
     """
     public = _public_names(_catalogue(state))
-    out: dict[str, jax.Array] = {}
-
-    def collect(prefix, node):
-        for i, name in enumerate(node.names):
-            out[public[prefix + name]] = node.array[..., 1 + i, _VALUE]
-        return node
-
-    _map_hyper_states(state, collect)
-    return out
+    return {
+        public[prefix + name]: node.array[..., 1 + i, _VALUE]
+        for prefix, node in _hyper_states(state)
+        for i, name in enumerate(node.names)
+    }
 
 
 def _new_row(name: str, x: Any, table: jax.Array, i: int, rule: Any) -> jax.Array:

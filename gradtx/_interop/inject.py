@@ -131,14 +131,7 @@ def take_changed_values(state: OptState, source: OptState) -> OptState:
     the stored row, whose residual makes ``1 - b1`` exact in float32. For
     :func:`gradtx.inject_hyperparams`, which builds the transformation again at every step.
     """
-    found: list[hyper.HyperState] = []
-
-    def collect(prefix, node):
-        found.append(node)
-        return node
-
-    hyper_access._map_hyper_states(source, collect)
-    tables = iter(found)
+    tables = iter(node for _, node in hyper_access._hyper_states(source))
 
     def replace(prefix, node):
         other = next(tables, None)

@@ -219,13 +219,7 @@ def _optax_step(state: Any) -> jax.Array | None:
 
 def _tables_step(state: OptState) -> jax.Array | None:
     """The largest step count of a gradtx state's tables (nested ones too), or None."""
-    counts = []
-
-    def collect(prefix, node):
-        counts.append(node.count)
-        return node
-
-    hyper_access._map_hyper_states(state, collect)
+    counts = [node.count for _, node in hyper_access._hyper_states(state)]
     return jnp.max(jnp.stack(counts)) if counts else None
 
 
